@@ -1,0 +1,1 @@
+"""Pure-Python core of PneumoView: no Qt import is allowed anywhere below this package."""

@@ -1,0 +1,96 @@
+"""The model-input contract: the one function that turns a decoded image into the model's input.
+
+The app, the batch engine and the training tool all call :func:`model_input`, so a model sees in
+a user's folder exactly what it saw in training. The contract is versioned: every checkpoint
+records :data:`INPUT_CONTRACT` and the loader refuses a mismatch. Change anything here and the
+version must change too (and the bundled model be retrained).
+
+Steps (version ``pv-input-1``):
+
+1. stored values -> Modality LUT -> float32 (done by :mod:`pneumoview.core.dicomio`); colour or
+   three equal channels -> one grey channel (mean of the channels);
+2. invert when the display would invert (MONOCHROME1, or MONOCHROME2 with Presentation LUT Shape
+   INVERSE) so that higher means brighter; the file's VOI window and the user's window are ignored;
+3. resize to ``size`` x ``size`` without keeping the aspect ratio, antialiased (box filter, i.e.
+   area averaging);
+4. clip to the 0.5th-99.5th percentiles of that small image and scale to [0, 1];
+5. normalise with the mean and standard deviation stored with the checkpoint (:func:`normalise`).
+
+Plain 8-bit PNG/JPEG files (training data) enter at step 1 as they are (:func:`load_plain_image`).
+"""
+
+from __future__ import annotations
+
+from os import PathLike
+
+import numpy as np
+
+from pneumoview.core.errors import PneumoViewError
+
+INPUT_CONTRACT = "pv-input-1"
+INPUT_SIZE = 224
+CLIP_PERCENTILES = (0.5, 99.5)
+
+
+def to_grey(values: np.ndarray) -> np.ndarray:
+    """Step 1: one float32 grey channel from a (H, W) or (H, W, C) array."""
+    arr = np.asarray(values)
+    if arr.ndim == 3:
+        arr = arr.astype(np.float32).mean(axis=2, dtype=np.float32)
+    if arr.ndim != 2:
+        raise ValueError(f"expected a 2-D grey or 3-D colour image, got shape {arr.shape}")
+    return arr.astype(np.float32, copy=False)
+
+
+def resize_area(image: np.ndarray, size: int) -> np.ndarray:
+    """Step 3: antialiased (box / area-average) resize of a float32 image to ``size`` x ``size``."""
+    from PIL import Image  # Pillow is a pydicom[pixeldata] dependency and cheap to import
+
+    img = Image.fromarray(np.ascontiguousarray(image, dtype=np.float32), mode="F")
+    out = img.resize((size, size), resample=Image.Resampling.BOX)
+    return np.asarray(out, dtype=np.float32)
+
+
+def clip_and_scale(image: np.ndarray) -> np.ndarray:
+    """Step 4: clip to the 0.5th-99.5th percentiles and scale to [0, 1] (flat images give 0)."""
+    lo, hi = np.percentile(image, CLIP_PERCENTILES)
+    if not np.isfinite(lo) or not np.isfinite(hi) or hi <= lo:
+        return np.zeros_like(image, dtype=np.float32)
+    out = (np.clip(image, lo, hi) - lo) / (hi - lo)
+    return out.astype(np.float32, copy=False)
+
+
+def model_input(values: np.ndarray, invert: bool, size: int = INPUT_SIZE) -> np.ndarray:
+    """Steps 1-4 of the contract: a (size, size) float32 array in [0, 1].
+
+    ``values`` are modality-LUT output (or the raw 8-bit values of a plain PNG/JPEG); ``invert``
+    is the decoded image's display-inversion flag. Non-finite values (a broken rescale) are an
+    error rather than a silent NaN input.
+    """
+    grey = to_grey(values)
+    if grey.size == 0:
+        raise ValueError("empty image")
+    if not np.isfinite(grey).all():
+        raise ValueError("image contains non-finite values after the Modality LUT")
+    if invert:
+        grey = -grey
+    return clip_and_scale(resize_area(grey, size))
+
+
+def normalise(x: np.ndarray, mean: float, std: float) -> np.ndarray:
+    """Step 5: standardise with the checkpoint's dataset mean and standard deviation."""
+    return ((x - np.float32(mean)) / np.float32(std)).astype(np.float32, copy=False)
+
+
+def load_plain_image(path: str | PathLike[str]) -> np.ndarray:
+    """Read a PNG/JPEG as it is (8-bit values, channels kept) for step 1 of the contract."""
+    from PIL import Image, UnidentifiedImageError
+
+    try:
+        with Image.open(path) as img:
+            img.load()
+            if img.mode not in ("L", "RGB", "I;16", "I", "F"):
+                img = img.convert("RGB")
+            return np.asarray(img)
+    except (OSError, UnidentifiedImageError, ValueError) as exc:
+        raise PneumoViewError(f"cannot read image: {exc}", path) from exc

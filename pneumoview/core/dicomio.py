@@ -1,0 +1,219 @@
+"""Reading DICOM files: headers for indexing, and pixels decoded through ``pydicom.pixels``.
+
+Decoding stops at the Modality LUT: :class:`DecodedImage` holds float32 modality values plus what
+display and the model-input contract need (the inversion flag and the file's VOI windows). Every
+failure becomes a :class:`~pneumoview.core.errors.PneumoViewError` naming the file and the reason.
+Files are only ever opened for reading.
+"""
+
+from __future__ import annotations
+
+import math
+import os
+from dataclasses import dataclass, field
+from os import PathLike
+from typing import Any
+
+import numpy as np
+import pydicom
+from pydicom.dataset import Dataset
+from pydicom.errors import InvalidDicomError
+
+from pneumoview.core.errors import PneumoViewError
+from pneumoview.core.windowing import Window, declared_windows
+
+#: Refuse, before decoding, images whose declared pixel data would need more memory than this.
+DEFAULT_MAX_PIXEL_BYTES = 1 << 30
+
+#: Optional plugins that decode syntaxes the bundled (non-GPL) codecs cannot.
+_GPL_HINTS = {
+    "1.2.840.10008.1.2.4.51": "JPEG Extended",
+}
+
+PathType = str | PathLike[str]
+
+
+@dataclass(frozen=True)
+class DecodedImage:
+    """One decoded frame: modality-LUT values and the facts display and the model need."""
+
+    path: str
+    values: np.ndarray  # float32, (H, W) grey or (H, W, 3) RGB, after the Modality LUT
+    frame: int
+    n_frames: int
+    photometric: str
+    invert: bool  # display inversion: MONOCHROME1, or MONOCHROME2 + Presentation LUT INVERSE
+    modality: str
+    windows: tuple[Window, ...] = field(default=())
+    header: Dataset | None = None
+
+    @property
+    def is_colour(self) -> bool:
+        return self.values.ndim == 3
+
+    @property
+    def shape(self) -> tuple[int, int]:
+        return int(self.values.shape[0]), int(self.values.shape[1])
+
+
+def _looks_like_dicom(ds: Dataset) -> bool:
+    """A forced read of arbitrary bytes 'succeeds'; accept it only with real DICOM content."""
+    return any(k in ds for k in ("SOPClassUID", "SOPInstanceUID", "StudyInstanceUID")) or (
+        "Rows" in ds and "Columns" in ds
+    )
+
+
+def read_header(path: PathType, specific_tags: list[str] | None = None) -> Dataset:
+    """Read the header only (never the pixel data); files with or without a preamble."""
+    try:
+        if os.path.isdir(path):
+            raise PneumoViewError("is a folder, not a DICOM file", path)
+        try:
+            ds = pydicom.dcmread(path, stop_before_pixels=True, specific_tags=specific_tags)
+        except InvalidDicomError:
+            ds = pydicom.dcmread(path, stop_before_pixels=True, force=True,
+                                 specific_tags=specific_tags)
+            if not _looks_like_dicom(ds):
+                raise PneumoViewError("not a DICOM file (no DICM preamble, no DICOM content)",
+                                      path) from None
+            if "TransferSyntaxUID" not in ds.file_meta:
+                ds.file_meta.TransferSyntaxUID = pydicom.uid.ImplicitVRLittleEndian
+        return ds
+    except PneumoViewError:
+        raise
+    except FileNotFoundError:
+        raise PneumoViewError("file not found (moved or deleted?)", path) from None
+    except PermissionError:
+        raise PneumoViewError("permission denied: the file cannot be read", path) from None
+    except Exception as exc:  # pydicom raises many types for corrupt headers
+        raise PneumoViewError(f"unreadable DICOM header ({type(exc).__name__}: {exc})",
+                              path) from exc
+
+
+def display_inverts(ds: Dataset) -> bool:
+    """Invert exactly once: MONOCHROME1, or MONOCHROME2 with Presentation LUT Shape INVERSE."""
+    photometric = str(ds.get("PhotometricInterpretation", "MONOCHROME2")).strip().upper()
+    if photometric == "MONOCHROME1":
+        return True
+    shape = str(ds.get("PresentationLUTShape", "")).strip().upper()
+    return photometric == "MONOCHROME2" and shape == "INVERSE"
+
+
+def number_of_frames(ds: Dataset) -> int:
+    try:
+        return max(1, int(ds.get("NumberOfFrames", 1) or 1))
+    except (TypeError, ValueError):
+        return 1
+
+
+def declared_pixel_bytes(ds: Dataset) -> int:
+    """Bytes the declared pixel data needs once decoded (all frames), from the header alone."""
+    rows = int(ds.get("Rows", 0) or 0)
+    cols = int(ds.get("Columns", 0) or 0)
+    samples = int(ds.get("SamplesPerPixel", 1) or 1)
+    bits = int(ds.get("BitsAllocated", 16) or 16)
+    return rows * cols * samples * number_of_frames(ds) * max(1, math.ceil(bits / 8))
+
+
+def check_decodable(ds: Dataset, path: PathType, max_bytes: int = DEFAULT_MAX_PIXEL_BYTES) -> None:
+    """Refuse files with no pixels, absurd sizes or a syntax no installed codec decodes."""
+    if "Rows" not in ds or "Columns" not in ds:
+        raise PneumoViewError("has no image (no Rows/Columns: not an image object)", path)
+    rows, cols = int(ds.Rows or 0), int(ds.Columns or 0)
+    if rows < 1 or cols < 1:
+        raise PneumoViewError(f"declares an empty image ({rows}x{cols})", path)
+    need = declared_pixel_bytes(ds)
+    if need > max_bytes:
+        raise PneumoViewError(
+            f"image too large to open safely: {rows}x{cols}x{number_of_frames(ds)} frame(s) "
+            f"needs {need / 2**20:.0f} MiB, the limit is {max_bytes / 2**20:.0f} MiB "
+            "(raise 'max image MiB' in the settings to open it)", path)
+    tsyntax = ds.file_meta.get("TransferSyntaxUID") if hasattr(ds, "file_meta") else None
+    if tsyntax is None:
+        return
+    _check_codec(pydicom.uid.UID(str(tsyntax)), path, int(ds.get("BitsStored", 8) or 8))
+
+
+def _needs_gpl_plugin(tsyntax: str, bits_stored: int) -> bool:
+    """12-bit JPEG Extended: only pylibjpeg-libjpeg (GPL) decodes it; gdcm and Pillow refuse."""
+    if tsyntax not in _GPL_HINTS or bits_stored <= 8:
+        return False
+    import importlib.util
+
+    return importlib.util.find_spec("libjpeg") is None
+
+
+def _check_codec(tsyntax: pydicom.uid.UID, path: PathType, bits_stored: int = 8) -> None:
+    from pydicom.pixels.decoders.base import get_decoder
+
+    try:
+        decoder = get_decoder(tsyntax)
+    except NotImplementedError:
+        name = tsyntax.name if tsyntax.is_transfer_syntax else "private/unknown syntax"
+        raise PneumoViewError(
+            f"transfer syntax {tsyntax} ({name}) is not supported by any pixel decoder", path
+        ) from None
+    if decoder.is_available and not _needs_gpl_plugin(str(tsyntax), bits_stored):
+        return
+    label = _GPL_HINTS.get(str(tsyntax), tsyntax.name)
+    hint = ""
+    if _needs_gpl_plugin(str(tsyntax), bits_stored):
+        label = f"{bits_stored}-bit {label}"
+        hint = (" It can be read by installing the optional GPL-licensed plugin "
+                "'pylibjpeg-libjpeg' (pip install pylibjpeg pylibjpeg-libjpeg); PneumoView does "
+                "not bundle it because of its licence.")
+    else:
+        missing = sorted({dep for deps in decoder.missing_dependencies.values() for dep in deps})
+        if missing:
+            hint = f" Install one of: {', '.join(missing)}."
+    raise PneumoViewError(f"no installed codec decodes {label} ({tsyntax}).{hint}", path)
+
+
+def decode(path: PathType, frame: int = 0, max_bytes: int = DEFAULT_MAX_PIXEL_BYTES,
+           ds: Dataset | None = None) -> DecodedImage:
+    """Decode one frame to modality values (float32) with its display and model facts."""
+    header = ds if ds is not None else read_header(path)
+    check_decodable(header, path, max_bytes)
+    n_frames = number_of_frames(header)
+    if not 0 <= frame < n_frames:
+        raise PneumoViewError(f"frame {frame} does not exist (the file has {n_frames})", path)
+    try:
+        full = pydicom.dcmread(path, force=True)
+        if "TransferSyntaxUID" not in full.file_meta:
+            full.file_meta.TransferSyntaxUID = header.file_meta.TransferSyntaxUID
+        if "PixelData" not in full and "FloatPixelData" not in full \
+                and "DoubleFloatPixelData" not in full:
+            raise PneumoViewError("has no pixel data", path)
+        from pydicom.pixels import apply_modality_lut, pixel_array
+
+        stored = pixel_array(full, index=frame if n_frames > 1 else None)
+        if n_frames == 1 and stored.ndim >= 3 and stored.shape[-1] not in (3, 4):
+            stored = stored[0]
+        values = _modality(stored, full, apply_modality_lut)
+    except PneumoViewError:
+        raise
+    except MemoryError:
+        raise PneumoViewError("not enough memory to decode this image", path) from None
+    except Exception as exc:
+        raise PneumoViewError(f"cannot decode pixel data ({type(exc).__name__}: {exc})",
+                              path) from exc
+    photometric = str(header.get("PhotometricInterpretation", "MONOCHROME2")).strip().upper()
+    return DecodedImage(
+        path=str(path), values=values, frame=frame, n_frames=n_frames, photometric=photometric,
+        invert=display_inverts(header), modality=str(header.get("Modality", "") or ""),
+        windows=declared_windows(header, values) if values.ndim == 2 else (), header=header)
+
+
+def _modality(stored: np.ndarray, ds: Dataset, apply_modality_lut: Any) -> np.ndarray:
+    """Apply the Modality LUT (rescale or LUT sequence) to grey data; colour passes through."""
+    if stored.ndim == 3:
+        return stored.astype(np.float32)
+    if "ModalityLUTSequence" in ds or "RescaleSlope" in ds or "RescaleIntercept" in ds:
+        values = apply_modality_lut(stored, ds)
+    else:
+        values = stored
+    values = np.asarray(values, dtype=np.float32)
+    if not np.isfinite(values).all():
+        raise PneumoViewError("the Modality LUT gives non-finite values (bad RescaleSlope?)",
+                              ds.filename if isinstance(ds.filename, str) else None)
+    return values

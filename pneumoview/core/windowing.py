@@ -1,0 +1,167 @@
+"""VOI windowing and display presets: pure functions on numpy arrays.
+
+Windows follow DICOM PS3.3 C.11.2.1.2 exactly (LINEAR, LINEAR_EXACT, SIGMOID), so that
+``pneumoview render`` agrees with dcmtk to within one grey level. A VOI LUT from the file is a
+window too (``lut`` set). Display inversion (MONOCHROME1) is applied once, after the window.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import numpy as np
+from pydicom.dataset import Dataset
+
+FUNCTIONS = ("LINEAR", "LINEAR_EXACT", "SIGMOID")
+
+#: CT-style presets in Hounsfield units, offered only for CT.
+CT_PRESETS = (("Lung", -600.0, 1500.0), ("Mediastinum", 50.0, 350.0),
+              ("Bone", 400.0, 1800.0), ("Soft tissue", 40.0, 400.0))
+
+#: Percentile presets for radiographs (name, low percentile, high percentile).
+PERCENTILE_PRESETS = (("Auto", 1.0, 99.0), ("Soft", 0.1, 99.9), ("High contrast", 5.0, 95.0))
+
+
+@dataclass(frozen=True)
+class Window:
+    """A VOI transform: centre/width with a function, or a lookup table from the file."""
+
+    name: str
+    center: float
+    width: float
+    function: str = "LINEAR"
+    lut_first: int = 0  # first stored value mapped by the LUT
+    lut: tuple[float, ...] | None = None  # LUT output normalised to [0, 1]
+
+    def with_levels(self, center: float, width: float) -> Window:
+        """The same function with new levels (a LUT becomes a linear window)."""
+        func = self.function if self.lut is None else "LINEAR"
+        return Window("Custom", float(center), max(float(width), 1.0), func)
+
+    @property
+    def levels(self) -> tuple[float, float]:
+        """(low, high) of the linear ramp, for image widgets that take explicit levels."""
+        if self.function == "LINEAR_EXACT":
+            return self.center - self.width / 2, self.center + self.width / 2
+        half = (self.width - 1) / 2
+        return self.center - 0.5 - half, self.center - 0.5 + half
+
+
+def _multi(value: object) -> list[float]:
+    if value is None:
+        return []
+    try:
+        return [float(v) for v in value]  # type: ignore[union-attr]
+    except TypeError:
+        return [float(value)]  # type: ignore[arg-type]
+
+
+def declared_windows(ds: Dataset, values: np.ndarray | None = None) -> tuple[Window, ...]:
+    """Every window the file declares: each WindowCenter/Width pair and each VOI LUT item."""
+    out: list[Window] = []
+    centers, widths = _multi(ds.get("WindowCenter")), _multi(ds.get("WindowWidth"))
+    raw_names = ds.get("WindowCenterWidthExplanation")
+    if raw_names is None or raw_names == "":
+        names: list[str] = []
+    elif isinstance(raw_names, str):
+        names = [raw_names]
+    else:
+        names = [str(n) for n in raw_names]
+    func = str(ds.get("VOILUTFunction", "LINEAR") or "LINEAR").strip().upper()
+    if func not in FUNCTIONS:
+        func = "LINEAR"
+    for i, (c, w) in enumerate(zip(centers, widths)):
+        if w <= 0 or not np.isfinite(c) or not np.isfinite(w):
+            continue
+        if func == "LINEAR" and w < 1:
+            continue
+        label = names[i] if i < len(names) and names[i].strip() else f"File window {i + 1}"
+        out.append(Window(label, c, w, func))
+    for i, item in enumerate(ds.get("VOILUTSequence", []) or []):
+        lut = _voi_lut(item)
+        if lut is not None:
+            first, table = lut
+            label = str(item.get("LUTExplanation", "") or f"File VOI LUT {i + 1}")
+            mid = first + len(table) / 2
+            out.append(Window(label, mid, float(len(table)), "LINEAR", first, table))
+    return tuple(out)
+
+
+def _voi_lut(item: Dataset) -> tuple[int, tuple[float, ...]] | None:
+    try:
+        desc = [int(v) for v in item.LUTDescriptor]
+        data = item.LUTData
+        if isinstance(data, bytes):
+            bits = desc[2]
+            dtype = np.uint8 if bits <= 8 and len(data) == (desc[0] or 65536) else np.uint16
+            table = np.frombuffer(data, dtype=dtype).astype(np.float64)
+        else:
+            table = np.asarray(_multi(data), dtype=np.float64)
+    except (AttributeError, ValueError, TypeError, IndexError, KeyError):
+        return None
+    if table.size < 2:
+        return None
+    lo, hi = float(table.min()), float(table.max())
+    norm = (table - lo) / (hi - lo) if hi > lo else np.zeros_like(table)
+    return desc[1], tuple(float(v) for v in norm)
+
+
+def window_unit(values: np.ndarray, window: Window) -> np.ndarray:
+    """Apply a window: float32 in [0, 1] (0 = darkest before any display inversion)."""
+    x = np.asarray(values, dtype=np.float64)
+    if window.lut is not None:
+        table = np.asarray(window.lut, dtype=np.float64)
+        idx = np.clip(np.rint(x) - window.lut_first, 0, table.size - 1).astype(np.intp)
+        return table[idx].astype(np.float32)
+    c, w = float(window.center), float(window.width)
+    if window.function == "SIGMOID":
+        y = 1.0 / (1.0 + np.exp(-4.0 * (x - c) / w))
+    elif window.function == "LINEAR_EXACT":
+        y = np.clip((x - c) / w + 0.5, 0.0, 1.0)
+    else:
+        w = max(w, 1.0)
+        y = np.where(x <= c - 0.5 - (w - 1) / 2, 0.0,
+                     np.where(x > c - 0.5 + (w - 1) / 2, 1.0, (x - (c - 0.5)) / (w - 1) + 0.5))
+    return np.clip(y, 0.0, 1.0).astype(np.float32)
+
+
+def apply_window(values: np.ndarray, window: Window, invert: bool = False) -> np.ndarray:
+    """Windowed 8-bit display image; inversion (MONOCHROME1 or user toggle) applied once."""
+    y = window_unit(values, window)
+    if invert:
+        y = 1.0 - y
+    return np.rint(y * 255.0).astype(np.uint8)
+
+
+def full_range(values: np.ndarray) -> Window:
+    lo, hi = float(np.min(values)), float(np.max(values))
+    return Window("Full range", (lo + hi) / 2 + 0.5, max(hi - lo + 1.0, 1.0))
+
+
+def percentile_window(values: np.ndarray, name: str, lo_pct: float, hi_pct: float) -> Window:
+    sample = values[:: max(1, values.shape[0] // 512), :: max(1, values.shape[1] // 512)]
+    lo, hi = (float(v) for v in np.percentile(sample, (lo_pct, hi_pct)))
+    return Window(name, (lo + hi) / 2 + 0.5, max(hi - lo + 1.0, 1.0))
+
+
+def presets(values: np.ndarray, declared: tuple[Window, ...] = (), modality: str = "") \
+        -> list[Window]:
+    """Windows to offer: the file's own first, then full range and percentile presets.
+
+    CT presets in Hounsfield units are added only for CT, where the values are HU.
+    """
+    out = list(declared)
+    if values.ndim != 2:
+        return out
+    out.append(full_range(values))
+    out.extend(percentile_window(values, *p) for p in PERCENTILE_PRESETS)
+    if modality.upper() == "CT":
+        out.extend(Window(n, c, w) for n, c, w in CT_PRESETS)
+    return out
+
+
+def default_window(values: np.ndarray, declared: tuple[Window, ...] = ()) -> Window:
+    """The window a reader expects first: the file's first, else the 'Auto' percentile one."""
+    if declared:
+        return declared[0]
+    return percentile_window(values, *PERCENTILE_PRESETS[0])
