@@ -1,0 +1,322 @@
+"""The model file format (a directory) and its loader, shared by the app and ``training/``.
+
+A model directory holds three files:
+
+* ``model.safetensors`` - the weights (safetensors: no pickle, so loading cannot run code);
+* ``metadata.json`` - architecture, input-contract version, input size, dataset mean/std, the
+  calibration temperature, the operating threshold, test metrics and ``weights_sha256``;
+* ``MODEL_CARD.md`` - intended use, data, metrics with intervals, known limits.
+
+The loader refuses a directory whose input contract differs from :data:`contract.INPUT_CONTRACT`
+(the model would see different pixels than it was trained on) and weights whose sha256 differs
+from the metadata (an altered or corrupt file). ``torch`` is imported by this module, which is
+only imported on the AI paths; :mod:`pneumoview.core` itself never imports it.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import math
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+from os import PathLike
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+
+from pneumoview.core import contract
+from pneumoview.core.errors import PneumoViewError
+
+ARCHITECTURE = "resnet18-1ch-1logit"
+WEIGHTS_FILE = "model.safetensors"
+METADATA_FILE = "metadata.json"
+CARD_FILE = "MODEL_CARD.md"
+
+_REQUIRED_KEYS = ("architecture", "input_contract", "input_size", "mean", "std", "temperature",
+                  "threshold", "weights_sha256")
+
+
+def build_model() -> torch.nn.Module:
+    """ResNet18 with a one-channel first convolution and one output logit (random init)."""
+    from torchvision.models import resnet18
+
+    model = resnet18(weights=None, num_classes=1)
+    model.conv1 = torch.nn.Conv2d(1, 64, kernel_size=7, stride=2, padding=3, bias=False)
+    return model
+
+
+@dataclass(frozen=True)
+class ModelInfo:
+    """The parsed ``metadata.json`` of a model directory."""
+
+    name: str
+    version: str
+    architecture: str
+    input_contract: str
+    input_size: int
+    mean: float
+    std: float
+    temperature: float
+    threshold: float
+    target_sensitivity: float
+    weights_sha256: str
+    metrics: dict = field(hash=False, compare=False)
+    directory: Path = field(compare=False)
+    raw: dict = field(hash=False, compare=False, repr=False)
+
+    @property
+    def weights_path(self) -> Path:
+        return self.directory / WEIGHTS_FILE
+
+    @property
+    def label(self) -> str:
+        """Shown with every result so a reader knows which model produced it."""
+        return f"{self.name} {self.version} (sha256 {self.weights_sha256[:8]})"
+
+
+def sha256_file(path: Path | str) -> str:
+    h = hashlib.sha256()
+    with open(path, "rb") as fh:
+        for chunk in iter(lambda: fh.read(1 << 20), b""):
+            h.update(chunk)
+    return h.hexdigest()
+
+
+def _resolve_dir(model_dir: Path | str | PathLike[str] | None) -> Path:
+    if model_dir is None:
+        from pneumoview.core.resources import bundled_model_dir
+
+        return bundled_model_dir()
+    return Path(model_dir)
+
+
+def _finite_float(raw: dict, key: str, path: Path, positive: bool = False) -> float:
+    try:
+        value = float(raw[key])
+    except (TypeError, ValueError):
+        raise PneumoViewError(f"metadata field {key!r} is not a number; re-export the model",
+                              path) from None
+    if not math.isfinite(value) or (positive and value <= 0):
+        raise PneumoViewError(f"metadata field {key!r} has an invalid value {value!r}; "
+                              "re-export the model", path)
+    return value
+
+
+def read_model_info(model_dir: Path | str | PathLike[str] | None = None) -> ModelInfo:
+    """Parse and check ``metadata.json`` (``None`` = the bundled model)."""
+    directory = _resolve_dir(model_dir)
+    meta_path = directory / METADATA_FILE
+    if not directory.is_dir():
+        raise PneumoViewError("model folder not found; reinstall PneumoView or pass a model "
+                              "folder that holds metadata.json and model.safetensors", directory)
+    try:
+        raw = json.loads(meta_path.read_text(encoding="utf-8"))
+    except FileNotFoundError:
+        raise PneumoViewError(f"no {METADATA_FILE} in the model folder; it is not a PneumoView "
+                              "model (export one with `python -m training export`)",
+                              directory) from None
+    except (OSError, UnicodeDecodeError, json.JSONDecodeError) as exc:
+        raise PneumoViewError(f"model metadata is not valid JSON ({exc}); re-export the model",
+                              meta_path) from exc
+    if not isinstance(raw, dict):
+        raise PneumoViewError("model metadata is not a JSON object; re-export the model",
+                              meta_path)
+    missing = [k for k in _REQUIRED_KEYS if k not in raw]
+    if missing:
+        raise PneumoViewError(f"model metadata lacks {', '.join(missing)}; re-export the model",
+                              meta_path)
+    if raw["architecture"] != ARCHITECTURE:
+        raise PneumoViewError(f"unknown model architecture {raw['architecture']!r} (this "
+                              f"version of PneumoView runs {ARCHITECTURE!r})", meta_path)
+    if raw["input_contract"] != contract.INPUT_CONTRACT:
+        raise PneumoViewError(f"the model was trained for input contract "
+                              f"{raw['input_contract']!r} but this PneumoView prepares images "
+                              f"as {contract.INPUT_CONTRACT!r}; use a matching model or version",
+                              meta_path)
+    try:
+        input_size = int(raw["input_size"])
+    except (TypeError, ValueError):
+        input_size = 0
+    if not 16 <= input_size <= 4096:
+        raise PneumoViewError(f"metadata input_size {raw['input_size']!r} is invalid; "
+                              "re-export the model", meta_path)
+    sha = str(raw["weights_sha256"]).lower()
+    if len(sha) != 64 or any(c not in "0123456789abcdef" for c in sha):
+        raise PneumoViewError("metadata weights_sha256 is not a sha256 digest; re-export the "
+                              "model", meta_path)
+    threshold = _finite_float(raw, "threshold", meta_path)
+    if not 0.0 <= threshold <= 1.0:
+        raise PneumoViewError(f"metadata threshold {threshold} is outside [0, 1]", meta_path)
+    metrics = raw.get("metrics") or {}
+    return ModelInfo(
+        name=str(raw.get("name", "pneumoview-model")),
+        version=str(raw.get("version", "0")),
+        architecture=raw["architecture"],
+        input_contract=raw["input_contract"],
+        input_size=input_size,
+        mean=_finite_float(raw, "mean", meta_path),
+        std=_finite_float(raw, "std", meta_path, positive=True),
+        temperature=_finite_float(raw, "temperature", meta_path, positive=True),
+        threshold=threshold,
+        target_sensitivity=float(raw.get("target_sensitivity", float("nan"))),
+        weights_sha256=sha,
+        metrics=metrics if isinstance(metrics, dict) else {},
+        directory=directory,
+        raw=raw,
+    )
+
+
+def verify_weights(info: ModelInfo) -> None:
+    """The weights file must exist and match the sha256 recorded in the metadata."""
+    path = info.weights_path
+    if not path.is_file():
+        raise PneumoViewError(f"no {WEIGHTS_FILE} in the model folder; reinstall PneumoView or "
+                              "re-export the model", info.directory)
+    try:
+        digest = sha256_file(path)
+    except OSError as exc:
+        raise PneumoViewError(f"cannot read the model weights ({exc})", path) from exc
+    if digest != info.weights_sha256:
+        raise PneumoViewError("the model weights were altered or corrupt (sha256 "
+                              f"{digest[:12]}... differs from the metadata's "
+                              f"{info.weights_sha256[:12]}...); reinstall PneumoView or "
+                              "re-export the model", path)
+
+
+def select_device(preference: str | torch.device = "auto") -> torch.device:
+    """``auto``: CUDA, then Apple MPS, then CPU; or an explicit ``cpu``/``cuda[:N]``/``mps``."""
+    pref = str(preference).strip().lower() or "auto"
+    mps_ok = bool(getattr(torch.backends, "mps", None) and torch.backends.mps.is_available())
+    if pref == "auto":
+        if torch.cuda.is_available():
+            return torch.device("cuda")
+        if mps_ok:
+            return torch.device("mps")
+        return torch.device("cpu")
+    try:
+        dev = torch.device(pref)
+    except (RuntimeError, ValueError):
+        raise PneumoViewError(f"unknown device {preference!r}; use auto, cpu, cuda, cuda:N or "
+                              "mps") from None
+    if dev.type == "cpu":
+        return dev
+    if dev.type == "cuda":
+        if not torch.cuda.is_available():
+            raise PneumoViewError("CUDA was requested but no CUDA GPU is available to this "
+                                  "PyTorch build; use --device cpu or auto")
+        if dev.index is not None and dev.index >= torch.cuda.device_count():
+            raise PneumoViewError(f"CUDA device {dev.index} does not exist (found "
+                                  f"{torch.cuda.device_count()}); use cuda:0..")
+        return dev
+    if dev.type == "mps":
+        if not mps_ok:
+            raise PneumoViewError("Apple MPS was requested but is not available here; use "
+                                  "--device cpu or auto")
+        return dev
+    raise PneumoViewError(f"unsupported device {preference!r}; use auto, cpu, cuda[:N] or mps")
+
+
+@dataclass
+class LoadedModel:
+    info: ModelInfo
+    module: torch.nn.Module
+    device: torch.device
+
+
+def load_state_dict_file(path: Path) -> dict[str, torch.Tensor]:
+    """Read safetensors weights (never ``torch.load``: no pickle, no code execution)."""
+    from safetensors import SafetensorError
+    from safetensors.torch import load_file
+
+    try:
+        return load_file(str(path), device="cpu")
+    except (SafetensorError, OSError, ValueError) as exc:
+        raise PneumoViewError(f"cannot read the model weights ({exc}); reinstall PneumoView or "
+                              "re-export the model", path) from exc
+
+
+def load_model(model_dir: Path | str | PathLike[str] | None = None,
+               device: str | torch.device = "auto") -> LoadedModel:
+    """Check the metadata and weights, build the network and load it for inference."""
+    info = read_model_info(model_dir)
+    verify_weights(info)
+    dev = select_device(device)
+    state = load_state_dict_file(info.weights_path)
+    module = build_model()
+    try:
+        module.load_state_dict(state, strict=True)
+    except RuntimeError as exc:
+        raise PneumoViewError(f"the weights do not fit {ARCHITECTURE} ({str(exc)[:300]})",
+                              info.weights_path) from exc
+    module = module.to(dev, memory_format=torch.channels_last).eval()
+    return LoadedModel(info=info, module=module, device=dev)
+
+
+def prepare_batch(inputs: Sequence[np.ndarray], info: ModelInfo) -> torch.Tensor:
+    """Stack contract step-4 outputs (``size`` x ``size`` in [0, 1]) and apply step 5."""
+    if len(inputs) == 0:
+        raise ValueError("empty batch")
+    size = info.input_size
+    arrays = []
+    for x in inputs:
+        arr = np.asarray(x, dtype=np.float32)
+        if arr.shape != (size, size):
+            raise ValueError(f"model input must be {size}x{size}, got {arr.shape}")
+        arrays.append(contract.normalise(arr, info.mean, info.std))
+    batch = torch.from_numpy(np.stack(arrays)[:, None])
+    return batch.contiguous(memory_format=torch.channels_last)
+
+
+def predict_logits(model: LoadedModel, batch: torch.Tensor) -> np.ndarray:
+    """Raw logits, float64 ``(N,)``."""
+    with torch.inference_mode():
+        x = batch.to(model.device, dtype=torch.float32, memory_format=torch.channels_last)
+        out = model.module(x).reshape(-1)
+        return out.detach().to("cpu", torch.float64).numpy()
+
+
+def calibrated_probability(logits: np.ndarray, temperature: float) -> np.ndarray:
+    """Temperature-scaled sigmoid ``1 / (1 + exp(-logit / T))``, numerically stable."""
+    z = np.asarray(logits, dtype=np.float64) / float(temperature)
+    out = np.empty_like(z)
+    pos = z >= 0
+    out[pos] = 1.0 / (1.0 + np.exp(-z[pos]))
+    ez = np.exp(z[~pos])
+    out[~pos] = ez / (1.0 + ez)
+    return out
+
+
+def _jsonable(obj: Any) -> Any:
+    if isinstance(obj, dict):
+        return {str(k): _jsonable(v) for k, v in obj.items()}
+    if isinstance(obj, list | tuple):
+        return [_jsonable(v) for v in obj]
+    if isinstance(obj, np.generic):
+        return obj.item()
+    if isinstance(obj, float) and not math.isfinite(obj):
+        return None
+    return obj
+
+
+def write_model_dir(out_dir: Path | str | PathLike[str], state_dict: dict[str, torch.Tensor],
+                    metadata: dict, card_text: str | None = None) -> Path:
+    """Write weights (safetensors), ``metadata.json`` (plus ``weights_sha256``) and the card."""
+    from safetensors.torch import save_file
+
+    out = Path(out_dir)
+    out.mkdir(parents=True, exist_ok=True)
+    tensors = {k: v.detach().to("cpu").contiguous() for k, v in state_dict.items()}
+    weights = out / WEIGHTS_FILE
+    save_file(tensors, str(weights), metadata={"architecture": ARCHITECTURE})
+    meta = dict(metadata)
+    meta.setdefault("architecture", ARCHITECTURE)
+    meta.setdefault("input_contract", contract.INPUT_CONTRACT)
+    meta["weights_sha256"] = sha256_file(weights)
+    (out / METADATA_FILE).write_text(json.dumps(_jsonable(meta), indent=2, sort_keys=False)
+                                     + "\n", encoding="utf-8")
+    if card_text is not None:
+        (out / CARD_FILE).write_text(card_text, encoding="utf-8")
+    return out
