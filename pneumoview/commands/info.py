@@ -1,0 +1,62 @@
+"""``pneumoview info FILE``: what a DICOM file holds and how PneumoView decodes it, without Qt."""
+
+from __future__ import annotations
+
+import argparse
+import sys
+
+import numpy as np
+
+from pneumoview.core import dicomio, windowing
+from pneumoview.core.errors import PneumoViewError
+
+_HEADER_FIELDS = (
+    ("Patient", "PatientName"), ("Patient ID", "PatientID"), ("Study date", "StudyDate"),
+    ("Study", "StudyDescription"), ("Series", "SeriesDescription"), ("Modality", "Modality"),
+    ("Body part", "BodyPartExamined"), ("View", "ViewPosition"),
+    ("Photometric", "PhotometricInterpretation"), ("Rows", "Rows"), ("Columns", "Columns"),
+    ("Bits allocated/stored", None), ("Pixel representation", "PixelRepresentation"),
+    ("Rescale slope/intercept", None), ("Presentation LUT shape", "PresentationLUTShape"),
+)
+
+
+def add_arguments(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("file", help="DICOM file")
+    parser.add_argument("--no-decode", action="store_true", help="print the header facts only")
+
+
+def describe(path: str, decode: bool = True) -> list[str]:
+    """Human-readable lines about a file; raises PneumoViewError for unreadable ones."""
+    ds = dicomio.read_header(path)
+    tsyntax = ds.file_meta.get("TransferSyntaxUID", "(none)")
+    lines = [f"File: {path}", f"Transfer syntax: {tsyntax} ({getattr(tsyntax, 'name', '')})",
+             f"SOP class: {getattr(ds.get('SOPClassUID', ''), 'name', '')}"]
+    for label, key in _HEADER_FIELDS:
+        if label == "Bits allocated/stored":
+            value = f"{ds.get('BitsAllocated', '')}/{ds.get('BitsStored', '')}"
+        elif label == "Rescale slope/intercept":
+            value = f"{ds.get('RescaleSlope', '1')}/{ds.get('RescaleIntercept', '0')}" + (
+                " + Modality LUT Sequence" if "ModalityLUTSequence" in ds else "")
+        else:
+            value = str(ds.get(key, "")) if key else ""
+        lines.append(f"{label}: {value}")
+    lines.append(f"Frames: {dicomio.number_of_frames(ds)}")
+    lines.append(f"Display inverts: {'yes' if dicomio.display_inverts(ds) else 'no'}")
+    if decode:
+        decoded = dicomio.decode(path, ds=ds)
+        values = decoded.values
+        lines.append(f"Decoded: {values.shape} float32, modality values "
+                     f"{float(np.min(values)):g} .. {float(np.max(values)):g}")
+        for w in windowing.presets(values, decoded.windows, decoded.modality):
+            kind = "VOI LUT" if w.lut is not None else w.function
+            lines.append(f"Preset: '{w.name}' C={w.center:g} W={w.width:g} ({kind})")
+    return lines
+
+
+def run(args: argparse.Namespace) -> int:
+    try:
+        print("\n".join(describe(args.file, decode=not args.no_decode)))
+    except PneumoViewError as exc:
+        print(f"pneumoview info: {exc}", file=sys.stderr)
+        return 1
+    return 0
