@@ -70,7 +70,7 @@ def declared_windows(ds: Dataset, values: np.ndarray | None = None) -> tuple[Win
     func = str(ds.get("VOILUTFunction", "LINEAR") or "LINEAR").strip().upper()
     if func not in FUNCTIONS:
         func = "LINEAR"
-    for i, (c, w) in enumerate(zip(centers, widths)):
+    for i, (c, w) in enumerate(zip(centers, widths, strict=False)):
         if w <= 0 or not np.isfinite(c) or not np.isfinite(w):
             continue
         if func == "LINEAR" and w < 1:
