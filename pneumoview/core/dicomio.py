@@ -65,19 +65,28 @@ def _looks_like_dicom(ds: Dataset) -> bool:
 
 def read_header(path: PathType, specific_tags: list[str] | None = None) -> Dataset:
     """Read the header only (never the pixel data); files with or without a preamble."""
+    return _read(path, stop_before_pixels=True, specific_tags=specific_tags)
+
+
+def read_dataset(path: PathType) -> Dataset:
+    """Read the whole dataset; elements over 16 MB (the pixel data) are read only when used,
+    so the size guard can refuse a huge image before its bytes are loaded."""
+    return _read(path, stop_before_pixels=False, defer_size="16 MB")
+
+
+def _read(path: PathType, **kwargs: Any) -> Dataset:
     try:
         if os.path.isdir(path):
             raise PneumoViewError("is a folder, not a DICOM file", path)
         try:
-            ds = pydicom.dcmread(path, stop_before_pixels=True, specific_tags=specific_tags)
+            ds = pydicom.dcmread(path, **kwargs)
         except InvalidDicomError:
-            ds = pydicom.dcmread(path, stop_before_pixels=True, force=True,
-                                 specific_tags=specific_tags)
+            ds = pydicom.dcmread(path, force=True, **kwargs)
             if not _looks_like_dicom(ds):
                 raise PneumoViewError("not a DICOM file (no DICM preamble, no DICOM content)",
                                       path) from None
-            if "TransferSyntaxUID" not in ds.file_meta:
-                ds.file_meta.TransferSyntaxUID = pydicom.uid.ImplicitVRLittleEndian
+        if "TransferSyntaxUID" not in ds.file_meta:
+            ds.file_meta.TransferSyntaxUID = pydicom.uid.ImplicitVRLittleEndian
         return ds
     except PneumoViewError:
         raise
@@ -171,24 +180,25 @@ def _check_codec(tsyntax: pydicom.uid.UID, path: PathType, bits_stored: int = 8)
 
 def decode(path: PathType, frame: int = 0, max_bytes: int = DEFAULT_MAX_PIXEL_BYTES,
            ds: Dataset | None = None) -> DecodedImage:
-    """Decode one frame to modality values (float32) with its display and model facts."""
-    header = ds if ds is not None else read_header(path)
-    check_decodable(header, path, max_bytes)
-    n_frames = number_of_frames(header)
+    """Decode one frame to modality values (float32) with its display and model facts.
+
+    ``ds`` may be a header already read (it is checked first, so a refused file costs no
+    pixel read); the file itself is read once more in full.
+    """
+    if ds is not None:
+        check_decodable(ds, path, max_bytes)
+    full = read_dataset(path)
+    check_decodable(full, path, max_bytes)
+    n_frames = number_of_frames(full)
     if not 0 <= frame < n_frames:
         raise PneumoViewError(f"frame {frame} does not exist (the file has {n_frames})", path)
+    if "PixelData" not in full and "FloatPixelData" not in full \
+            and "DoubleFloatPixelData" not in full:
+        raise PneumoViewError("has no pixel data", path)
     try:
-        full = pydicom.dcmread(path, force=True)
-        if "TransferSyntaxUID" not in full.file_meta:
-            full.file_meta.TransferSyntaxUID = header.file_meta.TransferSyntaxUID
-        if "PixelData" not in full and "FloatPixelData" not in full \
-                and "DoubleFloatPixelData" not in full:
-            raise PneumoViewError("has no pixel data", path)
         from pydicom.pixels import apply_modality_lut, pixel_array
 
         stored = pixel_array(full, index=frame if n_frames > 1 else None)
-        if n_frames == 1 and stored.ndim >= 3 and stored.shape[-1] not in (3, 4):
-            stored = stored[0]
         values = _modality(stored, full, apply_modality_lut)
     except PneumoViewError:
         raise
@@ -197,23 +207,38 @@ def decode(path: PathType, frame: int = 0, max_bytes: int = DEFAULT_MAX_PIXEL_BY
     except Exception as exc:
         raise PneumoViewError(f"cannot decode pixel data ({type(exc).__name__}: {exc})",
                               path) from exc
-    photometric = str(header.get("PhotometricInterpretation", "MONOCHROME2")).strip().upper()
+    photometric = str(full.get("PhotometricInterpretation", "MONOCHROME2")).strip().upper()
+    header = full.copy()
+    for key in ("PixelData", "FloatPixelData", "DoubleFloatPixelData"):
+        if key in header:
+            del header[key]
     return DecodedImage(
         path=str(path), values=values, frame=frame, n_frames=n_frames, photometric=photometric,
-        invert=display_inverts(header), modality=str(header.get("Modality", "") or ""),
-        windows=declared_windows(header, values) if values.ndim == 2 else (), header=header)
+        invert=display_inverts(full), modality=str(full.get("Modality", "") or ""),
+        windows=declared_windows(full, values) if values.ndim == 2 else (), header=header)
 
 
 def _modality(stored: np.ndarray, ds: Dataset, apply_modality_lut: Any) -> np.ndarray:
-    """Apply the Modality LUT (rescale or LUT sequence) to grey data; colour passes through."""
-    if stored.ndim == 3:
+    """Apply the Modality LUT (rescale or LUT sequence) to grey data; colour passes through.
+
+    Rescale is done in float32 in place (the common case, and twice as fast as pydicom's
+    float64 path); the LUT sequence goes through pydicom.
+    """
+    if stored.ndim == 3 and stored.shape[-1] in (3, 4):
         return stored.astype(np.float32)
-    if "ModalityLUTSequence" in ds or "RescaleSlope" in ds or "RescaleIntercept" in ds:
-        values = apply_modality_lut(stored, ds)
-    else:
-        values = stored
-    values = np.asarray(values, dtype=np.float32)
-    if not np.isfinite(values).all():
-        raise PneumoViewError("the Modality LUT gives non-finite values (bad RescaleSlope?)",
+    if "ModalityLUTSequence" in ds:
+        return np.asarray(apply_modality_lut(stored, ds), dtype=np.float32)
+    try:
+        slope = float(ds.get("RescaleSlope", 1) or 1)
+        intercept = float(ds.get("RescaleIntercept", 0) or 0)
+    except (TypeError, ValueError) as exc:
+        raise ValueError(f"invalid RescaleSlope/RescaleIntercept: {exc}") from None
+    if not (np.isfinite(slope) and np.isfinite(intercept)):
+        raise PneumoViewError(f"invalid rescale (slope {slope}, intercept {intercept})",
                               ds.filename if isinstance(ds.filename, str) else None)
+    values = stored.astype(np.float32)
+    if slope != 1:
+        values *= np.float32(slope)
+    if intercept != 0:
+        values += np.float32(intercept)
     return values
