@@ -1,0 +1,56 @@
+"""Class-activation-map pixel maths (pure numpy): mapping a CAM back onto the original image.
+
+The model sees the image squashed to ``S x S`` without keeping the aspect ratio (contract step
+3), so a CAM computed on the model's grid (the 7 x 7 layer4 grid, or ``S x S``) must be
+stretched back to ``H x W`` independently along each axis. Samples are aligned on pixel centres:
+output pixel ``y`` of ``H`` sits at ``(y + 0.5) * h / H - 0.5`` in the ``h``-pixel input, which
+is exactly where the box-filter resize took its area from. Values are interpolated bilinearly
+and clamped at the borders, so the map covers the whole image with no half-pixel shift.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+
+
+def _axis_weights(n_in: int, n_out: int) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """Lower index, upper index and upper weight for centre-aligned linear resampling."""
+    pos = (np.arange(n_out, dtype=np.float64) + 0.5) * (n_in / n_out) - 0.5
+    pos = np.clip(pos, 0.0, n_in - 1)
+    lo = np.floor(pos).astype(np.intp)
+    hi = np.minimum(lo + 1, n_in - 1)
+    return lo, hi, (pos - lo).astype(np.float32)
+
+
+def resample_to_grid(cam: np.ndarray, shape: tuple[int, int]) -> np.ndarray:
+    """Resize a 2-D map to ``shape`` = (H, W), pixel centres aligned (bilinear); float32."""
+    src = np.asarray(cam, dtype=np.float32)
+    if src.ndim != 2 or src.size == 0:
+        raise ValueError(f"a CAM must be a non-empty 2-D array, got shape {src.shape}")
+    height, width = int(shape[0]), int(shape[1])
+    if height < 1 or width < 1:
+        raise ValueError(f"target shape must be positive, got {shape}")
+    y0, y1, wy = _axis_weights(src.shape[0], height)
+    x0, x1, wx = _axis_weights(src.shape[1], width)
+    rows = src[y0] * (1.0 - wy)[:, None] + src[y1] * wy[:, None]  # (H, w)
+    out = rows[:, x0] * (1.0 - wx)[None, :] + rows[:, x1] * wx[None, :]
+    return out.astype(np.float32, copy=False)
+
+
+def normalise_cam(cam: np.ndarray) -> np.ndarray:
+    """Clip negatives (ReLU) and scale to [0, 1]; an all-zero map stays zero (no glow)."""
+    arr = np.maximum(np.asarray(cam, dtype=np.float32), 0.0)
+    top = float(arr.max()) if arr.size else 0.0
+    if not np.isfinite(top) or top <= 0.0:
+        return np.zeros_like(arr, dtype=np.float32)
+    return (arr / top).astype(np.float32, copy=False)
+
+
+def top_fraction_mask(cam: np.ndarray, fraction: float) -> np.ndarray:
+    """Boolean mask of the ``fraction`` of pixels with the highest CAM values (ties by order)."""
+    arr = np.asarray(cam, dtype=np.float32).ravel()
+    k = int(round(float(fraction) * arr.size))
+    mask = np.zeros(arr.size, dtype=bool)
+    if k > 0:
+        mask[np.argsort(-arr, kind="stable")[:k]] = True
+    return mask.reshape(np.shape(cam))

@@ -1,0 +1,87 @@
+"""The validity gate: refuse to score an image only on positive evidence that it is not a
+frontal chest radiograph.
+
+The classifier was trained on frontal chest films; a lateral view, a knee or a CT slice would
+still get a number, and that number would mean nothing. Many real files lack these tags, so a
+missing or empty tag is never evidence: only a tag that says otherwise stops scoring. The reason
+is a short phrase naming the tag, shown as "Not scored: <reason>".
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+import numpy as np
+
+CHEST_BODY_PARTS = frozenset({"CHEST", "THORAX"})
+LATERAL_VIEWS = frozenset({"LAT", "LL", "RL", "LATERAL"})
+RADIOGRAPH_MODALITIES = frozenset({"CR", "DX", "DR", "RG", "SC", "OT"})
+COLOUR_PHOTOMETRICS = ("RGB", "YBR", "PALETTE")
+
+
+def _tag(header: Any, keyword: str) -> str:
+    """A tag's value as stripped upper-case text; '' when missing or empty."""
+    if header is None:
+        return ""
+    try:
+        value = header.get(keyword, None)
+    except Exception:  # a malformed element: treat as missing, never as evidence
+        return ""
+    if value is None:
+        return ""
+    if isinstance(value, list | tuple) or type(value).__name__ == "MultiValue":
+        value = "\\".join(str(v) for v in value)
+    return str(value).strip().upper()
+
+
+def channels_equal(values: np.ndarray) -> bool:
+    """True when a (H, W, C) array's channels are identical (a grey image stored as colour)."""
+    arr = np.asarray(values)
+    if arr.ndim != 3 or arr.shape[2] < 2:
+        return True
+    first = arr[..., 0]
+    return all(np.array_equal(first, arr[..., c]) for c in range(1, min(arr.shape[2], 3)))
+
+
+def not_scorable_reason(header: Any, n_frames: int | None = None,
+                        values: np.ndarray | None = None) -> str | None:
+    """A short reason this image must not be scored, or ``None`` when nothing says so.
+
+    ``header`` is a pydicom Dataset (or anything with ``.get``); ``n_frames`` overrides the
+    header's NumberOfFrames; ``values``, when given, lets a colour-encoded file whose channels
+    are all equal (a grey film in an RGB wrapper) pass.
+    """
+    body = _tag(header, "BodyPartExamined")
+    if body and body not in CHEST_BODY_PARTS:
+        return f"not a chest image (BodyPartExamined {body})"
+    view = _tag(header, "ViewPosition")
+    if view in LATERAL_VIEWS:
+        return f"lateral view (ViewPosition {view})"
+    intent = _tag(header, "PresentationIntentType")
+    if intent == "FOR PROCESSING":
+        return "raw detector image (Presentation Intent Type FOR PROCESSING)"
+    modality = _tag(header, "Modality")
+    if modality and modality not in RADIOGRAPH_MODALITIES:
+        return f"not a radiograph (Modality {modality})"
+    if n_frames is None:
+        try:
+            n_frames = int(_tag(header, "NumberOfFrames") or 1)
+        except ValueError:
+            n_frames = 1
+    if n_frames > 1:
+        return f"multi-frame image ({n_frames} frames)"
+    photometric = _tag(header, "PhotometricInterpretation")
+    try:
+        samples = int(_tag(header, "SamplesPerPixel") or 1)
+    except ValueError:
+        samples = 1
+    header_colour = samples >= 3 or photometric.startswith(COLOUR_PHOTOMETRICS)
+    if photometric.startswith("PALETTE"):
+        return "colour image (PhotometricInterpretation PALETTE COLOR)"
+    if values is not None and np.asarray(values).ndim == 3:
+        true_colour = not channels_equal(values)
+    else:
+        true_colour = header_colour and values is None
+    if true_colour:
+        return f"colour image (PhotometricInterpretation {photometric or 'RGB'})"
+    return None

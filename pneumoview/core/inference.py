@@ -1,0 +1,244 @@
+"""The inference engine: calibrated pneumonia probability, threshold state and Grad-CAM.
+
+One :class:`Engine` owns one model instance and is used from one thread (the GUI's inference
+worker, or the batch engine, which makes its own with ``with_cam=False``). Importing this module
+is cheap: torch, :mod:`pneumoview.core.model` and the (slow) grad-cam package are imported only
+when a model is loaded or a CAM is asked for, so the viewer's first window never waits on them.
+
+Every :class:`Prediction` names the model that made it (label and sha256) and carries its
+timings. The probability is ``sigmoid(logit / temperature)``; an image is flagged iff the
+probability is at least the threshold, so changing the threshold re-labels a prediction without
+running the model again (:meth:`Prediction.with_threshold`).
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import logging
+import time
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+from os import PathLike
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+import numpy as np
+
+from pneumoview.core import contract
+from pneumoview.core.cam import normalise_cam, resample_to_grid
+from pneumoview.core.errors import PneumoViewError
+from pneumoview.core.gate import not_scorable_reason
+from pneumoview.core.threads import apply_torch_threads
+
+if TYPE_CHECKING:  # pragma: no cover - typing only
+    from pneumoview.core.dicomio import DecodedImage
+    from pneumoview.core.model import LoadedModel, ModelInfo
+
+log = logging.getLogger(__name__)
+
+SCORED = "scored"
+NOT_SCORED = "not_scored"
+
+
+def label_state(probability: float, threshold: float) -> bool:
+    """Flagged iff ``probability >= threshold``."""
+    return bool(float(probability) >= float(threshold))
+
+
+@dataclass(frozen=True)
+class Prediction:
+    """One image's result; ``probability``/``logit``/``flagged`` are None when not scored."""
+
+    path: str
+    frame: int
+    status: str  # "scored" | "not_scored"
+    probability: float | None
+    logit: float | None
+    threshold: float
+    flagged: bool | None
+    reason: str  # why not scored, or what the gate said when scored anyway; "" otherwise
+    model_label: str
+    model_sha256: str
+    timings: dict[str, float] = field(default_factory=dict, compare=False)
+
+    @property
+    def scored(self) -> bool:
+        return self.status == SCORED
+
+    def with_threshold(self, threshold: float) -> Prediction:
+        """The same result re-labelled at another threshold (no model run)."""
+        flagged = None if self.probability is None else label_state(self.probability, threshold)
+        return dataclasses.replace(self, threshold=float(threshold), flagged=flagged)
+
+    @property
+    def state_text(self) -> str:
+        """The state in words, as the panel, the tree and exported captions show it."""
+        if not self.scored:
+            return f"Not scored: {self.reason}"
+        return "Flagged: possible pneumonia" if self.flagged else "Not flagged"
+
+
+def _model_module():  # noqa: ANN202 - the pneumoview.core.model module (imports torch)
+    from pneumoview.core import model
+
+    return model
+
+
+class Engine:
+    """One model instance; not thread-safe: create, load and use it from one owner thread."""
+
+    def __init__(self, model_dir: str | PathLike[str] | None = None, device: str = "auto",
+                 with_cam: bool = True) -> None:
+        self.model_dir = None if model_dir is None else Path(model_dir)
+        self.device_preference = device or "auto"
+        self.with_cam = with_cam
+        self.info: ModelInfo | None = None
+        self._loaded: LoadedModel | None = None
+
+    # -- loading -------------------------------------------------------------------------
+    def load(self) -> ModelInfo:
+        """Read, verify (sha256, input contract, architecture) and load the model.
+
+        Raises :class:`PneumoViewError` for a missing, altered or incompatible model.
+        """
+        t0 = time.perf_counter()
+        try:
+            model = _model_module()
+            loaded = model.load_model(self.model_dir, self.device_preference)
+        except PneumoViewError:
+            raise
+        except Exception as exc:  # torch/safetensors failures we did not foresee
+            raise PneumoViewError(f"cannot load the model ({type(exc).__name__}: {exc})",
+                                  self.model_dir) from exc
+        self._loaded = loaded
+        self.info = loaded.info
+        log.info("loaded model %s on %s in %.0f ms", loaded.info.label, loaded.device,
+                 (time.perf_counter() - t0) * 1000)
+        return loaded.info
+
+    @property
+    def loaded(self) -> bool:
+        return self._loaded is not None
+
+    @property
+    def device(self) -> str:
+        """The device the model runs on ('cpu', 'cuda', 'mps'), or '' before loading."""
+        return "" if self._loaded is None else str(self._loaded.device)
+
+    def _require(self) -> LoadedModel:
+        if self._loaded is None:
+            raise PneumoViewError("no model is loaded (call Engine.load first)")
+        return self._loaded
+
+    def _threads(self) -> None:
+        if self._loaded is not None and self._loaded.device.type == "cpu":
+            apply_torch_threads()
+
+    # -- scoring -------------------------------------------------------------------------
+    def logits(self, inputs: Sequence[np.ndarray]) -> np.ndarray:
+        """Raw logits (float64, ``(N,)``) for contract step-4 outputs."""
+        loaded = self._require()
+        model = _model_module()
+        self._threads()
+        return model.predict_logits(loaded, model.prepare_batch(inputs, loaded.info))
+
+    def probabilities(self, inputs: Sequence[np.ndarray]) -> np.ndarray:
+        """Calibrated probabilities (float64, ``(N,)``) for contract step-4 outputs."""
+        loaded = self._require()
+        return _model_module().calibrated_probability(self.logits(inputs),
+                                                      loaded.info.temperature)
+
+    def model_input(self, decoded: DecodedImage) -> np.ndarray:
+        """Contract steps 1-4 for a decoded image, errors as PneumoViewError."""
+        size = self.info.input_size if self.info is not None else contract.INPUT_SIZE
+        try:
+            return contract.model_input(decoded.values, decoded.invert, size=size)
+        except ValueError as exc:
+            raise PneumoViewError(f"cannot prepare the image for the model: {exc}",
+                                  decoded.path) from exc
+
+    def gate(self, decoded: DecodedImage) -> str | None:
+        """The validity gate's reason for this image, or None."""
+        return not_scorable_reason(decoded.header, decoded.n_frames, values=decoded.values)
+
+    def score(self, decoded: DecodedImage, threshold: float | None = None,
+              force: bool = False) -> Prediction:
+        """Gate, prepare and score one decoded frame (``force`` scores despite the gate)."""
+        loaded = self._require()
+        info = loaded.info
+        thr = float(info.threshold if threshold is None else threshold)
+        t0 = time.perf_counter()
+        reason = self.gate(decoded) or ""
+        timings: dict[str, float] = {}
+        common: dict[str, Any] = dict(path=decoded.path, frame=decoded.frame, threshold=thr,
+                                      model_label=info.label, model_sha256=info.weights_sha256)
+        if reason and not force:
+            timings["total_ms"] = (time.perf_counter() - t0) * 1000
+            return Prediction(status=NOT_SCORED, probability=None, logit=None, flagged=None,
+                              reason=reason, timings=timings, **common)
+        x = self.model_input(decoded)
+        t1 = time.perf_counter()
+        logit = float(self.logits([x])[0])
+        t2 = time.perf_counter()
+        prob = float(_model_module().calibrated_probability(np.array([logit]),
+                                                            info.temperature)[0])
+        timings.update(preprocess_ms=(t1 - t0) * 1000, forward_ms=(t2 - t1) * 1000,
+                       total_ms=(time.perf_counter() - t0) * 1000)
+        return Prediction(status=SCORED, probability=prob, logit=logit,
+                          flagged=label_state(prob, thr),
+                          reason=f"scored anyway despite: {reason}" if reason else "",
+                          timings=timings, **common)
+
+    # -- CAM -----------------------------------------------------------------------------
+    def cam_from_input(self, x: np.ndarray) -> np.ndarray:
+        """Grad-CAM of the logit on ``layer4[-1]`` for one contract output, on the layer grid.
+
+        Returns a float32 map in [0, 1] (7 x 7 for a 224 input), ReLU'd and scaled to its
+        maximum; an image with no positive evidence gives all zeros.
+        """
+        loaded = self._require()
+        if not self.with_cam:
+            raise PneumoViewError("this engine was created without CAM support")
+        model = _model_module()
+        import torch
+        from pytorch_grad_cam import GradCAM  # slow import: only here
+
+        class _LayerGridGradCAM(GradCAM):
+            """Grad-CAM that returns the raw layer grid; we resample it ourselves, exactly."""
+
+            def get_target_width_height(self, input_tensor):  # noqa: ANN001, ANN202
+                return None
+
+        class _Logit:
+            """The single logit as the target (sign kept: evidence for pneumonia)."""
+
+            def __call__(self, output):  # noqa: ANN001, ANN204
+                return output.reshape(-1)[0]
+
+        self._threads()
+        batch = model.prepare_batch([x], loaded.info).to(loaded.device)
+        module = loaded.module
+        with torch.enable_grad(), torch.inference_mode(False):
+            with _LayerGridGradCAM(model=module, target_layers=[module.layer4[-1]]) as cam:
+                grid = cam(input_tensor=batch, targets=[_Logit()])
+        module.zero_grad(set_to_none=True)
+        return normalise_cam(np.asarray(grid, dtype=np.float32)[0])
+
+    def cam(self, decoded: DecodedImage) -> np.ndarray:
+        """Grad-CAM as float32 ``(H, W)`` in [0, 1] on the decoded image's own pixel grid."""
+        grid = self.cam_from_input(self.model_input(decoded))
+        return resample_to_grid(grid, decoded.shape)
+
+    def warm_up(self) -> None:
+        """Import grad-cam and run one forward (and CAM) on a blank input, so the user's first
+        image does not pay for imports, allocator growth or lazy kernel set-up."""
+        loaded = self._require()
+        blank = np.full((loaded.info.input_size,) * 2, 0.5, dtype=np.float32)
+        self.logits([blank])
+        if self.with_cam:
+            self.cam_from_input(blank)
+
+    def close(self) -> None:
+        """Drop the model (frees GPU memory when on CUDA)."""
+        self._loaded = None
+        self.info = None

@@ -1,0 +1,59 @@
+"""The one thread rule: cores minus other busy workers, at least one, capped by the env."""
+
+from __future__ import annotations
+
+import threading
+
+import pytest
+
+from pneumoview.core import threads
+
+
+def test_rule(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.delenv(threads.ENV_CAP, raising=False)
+    monkeypatch.setattr(threads, "cpu_count", lambda: 8)
+    assert threads.torch_threads(0) == 8
+    assert threads.torch_threads(3) == 5
+    assert threads.torch_threads(20) == 1
+    monkeypatch.setenv(threads.ENV_CAP, "2")
+    assert threads.torch_threads(0) == 2 and threads.torch_threads(7) == 1
+
+
+def test_busy_registry(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.delenv(threads.ENV_CAP, raising=False)
+    monkeypatch.setattr(threads, "cpu_count", lambda: 4)
+    base = threads.busy_workers()
+    with threads.busy(2):
+        assert threads.busy_workers() == base + 2
+        assert threads.torch_threads() == max(1, 4 - base - 2)
+        with threads.busy():
+            assert threads.busy_workers() == base + 3
+    assert threads.busy_workers() == base
+
+
+def test_busy_is_thread_safe() -> None:
+    base = threads.busy_workers()
+    seen: list[int] = []
+
+    def work() -> None:
+        for _ in range(200):
+            with threads.busy():
+                seen.append(threads.busy_workers())
+
+    workers = [threading.Thread(target=work) for _ in range(4)]
+    for w in workers:
+        w.start()
+    for w in workers:
+        w.join()
+    assert threads.busy_workers() == base and max(seen) <= base + 4
+
+
+def test_apply_sets_torch(monkeypatch: pytest.MonkeyPatch) -> None:
+    import torch
+
+    monkeypatch.setenv(threads.ENV_CAP, "1")
+    before = torch.get_num_threads()
+    try:
+        assert threads.apply_torch_threads(0) == 1 and torch.get_num_threads() == 1
+    finally:
+        torch.set_num_threads(before)
