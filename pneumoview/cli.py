@@ -19,6 +19,9 @@ SUBCOMMANDS: dict[str, tuple[str, str]] = {
     "view": ("pneumoview.commands.view", "start the viewer (default)"),
     "info": ("pneumoview.commands.info", "print what a DICOM file holds and how it decodes"),
     "render": ("pneumoview.commands.render", "render a DICOM image to PNG with a window"),
+    "flag": ("pneumoview.commands.flag", "score and flag every file in a folder (CSV report)"),
+    "merge-reports": ("pneumoview.commands.merge_reports",
+                      "join the reports of a sharded flag run into one"),
 }
 
 

@@ -1,0 +1,557 @@
+"""Batch flagging of a whole folder: the one engine behind ``pneumoview flag`` and the GUI panel.
+
+A pipeline, not a loop: worker processes (:mod:`pneumoview.core.procpool`) read, gate, decode and
+prepare files (contract steps 1-4) while the main process runs one hot model on batches of ready
+inputs. Decoding in separate processes gives real parallelism (pydicom and numpy hold the GIL for
+much of a decode) and isolation: a codec that segfaults, hangs or eats memory costs one ``error``
+row and a worker restart, never the run.
+
+Torch's thread count follows the one rule in :mod:`pneumoview.core.threads`: cores minus the
+other busy workers. The decode workers are declared busy by how busy they really were over the
+last batches (the time-averaged number of workers with a task), so torch gets most cores when
+the model is the bottleneck and leaves cores to the decoders when decoding is; busy GUI workers
+(the viewer's own decode) are counted too, so the viewer comes first.
+
+The report (:mod:`pneumoview.core.report`) gets one row per file found under the folder, written
+and flushed as results arrive. Nothing here imports Qt, and torch only once a model is loaded.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+import stat
+import time
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass, field
+from os import PathLike
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+from pneumoview.core import report as rep
+from pneumoview.core.errors import PneumoViewError
+
+if TYPE_CHECKING:  # pragma: no cover
+    import numpy as np
+
+    from pneumoview.core.inference import Engine
+
+log = logging.getLogger(__name__)
+
+DEFAULT_BATCH_SIZE = 32
+DEFAULT_TIMEOUT_S = 120.0
+#: Address-space limit per decode worker. The largest image dicomio opens by default (1 GiB of
+#: stored pixels) needs about 3.5 GiB once converted to float32 and resized; imports take ~1 GiB.
+DEFAULT_MEMORY_LIMIT_MB = 6144
+DECODE_TARGET = "pneumoview.core.batch:decode_task"
+
+SCORED, NOT_SCORED, SKIPPED, ERROR = "scored", "not_scored", "skipped", "error"
+
+
+# --------------------------------------------------------------------------------------------
+# Worker side: one file -> header facts and the model input (runs in a decode process)
+
+
+def _text(ds: Any, keyword: str) -> str:
+    try:
+        value = ds.get(keyword, "")
+    except Exception:  # a malformed element
+        return ""
+    return "" if value is None else " ".join(str(value).split())
+
+
+def _has_dicom_magic(path: str) -> bool:
+    try:
+        with open(path, "rb") as fh:
+            head = fh.read(132)
+    except OSError:
+        return False
+    return len(head) == 132 and head[128:132] == b"DICM"
+
+
+def decode_task(payload: dict[str, Any]) -> dict[str, Any]:
+    """Read, gate, decode and prepare one file; runs in a worker process.
+
+    Returns a small dict: ``status`` (scored means "ready for the model"), ``message``, the
+    header facts, ``input`` (float32 ``(S, S)`` in [0, 1] or None) and per-stage CPU seconds.
+    Only :class:`PneumoViewError` escapes (the pool turns anything else into an error row).
+    """
+    from pneumoview.core import contract, dicomio
+    from pneumoview.core.gate import not_scorable_reason
+
+    path = str(payload["path"])
+    size = int(payload.get("input_size", contract.INPUT_SIZE))
+    max_bytes = int(payload.get("max_bytes", dicomio.DEFAULT_MAX_PIXEL_BYTES))
+    c0 = time.process_time()
+    out: dict[str, Any] = {"status": ERROR, "message": "", "input": None,
+                           "cpu_decode_s": 0.0, "cpu_input_s": 0.0}
+    if payload.get("file_size") == 0:
+        out.update(status=SKIPPED, message="empty file (0 bytes): not a DICOM file")
+        return out
+    try:
+        header = dicomio.read_header(path)
+    except PneumoViewError as exc:
+        not_dicom = exc.reason.startswith("not a DICOM file") or not _has_dicom_magic(path)
+        if not_dicom and not exc.reason.startswith(("file not found", "permission denied")):
+            out.update(status=SKIPPED, message="not a DICOM file")
+        else:
+            out.update(status=ERROR, message=exc.reason)
+        out["cpu_decode_s"] = time.process_time() - c0
+        return out
+    out.update(
+        patient_id=_text(header, "PatientID"), study_instance_uid=_text(header,
+                                                                        "StudyInstanceUID"),
+        series_instance_uid=_text(header, "SeriesInstanceUID"),
+        sop_instance_uid=_text(header, "SOPInstanceUID"),
+        view_position=_text(header, "ViewPosition"), study_date=_text(header, "StudyDate"),
+        modality=_text(header, "Modality"), frame=0)
+    # header-only gate first: a lateral or a CT is refused without decoding its pixels; only
+    # the colour check needs the pixels (a grey film stored as RGB passes)
+    reason = not_scorable_reason(header, dicomio.number_of_frames(header))
+    if reason and not reason.startswith("colour image"):
+        out.update(status=NOT_SCORED, message=reason,
+                   cpu_decode_s=time.process_time() - c0)
+        return out
+    try:
+        decoded = dicomio.decode(path, ds=header, max_bytes=max_bytes)
+    except PneumoViewError as exc:
+        no_image = exc.reason.startswith(("has no image", "has no pixel data"))
+        out.update(status=NOT_SCORED if no_image else ERROR, message=exc.reason,
+                   cpu_decode_s=time.process_time() - c0)
+        return out
+    c1 = time.process_time()
+    out["cpu_decode_s"] = c1 - c0
+    reason = not_scorable_reason(decoded.header, decoded.n_frames, values=decoded.values)
+    if reason:
+        out.update(status=NOT_SCORED, message=reason)
+        return out
+    try:
+        x = contract.model_input(decoded.values, decoded.invert, size=size)
+    except ValueError as exc:
+        out.update(status=ERROR, message=f"cannot prepare the image for the model: {exc}")
+        return out
+    finally:
+        out["cpu_input_s"] = time.process_time() - c1
+    out.update(status=SCORED, input=x)
+    return out
+
+
+# --------------------------------------------------------------------------------------------
+# Options, progress, summary
+
+
+@dataclass
+class BatchOptions:
+    """What to flag and how; the CLI flags map one to one."""
+
+    root: str | PathLike[str]
+    output: str | PathLike[str] | None = None
+    model_dir: str | PathLike[str] | None = None
+    device: str = "auto"
+    threshold: float | None = None
+    batch_size: int = DEFAULT_BATCH_SIZE
+    workers: int | None = None
+    resume: bool = False
+    overwrite: bool = False
+    shard: tuple[int, int] | None = None
+    timeout_s: float = DEFAULT_TIMEOUT_S
+    memory_limit_mb: int | None = DEFAULT_MEMORY_LIMIT_MB
+    max_image_mb: int = 1024
+    decode_target: str = DECODE_TARGET
+    follow_symlinks: bool = True
+
+
+@dataclass
+class BatchProgress:
+    done: int
+    total: int
+    scored: int
+    flagged: int
+    not_scored: int
+    skipped: int
+    errors: int
+    elapsed_s: float
+    rate: float  # files per second in this run
+    eta_s: float | None
+    phase: str = "flagging"  # "scanning" | "loading model" | "flagging" | "finished"
+
+
+@dataclass
+class BatchSummary:
+    root: str
+    output: str | None
+    manifest: str | None
+    total: int
+    done: int
+    resumed: int
+    counts: dict[str, int]
+    flagged: int
+    cancelled: bool
+    finished: bool
+    elapsed_s: float
+    rate: float
+    model_label: str
+    model_sha256: str
+    threshold: float
+    workers: int
+    restarts: int
+    stage_cpu_s: dict[str, float] = field(default_factory=dict)
+
+
+# --------------------------------------------------------------------------------------------
+# Scanning
+
+
+class _OwnOutputs:
+    """The files the scan must not read: the report being written, its manifest, their temps."""
+
+    def __init__(self, output: str | None) -> None:
+        self.names: dict[str, str] = {}
+        self.prefixes: tuple[str, ...] = ()
+        self.folder = ""
+        if output is None:
+            return
+        out = Path(output)
+        for p in (out, rep.manifest_path(out)):
+            self.names[p.name] = os.path.realpath(p)
+        self.prefixes = tuple(f".{name}.tmp-" for name in self.names)
+        self.folder = os.path.realpath(out.parent)
+
+    def __contains__(self, path: str) -> bool:
+        name = os.path.basename(path)
+        if name in self.names:
+            return os.path.realpath(path) == self.names[name]
+        if self.prefixes and name.startswith(self.prefixes):
+            return os.path.realpath(os.path.dirname(path)) == self.folder
+        return False
+
+
+def scan(root: str | PathLike[str], output: str | PathLike[str] | None = None,
+         follow_symlinks: bool = True) -> list[tuple[str, str]]:
+    """``(absolute path, '/'-separated relpath)`` of every file under ``root``, sorted.
+
+    Uses the indexer's symlink-loop-safe walk; skips the report being written (and its
+    manifest and temporary files) when it lies inside ``root``.
+    """
+    from pneumoview.core.indexer import iter_files
+
+    root_s = os.path.abspath(os.fspath(root))
+    if not os.path.isdir(root_s):
+        raise PneumoViewError("not a folder (or not found)", root_s)
+    own = _OwnOutputs(None if output is None else os.path.abspath(os.fspath(output)))
+    files = []
+    for p in iter_files(root_s, follow_symlinks=follow_symlinks):
+        ap = os.path.abspath(p)
+        if ap in own:
+            continue
+        rel = os.path.relpath(ap, root_s).replace(os.sep, "/")
+        files.append((ap, rel))
+    files.sort(key=lambda t: t[1])
+    return files
+
+
+# --------------------------------------------------------------------------------------------
+# The run
+
+
+class _Stats:
+    def __init__(self, total: int, done: int) -> None:
+        self.total = total
+        self.done = done
+        self.start_done = done
+        self.t0 = time.monotonic()
+        self.counts = {SCORED: 0, NOT_SCORED: 0, SKIPPED: 0, ERROR: 0}
+        self.flagged = 0
+
+    def add(self, row: dict[str, Any]) -> None:
+        self.done += 1
+        self.counts[row["status"]] = self.counts.get(row["status"], 0) + 1
+        if row.get("flagged"):
+            self.flagged += 1
+
+    def progress(self, phase: str = "flagging") -> BatchProgress:
+        elapsed = time.monotonic() - self.t0
+        n = self.done - self.start_done
+        rate = n / elapsed if elapsed > 0 else 0.0
+        remaining = self.total - self.done
+        eta = remaining / rate if rate > 0 else None
+        return BatchProgress(self.done, self.total, self.counts[SCORED], self.flagged,
+                             self.counts[NOT_SCORED], self.counts[SKIPPED],
+                             self.counts[ERROR], elapsed, rate, eta, phase)
+
+
+class _BusyEstimate:
+    """Time-averaged number of busy decode workers (an exponential moving average)."""
+
+    def __init__(self, initial: float) -> None:
+        self.value = initial
+        self._last_t = time.monotonic()
+        self._last_busy_s = 0.0
+
+    def update(self, busy_seconds: float) -> float:
+        now = time.monotonic()
+        dt = now - self._last_t
+        if dt > 0.05:
+            sample = (busy_seconds - self._last_busy_s) / dt
+            self.value = 0.5 * self.value + 0.5 * sample
+            self._last_t, self._last_busy_s = now, busy_seconds
+        return self.value
+
+
+def _base_row(path: str, rel: str, st: os.stat_result | None, threshold: float,
+              info: Any) -> dict[str, Any]:
+    return {
+        "path": path, "relpath": rel,
+        "file_size": None if st is None else st.st_size,
+        "mtime_ns": None if st is None else st.st_mtime_ns,
+        "status": ERROR, "probability": None, "flagged": None, "threshold": threshold,
+        "message": "", "patient_id": "", "study_instance_uid": "", "series_instance_uid": "",
+        "sop_instance_uid": "", "view_position": "", "model_sha256": info.weights_sha256,
+        "study_date": "", "modality": "", "frame": None, "model_label": info.label,
+        "elapsed_ms": None,
+    }
+
+
+_FACT_KEYS = ("patient_id", "study_instance_uid", "series_instance_uid", "sop_instance_uid",
+              "view_position", "study_date", "modality", "frame")
+
+
+def run_batch(options: BatchOptions, *,
+              on_rows: Callable[[list[dict[str, Any]]], None] | None = None,
+              on_progress: Callable[[BatchProgress], None] | None = None,
+              cancel: Callable[[], bool] | None = None,
+              engine: Engine | None = None,
+              progress_interval_s: float = 0.25) -> BatchSummary:
+    """Flag every file under ``options.root``; see the module docstring.
+
+    ``on_rows`` receives each group of finished rows (typed values, :data:`report.COLUMNS`
+    keys); ``on_progress`` a :class:`BatchProgress` at most every ``progress_interval_s``;
+    ``cancel()`` is polled and, when true, the run stops, keeps what it has and marks the
+    report cancelled. ``engine`` may be a loaded :class:`~pneumoview.core.inference.Engine`
+    owned by the calling thread (one is made otherwise). Fatal problems (no model, output not
+    writable, disk full, a report that cannot be resumed) raise :class:`PneumoViewError`;
+    per-file problems are rows.
+    """
+    from pneumoview.core.procpool import ProcessPool, TaskResult, default_workers
+
+    t_start = time.monotonic()
+    cancel = cancel or (lambda: False)
+    root = os.path.abspath(os.fspath(options.root))
+    output = None if options.output is None else os.path.abspath(os.fspath(options.output))
+    batch_size = max(1, int(options.batch_size))
+
+    def emit_progress(stats: _Stats, phase: str) -> None:
+        if on_progress is not None:
+            on_progress(stats.progress(phase))
+
+    # 1. the model (fatal if missing) - before anything is written
+    if engine is None:
+        from pneumoview.core.inference import Engine
+
+        engine = Engine(options.model_dir, options.device, with_cam=False)
+    info = engine.info if engine.loaded else engine.load()
+    assert info is not None
+    threshold = float(info.threshold if options.threshold is None else options.threshold)
+    if not 0.0 <= threshold <= 1.0:
+        raise PneumoViewError(f"--threshold must be in [0, 1], got {threshold:g}")
+
+    # 2. the output: refuse to clobber a report by accident, check it can be written
+    regular_out = output is not None and rep.is_regular_target(output)
+    if output is not None and regular_out and os.path.exists(output) \
+            and not options.resume and not options.overwrite:
+        raise PneumoViewError("the report already exists; pass --resume to continue it or "
+                              "--overwrite to replace it", output)
+    if output is not None and regular_out:
+        parent = os.path.dirname(output) or "."
+        if not os.path.isdir(parent):
+            raise PneumoViewError("the report's folder does not exist", parent)
+
+    # 3. scan, shard, stat
+    files = scan(root, output if regular_out else None, options.follow_symlinks)
+    if options.shard is not None:
+        k, n = options.shard
+        files = [f for f in files if rep.shard_of(f[1], n) == k]
+    stats_by_rel: dict[str, os.stat_result | None] = {}
+    for path, rel in files:
+        try:
+            stats_by_rel[rel] = os.stat(path)
+        except OSError:
+            stats_by_rel[rel] = None
+
+    # 4. resume: keep rows of unchanged files, drop the rest, rewrite atomically
+    kept: dict[str, dict[str, str]] = {}
+    if output is not None and options.resume and regular_out:
+        previous = rep.load_for_resume(output, model_sha256=info.weights_sha256,
+                                       threshold=threshold, shard=options.shard)
+        for rel, row in previous.items():
+            st = stats_by_rel.get(rel, "absent")
+            if st is None or st == "absent":
+                continue
+            if row["file_size"] == str(st.st_size) and row["mtime_ns"] == str(st.st_mtime_ns):
+                kept[rel] = row
+        if os.path.exists(output):  # also repairs a half-written last line
+            rep.write_report_atomic(output, (kept[r] for _, r in files if r in kept))
+    shard_k, shard_n = options.shard or (0, 1)
+    manifest_base = {
+        "root": root, "shard_index": shard_k, "shard_count": shard_n, "files": len(files),
+        "model_sha256": info.weights_sha256, "model_label": info.label,
+        "model_name": info.name, "model_version": info.version, "threshold": threshold,
+        "pneumoview_version": _version(),
+    }
+    writer = None
+    if output is not None:
+        writer = rep.ReportWriter(output, append=options.resume and regular_out)
+    manifest = None
+    if output is not None and regular_out:
+        manifest = str(rep.write_manifest(output, {**manifest_base, "finished": False,
+                                                   "cancelled": False}))
+
+    stats = _Stats(total=len(files), done=len(kept))
+    if on_rows is not None and kept:
+        on_rows([rep.parse_row(r) for r in kept.values()])
+    emit_progress(stats, "flagging")
+
+    # 5. the pipeline
+    todo: list[tuple[str, str]] = [f for f in files if f[1] not in kept]
+    direct_rows: list[dict[str, Any]] = []
+    tasks: list[tuple[Any, Any]] = []
+    max_bytes = int(options.max_image_mb) * 2**20
+    for path, rel in todo:
+        st = stats_by_rel[rel]
+        row = _base_row(path, rel, st, threshold, info)
+        if st is None:
+            row.update(status=ERROR, message="the file vanished or cannot be read (stat "
+                                             "failed) during the scan")
+            direct_rows.append(row)
+        elif not stat.S_ISREG(st.st_mode):
+            row.update(status=SKIPPED, message="not a regular file (device, pipe or socket)")
+            direct_rows.append(row)
+        else:
+            tasks.append((row, {"path": path, "file_size": st.st_size,
+                                "input_size": info.input_size, "max_bytes": max_bytes}))
+
+    stage = {"decode": 0.0, "input": 0.0, "model": 0.0, "model_wall": 0.0}
+    pending: list[tuple[dict[str, Any], np.ndarray]] = []
+    last_progress = 0.0
+    cancelled = False
+    n_workers = max(1, int(options.workers or default_workers()))
+    busy_est = _BusyEstimate(initial=float(n_workers))
+
+    def write(rows: list[dict[str, Any]]) -> None:
+        if not rows:
+            return
+        if writer is not None:
+            writer.write_rows(rows)
+        for r in rows:
+            stats.add(r)
+        if on_rows is not None:
+            on_rows(rows)
+
+    def flush_pending(pool: ProcessPool | None) -> None:
+        if not pending:
+            return
+        from pneumoview.core import threads
+
+        others = 0 if pool is None else round(busy_est.update(pool.busy_seconds))
+        w0, c0 = time.perf_counter(), time.process_time()
+        with threads.busy(min(others, n_workers)):
+            probs = engine.probabilities([x for _, x in pending])
+        stage["model"] += time.process_time() - c0
+        stage["model_wall"] += time.perf_counter() - w0
+        rows = []
+        for (row, _), p in zip(pending, probs, strict=True):
+            p = float(p)
+            row.update(probability=p, flagged=bool(p >= threshold))
+            rows.append(row)
+        pending.clear()
+        write(rows)
+
+    try:
+        write(direct_rows)
+        if tasks and not cancel():
+            pool = ProcessPool(options.decode_target, n_workers, timeout_s=options.timeout_s,
+                               memory_limit_bytes=(None if not options.memory_limit_mb else
+                                                   int(options.memory_limit_mb) * 2**20),
+                               max_ahead=2 * batch_size + n_workers)
+            try:
+                with pool:
+                    results: Iterator[TaskResult | None] = pool.imap_unordered(
+                        tasks, poll_s=0.1, ticks=True)
+                    for res in results:
+                        if cancel():
+                            cancelled = True
+                            break
+                        if res is None:  # nothing arrived for a moment: don't hold a batch
+                            flush_pending(pool)
+                        else:
+                            row = res.key
+                            if not res.ok:
+                                row.update(status=ERROR, message=res.message)
+                                write([row])
+                            else:
+                                value = res.value
+                                for key in _FACT_KEYS:
+                                    if key in value:
+                                        row[key] = value[key]
+                                stage["decode"] += value.get("cpu_decode_s", 0.0)
+                                stage["input"] += value.get("cpu_input_s", 0.0)
+                                row["elapsed_ms"] = 1000 * (value.get("cpu_decode_s", 0.0)
+                                                            + value.get("cpu_input_s", 0.0))
+                                if value["status"] == SCORED:
+                                    row["status"] = SCORED
+                                    pending.append((row, value["input"]))
+                                    if len(pending) >= batch_size:
+                                        flush_pending(pool)
+                                else:
+                                    row.update(status=value["status"],
+                                               message=value.get("message", ""))
+                                    write([row])
+                        now = time.monotonic()
+                        if now - last_progress >= progress_interval_s:
+                            last_progress = now
+                            emit_progress(stats, "flagging")
+                    results.close()
+                    flush_pending(pool)
+            finally:
+                pool.close(cancel=True)
+                restarts = pool.restarts
+        else:
+            restarts = 0
+            cancelled = cancel() and stats.done < stats.total
+    except BaseException:
+        # what was written stays valid; say so in the manifest when we still can
+        if manifest is not None:
+            try:
+                rep.write_manifest(output, {**manifest_base, "finished": False,
+                                            "cancelled": False, "rows": stats.done})
+            except PneumoViewError:
+                pass
+        if writer is not None:
+            try:
+                writer.close()
+            except PneumoViewError:
+                pass
+        raise
+    if writer is not None:
+        writer.close()
+    finished = not cancelled and stats.done == stats.total
+    if manifest is not None:
+        rep.write_manifest(output, {**manifest_base, "finished": finished,
+                                    "cancelled": cancelled, "rows": stats.done})
+    emit_progress(stats, "finished" if finished else "cancelled")
+    elapsed = time.monotonic() - t_start
+    processed = stats.done - stats.start_done
+    run_s = time.monotonic() - stats.t0
+    return BatchSummary(
+        root=root, output=output, manifest=manifest, total=stats.total, done=stats.done,
+        resumed=stats.start_done, counts=dict(stats.counts), flagged=stats.flagged,
+        cancelled=cancelled, finished=finished, elapsed_s=elapsed,
+        rate=processed / run_s if run_s > 0 else 0.0, model_label=info.label,
+        model_sha256=info.weights_sha256, threshold=threshold, workers=n_workers,
+        restarts=restarts, stage_cpu_s=stage)
+
+
+def _version() -> str:
+    from pneumoview import __version__
+
+    return __version__

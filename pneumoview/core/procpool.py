@@ -1,0 +1,411 @@
+"""A small supervised pool of worker processes for work that may crash, hang or eat memory.
+
+Decoding files nobody curated runs C codecs on hostile bytes: a segfault, an endless loop or a
+multi-gigabyte allocation in a codec must cost one report row, not the run. Each worker here is
+a separate process (``spawn`` context: no inherited locks or torch state) with
+
+* its own pipe and at most one task in flight, so the supervisor always knows which task a dead
+  worker was running;
+* a per-task wall-clock limit: past it the worker is killed, the task reported as failed and the
+  worker restarted;
+* a memory limit (``RLIMIT_AS`` on Linux, set before anything big is imported) so a runaway
+  allocation fails inside the worker (``MemoryError``) instead of taking the machine down;
+* death by a signal reported with the signal's name, then a restart.
+
+Workers run ``target`` (``"package.module:function"``, imported inside the worker), which takes
+one picklable payload and returns a picklable value. Only strings cross back for failures:
+:class:`~pneumoview.core.errors.PneumoViewError` messages as they are, anything else as
+``"TypeName: message"`` - never a pickled exception.
+
+A supervisor thread in the parent feeds tasks, collects results into a queue and enforces the
+limits, so the consumer (the batch engine's inference loop) can block on the model while workers
+keep decoding. This module imports only the standard library at module level, so the worker
+processes start with nothing but what their target needs.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import importlib
+import logging
+import os
+import queue
+import signal
+import sys
+import threading
+import time
+from collections.abc import Callable, Iterable, Iterator
+from dataclasses import dataclass
+from multiprocessing.connection import Connection, wait
+from typing import Any
+
+from pneumoview.core.errors import PneumoViewError
+
+log = logging.getLogger(__name__)
+
+#: Environment given to workers before they import numpy/pydicom: one thread each, because the
+#: pool's parallelism is the number of workers (and torch's threads are counted separately).
+WORKER_ENV = {
+    "OMP_NUM_THREADS": "1",
+    "OPENBLAS_NUM_THREADS": "1",
+    "MKL_NUM_THREADS": "1",
+    "NUMEXPR_NUM_THREADS": "1",
+    "VECLIB_MAXIMUM_THREADS": "1",
+}
+
+#: A worker that dies this many times in a row before it is ready means the pool cannot work
+#: at all (broken install, a memory limit below what the imports need): a fatal error.
+MAX_START_FAILURES = 3
+
+
+@dataclass(frozen=True)
+class TaskResult:
+    """The outcome of one task: ``ok`` with ``value``, or not ok with a one-line ``message``."""
+
+    key: Any
+    ok: bool
+    value: Any = None
+    message: str = ""
+    worker_restarted: bool = False
+
+
+def default_workers() -> int:
+    """Cores minus one (the main process runs the model), at least one."""
+    return max(1, (os.cpu_count() or 1) - 1)
+
+
+def signal_name(exitcode: int | None) -> str:
+    """``-11`` -> ``"SIGSEGV"``; a plain exit code -> ``"exit code N"``."""
+    if exitcode is None:
+        return "unknown cause"
+    if exitcode < 0:
+        try:
+            return signal.Signals(-exitcode).name
+        except ValueError:
+            return f"signal {-exitcode}"
+    return f"exit code {exitcode}"
+
+
+# --------------------------------------------------------------------------------------------
+# The worker process
+
+
+def _set_memory_limit(limit_bytes: int | None) -> None:
+    if not limit_bytes or not sys.platform.startswith("linux"):
+        return
+    import resource
+
+    soft, hard = resource.getrlimit(resource.RLIMIT_AS)
+    new = int(limit_bytes)
+    if hard != resource.RLIM_INFINITY:
+        new = min(new, hard)
+    with contextlib.suppress(ValueError, OSError):
+        resource.setrlimit(resource.RLIMIT_AS, (new, hard))
+
+
+def _describe(exc: BaseException) -> str:
+    if isinstance(exc, PneumoViewError):
+        return str(exc)
+    if isinstance(exc, MemoryError):
+        return "ran out of memory while decoding (over the per-file memory limit)"
+    text = str(exc).replace("\n", " ").strip()
+    return f"{type(exc).__name__}: {text}"[:500]
+
+
+def _worker_main(conn: Connection, target: str, memory_limit: int | None,
+                 env: dict[str, str]) -> None:
+    """Worker entry point: limits first, then import the target, then serve tasks."""
+    os.environ.update(env)
+    with contextlib.suppress(ValueError, OSError):
+        signal.signal(signal.SIGINT, signal.SIG_IGN)  # Ctrl+C belongs to the parent
+    _set_memory_limit(memory_limit)
+    try:
+        module_name, _, func_name = target.partition(":")
+        func: Callable[[Any], Any] = getattr(importlib.import_module(module_name), func_name)
+    except BaseException as exc:  # noqa: BLE001 - reported as text, then exit
+        with contextlib.suppress(Exception):
+            conn.send(("failed", _describe(exc)))
+        return
+    conn.send(("ready", os.getpid()))
+    while True:
+        try:
+            msg = conn.recv()
+        except (EOFError, OSError):
+            return
+        if msg is None:
+            return
+        task_id, payload = msg
+        try:
+            reply = (task_id, True, func(payload), "")
+        except BaseException as exc:  # noqa: BLE001 - every failure becomes a message
+            reply = (task_id, False, None, _describe(exc))
+        try:
+            conn.send(reply)
+        except (BrokenPipeError, EOFError, OSError):
+            return
+        except Exception as exc:  # an unpicklable value
+            conn.send((task_id, False, None, f"worker could not send its result ({exc})"))
+
+
+# --------------------------------------------------------------------------------------------
+# The supervisor side
+
+
+class _Worker:
+    """One process, its pipe, and the task it is running (if any)."""
+
+    def __init__(self, ctx: Any, target: str, memory_limit: int | None) -> None:
+        parent_conn, child_conn = ctx.Pipe(duplex=True)
+        self.conn: Connection = parent_conn
+        self.proc = ctx.Process(target=_worker_main, name="pneumoview-decode",
+                                args=(child_conn, target, memory_limit, dict(WORKER_ENV)),
+                                daemon=True)
+        self.proc.start()
+        child_conn.close()
+        self.ready = False
+        self.task: tuple[int, Any, Any] | None = None  # (task id, key, payload)
+        self.started = 0.0
+
+    def kill(self) -> None:
+        with contextlib.suppress(Exception):
+            self.proc.kill()
+        with contextlib.suppress(Exception):
+            self.proc.join(5)
+        with contextlib.suppress(Exception):
+            self.conn.close()
+
+    def stop(self, grace: float = 1.0) -> None:
+        with contextlib.suppress(Exception):
+            self.conn.send(None)
+        self.proc.join(grace)
+        if self.proc.is_alive():
+            self.kill()
+        with contextlib.suppress(Exception):
+            self.conn.close()
+        with contextlib.suppress(Exception):
+            self.proc.close()
+
+
+_DONE = object()
+
+
+class ProcessPool:
+    """Supervised worker processes running ``target`` on payloads; see the module docstring.
+
+    Use as a context manager; :meth:`imap_unordered` runs one stream of tasks at a time.
+    """
+
+    def __init__(self, target: str, workers: int | None = None, *, timeout_s: float = 120.0,
+                 memory_limit_bytes: int | None = None, max_ahead: int | None = None,
+                 start_timeout_s: float = 120.0) -> None:
+        import multiprocessing
+
+        self.target = target
+        self.n_workers = max(1, int(workers or default_workers()))
+        self.timeout_s = float(timeout_s)
+        self.memory_limit = memory_limit_bytes
+        self.max_ahead = max(1, int(max_ahead or 4 * self.n_workers))
+        self.start_timeout_s = float(start_timeout_s)
+        self._ctx = multiprocessing.get_context("spawn")
+        self._workers: list[_Worker] = []
+        self._lock = threading.Lock()
+        self._stop = threading.Event()
+        self._thread: threading.Thread | None = None
+        self._closed = False
+        self.restarts = 0
+        self._busy_done_s = 0.0
+
+    # -- lifecycle --------------------------------------------------------------------------
+    def __enter__(self) -> ProcessPool:
+        self.start()
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
+
+    def start(self) -> None:
+        with self._lock:
+            while len(self._workers) < self.n_workers:
+                self._workers.append(self._spawn())
+
+    def _spawn(self) -> _Worker:
+        w = _Worker(self._ctx, self.target, self.memory_limit)
+        w.started = time.monotonic()
+        return w
+
+    def close(self, cancel: bool = False) -> None:
+        """Stop the supervisor and every worker (killed at once when ``cancel``)."""
+        self._stop.set()
+        if self._thread is not None and self._thread is not threading.current_thread():
+            self._thread.join(30)
+        with self._lock:
+            workers, self._workers = self._workers, []
+        for w in workers:
+            if cancel or w.task is not None:
+                w.kill()
+            else:
+                w.stop()
+        self._closed = True
+
+    @property
+    def busy_seconds(self) -> float:
+        """Worker-seconds spent on tasks so far (finished ones plus those in flight)."""
+        now = time.monotonic()
+        running = sum(now - w.started for w in list(self._workers) if w.task is not None)
+        return self._busy_done_s + running
+
+    @property
+    def busy(self) -> int:
+        """How many workers are running a task right now (for the torch thread rule)."""
+        return sum(1 for w in list(self._workers) if w.task is not None)
+
+    # -- running ----------------------------------------------------------------------------
+    def imap_unordered(self, items: Iterable[tuple[Any, Any]], poll_s: float = 0.25,
+                       ticks: bool = False) -> Iterator[TaskResult | None]:
+        """Run ``(key, payload)`` items; yield a :class:`TaskResult` per item as they finish.
+
+        At most ``max_ahead`` finished results wait unread (back-pressure on a slow consumer).
+        Raises :class:`PneumoViewError` if the workers cannot start at all. Closing the
+        generator early stops dispatching; call :meth:`close` to end the workers. With
+        ``ticks``, ``None`` is yielded whenever nothing arrived for ``poll_s`` (so the consumer
+        can flush a partial batch or check for cancellation).
+        """
+        if self._closed:
+            raise RuntimeError("pool is closed")
+        self.start()
+        out: queue.Queue[Any] = queue.Queue()
+        self._stop.clear()
+        self._thread = threading.Thread(target=self._supervise, args=(iter(items), out),
+                                        name="pneumoview-pool-supervisor", daemon=True)
+        self._thread.start()
+        try:
+            while True:
+                try:
+                    item = out.get(timeout=poll_s)
+                except queue.Empty:
+                    if not self._thread.is_alive() and out.empty():
+                        raise RuntimeError("pool supervisor ended unexpectedly") from None
+                    if ticks:
+                        yield None
+                    continue
+                if item is _DONE:
+                    return
+                if isinstance(item, BaseException):
+                    raise item
+                yield item
+        finally:
+            self._stop.set()
+            self._thread.join(30)
+
+    def _supervise(self, items: Iterator[tuple[Any, Any]], out: queue.Queue[Any]) -> None:
+        try:
+            self._loop(items, out)
+            out.put(_DONE)
+        except BaseException as exc:  # noqa: BLE001 - handed to the consumer
+            out.put(exc if isinstance(exc, PneumoViewError)
+                    else PneumoViewError(f"the decode worker pool failed: {_describe(exc)}"))
+
+    def _loop(self, items: Iterator[tuple[Any, Any]], out: queue.Queue[Any]) -> None:
+        next_id = 0
+        exhausted = False
+        retry: list[tuple[Any, Any]] = []  # tasks to re-send (not blamed) after a restart
+        start_failures = 0
+        while not self._stop.is_set():
+            with self._lock:
+                workers = list(self._workers)
+            # dispatch to idle, ready workers while the consumer keeps up
+            for w in workers:
+                if not w.ready or w.task is not None:
+                    continue
+                if out.qsize() >= self.max_ahead:
+                    break
+                if retry:
+                    key, payload = retry.pop()
+                elif not exhausted:
+                    try:
+                        key, payload = next(items)
+                    except StopIteration:
+                        exhausted = True
+                        continue
+                else:
+                    continue
+                next_id += 1
+                try:
+                    w.conn.send((next_id, payload))
+                except (BrokenPipeError, EOFError, OSError):
+                    retry.append((key, payload))  # the death is handled below
+                    continue
+                w.task = (next_id, key, payload)
+                w.started = time.monotonic()
+            if exhausted and not retry and all(w.task is None for w in workers):
+                return
+            # wait for a result, a death or the next deadline
+            now = time.monotonic()
+            deadline = 0.2
+            for w in workers:
+                limit = self.timeout_s if w.ready else self.start_timeout_s
+                deadline = min(deadline, max(0.0, w.started + limit - now))
+            waitables: list[Any] = [w.conn for w in workers] + [w.proc.sentinel for w in workers]
+            ready = set(wait(waitables, timeout=deadline)) if waitables else set()
+            for w in workers:
+                restarted = False
+                if w.conn in ready:
+                    try:
+                        msg = w.conn.recv()
+                    except (EOFError, OSError):
+                        msg = None
+                    if msg is not None and msg[0] == "ready":
+                        w.ready = True
+                        start_failures = 0
+                        continue
+                    if msg is not None and msg[0] == "failed":
+                        raise PneumoViewError(f"decode workers cannot start: {msg[1]}")
+                    if msg is not None and w.task is not None and msg[0] == w.task[0]:
+                        _, key, _ = w.task
+                        w.task = None
+                        self._busy_done_s += time.monotonic() - w.started
+                        _, ok, value, message = msg
+                        out.put(TaskResult(key, ok, value, message))
+                        continue
+                    if msg is None:
+                        w.proc.join(1)  # the pipe closed: the process is dying
+                if not w.proc.is_alive() or (w.conn in ready and w.proc.exitcode is not None):
+                    w.proc.join(1)
+                    code = w.proc.exitcode
+                    if w.task is not None:
+                        _, key, _ = w.task
+                        out.put(TaskResult(
+                            key, False, None,
+                            f"the decoder crashed ({signal_name(code)}) on this file; it was "
+                            "skipped (a corrupt file or a codec bug)", worker_restarted=True))
+                    elif not w.ready:
+                        start_failures += 1
+                        if start_failures >= MAX_START_FAILURES:
+                            raise PneumoViewError(
+                                f"decode workers cannot start (they exited with "
+                                f"{signal_name(code)}); check the installation and the memory "
+                                "limit")
+                    restarted = True
+                elif w.task is not None and time.monotonic() - w.started > self.timeout_s:
+                    _, key, _ = w.task
+                    out.put(TaskResult(
+                        key, False, None,
+                        f"decoding took longer than {self.timeout_s:g} s and was stopped "
+                        "(a hung codec or an extreme file); it was skipped",
+                        worker_restarted=True))
+                    restarted = True
+                elif not w.ready and time.monotonic() - w.started > self.start_timeout_s:
+                    raise PneumoViewError(
+                        f"a decode worker did not start within {self.start_timeout_s:g} s")
+                if restarted:
+                    if w.task is not None:
+                        self._busy_done_s += time.monotonic() - w.started
+                    w.task = None
+                    w.kill()
+                    self.restarts += 1
+                    if self._stop.is_set():
+                        continue
+                    with self._lock:
+                        if w in self._workers:
+                            self._workers[self._workers.index(w)] = self._spawn()
+                    log.warning("decode worker restarted (exit: %s)", signal_name(w.proc.exitcode))
