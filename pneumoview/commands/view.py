@@ -15,5 +15,9 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
-    print("The viewer is coming in the next release; use 'pneumoview info' or 'render'.")
-    return 2
+    import logging
+
+    logging.basicConfig(level=logging.INFO, format="%(levelname)s %(message)s")
+    from pneumoview.qt.app import run_viewer
+
+    return run_viewer(args)

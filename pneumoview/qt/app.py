@@ -1,0 +1,107 @@
+"""Start the viewer: the QApplication, the main window, ``--demo`` and ``--screenshot``.
+
+Nothing here imports torch: the first window must appear quickly (the AI panel loads the model
+later, in the background).
+"""
+
+from __future__ import annotations
+
+import argparse
+import logging
+import sys
+import time
+
+from PySide6.QtWidgets import QApplication
+
+from pneumoview.core.settings import load_settings
+from pneumoview.qt.mainwindow import MainWindow, ViewerOptions
+
+log = logging.getLogger("pneumoview.viewer")
+
+SCREENSHOT_SIZE = (1400, 900)
+SCREENSHOT_TIMEOUT_S = 180.0
+
+
+class PneumoViewApp(QApplication):
+    """The application object; carries ``--model`` / ``--device`` for the AI panel."""
+
+    model_dir: str | None = None
+    device: str | None = None
+
+
+def application(argv: list[str] | None = None) -> QApplication:
+    """The running QApplication, or a new :class:`PneumoViewApp`."""
+    app = QApplication.instance()
+    if app is None:
+        app = PneumoViewApp(argv or sys.argv[:1])
+        app.setApplicationName("PneumoView")
+        app.setOrganizationName("PneumoView")
+    return app  # type: ignore[return-value]
+
+
+def create_window(args: argparse.Namespace) -> MainWindow:
+    """The main window for parsed ``view`` arguments (shown, with PATH or the demo opening)."""
+    app = application()
+    app.model_dir = getattr(args, "model", None)  # type: ignore[attr-defined]
+    app.device = getattr(args, "device", None)  # type: ignore[attr-defined]
+    screenshot = bool(getattr(args, "screenshot", None))
+    options = ViewerOptions(model=getattr(args, "model", None),
+                            device=getattr(args, "device", None), screenshot_mode=screenshot)
+    window = MainWindow(load_settings(), options)
+    if screenshot:
+        window.resize(*SCREENSHOT_SIZE)
+    window.show()
+    if getattr(args, "demo", False):
+        window.open_demo()
+    elif getattr(args, "path", None):
+        window.open_path(args.path)
+    return window
+
+
+def wait_until_idle(window: MainWindow, timeout: float = SCREENSHOT_TIMEOUT_S,
+                    settle: float = 0.15) -> bool:
+    """Process events until no work is pending for ``settle`` seconds; False on timeout.
+
+    "Pending" is :meth:`WorkRunner.pending`: indexing, decoding and anything later features
+    submit or register there (the AI panel's model load and scoring).
+    """
+    app = application()
+    deadline = time.monotonic() + timeout
+    idle_since: float | None = None
+    while time.monotonic() < deadline:
+        app.processEvents()
+        now = time.monotonic()
+        if window.runner.pending() == 0:
+            idle_since = idle_since or now
+            if now - idle_since >= settle:
+                app.processEvents()
+                return True
+        else:
+            idle_since = None
+        time.sleep(0.01)
+    return False
+
+
+def take_screenshot(window: MainWindow, out: str, timeout: float = SCREENSHOT_TIMEOUT_S) -> int:
+    """Wait for all pending work, save ``window.grab()`` as PNG; 0 on success."""
+    idle = wait_until_idle(window, timeout)
+    if not idle:
+        print(f"pneumoview: work still pending after {timeout:.0f} s; saving the screenshot "
+              "as it is", file=sys.stderr)
+    ok = window.grab().save(out, "PNG")
+    if not ok:
+        print(f"pneumoview: {out}: cannot write the PNG", file=sys.stderr)
+    return 0 if ok and idle else 1
+
+
+def run_viewer(args: argparse.Namespace) -> int:
+    """``pneumoview [view]``: show the window and run until it closes."""
+    app = application()
+    window = create_window(args)
+    try:
+        if getattr(args, "screenshot", None):
+            return take_screenshot(window, args.screenshot)
+        return int(app.exec())
+    finally:
+        window.close()
+        window.shutdown()

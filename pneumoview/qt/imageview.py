@@ -1,0 +1,441 @@
+"""The image in the centre: a pyqtgraph ImageItem with DICOM windowing and reading interactions.
+
+Pixels are shown at the modality values' own coordinates: the ImageItem sits at the origin with
+an identity transform, one scene unit per image pixel, rows down (``row-major``, ``invertY``).
+**Overlays** (the AI heat map, measurements) therefore only need to be another item with the same
+pixel grid added with :meth:`ImageView.add_layer`, which stacks it above the image in the same
+ViewBox; zoom and pan move both together.
+
+Display levels are explicit: a linear window becomes ``ImageItem.setLevels(window.levels)``
+(pyqtgraph's fast combined level+LUT path, helped by integral data stored as uint16/int16); a
+SIGMOID window or a VOI LUT from the file is computed with :func:`windowing.apply_window` to
+uint8. Inversion is ``decoded.invert XOR`` the user's toggle, applied once as a reversed LUT.
+``autoDownsample`` averages the data down to the screen resolution when zoomed out (fast and
+without aliasing); at 1:1 and above pixels are drawn as they are (no smoothing).
+
+Mouse: right-drag = window/level (horizontal: width, right = wider; vertical: centre, down =
+higher centre, i.e. darker), left-drag = pan, wheel = zoom.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import numpy as np
+import pyqtgraph as pg
+from PySide6.QtCore import QPointF, QRectF, Qt, Signal
+from PySide6.QtGui import QFont
+from PySide6.QtWidgets import QLabel, QVBoxLayout, QWidget
+
+from pneumoview.core import windowing
+from pneumoview.core.dicomio import DecodedImage
+from pneumoview.core.windowing import Window
+
+pg.setConfigOptions(imageAxisOrder="row-major", antialias=False)
+
+#: Fraction of the width at the start of the drag moved per screen pixel of right-drag.
+WL_SENSITIVITY = 1.0 / 200.0
+
+_RAMP = np.arange(256, dtype=np.uint8)
+_RAMP_INVERTED = _RAMP[::-1].copy()
+
+
+def display_data(values: np.ndarray) -> np.ndarray:
+    """Integral grey values as uint16/int16 (pyqtgraph's fast LUT path), else float32 as is."""
+    if values.ndim != 2 or values.size == 0:
+        return values
+    lo, hi = float(values.min()), float(values.max())
+    sample = values[:: max(1, values.shape[0] // 64), :: max(1, values.shape[1] // 64)]
+    if not np.array_equal(sample, np.round(sample)):
+        return values
+    if lo >= 0 and hi <= 65535 and np.array_equal(values, np.round(values)):
+        return values.astype(np.uint16)
+    if lo >= -32768 and hi <= 32767 and np.array_equal(values, np.round(values)):
+        return values.astype(np.int16)
+    return values
+
+
+@dataclass(frozen=True)
+class PreparedImage:
+    """A decoded frame plus what showing it needs, computed off the GUI thread (:func:`prepare`)."""
+
+    decoded: DecodedImage
+    grey_data: np.ndarray | None  # display_data(values) for grey images
+    presets: tuple[Window, ...]
+    default: Window | None
+
+
+def prepare(decoded: DecodedImage) -> PreparedImage:
+    """Pure numpy (no Qt): safe to call in a worker thread right after decoding."""
+    if decoded.is_colour:
+        return PreparedImage(decoded, None, (), None)
+    return PreparedImage(decoded, display_data(decoded.values),
+                         tuple(windowing.presets(decoded.values, decoded.windows,
+                                                 decoded.modality)),
+                         windowing.default_window(decoded.values, decoded.windows))
+
+
+class DisplayImageItem(pg.ImageItem):
+    """ImageItem that caches its screen-resolution downsample, so a W/L step only re-maps it.
+
+    pyqtgraph's ``autoDownsample`` averages the full image on every render (~60 ms at 3000x3000),
+    which makes window/level dragging stutter; the average depends only on the data and the zoom,
+    so it is computed once per (image, factors) and kept in the data's own dtype (uint16 stays
+    on the fast level+LUT path).
+    """
+
+    def __init__(self, **kwargs: object) -> None:
+        super().__init__(**kwargs)
+        self._ds_key: tuple[int, int, int] | None = None
+        self._ds_image: np.ndarray | None = None
+        self._generation = 0  # bumped by every new image (ids of views get reused)
+
+    def setImage(self, image=None, autoLevels=None, **kwargs):  # noqa: ANN001, ANN201, N802
+        if image is not None:
+            self._generation += 1
+            self._ds_image = None
+        return super().setImage(image, autoLevels, **kwargs)
+
+    def render(self) -> None:
+        full = self.image
+        if not self.autoDownsample or full is None or full.size == 0:
+            return super().render()
+        xds, yds = self._computeDownsampleFactors()
+        if xds is None:
+            return None
+        if (xds, yds) == (1, 1):
+            self.autoDownsample = False
+            try:
+                return super().render()
+            finally:
+                self.autoDownsample = True
+                self._lastDownsample = (1, 1)
+        key = (self._generation, xds, yds)
+        if self._ds_key != key or self._ds_image is None:
+            img = pg.functions.downsample(full, xds, axis=1)
+            img = pg.functions.downsample(img, yds, axis=0)
+            if full.dtype.kind in "ui":
+                img = np.rint(img).astype(full.dtype)
+            else:
+                img = img.astype(full.dtype, copy=False)
+            self._ds_key, self._ds_image = key, img
+        self.image, self.autoDownsample = self._ds_image, False
+        try:
+            super().render()
+        finally:
+            self.image, self.autoDownsample = full, True
+            self._lastDownsample = (xds, yds)
+        return None
+
+
+class WindowViewBox(pg.ViewBox):
+    """A ViewBox whose right-drag reports window/level moves instead of scaling the view."""
+
+    #: dx, dy screen pixels since the press; is_start; is_finish
+    sigWindowDrag = Signal(float, float, bool, bool)
+
+    def __init__(self) -> None:
+        super().__init__(lockAspect=True, invertY=True, enableMenu=False)
+        self.setMouseMode(pg.ViewBox.PanMode)
+
+    def mouseDragEvent(self, ev, axis=None) -> None:  # noqa: ANN001 - pyqtgraph's signature
+        if ev.button() == Qt.MouseButton.RightButton:
+            ev.accept()
+            d = ev.screenPos() - ev.buttonDownScreenPos()
+            self.sigWindowDrag.emit(float(d.x()), float(d.y()), ev.isStart(), ev.isFinish())
+            return
+        super().mouseDragEvent(ev, axis)
+
+    def mouseClickEvent(self, ev) -> None:  # noqa: ANN001
+        if ev.button() == Qt.MouseButton.RightButton:
+            ev.accept()  # no context menu: right button belongs to window/level
+            return
+        super().mouseClickEvent(ev)
+
+
+class ImageView(QWidget):
+    """Shows one :class:`DecodedImage` with a window, zoom/pan, inversion and corner text."""
+
+    windowChanged = Signal(object)  # Window
+    invertChanged = Signal(bool)
+    zoomChanged = Signal(float)
+
+    def __init__(self, parent: QWidget | None = None) -> None:
+        super().__init__(parent)
+        self.graphics = pg.GraphicsView(background="k")
+        self.graphics.setAntialiasing(False)
+        self.view_box = WindowViewBox()
+        self.graphics.setCentralItem(self.view_box)
+        self.image_item = DisplayImageItem(axisOrder="row-major", autoDownsample=True)
+        self.image_item.setZValue(0)
+        self.view_box.addItem(self.image_item)
+        layout = QVBoxLayout(self)
+        layout.setContentsMargins(0, 0, 0, 0)
+        layout.addWidget(self.graphics)
+
+        self.decoded: DecodedImage | None = None
+        self.prepared: PreparedImage | None = None
+        self.window: Window | None = None
+        self.presets: list[Window] = []
+        self.user_invert = False
+        self.show_patient_text = True
+        self._drag_start: Window | None = None
+        self._grey_data: np.ndarray | None = None
+        self._shown_data: np.ndarray | None = None  # what image_item holds (it keeps a view)
+        self._uint8_cache: tuple[Window, np.ndarray] | None = None
+
+        self._corners = {k: self._make_label(k) for k in ("tl", "tr", "bl", "br")}
+        self._message = QLabel(self.graphics)
+        self._message.setAlignment(Qt.AlignmentFlag.AlignCenter)
+        self._message.setWordWrap(True)
+        self._message.setStyleSheet("color: #f0c060; background: transparent; font-size: 13px;")
+        self._message.setAttribute(Qt.WidgetAttribute.WA_TransparentForMouseEvents)
+        self._message.hide()
+        self.view_box.sigWindowDrag.connect(self._on_window_drag)
+        self.view_box.sigRangeChanged.connect(self._on_range_changed)
+
+    # -- public API --------------------------------------------------------------------------
+    def add_layer(self, item: pg.GraphicsObject, z: float = 10.0) -> None:
+        """Stack ``item`` (e.g. an ImageItem of the same H x W) above the image, same transform."""
+        item.setZValue(z)
+        self.view_box.addItem(item, ignoreBounds=True)
+
+    def remove_layer(self, item: pg.GraphicsObject) -> None:
+        self.view_box.removeItem(item)
+
+    def clear(self, message: str = "") -> None:
+        """Remove the image (e.g. after an error) and optionally show ``message`` instead."""
+        self.decoded = None
+        self.prepared = None
+        self.window = None
+        self.presets = []
+        self._grey_data = None
+        self._uint8_cache = None
+        self._shown_data = None
+        self.image_item.clear()
+        self.show_message(message)
+        self._update_text()
+
+    def show_message(self, message: str) -> None:
+        self._message.setText(message)
+        self._message.setVisible(bool(message))
+        self._layout_labels()
+
+    def set_image(self, image: DecodedImage | PreparedImage, window: Window | None = None,
+                  fit: bool | None = None) -> None:
+        """Show a decoded (or already prepared) frame with ``window`` (default: the file's first,
+        else Auto).
+
+        The view is fitted when the image size changes (or ``fit`` is True); the same-size next
+        image keeps the reader's zoom and pan.
+        """
+        prepared = image if isinstance(image, PreparedImage) else prepare(image)
+        decoded = prepared.decoded
+        old_shape = self.decoded.shape if self.decoded is not None else None
+        self.prepared = prepared
+        self.decoded = decoded
+        self._uint8_cache = None
+        self.show_message("")
+        self._grey_data = prepared.grey_data
+        self.presets = list(prepared.presets)
+        self.window = None if decoded.is_colour else (window or prepared.default)
+        self._render()
+        if fit or (fit is None and old_shape != decoded.shape):
+            self.fit()
+        self._update_text()
+        if self.window is not None:
+            self.windowChanged.emit(self.window)
+
+    def set_window(self, window: Window) -> None:
+        if self.decoded is None or self.decoded.is_colour:
+            return
+        self.window = window
+        self._render()
+        self._update_text()
+        self.windowChanged.emit(window)
+
+    def set_levels(self, center: float, width: float) -> None:
+        """A custom linear window (keeps a SIGMOID function when the current one has it)."""
+        base = self.window or Window("Custom", center, width)
+        self.set_window(base.with_levels(center, width))
+
+    def apply_preset(self, index: int) -> bool:
+        """Select preset ``index`` (0-based); False when there is no such preset."""
+        if not 0 <= index < len(self.presets):
+            return False
+        self.set_window(self.presets[index])
+        return True
+
+    @property
+    def effective_invert(self) -> bool:
+        return bool(self.decoded is not None and self.decoded.invert) ^ self.user_invert
+
+    def set_invert(self, on: bool) -> None:
+        self.user_invert = bool(on)
+        self._uint8_cache = None
+        self._render()
+        self._update_text()
+        self.invertChanged.emit(self.user_invert)
+
+    def toggle_invert(self) -> None:
+        self.set_invert(not self.user_invert)
+
+    def reset(self) -> None:
+        """Back to the file's default window, no user inversion, fitted."""
+        self.user_invert = False
+        if self.prepared is not None:
+            self.set_image(self.prepared, None, fit=True)
+        self.invertChanged.emit(False)
+
+    def set_show_patient_text(self, on: bool) -> None:
+        self.show_patient_text = bool(on)
+        self._update_text()
+
+    def fit(self) -> None:
+        if self.decoded is None:
+            return
+        h, w = self.decoded.shape
+        self.view_box.setRange(QRectF(0, 0, w, h), padding=0)
+
+    def zoom(self) -> float:
+        """Screen pixels per image pixel (1.0 = 1:1)."""
+        px = self.view_box.viewPixelSize()[0]
+        return 1.0 / px if px > 0 else 1.0
+
+    def one_to_one(self) -> None:
+        """One image pixel per screen pixel, around the current centre."""
+        centre = self.view_box.viewRect().center()
+        size = self.view_box.size()
+        w, h = size.width(), size.height()
+        self.view_box.setRange(QRectF(centre.x() - w / 2, centre.y() - h / 2, w, h), padding=0)
+
+    def image_rect_in_widget(self) -> QRectF:
+        """Where the image lies in this widget's pixels (for tests and screenshots)."""
+        if self.decoded is None:
+            return QRectF()
+        h, w = self.decoded.shape
+        rect = self.view_box.mapViewToScene(QRectF(0, 0, w, h)).boundingRect()
+        top_left = self.graphics.mapFromScene(rect.topLeft())
+        bottom_right = self.graphics.mapFromScene(rect.bottomRight())
+        offset = self.graphics.pos()
+        return QRectF(QPointF(top_left + offset), QPointF(bottom_right + offset))
+
+    # -- rendering ---------------------------------------------------------------------------
+    def _render(self) -> None:
+        d = self.decoded
+        if d is None:
+            return
+        if d.is_colour:
+            rgb = np.clip(d.values[..., :3], 0, 255).astype(np.uint8)
+            if self.user_invert:
+                rgb = 255 - rgb
+            self.image_item.setImage(rgb, autoLevels=False, levels=(0, 255), lut=None)
+            self._shown_data = rgb
+            return
+        win = self.window
+        assert win is not None and self._grey_data is not None
+        if win.lut is None and win.function in ("LINEAR", "LINEAR_EXACT"):
+            lut = _RAMP_INVERTED if self.effective_invert else _RAMP
+            if self._shown_data is not self._grey_data:
+                self.image_item.setImage(self._grey_data, autoLevels=False, levels=win.levels,
+                                         lut=lut)
+                self._shown_data = self._grey_data
+            else:
+                self.image_item.setLookupTable(lut, update=False)
+                self.image_item.setLevels(win.levels)
+            return
+        cached = self._uint8_cache
+        if cached is None or cached[0] != win:
+            img = windowing.apply_window(d.values, win, self.effective_invert)
+            self._uint8_cache = (win, img)
+        if self._shown_data is not self._uint8_cache[1]:
+            self.image_item.setImage(self._uint8_cache[1], autoLevels=False, levels=(0, 255),
+                                     lut=None)
+            self._shown_data = self._uint8_cache[1]
+
+    # -- interaction ---------------------------------------------------------------------------
+    def _on_window_drag(self, dx: float, dy: float, start: bool, finish: bool) -> None:
+        if self.window is None:
+            return
+        if start or self._drag_start is None:
+            self._drag_start = self.window
+        base = self._drag_start
+        step = max(abs(base.width), 1.0) * WL_SENSITIVITY
+        self.set_levels(base.center + dy * step, max(1.0, base.width + dx * step))
+        if finish:
+            self._drag_start = None
+
+    def _on_range_changed(self, *_args: object) -> None:
+        self._update_text()
+        self.zoomChanged.emit(self.zoom())
+
+    # -- corner text ---------------------------------------------------------------------------
+    def _make_label(self, corner: str) -> QLabel:
+        label = QLabel(self.graphics)
+        label.setAttribute(Qt.WidgetAttribute.WA_TransparentForMouseEvents)
+        font = QFont()
+        font.setStyleHint(QFont.StyleHint.Monospace)
+        font.setFamily("monospace")
+        font.setPointSize(9)
+        label.setFont(font)
+        label.setStyleSheet("color: #e8e8e8; background: rgba(0, 0, 0, 110); padding: 2px;")
+        align = Qt.AlignmentFlag.AlignRight if corner.endswith("r") else Qt.AlignmentFlag.AlignLeft
+        label.setAlignment(align | Qt.AlignmentFlag.AlignTop)
+        label.hide()
+        return label
+
+    def corner_text(self) -> dict[str, str]:
+        """The four corners' text (tl: patient/study, tr: series, bl: W/L + zoom, br: size)."""
+        d = self.decoded
+        if d is None:
+            return {k: "" for k in self._corners}
+        ds = d.header
+        get = (lambda k: str(ds.get(k, "") or "").strip()) if ds is not None else (lambda k: "")
+        tl = ""
+        if self.show_patient_text:
+            name = get("PatientName").replace("^", " ").strip()
+            lines = [name, get("PatientID"),
+                     " ".join(filter(None, [_date(get("PatientBirthDate")), get("PatientSex")])),
+                     _date(get("StudyDate")), get("StudyDescription")]
+            tl = "\n".join(x for x in lines if x)
+        series = " ".join(filter(None, [f"Se {get('SeriesNumber')}" if get("SeriesNumber")
+                                        else "", get("SeriesDescription")]))
+        tr_lines = [d.modality, series,
+                    f"Im {get('InstanceNumber')}" if get("InstanceNumber") else "",
+                    f"Frame {d.frame + 1}/{d.n_frames}" if d.n_frames > 1 else ""]
+        bl_lines = []
+        if self.window is not None:
+            w = self.window
+            bl_lines.append(f"W {w.width:.0f}  L {w.center:.0f}  ({w.name})")
+        bl_lines.append(f"Zoom {self.zoom() * 100:.0f}%")
+        h, w_px = d.shape
+        br_lines = [f"{w_px} x {h}", d.photometric + (" inverted" if self.user_invert else "")]
+        return {"tl": tl, "tr": "\n".join(x for x in tr_lines if x),
+                "bl": "\n".join(bl_lines), "br": "\n".join(br_lines)}
+
+    def _update_text(self) -> None:
+        for corner, text in self.corner_text().items():
+            label = self._corners[corner]
+            label.setText(text)
+            label.setVisible(bool(text))
+            label.adjustSize()
+        self._layout_labels()
+
+    def _layout_labels(self) -> None:
+        w, h, m = self.graphics.width(), self.graphics.height(), 6
+        c = self._corners
+        c["tl"].move(m, m)
+        c["tr"].move(w - c["tr"].width() - m, m)
+        c["bl"].move(m, h - c["bl"].height() - m)
+        c["br"].move(w - c["br"].width() - m, h - c["br"].height() - m)
+        self._message.setGeometry(20, 0, max(10, w - 40), h)
+
+    def resizeEvent(self, event) -> None:  # noqa: ANN001
+        super().resizeEvent(event)
+        self._layout_labels()
+
+
+def _date(value: str) -> str:
+    """DICOM DA ``YYYYMMDD`` as ``YYYY-MM-DD`` (other text unchanged)."""
+    v = value.strip()
+    return f"{v[:4]}-{v[4:6]}-{v[6:8]}" if len(v) == 8 and v.isdigit() else v

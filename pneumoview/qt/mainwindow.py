@@ -1,0 +1,572 @@
+"""The main window: study tree (left), image (centre), details tabs (right), log (bottom).
+
+Wiring is in small methods so later features can hook in without editing them:
+
+* signals: ``folderOpened(str)``, ``instancesAdded(list)``, ``indexFinished(IndexResult)``,
+  ``currentInstanceChanged(Instance)``, ``imageShown(DecodedImage)``, ``imageFailed(str, str)``;
+* ``self.runner`` (:class:`WorkRunner`) runs background jobs and counts pending work that
+  ``--screenshot`` waits for; submit jobs there (or wrap outside work in ``begin``/``end``);
+* ``self.details`` (a QTabWidget in the right dock) holds the tag browser; add panels with
+  :meth:`add_detail_tab`; ``self.view.add_layer`` stacks an overlay on the image;
+  ``self.tree`` has an empty ``AI_COLUMN`` (see :mod:`pneumoview.qt.studytree`);
+* ``self.options`` carries ``--model`` / ``--device`` from the command line.
+
+Every failure goes through :meth:`report_error` (status bar + log panel); nothing pops up a
+dialog or prints a traceback.
+"""
+
+from __future__ import annotations
+
+import base64
+import logging
+import os
+from collections import OrderedDict
+from dataclasses import dataclass
+
+from PySide6.QtCore import QByteArray, Qt, Signal
+from PySide6.QtGui import QAction, QActionGroup, QDragEnterEvent, QDropEvent, QKeySequence
+from PySide6.QtWidgets import (
+    QDockWidget,
+    QFileDialog,
+    QHBoxLayout,
+    QLabel,
+    QMainWindow,
+    QProgressBar,
+    QPushButton,
+    QSlider,
+    QStackedWidget,
+    QTabWidget,
+    QVBoxLayout,
+    QWidget,
+)
+
+from pneumoview.core import dicomio, threads
+from pneumoview.core.errors import PneumoViewError
+from pneumoview.core.indexer import IndexProgress, IndexResult, Instance
+from pneumoview.core.settings import Settings, save_settings
+from pneumoview.qt.imageview import ImageView, PreparedImage, prepare
+from pneumoview.qt.logpanel import LogPanel, QtLogHandler
+from pneumoview.qt.studytree import StudyTree
+from pneumoview.qt.tagbrowser import TagBrowser
+from pneumoview.qt.workers import Job, WorkRunner
+
+log = logging.getLogger("pneumoview.viewer")
+
+#: How many decoded frames to keep for quick back-and-forth.
+DECODE_CACHE = 3
+MAX_LOGGED_INDEX_ERRORS = 50
+
+WELCOME = """<h2>PneumoView</h2>
+<p>Open a folder of DICOM studies (<b>File &gt; Open Folder</b>, Ctrl+O), drop a folder or
+file onto this window, or look at the demo: a real chest radiograph from pydicom-data in three
+series (uncompressed, JPEG 2000 and an inverted MONOCHROME2 copy).</p>
+<p><i>Not for diagnostic use.</i></p>"""
+
+
+@dataclass
+class ViewerOptions:
+    """Command-line choices the viewer passes on (the AI panel reads model and device)."""
+
+    model: str | None = None
+    device: str | None = None
+    screenshot_mode: bool = False
+
+
+def _decode_task(path: str, frame: int, max_bytes: int) -> PreparedImage:
+    """Worker: decode and prepare one frame (the GUI thread only hands it to pyqtgraph)."""
+    with threads.busy():
+        return prepare(dicomio.decode(path, frame, max_bytes=max_bytes))
+
+
+def _read_files_task(paths: list[str], on_instances, cancel) -> IndexResult:  # noqa: ANN001
+    """Worker: index individual files (Open File, drops of files)."""
+    from pneumoview.core.indexer import build_tree, read_instance
+
+    found: list[Instance] = []
+    errors: list[tuple[str, str]] = []
+    for path in paths:
+        if cancel():
+            break
+        try:
+            inst = read_instance(path)
+        except PneumoViewError as exc:
+            errors.append((path, exc.reason))
+            continue
+        found.append(inst)
+        on_instances([inst])
+    root = os.path.dirname(paths[0]) if paths else ""
+    return IndexResult(root=root, patients=build_tree(found), instances=found, non_dicom=[],
+                       errors=errors, cancelled=cancel(), from_cache=0)
+
+
+class MainWindow(QMainWindow):
+    """The viewer window. See the module docstring for the hooks."""
+
+    folderOpened = Signal(str)
+    instancesAdded = Signal(object)  # list[Instance]
+    indexFinished = Signal(object)  # IndexResult
+    currentInstanceChanged = Signal(object)  # Instance
+    imageShown = Signal(object)  # DecodedImage
+    imageFailed = Signal(str, str)  # path, message
+
+    def __init__(self, settings: Settings | None = None,
+                 options: ViewerOptions | None = None) -> None:
+        super().__init__()
+        self.settings = settings or Settings()
+        self.options = options or ViewerOptions()
+        self.runner = WorkRunner(self)
+        self.current_instance: Instance | None = None
+        self.current_root: str | None = None
+        self._wanted: tuple[str, int] | None = None
+        self._index_job: Job | None = None
+        self._cache: OrderedDict[tuple[str, int], PreparedImage] = OrderedDict()
+        self._closed = False
+        self.setWindowTitle("PneumoView")
+        self.setAcceptDrops(True)
+        self._build_central()
+        self._build_docks()
+        self._build_status()
+        self._build_actions()
+        self._build_menus()
+        self._connect()
+        self._install_log_handler()
+        self._restore_geometry()
+
+    # -- construction ------------------------------------------------------------------------
+    def _build_central(self) -> None:
+        self.stack = QStackedWidget()
+        self.welcome = QWidget()
+        wl = QVBoxLayout(self.welcome)
+        text = QLabel(WELCOME)
+        text.setWordWrap(True)
+        text.setMaximumWidth(560)
+        self.demo_button = QPushButton("Open the demo")
+        self.open_button = QPushButton("Open Folder...")
+        buttons = QHBoxLayout()
+        buttons.addStretch(1)
+        buttons.addWidget(self.demo_button)
+        buttons.addWidget(self.open_button)
+        buttons.addStretch(1)
+        wl.addStretch(1)
+        wl.addWidget(text, 0, Qt.AlignmentFlag.AlignHCenter)
+        wl.addLayout(buttons)
+        wl.addStretch(2)
+
+        self.viewer_page = QWidget()
+        vl = QVBoxLayout(self.viewer_page)
+        vl.setContentsMargins(0, 0, 0, 0)
+        vl.setSpacing(0)
+        self.view = ImageView()
+        self.view.set_show_patient_text(self.settings.show_patient_overlay)
+        vl.addWidget(self.view, 1)
+        self.frame_bar = QWidget()
+        fl = QHBoxLayout(self.frame_bar)
+        fl.setContentsMargins(6, 2, 6, 2)
+        self.frame_slider = QSlider(Qt.Orientation.Horizontal)
+        self.frame_slider.setMinimum(0)
+        self.frame_label = QLabel()
+        fl.addWidget(QLabel("Frame"))
+        fl.addWidget(self.frame_slider, 1)
+        fl.addWidget(self.frame_label)
+        self.frame_bar.hide()
+        vl.addWidget(self.frame_bar)
+        self.stack.addWidget(self.welcome)
+        self.stack.addWidget(self.viewer_page)
+        self.setCentralWidget(self.stack)
+
+    def _build_docks(self) -> None:
+        self.tree = StudyTree()
+        self.tree_dock = self._dock("Studies", "studies", self.tree,
+                                    Qt.DockWidgetArea.LeftDockWidgetArea)
+        self.tags = TagBrowser()
+        self.details = QTabWidget()
+        self.details.addTab(self.tags, "Tags")
+        self.details_dock = self._dock("Details", "details", self.details,
+                                       Qt.DockWidgetArea.RightDockWidgetArea)
+        self.log_panel = LogPanel()
+        self.log_dock = self._dock("Log", "log", self.log_panel,
+                                   Qt.DockWidgetArea.BottomDockWidgetArea)
+        self.resizeDocks([self.tree_dock, self.details_dock], [430, 340],
+                         Qt.Orientation.Horizontal)
+        self.resizeDocks([self.log_dock], [90], Qt.Orientation.Vertical)
+
+    def _dock(self, title: str, name: str, widget: QWidget,
+              area: Qt.DockWidgetArea) -> QDockWidget:
+        dock = QDockWidget(title, self)
+        dock.setObjectName(f"dock-{name}")
+        dock.setWidget(widget)
+        self.addDockWidget(area, dock)
+        return dock
+
+    def add_detail_tab(self, widget: QWidget, title: str) -> int:
+        """Add a panel to the right-hand tabs (the AI panel goes here); returns its index."""
+        return self.details.addTab(widget, title)
+
+    def _build_status(self) -> None:
+        self.progress = QProgressBar()
+        self.progress.setMaximumWidth(160)
+        self.progress.setRange(0, 0)
+        self.progress.setTextVisible(False)
+        self.progress.hide()
+        self.busy_label = QLabel()
+        self.statusBar().addPermanentWidget(self.busy_label)
+        self.statusBar().addPermanentWidget(self.progress)
+
+    def _action(self, text: str, slot, shortcut=None, checkable: bool = False) -> QAction:  # noqa: ANN001
+        action = QAction(text, self)
+        if shortcut is not None:
+            keys = shortcut if isinstance(shortcut, list) else [shortcut]
+            action.setShortcuts([QKeySequence(k) for k in keys])
+        action.setCheckable(checkable)
+        action.triggered.connect(slot)
+        self.addAction(action)  # shortcuts work wherever the focus is in the window
+        return action
+
+    def _build_actions(self) -> None:
+        a = self._action
+        self.act_open_folder = a("Open &Folder...", self.choose_folder,
+                                 QKeySequence.StandardKey.Open)
+        self.act_open_file = a("Open F&ile...", self.choose_files, "Ctrl+Shift+O")
+        self.act_demo = a("Open &Demo", self.open_demo)
+        self.act_quit = a("&Quit", self.close, QKeySequence.StandardKey.Quit)
+        self.act_fit = a("&Fit to Window", self.view.fit, "F")
+        self.act_one = a("&1:1 (Actual Pixels)", self.view.one_to_one, "Ctrl+0")
+        self.act_invert = a("&Invert", lambda: self.view.toggle_invert(), "I", checkable=True)
+        self.act_reset = a("&Reset", self.view.reset, "R")
+        self.act_patient = a("Show &Patient Text", self.set_patient_text, "P", checkable=True)
+        self.act_patient.setChecked(self.settings.show_patient_overlay)
+        self.act_next = a("&Next Image", lambda: self.tree.step_instance(1), ["Down", "Right"])
+        self.act_prev = a("&Previous Image", lambda: self.tree.step_instance(-1), ["Up", "Left"])
+        self.act_next_series = a("Next &Series", lambda: self.tree.step_series(1), "PgDown")
+        self.act_prev_series = a("Previous S&eries", lambda: self.tree.step_series(-1), "PgUp")
+        self.preset_actions = [a(f"Preset {i}", lambda _=False, i=i: self.apply_preset(i - 1),
+                                 str(i)) for i in range(1, 10)]
+
+    def _build_menus(self) -> None:
+        bar = self.menuBar()
+        file_menu = bar.addMenu("&File")
+        file_menu.addAction(self.act_open_folder)
+        file_menu.addAction(self.act_open_file)
+        self.recent_menu = file_menu.addMenu("Open &Recent")
+        file_menu.addAction(self.act_demo)
+        file_menu.addSeparator()
+        file_menu.addAction(self.act_quit)
+        view_menu = bar.addMenu("&View")
+        for act in (self.act_fit, self.act_one, self.act_invert, self.act_reset):
+            view_menu.addAction(act)
+        self.preset_menu = view_menu.addMenu("&Window Presets")
+        view_menu.addSeparator()
+        view_menu.addAction(self.act_patient)
+        view_menu.addSeparator()
+        for dock in (self.tree_dock, self.details_dock, self.log_dock):
+            view_menu.addAction(dock.toggleViewAction())
+        go_menu = bar.addMenu("&Go")
+        for act in (self.act_next, self.act_prev, self.act_next_series, self.act_prev_series):
+            go_menu.addAction(act)
+        self._rebuild_recent_menu()
+        self._rebuild_preset_menu()
+
+    def _connect(self) -> None:
+        self.demo_button.clicked.connect(self.open_demo)
+        self.open_button.clicked.connect(self.choose_folder)
+        self.tree.instanceSelected.connect(self.show_instance)
+        self.frame_slider.valueChanged.connect(self._on_frame_changed)
+        self.view.windowChanged.connect(lambda _w: self._sync_preset_menu())
+        self.view.invertChanged.connect(self.act_invert.setChecked)
+        self.runner.busyChanged.connect(self._on_busy_changed)
+
+    def _install_log_handler(self) -> None:
+        self._log_handler = QtLogHandler(logging.INFO)
+        self._log_handler.bridge.record.connect(self.log_panel.add)
+        logging.getLogger("pneumoview").addHandler(self._log_handler)
+        if logging.getLogger("pneumoview").getEffectiveLevel() > logging.INFO:
+            logging.getLogger("pneumoview").setLevel(logging.INFO)
+
+    def _restore_geometry(self) -> None:
+        self.resize(1400, 900)
+        try:
+            if self.settings.window_geometry:
+                self.restoreGeometry(QByteArray(base64.b64decode(self.settings.window_geometry)))
+            if self.settings.window_state:
+                self.restoreState(QByteArray(base64.b64decode(self.settings.window_state)))
+        except (ValueError, TypeError):
+            log.warning("saved window layout is unreadable; using the default layout")
+
+    # -- messages ----------------------------------------------------------------------------
+    def report_error(self, message: str) -> None:
+        """The one place errors go: the status bar and the log panel (no dialogs)."""
+        self.statusBar().showMessage(message, 15000)
+        log.warning(message)
+
+    def report(self, message: str) -> None:
+        self.statusBar().showMessage(message, 8000)
+        log.info(message)
+
+    def _on_busy_changed(self, pending: int) -> None:
+        self.busy_label.setText("working..." if pending else "")
+
+    # -- opening -----------------------------------------------------------------------------
+    def choose_folder(self) -> None:
+        start = self.settings.recent_folders[0] if self.settings.recent_folders else ""
+        path = QFileDialog.getExistingDirectory(self, "Open Folder", start)
+        if path:
+            self.open_folder(path)
+
+    def choose_files(self) -> None:
+        paths, _ = QFileDialog.getOpenFileNames(self, "Open DICOM File(s)", "",
+                                                "DICOM (*.dcm *.dicom *.DCM);;All files (*)")
+        if paths:
+            self.open_files(paths)
+
+    def open_demo(self) -> None:
+        from pneumoview.core.demo import prepare_demo
+
+        try:
+            path = prepare_demo()
+        except PneumoViewError as exc:
+            self.report_error(str(exc))
+            return
+        self.open_folder(str(path))
+
+    def open_path(self, path: str) -> None:
+        """A folder or a file, from the command line or a drop."""
+        if os.path.isdir(path):
+            self.open_folder(path)
+        elif os.path.exists(path):
+            self.open_files([path])
+        else:
+            self.report_error(f"{path}: not found (moved, deleted or a network folder "
+                              "that is not connected?)")
+
+    def _start_index(self, root: str, job: Job) -> None:
+        self.runner.cancel_lane("index")
+        self.runner.cancel_lane("decode")
+        self._index_job = job
+        self.current_root = root
+        self.current_instance = None
+        self._wanted = None
+        self.tree.clear_all()
+        self.view.clear("Reading the folder...")
+        self.tags.set_dataset(None)
+        self.frame_bar.hide()
+        self.stack.setCurrentWidget(self.viewer_page)
+        job.bind(progress=job.signals.progress.emit, cancel=job.is_cancelled,
+                 on_instances=job.signals.partial.emit)
+        job.signals.partial.connect(lambda batch, j=job: self._on_index_batch(j, batch))
+        job.signals.progress.connect(lambda p, j=job: self._on_index_progress(j, p))
+        job.signals.result.connect(lambda r, j=job: self._on_index_result(j, r))
+        job.signals.error.connect(lambda e, j=job: self._on_index_error(j, e))
+        self.progress.show()
+        self.runner.submit(job, lane="index")
+
+    def open_folder(self, path: str) -> None:
+        """Index ``path`` in the background; the tree fills as files are found."""
+        from pneumoview.core.indexer import index_folder
+
+        root = os.path.abspath(path)
+        self.settings.add_recent(root)
+        save_settings(self.settings)
+        self._rebuild_recent_menu()
+        self.setWindowTitle(f"PneumoView - {root}")
+        self.statusBar().showMessage(f"Reading {root} ...")
+        self._start_index(root, Job(index_folder, root, name="index"))
+        self.folderOpened.emit(root)
+
+    def open_files(self, paths: list[str]) -> None:
+        paths = [os.path.abspath(p) for p in paths]
+        self.setWindowTitle(f"PneumoView - {paths[0]}" if len(paths) == 1 else "PneumoView")
+        job = Job(_read_files_task, paths, name="open-files")
+        self._start_index(os.path.dirname(paths[0]), job)
+
+    def _on_index_batch(self, job: Job, batch: list[Instance]) -> None:
+        if job is not self._index_job:
+            return  # a folder opened before this one
+        if self.tree.add_instances(batch):
+            self.instancesAdded.emit(batch)
+        if self.current_instance is None and not self.options.screenshot_mode:
+            first = self.tree.first_instance()
+            if first is not None:
+                self.tree.select_instance(first.path)
+
+    def _on_index_progress(self, job: Job, progress: IndexProgress) -> None:
+        if job is self._index_job:
+            self.statusBar().showMessage(
+                f"Reading... {progress.files_seen} files, {progress.dicom_found} DICOM images")
+
+    def _on_index_result(self, job: Job, result: IndexResult) -> None:
+        if job is not self._index_job:
+            return
+        self._index_job = None
+        self.progress.hide()
+        for path, reason in result.errors[:MAX_LOGGED_INDEX_ERRORS]:
+            log.warning("%s: %s", path, reason)
+        if len(result.errors) > MAX_LOGGED_INDEX_ERRORS:
+            log.warning("... and %d more unreadable files",
+                        len(result.errors) - MAX_LOGGED_INDEX_ERRORS)
+        n = self.tree.instance_count()
+        parts = [f"{n} image(s)"]
+        if result.non_dicom:
+            parts.append(f"{len(result.non_dicom)} non-DICOM file(s) skipped")
+        if result.errors:
+            parts.append(f"{len(result.errors)} unreadable (see the log)")
+        if result.cancelled:
+            parts.append("stopped")
+        summary = f"{result.root}: " + ", ".join(parts)
+        if result.errors:
+            self.report_error(summary)
+        else:
+            self.report(summary)
+        if n == 0:
+            self.view.clear(f"No DICOM images found in\n{result.root}")
+        elif self.current_instance is None or self.options.screenshot_mode:
+            first = self.tree.first_instance()
+            if first is not None and (self.current_instance is None
+                                      or first.path != self.current_instance.path):
+                self.tree.select_instance(first.path)
+        self.indexFinished.emit(result)
+
+    def _on_index_error(self, job: Job, exc: Exception) -> None:
+        if job is not self._index_job:
+            return
+        self._index_job = None
+        self.progress.hide()
+        self.view.clear(f"Cannot read this folder:\n{exc}")
+        self.report_error(str(exc))
+
+    # -- showing an image ----------------------------------------------------------------------
+    def show_instance(self, inst: Instance) -> None:
+        """Show ``inst`` (first frame); decoding happens in the background."""
+        same = self.current_instance is not None and self.current_instance.path == inst.path
+        self.current_instance = inst
+        if not same:
+            self.currentInstanceChanged.emit(inst)
+        self.frame_slider.blockSignals(True)
+        self.frame_slider.setMaximum(max(0, inst.n_frames - 1))
+        self.frame_slider.setValue(0)
+        self.frame_slider.blockSignals(False)
+        self.frame_bar.setVisible(inst.n_frames > 1)
+        self.frame_label.setText(f"1 / {inst.n_frames}")
+        self.request_frame(inst.path, 0)
+
+    def request_frame(self, path: str, frame: int) -> None:
+        key = (path, frame)
+        self._wanted = key
+        cached = self._cache.get(key)
+        if cached is not None:
+            self._cache.move_to_end(key)
+            self.runner.cancel_lane("decode")
+            self._display(cached)
+            return
+        self.statusBar().showMessage(f"Loading {os.path.basename(path)} ...")
+        job = Job(_decode_task, path, frame, self.settings.max_image_bytes, name="decode",
+                  tag=key)
+        job.signals.result.connect(lambda p, k=key: self._on_decoded(k, p))
+        job.signals.error.connect(lambda e, k=key: self._on_decode_error(k, e))
+        self.runner.submit(job, lane="decode", latest_only=True)
+
+    def _on_decoded(self, key: tuple[str, int], prepared: PreparedImage) -> None:
+        self._cache[key] = prepared
+        self._cache.move_to_end(key)
+        while len(self._cache) > DECODE_CACHE:
+            self._cache.popitem(last=False)
+        if key != self._wanted:
+            return  # a stale result: the reader moved on
+        self._display(prepared)
+        self.statusBar().clearMessage()
+
+    def _display(self, prepared: PreparedImage) -> None:
+        decoded = prepared.decoded
+        shown = self.view.decoded
+        same_file = shown is not None and shown.path == decoded.path
+        keep = self.view.window if same_file else None
+        self.view.set_image(prepared, keep)
+        if not same_file:
+            self.tags.set_dataset(decoded.header)
+        self._rebuild_preset_menu()
+        self.frame_label.setText(f"{decoded.frame + 1} / {decoded.n_frames}")
+        self.imageShown.emit(decoded)
+
+    def _on_decode_error(self, key: tuple[str, int], exc: Exception) -> None:
+        if key != self._wanted:
+            return
+        self.view.clear(f"Cannot show this image:\n{exc}")
+        self.tags.set_dataset(None)
+        self.report_error(str(exc))
+        self.imageFailed.emit(key[0], str(exc))
+
+    def _on_frame_changed(self, frame: int) -> None:
+        if self.current_instance is not None:
+            self.frame_label.setText(f"{frame + 1} / {self.current_instance.n_frames}")
+            self.request_frame(self.current_instance.path, frame)
+
+    # -- presets and toggles -------------------------------------------------------------------
+    def apply_preset(self, index: int) -> None:
+        if not self.view.apply_preset(index):
+            self.statusBar().showMessage(f"No preset {index + 1} for this image", 3000)
+
+    def _rebuild_preset_menu(self) -> None:
+        self.preset_menu.clear()
+        self._preset_group = QActionGroup(self)
+        for i, win in enumerate(self.view.presets):
+            text = f"{win.name}  (W {win.width:.0f} / L {win.center:.0f})"
+            if i < 9:
+                text += f"\t{i + 1}"  # shown only: the window-wide "Preset N" actions take keys
+            act = self.preset_menu.addAction(text)
+            act.setCheckable(True)
+            act.triggered.connect(lambda _=False, i=i: self.apply_preset(i))
+            self._preset_group.addAction(act)
+        self.preset_menu.setEnabled(bool(self.view.presets))
+        self._sync_preset_menu()
+
+    def _sync_preset_menu(self) -> None:
+        current = self.view.window
+        for act, win in zip(self.preset_menu.actions(), self.view.presets, strict=False):
+            act.setChecked(win == current)
+
+    def set_patient_text(self, on: bool) -> None:
+        self.settings.show_patient_overlay = bool(on)
+        self.view.set_show_patient_text(on)
+        save_settings(self.settings)
+
+    def _rebuild_recent_menu(self) -> None:
+        self.recent_menu.clear()
+        for path in self.settings.recent_folders:
+            act = self.recent_menu.addAction(path)
+            act.triggered.connect(lambda _=False, p=path: self.open_path(p))
+        self.recent_menu.setEnabled(bool(self.settings.recent_folders))
+
+    # -- drag and drop -------------------------------------------------------------------------
+    def dragEnterEvent(self, event: QDragEnterEvent) -> None:
+        if event.mimeData().hasUrls() and any(u.isLocalFile() for u in event.mimeData().urls()):
+            event.acceptProposedAction()
+
+    def dropEvent(self, event: QDropEvent) -> None:
+        paths = [u.toLocalFile() for u in event.mimeData().urls() if u.isLocalFile()]
+        if not paths:
+            return
+        event.acceptProposedAction()
+        self.open_dropped(paths)
+
+    def open_dropped(self, paths: list[str]) -> None:
+        folders = [p for p in paths if os.path.isdir(p)]
+        if folders:
+            self.open_folder(folders[0])
+        else:
+            self.open_files(paths)
+
+    # -- closing -------------------------------------------------------------------------------
+    def closeEvent(self, event) -> None:  # noqa: ANN001
+        self.shutdown()
+        super().closeEvent(event)
+
+    def shutdown(self) -> None:
+        """Stop background work, save the layout; safe to call twice."""
+        if self._closed:
+            return
+        self._closed = True
+        self.settings.window_geometry = base64.b64encode(bytes(self.saveGeometry())).decode()
+        self.settings.window_state = base64.b64encode(bytes(self.saveState())).decode()
+        save_settings(self.settings)
+        self.runner.shutdown(timeout=10.0)
+        logging.getLogger("pneumoview").removeHandler(self._log_handler)
+

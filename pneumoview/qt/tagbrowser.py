@@ -1,0 +1,93 @@
+"""A searchable DICOM tag browser for the right-hand panel (header only, never pixel data)."""
+
+from __future__ import annotations
+
+from pydicom.dataset import Dataset
+from PySide6.QtWidgets import QLineEdit, QTreeWidget, QTreeWidgetItem, QVBoxLayout, QWidget
+
+MAX_VALUE_CHARS = 200
+
+
+def _value_text(elem) -> str:  # noqa: ANN001 - a pydicom DataElement
+    if elem.VR in ("OB", "OW", "OF", "OD", "OL", "OV", "UN") or elem.tag == 0x7FE00010:
+        length = len(elem.value) if elem.value is not None else 0
+        return f"<{length} bytes>"
+    try:
+        text = str(elem.value)
+    except Exception:  # a malformed value must not break the browser
+        return "<unreadable>"
+    return text if len(text) <= MAX_VALUE_CHARS else text[:MAX_VALUE_CHARS] + "..."
+
+
+class TagBrowser(QWidget):
+    """Tag / name / VR / value of the shown file; the search box filters on any column."""
+
+    def __init__(self, parent: QWidget | None = None) -> None:
+        super().__init__(parent)
+        self.search = QLineEdit()
+        self.search.setPlaceholderText("Search tags (name, keyword, tag or value)")
+        self.search.setClearButtonEnabled(True)
+        self.tree = QTreeWidget()
+        self.tree.setColumnCount(4)
+        self.tree.setHeaderLabels(["Tag", "Name", "VR", "Value"])
+        self.tree.setColumnWidth(0, 118)
+        self.tree.setColumnWidth(1, 150)
+        self.tree.setColumnWidth(2, 32)
+        self.tree.setUniformRowHeights(True)
+        layout = QVBoxLayout(self)
+        layout.setContentsMargins(2, 2, 2, 2)
+        layout.addWidget(self.search)
+        layout.addWidget(self.tree)
+        self.search.textChanged.connect(self.apply_filter)
+
+    def set_dataset(self, ds: Dataset | None) -> None:
+        self.tree.clear()
+        if ds is not None:
+            meta = getattr(ds, "file_meta", None)
+            if meta is not None:
+                self._add(self.tree.invisibleRootItem(), meta)
+            self._add(self.tree.invisibleRootItem(), ds)
+        self.apply_filter(self.search.text())
+
+    def _add(self, parent: QTreeWidgetItem, ds: Dataset) -> None:
+        for elem in ds:
+            tag = f"({elem.tag.group:04X},{elem.tag.element:04X})"
+            name = elem.name if elem.keyword else (elem.name or "Private tag")
+            if elem.VR == "SQ":
+                item = QTreeWidgetItem(parent, [tag, name, "SQ", f"{len(elem.value)} item(s)"])
+                for i, child in enumerate(elem.value):
+                    sub = QTreeWidgetItem(item, ["", f"Item {i + 1}", "", ""])
+                    self._add(sub, child)
+            else:
+                QTreeWidgetItem(parent, [tag, name, str(elem.VR), _value_text(elem)])
+
+    def apply_filter(self, text: str) -> int:
+        """Show rows matching ``text`` (and their parents); returns how many rows match."""
+        needle = text.strip().lower()
+        root = self.tree.invisibleRootItem()
+        return self._filter(root, needle)
+
+    def _filter(self, item: QTreeWidgetItem, needle: str) -> int:
+        matches = 0
+        for i in range(item.childCount()):
+            child = item.child(i)
+            own = not needle or any(needle in child.text(c).lower() for c in range(4))
+            below = self._filter(child, "" if own and needle else needle)
+            visible = own or below > 0
+            child.setHidden(not visible)
+            if needle and below and not own:
+                child.setExpanded(True)
+            matches += int(own and bool(needle)) + below
+        return matches
+
+    def row_count_visible(self) -> int:
+        count = 0
+        stack = [self.tree.invisibleRootItem()]
+        while stack:
+            it = stack.pop()
+            for i in range(it.childCount()):
+                c = it.child(i)
+                if not c.isHidden():
+                    count += 1
+                    stack.append(c)
+        return count
