@@ -1,0 +1,43 @@
+"""``python -m training {prepare,train,export,evaluate} ...``."""
+
+from __future__ import annotations
+
+import argparse
+import importlib
+import logging
+import sys
+from collections.abc import Sequence
+
+from pneumoview.core.errors import PneumoViewError
+
+COMMANDS = {
+    "prepare": ("training.prepare", "decode, split by patient, cache model inputs"),
+    "train": ("training.train", "train ResNet18 on a prepared cache (torchrun for DDP)"),
+    "export": ("training.export", "calibrate, measure on test, write the model folder"),
+    "evaluate": ("training.evaluate", "score a model on any source; metrics and plots"),
+}
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    argv = list(sys.argv[1:] if argv is None else argv)
+    parser = argparse.ArgumentParser(prog="python -m training", description=__doc__)
+    sub = parser.add_subparsers(dest="command", metavar="COMMAND", required=True)
+    if argv and argv[0] in COMMANDS:  # import only the module that runs
+        names = [argv[0]]
+    else:
+        names = list(COMMANDS)
+    for name in names:
+        module, help_text = COMMANDS[name]
+        sp = sub.add_parser(name, help=help_text, description=help_text)
+        importlib.import_module(module).add_arguments(sp)
+    args = parser.parse_args(argv)
+    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(name)s %(message)s")
+    try:
+        return int(importlib.import_module(COMMANDS[args.command][0]).run(args) or 0)
+    except PneumoViewError as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return 2
+
+
+if __name__ == "__main__":
+    sys.exit(main())
