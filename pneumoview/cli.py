@@ -31,6 +31,9 @@ def build_parser() -> argparse.ArgumentParser:
         description="Chest X-ray DICOM viewer with a pneumonia classifier. Not for diagnostic use.",
     )
     parser.add_argument("--version", action="version", version=f"pneumoview {__version__}")
+    parser.add_argument("--self-test", action="store_true",
+                        help="check this installation (model sha256, codecs, one inference and "
+                             "CAM, Qt plugins) and exit 0 or 1; takes --model/--device")
     sub = parser.add_subparsers(dest="command", metavar="COMMAND")
     for name, (module, help_text) in SUBCOMMANDS.items():
         sp = sub.add_parser(name, help=help_text, description=help_text)
@@ -50,7 +53,10 @@ def _with_default_command(argv: list[str]) -> list[str]:
 
 
 def main(argv: Sequence[str] | None = None) -> int:
-    args_list = _with_default_command(list(sys.argv[1:] if argv is None else argv))
+    raw = list(sys.argv[1:] if argv is None else argv)
+    if raw and raw[0] == "--self-test":  # top-level flag, before subcommand parsing
+        return int(_load("pneumoview.selftest").main(raw[1:]))
+    args_list = _with_default_command(raw)
     parser = build_parser()
     args = parser.parse_args(args_list)
     module, _ = SUBCOMMANDS[args.command]
