@@ -24,7 +24,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 import numpy as np
-from PySide6.QtCore import QObject, Signal
+from PySide6.QtCore import QObject, QTimer, Signal
 
 from pneumoview.core.errors import PneumoViewError
 
@@ -201,15 +201,17 @@ class InferenceWorker(QObject):
     def _on_answer(self, result: AIResult | CamResult) -> None:
         # one pending unit per request: released by its CAM, or by its result when no CAM follows
         if isinstance(result, CamResult) or not result.cam_follows:
-            self._change(-1)
+            # after the receivers' slots already queued for this result have run, so whoever
+            # waits for pending() == 0 sees the panel updated
+            QTimer.singleShot(0, lambda: self._change(-1))
 
     def _on_ready(self, info: Any, device: str) -> None:
         self.info, self.device, self.load_error = info, device, ""
-        self._change(-1)
+        QTimer.singleShot(0, lambda: self._change(-1))
 
     def _on_failed(self, message: str) -> None:
         self.load_error = message
-        self._change(-1)
+        QTimer.singleShot(0, lambda: self._change(-1))
 
     # -- the worker thread -----------------------------------------------------------------
     def _newer_waiting(self) -> bool:

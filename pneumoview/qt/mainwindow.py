@@ -78,7 +78,7 @@ def _decode_task(path: str, frame: int, max_bytes: int) -> PreparedImage:
         return prepare(dicomio.decode(path, frame, max_bytes=max_bytes))
 
 
-def _read_files_task(paths: list[str], on_instances, cancel) -> IndexResult:  # noqa: ANN001
+def _read_files_task(paths: list[str], on_instances, cancel, progress=None) -> IndexResult:  # noqa: ANN001, E501
     """Worker: index individual files (Open File, drops of files)."""
     from pneumoview.core.indexer import build_tree, read_instance
 

@@ -1,0 +1,353 @@
+"""The AI panel: probability, threshold state, the threshold control, model facts and CAM controls.
+
+A passive view: it shows what it is given and emits what the user asks for; the controller
+(:mod:`pneumoview.qt.aicontroller`) owns the worker and decides. The threshold relabels a shown
+prediction through :meth:`Prediction.with_threshold`, never by running the model again.
+"Not for diagnostic use" is permanent: it is part of the panel's layout, not a message.
+"""
+
+from __future__ import annotations
+
+import math
+from typing import Any
+
+from PySide6.QtCore import QRectF, Qt, Signal
+from PySide6.QtGui import QColor, QFont, QPainter, QPen
+from PySide6.QtWidgets import (
+    QCheckBox,
+    QDoubleSpinBox,
+    QFormLayout,
+    QGroupBox,
+    QHBoxLayout,
+    QLabel,
+    QPushButton,
+    QSizePolicy,
+    QSlider,
+    QVBoxLayout,
+    QWidget,
+)
+
+from pneumoview.qt.camoverlay import CamColourBar
+
+FLAGGED_COLOUR = "#c62828"
+NOT_FLAGGED_COLOUR = "#2e7d32"
+NOT_SCORED_COLOUR = "#757575"
+CAM_NOTE = ("The map shows where the model looked, not disease. It is scaled per image, so a "
+            "low-probability image glows as brightly as a high one.")
+SLIDER_STEPS = 1000
+
+
+def _number(value: Any) -> float | None:
+    try:
+        out = float(value)
+    except (TypeError, ValueError):
+        return None
+    return out if math.isfinite(out) else None
+
+
+def _metric(entry: Any) -> tuple[float, float | None, float | None] | None:
+    """(value, low, high) from a number, ``{"value", "ci_low", "ci_high"}`` or similar."""
+    if isinstance(entry, dict):
+        value = _number(entry.get("value", entry.get("point", entry.get("estimate"))))
+        if value is None:
+            return None
+        lo = _number(entry.get("ci_low", entry.get("low", entry.get("lower"))))
+        hi = _number(entry.get("ci_high", entry.get("high", entry.get("upper"))))
+        ci = entry.get("ci")
+        if (lo is None or hi is None) and isinstance(ci, list | tuple) and len(ci) == 2:
+            lo, hi = _number(ci[0]), _number(ci[1])
+        return value, lo, hi
+    value = _number(entry)
+    return None if value is None else (value, None, None)
+
+
+def split_metrics(metrics: dict | None) -> dict[str, tuple[float, float | None,
+                                                              float | None] | None]:
+    """Sensitivity and specificity on the test split at the model's threshold, from the
+    metadata's ``metrics`` (``metrics["test"]`` when there is one, else the top level)."""
+    out: dict[str, tuple[float, float | None, float | None] | None] = {
+        "sensitivity": None, "specificity": None}
+    if not isinstance(metrics, dict):
+        return out
+    candidates = [metrics.get(k) for k in ("test", "test_split", "test_internal")]
+    candidates = [c for c in candidates if isinstance(c, dict)] + [metrics]
+    for name in out:
+        for cand in candidates:
+            parsed = _metric(cand.get(name)) if name in cand else None
+            if parsed is not None:
+                out[name] = parsed
+                break
+    return out
+
+
+def format_metric(entry: tuple[float, float | None, float | None] | None) -> str:
+    if entry is None:
+        return "n/a"
+    value, lo, hi = entry
+    text = f"{value * 100:.1f} %"
+    if lo is not None and hi is not None:
+        text += f" (95 % CI {lo * 100:.1f}-{hi * 100:.1f})"
+    return text
+
+
+class ProbabilityBar(QWidget):
+    """A horizontal bar filled to the probability, with a marker at the threshold."""
+
+    def __init__(self, parent: QWidget | None = None) -> None:
+        super().__init__(parent)
+        self.probability: float | None = None
+        self.threshold = 0.5
+        self.colour = QColor(NOT_SCORED_COLOUR)
+        self.setMinimumHeight(22)
+        self.setSizePolicy(QSizePolicy.Policy.Expanding, QSizePolicy.Policy.Fixed)
+
+    def set_values(self, probability: float | None, threshold: float, colour: str) -> None:
+        self.probability, self.threshold, self.colour = probability, threshold, QColor(colour)
+        self.setToolTip("" if probability is None else
+                        f"probability {probability:.1%}; threshold {threshold:.1%} (marker)")
+        self.update()
+
+    def paintEvent(self, _event) -> None:  # noqa: ANN001, N802 - Qt's signature
+        p = QPainter(self)
+        p.setRenderHint(QPainter.RenderHint.Antialiasing, False)
+        bar = QRectF(1, 4, self.width() - 2, self.height() - 8)
+        p.fillRect(bar, QColor(60, 60, 60, 60))
+        if self.probability is not None:
+            filled = QRectF(bar.left(), bar.top(), bar.width() * self.probability, bar.height())
+            p.fillRect(filled, self.colour)
+        x = bar.left() + bar.width() * self.threshold
+        p.setPen(QPen(self.palette().windowText().color(), 2))
+        p.drawLine(int(x), 0, int(x), self.height())
+        p.end()
+
+
+class AIPanel(QWidget):
+    """The AI dock's contents. Signals carry user intent; the controller acts on them."""
+
+    thresholdChanged = Signal(float)
+    thresholdReset = Signal()
+    scoreAnywayRequested = Signal()
+    camToggled = Signal(bool)
+    camOpacityChanged = Signal(float)
+
+    def __init__(self, parent: QWidget | None = None) -> None:
+        super().__init__(parent)
+        self.default_threshold = 0.5
+        self.threshold = 0.5
+        self.prediction: Any = None  # the Prediction shown (already at self.threshold)
+        layout = QVBoxLayout(self)
+
+        self.notice = QLabel("Not for diagnostic use")
+        self.notice.setObjectName("notForDiagnosticUse")
+        self.notice.setAlignment(Qt.AlignmentFlag.AlignCenter)
+        self.notice.setStyleSheet("QLabel { background: #fff3cd; color: #664d03; "
+                                  "font-weight: bold; padding: 4px; border-radius: 3px; }")
+        self.notice.setToolTip("Research software: the model's output must not be used to "
+                               "diagnose or treat anyone.")
+        layout.addWidget(self.notice)
+
+        self.percent = QLabel("-")
+        big = QFont(self.percent.font())
+        big.setPointSizeF(big.pointSizeF() * 2.2)
+        big.setBold(True)
+        self.percent.setFont(big)
+        self.percent.setAlignment(Qt.AlignmentFlag.AlignCenter)
+        self.percent.setToolTip("Calibrated probability of pneumonia given by the model")
+        layout.addWidget(self.percent)
+        self.bar = ProbabilityBar()
+        layout.addWidget(self.bar)
+        self.state = QLabel("No image")
+        self.state.setObjectName("aiState")
+        self.state.setAlignment(Qt.AlignmentFlag.AlignCenter)
+        self.state.setWordWrap(True)
+        layout.addWidget(self.state)
+        self.score_anyway = QPushButton("Score anyway")
+        self.score_anyway.setToolTip("Run the model although the file says this is not a "
+                                     "frontal chest radiograph; the number may mean nothing")
+        self.score_anyway.clicked.connect(self.scoreAnywayRequested)
+        self.score_anyway.setVisible(False)
+        layout.addWidget(self.score_anyway)
+
+        thr_box = QGroupBox("Threshold")
+        thr_layout = QVBoxLayout(thr_box)
+        row = QHBoxLayout()
+        self.slider = QSlider(Qt.Orientation.Horizontal)
+        self.slider.setRange(0, SLIDER_STEPS)
+        self.slider.setToolTip("Images with a probability at or above the threshold are flagged")
+        self.spin = QDoubleSpinBox()
+        self.spin.setRange(0.0, 100.0)
+        self.spin.setDecimals(1)
+        self.spin.setSingleStep(0.5)
+        self.spin.setSuffix(" %")
+        self.spin.setKeyboardTracking(False)
+        row.addWidget(self.slider, 1)
+        row.addWidget(self.spin)
+        thr_layout.addLayout(row)
+        self.reset_button = QPushButton("Reset to model default")
+        thr_layout.addWidget(self.reset_button)
+        form = QFormLayout()
+        self.sensitivity = QLabel("n/a")
+        self.specificity = QLabel("n/a")
+        self.metrics_note = QLabel("")
+        self.metrics_note.setWordWrap(True)
+        form.addRow("Sensitivity (test):", self.sensitivity)
+        form.addRow("Specificity (test):", self.specificity)
+        thr_layout.addLayout(form)
+        thr_layout.addWidget(self.metrics_note)
+        layout.addWidget(thr_box)
+        self.slider.valueChanged.connect(self._on_slider)
+        self.spin.valueChanged.connect(self._on_spin)
+        self.reset_button.clicked.connect(self.thresholdReset)
+
+        cam_box = QGroupBox("Class-activation map")
+        cam_layout = QVBoxLayout(cam_box)
+        self.cam_check = QCheckBox("Show map (C)")
+        self.cam_check.toggled.connect(self._on_cam_toggled)
+        cam_layout.addWidget(self.cam_check)
+        orow = QHBoxLayout()
+        orow.addWidget(QLabel("Opacity"))
+        self.opacity = QSlider(Qt.Orientation.Horizontal)
+        self.opacity.setRange(0, 100)
+        self.opacity.setValue(60)
+        self.opacity.valueChanged.connect(lambda v: self.camOpacityChanged.emit(v / 100.0))
+        orow.addWidget(self.opacity, 1)
+        cam_layout.addLayout(orow)
+        self.colour_bar = CamColourBar()
+        cam_layout.addWidget(self.colour_bar)
+        self.cam_note = QLabel(CAM_NOTE)
+        self.cam_note.setWordWrap(True)
+        self.cam_note.setStyleSheet("QLabel { color: #8a6d3b; }")
+        self.cam_note.setVisible(False)
+        cam_layout.addWidget(self.cam_note)
+        self.cam_status = QLabel("")
+        cam_layout.addWidget(self.cam_status)
+        layout.addWidget(cam_box)
+
+        facts = QFormLayout()
+        self.model_label = QLabel("loading...")
+        self.model_label.setWordWrap(True)
+        self.model_label.setTextInteractionFlags(Qt.TextInteractionFlag.TextSelectableByMouse)
+        self.device_label = QLabel("-")
+        self.time_label = QLabel("-")
+        facts.addRow("Model:", self.model_label)
+        facts.addRow("Device:", self.device_label)
+        facts.addRow("Inference:", self.time_label)
+        layout.addLayout(facts)
+        layout.addStretch(1)
+        self._set_threshold_widgets(self.threshold)
+
+    # -- model and threshold ---------------------------------------------------------------
+    def set_model(self, info: Any, device: str = "", error: str = "") -> None:
+        """Show the loaded model (``info`` = ModelInfo) or why there is none."""
+        if info is None:
+            self.model_label.setText(error or "no model")
+            self.model_label.setStyleSheet(f"QLabel {{ color: {FLAGGED_COLOUR}; }}"
+                                           if error else "")
+            self.device_label.setText("-")
+            self._set_metrics(None)
+            return
+        self.model_label.setText(info.label)
+        self.model_label.setStyleSheet("")
+        self.model_label.setToolTip(str(info.directory))
+        self.device_label.setText(device or "-")
+        self.default_threshold = float(info.threshold)
+        self._set_metrics(info.metrics)
+
+    def _set_metrics(self, metrics: dict | None) -> None:
+        m = split_metrics(metrics)
+        self.sensitivity.setText(format_metric(m["sensitivity"]))
+        self.specificity.setText(format_metric(m["specificity"]))
+        self._update_metrics_note()
+
+    def _update_metrics_note(self) -> None:
+        if abs(self.threshold - self.default_threshold) > 1e-9:
+            self.metrics_note.setText(f"Measured at the model's threshold "
+                                      f"{self.default_threshold:.1%}, not at yours.")
+        else:
+            self.metrics_note.setText(f"At the model's threshold {self.default_threshold:.1%}.")
+
+    def set_threshold(self, value: float) -> None:
+        """Set the shown threshold (no signal) and relabel the shown prediction."""
+        self.threshold = float(min(1.0, max(0.0, value)))
+        self._set_threshold_widgets(self.threshold)
+        self._update_metrics_note()
+        if self.prediction is not None:
+            self.show_prediction(self.prediction.with_threshold(self.threshold))
+
+    def _set_threshold_widgets(self, value: float) -> None:
+        self.slider.blockSignals(True)
+        self.spin.blockSignals(True)
+        self.slider.setValue(round(value * SLIDER_STEPS))
+        self.spin.setValue(round(value * 100.0, 1))
+        self.slider.blockSignals(False)
+        self.spin.blockSignals(False)
+
+    def _on_slider(self, v: int) -> None:
+        self.set_threshold(v / SLIDER_STEPS)
+        self.thresholdChanged.emit(self.threshold)
+
+    def _on_spin(self, v: float) -> None:
+        self.set_threshold(v / 100.0)
+        self.thresholdChanged.emit(self.threshold)
+
+    # -- results ---------------------------------------------------------------------------
+    def _set_state(self, text: str, colour: str) -> None:
+        self.state.setText(text)
+        self.state.setStyleSheet(f"QLabel {{ color: white; background: {colour}; "
+                                 "font-weight: bold; padding: 4px; border-radius: 3px; }")
+
+    def clear(self, message: str = "No image") -> None:
+        self.prediction = None
+        self.percent.setText("-")
+        self.bar.set_values(None, self.threshold, NOT_SCORED_COLOUR)
+        self.state.setText(message)
+        self.state.setStyleSheet("")
+        self.score_anyway.setVisible(False)
+        self.time_label.setText("-")
+        self.cam_status.setText("")
+
+    def show_pending(self, message: str = "Scoring...") -> None:
+        self.clear(message)
+
+    def show_error(self, message: str) -> None:
+        self.clear()
+        self._set_state(message, NOT_SCORED_COLOUR)
+
+    def show_prediction(self, prediction: Any, elapsed_ms: float | None = None) -> None:
+        """Show a Prediction (re-labelled at the panel's threshold)."""
+        if prediction.scored and abs(prediction.threshold - self.threshold) > 1e-12:
+            prediction = prediction.with_threshold(self.threshold)
+        self.prediction = prediction
+        if prediction.scored:
+            colour = FLAGGED_COLOUR if prediction.flagged else NOT_FLAGGED_COLOUR
+            self.percent.setText(f"{prediction.probability * 100:.1f} %")
+            self.bar.set_values(prediction.probability, self.threshold, colour)
+            text = prediction.state_text
+            if prediction.reason:
+                text += f"\n({prediction.reason})"
+            self._set_state(text, colour)
+            self.score_anyway.setVisible(False)
+        else:
+            self.percent.setText("-")
+            self.bar.set_values(None, self.threshold, NOT_SCORED_COLOUR)
+            self._set_state(prediction.state_text, NOT_SCORED_COLOUR)
+            self.score_anyway.setVisible(True)
+        if elapsed_ms is not None:
+            fwd = prediction.timings.get("forward_ms")
+            self.time_label.setText(f"{elapsed_ms:.0f} ms" + (f" (model {fwd:.0f} ms)"
+                                                              if fwd is not None else ""))
+
+    # -- CAM -------------------------------------------------------------------------------
+    def set_cam_checked(self, on: bool) -> None:
+        self.cam_check.blockSignals(True)
+        self.cam_check.setChecked(on)
+        self.cam_check.blockSignals(False)
+        self._update_cam_note()
+
+    def _on_cam_toggled(self, on: bool) -> None:
+        self._update_cam_note()
+        self.camToggled.emit(on)
+
+    def _update_cam_note(self) -> None:
+        flagged = self.prediction is not None and bool(self.prediction.flagged)
+        self.cam_note.setVisible(self.cam_check.isChecked() and not flagged)

@@ -1,0 +1,104 @@
+"""The class-activation map as a second pyqtgraph image on top of the radiograph.
+
+The CAM arrives on the image's own pixel grid (``H x W``, see :mod:`pneumoview.core.cam`), so the
+overlay is a plain ImageItem added to the same ViewBox with the same (identity) transform as the
+image: zoom and pan move both together, and window changes (levels of the grey image) do not
+touch it. Its look is a lookup table with an alpha ramp: cold, low values are transparent and hot
+values opaque, so the film stays readable under the map; the opacity slider scales the whole item.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+import pyqtgraph as pg
+from PySide6.QtCore import QRectF, Qt
+from PySide6.QtGui import QColor, QLinearGradient, QPainter
+from PySide6.QtWidgets import QSizePolicy, QWidget
+
+#: Colour stops (value, (r, g, b)): dark blue through green and yellow to red.
+_STOPS = ((0.0, (0, 0, 120)), (0.3, (0, 90, 255)), (0.55, (0, 220, 120)),
+          (0.75, (255, 220, 0)), (1.0, (255, 30, 0)))
+#: Below this value the map is fully transparent; alpha then rises to ALPHA_MAX.
+ALPHA_FLOOR = 0.2
+ALPHA_MAX = 220
+
+
+def cam_lut(n: int = 256) -> np.ndarray:
+    """(n, 4) uint8 RGBA lookup table: colour ramp plus an alpha ramp from ALPHA_FLOOR."""
+    x = np.linspace(0.0, 1.0, n)
+    pos = np.array([s[0] for s in _STOPS])
+    rgb = np.stack([np.interp(x, pos, [s[1][c] for s in _STOPS]) for c in range(3)], axis=1)
+    alpha = np.clip((x - ALPHA_FLOOR) / (1.0 - ALPHA_FLOOR), 0.0, 1.0) * ALPHA_MAX
+    return np.concatenate([rgb, alpha[:, None]], axis=1).round().astype(np.uint8)
+
+
+class CamOverlay:
+    """Owns the overlay ImageItem; the caller adds :attr:`item` to the image's ViewBox."""
+
+    def __init__(self, opacity: float = 0.6) -> None:
+        self.item = pg.ImageItem(axisOrder="row-major")
+        self.item.setLookupTable(cam_lut())
+        self.item.setZValue(10)
+        self.item.setOpacity(opacity)
+        self.item.setVisible(False)
+        self.key: tuple[str, int] | None = None
+        self.cam: np.ndarray | None = None
+
+    def set_cam(self, key: tuple[str, int], cam: np.ndarray) -> None:
+        """Show ``cam`` (float32 (H, W) in [0, 1]) for the image ``key`` (not made visible)."""
+        self.key = key
+        self.cam = np.asarray(cam, dtype=np.float32)
+        self.item.setImage(self.cam, levels=(0.0, 1.0), autoLevels=False)
+        self.item.setRect(QRectF(0, 0, self.cam.shape[1], self.cam.shape[0]))
+
+    def clear(self) -> None:
+        self.key = None
+        self.cam = None
+        self.item.clear()
+        self.item.setVisible(False)
+
+    def set_visible(self, on: bool) -> None:
+        self.item.setVisible(bool(on) and self.cam is not None)
+
+    @property
+    def visible(self) -> bool:
+        return self.item.isVisible()
+
+    def set_opacity(self, opacity: float) -> None:
+        self.item.setOpacity(float(min(1.0, max(0.0, opacity))))
+
+    @property
+    def opacity(self) -> float:
+        return float(self.item.opacity())
+
+
+class CamColourBar(QWidget):
+    """A horizontal colour bar for the overlay's lookup table, labelled low / high attention."""
+
+    def __init__(self, parent: QWidget | None = None) -> None:
+        super().__init__(parent)
+        self._lut = cam_lut()
+        self.setMinimumHeight(30)
+        self.setSizePolicy(QSizePolicy.Policy.Expanding, QSizePolicy.Policy.Fixed)
+        self.setToolTip("CAM colour scale: transparent where the model paid least attention, "
+                        "red where it paid most (relative to this image only)")
+
+    def paintEvent(self, _event) -> None:  # noqa: ANN001, N802 - Qt's signature
+        p = QPainter(self)
+        bar = QRectF(2, 2, self.width() - 4, 12)
+        # a checkerboard-free grey backdrop shows the alpha ramp
+        p.fillRect(bar, QColor(70, 70, 70))
+        grad = QLinearGradient(bar.topLeft(), bar.topRight())
+        for i in range(0, 256, 15):
+            r, g, b, a = (int(v) for v in self._lut[i])
+            grad.setColorAt(i / 255, QColor(r, g, b, max(a, 40)))
+        r, g, b, a = (int(v) for v in self._lut[255])
+        grad.setColorAt(1.0, QColor(r, g, b, a))
+        p.fillRect(bar, grad)
+        p.setPen(self.palette().windowText().color())
+        text = QRectF(2, 15, self.width() - 4, self.height() - 15)
+        p.drawText(text, Qt.AlignmentFlag.AlignLeft | Qt.AlignmentFlag.AlignTop, "low")
+        p.drawText(text, Qt.AlignmentFlag.AlignHCenter | Qt.AlignmentFlag.AlignTop,
+                   "model attention (this image)")
+        p.drawText(text, Qt.AlignmentFlag.AlignRight | Qt.AlignmentFlag.AlignTop, "high")
+        p.end()

@@ -1,0 +1,128 @@
+"""File -> Export Image: a PNG of the current view (with the CAM overlay as shown) and a caption.
+
+The caption is burned into the pixels below the picture, so the result travels with its
+context: probability, threshold, state, model version and "Not for diagnostic use". Patient data
+(the view's corner text) is left out unless the user asks for it: the dialog's box is unchecked
+by default, because exported pictures end up in slides and e-mails.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+from PySide6.QtCore import QRect, Qt
+from PySide6.QtGui import QColor, QFont, QFontMetrics, QImage, QPainter
+from PySide6.QtWidgets import (
+    QCheckBox,
+    QDialog,
+    QDialogButtonBox,
+    QFileDialog,
+    QLabel,
+    QVBoxLayout,
+    QWidget,
+)
+
+NOT_FOR_DIAGNOSTIC_USE = "NOT FOR DIAGNOSTIC USE"
+
+
+def caption_lines(prediction: Any, threshold: float | None, model_label: str,
+                  cam_shown: bool = False, status: str = "") -> list[str]:
+    """The caption text: result, threshold, model and the notice (never patient data)."""
+    lines: list[str] = []
+    if prediction is None:
+        lines.append(f"AI: {status or 'no result'}")
+    elif prediction.scored:
+        shown = prediction if threshold is None else prediction.with_threshold(threshold)
+        lines.append(f"Probability of pneumonia: {shown.probability * 100:.1f} %   "
+                     f"Threshold: {shown.threshold * 100:.1f} %   {shown.state_text}")
+        if prediction.reason:
+            lines.append(prediction.reason)
+    else:
+        lines.append(prediction.state_text)
+    if cam_shown:
+        lines.append("Overlay: class-activation map (where the model looked, not disease)")
+    lines.append(f"Model: {model_label or 'none'}")
+    lines.append(NOT_FOR_DIAGNOSTIC_USE)
+    return lines
+
+
+def compose(picture: QImage, lines: list[str]) -> QImage:
+    """``picture`` with a caption strip of ``lines`` below it (white on near-black)."""
+    font = QFont()
+    font.setPointSize(11)
+    metrics = QFontMetrics(font)
+    pad = 8
+    line_h = metrics.height()
+    width = max(picture.width(), max((metrics.horizontalAdvance(t) for t in lines), default=0)
+                + 2 * pad)
+    height = picture.height() + pad * 2 + line_h * len(lines)
+    out = QImage(width, height, QImage.Format.Format_RGB32)
+    out.fill(QColor(20, 20, 20))
+    p = QPainter(out)
+    p.drawImage(0, 0, picture)
+    p.setFont(font)
+    y = picture.height() + pad
+    for i, text in enumerate(lines):
+        is_notice = text == NOT_FOR_DIAGNOSTIC_USE
+        p.setPen(QColor(255, 200, 60) if is_notice else QColor(235, 235, 235))
+        p.drawText(QRect(pad, y + i * line_h, width - 2 * pad, line_h),
+                   int(Qt.AlignmentFlag.AlignLeft | Qt.AlignmentFlag.AlignVCenter), text)
+    p.end()
+    return out
+
+
+def grab_view(view: Any, include_patient: bool) -> QImage:
+    """Render the image view (its overlays included) with or without the patient corner text."""
+    had_text = bool(getattr(view, "show_patient_text", True))
+    setter = getattr(view, "set_show_patient_text", None)
+    try:
+        if setter is not None and had_text != include_patient:
+            setter(include_patient)
+        return view.grab().toImage()
+    finally:
+        if setter is not None and had_text != include_patient:
+            setter(had_text)
+
+
+def export_view(view: Any, path: str | Path, lines: list[str],
+                include_patient: bool = False) -> Path:
+    """Save the captioned PNG; raises OSError when it cannot be written."""
+    out = Path(path)
+    if out.suffix.lower() != ".png":
+        out = out.with_suffix(".png")
+    image = compose(grab_view(view, include_patient), lines)
+    if not image.save(str(out), "PNG"):
+        raise OSError(f"{out}: cannot write the PNG (folder missing or read-only?)")
+    return out
+
+
+class ExportDialog(QDialog):
+    """Asks whether to include patient data (off by default)."""
+
+    def __init__(self, parent: QWidget | None = None) -> None:
+        super().__init__(parent)
+        self.setWindowTitle("Export Image")
+        layout = QVBoxLayout(self)
+        layout.addWidget(QLabel("The PNG shows the current view, the overlay if shown, and a "
+                                "caption with the AI result and model version."))
+        self.include_patient = QCheckBox("Include patient data (name, ID, dates)")
+        self.include_patient.setChecked(False)
+        layout.addWidget(self.include_patient)
+        buttons = QDialogButtonBox(QDialogButtonBox.StandardButton.Save
+                                   | QDialogButtonBox.StandardButton.Cancel)
+        buttons.accepted.connect(self.accept)
+        buttons.rejected.connect(self.reject)
+        layout.addWidget(buttons)
+
+
+def ask_and_export(parent: QWidget, view: Any, lines: list[str],
+                   suggested: str = "pneumoview.png") -> Path | None:
+    """The File -> Export Image flow: options, file name, save. None when cancelled."""
+    dialog = ExportDialog(parent)
+    if dialog.exec() != QDialog.DialogCode.Accepted:
+        return None
+    path, _ = QFileDialog.getSaveFileName(parent, "Export Image", suggested, "PNG image (*.png)")
+    if not path:
+        return None
+    return export_view(view, path, lines, dialog.include_patient.isChecked())
