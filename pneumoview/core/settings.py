@@ -32,6 +32,13 @@ class Settings:
     window_state: str = ""  # base64 of QMainWindow.saveState()
     show_patient_overlay: bool = True
     max_image_mib: int = 1024  # size guard: refuse to decode images needing more than this
+    # AI: the user's threshold per model (weights sha256 -> threshold; absent = model default),
+    # device preference ("auto", "cpu", "cuda[:N]", "mps"), model folder ("" = bundled), CAM
+    # overlay opacity in percent
+    ai_thresholds: dict[str, Any] = field(default_factory=dict)
+    ai_device: str = "auto"
+    ai_model_dir: str = ""
+    cam_opacity: int = 60
     extra: dict[str, Any] = field(default_factory=dict)  # unknown keys, kept for newer versions
 
     @property

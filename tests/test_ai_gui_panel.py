@@ -1,0 +1,188 @@
+"""AI GUI: the controller, panel, worker and overlay, driven without the main window."""
+
+from __future__ import annotations
+
+import threading
+import time
+from pathlib import Path
+from types import SimpleNamespace
+
+import numpy as np
+import pytest
+
+from tests.ai_support import chest_dicoms, pydicom_testdata
+from tests.model_fixture import make_random_model_dir
+
+pytestmark = pytest.mark.gui
+
+
+def _settings() -> SimpleNamespace:
+    """The AI fields of Settings (the controller only touches these)."""
+    return SimpleNamespace(ai_thresholds={}, ai_device="auto", ai_model_dir="", cam_opacity=60)
+
+
+@pytest.fixture(scope="module")
+def model_dir(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    return make_random_model_dir(tmp_path_factory.mktemp("aimodel") / "random")
+
+
+@pytest.fixture(scope="module")
+def images() -> list:
+    from pneumoview.core.dicomio import decode
+
+    files = chest_dicoms()
+    if len(files) < 2:
+        pytest.skip("needs the chest files in ../shared/data/dicom")
+    return [decode(f) for f in files]
+
+
+@pytest.fixture()
+def controller(qtbot, model_dir: Path):  # noqa: ANN001, ANN201
+    from pneumoview.qt.aicontroller import AIController
+
+    ctl = AIController(_settings(), model_dir=str(model_dir), device="cpu")
+    qtbot.addWidget(ctl.panel)
+    try:
+        ctl.start()
+        qtbot.waitUntil(lambda: ctl.info is not None or bool(ctl.error), timeout=120_000)
+        assert ctl.info is not None, ctl.error
+        yield ctl
+    finally:
+        ctl.shutdown()
+    assert not ctl.worker.thread_alive()
+
+
+def _settle(qtbot, ctl) -> None:  # noqa: ANN001
+    qtbot.waitUntil(lambda: ctl.pending() == 0, timeout=60_000)
+    qtbot.wait(20)
+
+
+def test_selecting_fills_the_panel(qtbot, controller, images) -> None:  # noqa: ANN001
+    decoded = images[0]
+    controller.on_instance_changed(None)
+    assert controller.panel.state.text() == "Loading image..."
+    controller.on_image_shown(decoded)
+    _settle(qtbot, controller)
+    pred = controller.panel.prediction
+    assert pred is not None and pred.path == decoded.path and pred.scored
+    assert controller.panel.percent.text() == f"{pred.probability * 100:.1f} %"
+    expected = "Flagged: possible pneumonia" if pred.flagged else "Not flagged"
+    assert controller.panel.state.text().startswith(expected)
+    assert controller.panel.model_label.text() == controller.info.label
+    assert controller.panel.device_label.text() == "cpu"
+    assert controller.panel.time_label.text().endswith("ms)")
+    assert controller.panel.notice.text() == "Not for diagnostic use"
+    # the CAM arrived for this image and is on the image's own grid
+    assert controller.overlay.key == (decoded.path, 0)
+    assert controller.overlay.cam.shape == decoded.shape
+
+
+def test_rapid_switching_shows_the_last(qtbot, controller, images) -> None:  # noqa: ANN001
+    seen: list[str] = []
+    controller.worker.predicted.connect(lambda r: seen.append(r.path))
+    sequence = [images[i % len(images)] for i in range(9)]
+    for decoded in sequence:
+        controller.on_instance_changed(None)
+        controller.on_image_shown(decoded)
+        qtbot.wait(5)
+    _settle(qtbot, controller)
+    last = sequence[-1]
+    assert controller.panel.prediction is not None
+    assert controller.panel.prediction.path == last.path
+    assert controller.current == (last.path, 0)
+    assert controller.overlay.key in (None, (last.path, 0))
+    # stale requests were dropped, not all run
+    assert controller.worker.inferences < len(sequence) + 1
+
+
+def test_threshold_relabels_without_inference(qtbot, controller, images) -> None:  # noqa: ANN001
+    controller.on_image_shown(images[0])
+    _settle(qtbot, controller)
+    runs = controller.worker.inferences
+    p = controller.panel.prediction.probability
+    controller.panel.spin.setValue(max(0.0, p * 100 - 1))  # typed value below p: flagged
+    assert controller.panel.state.text().startswith("Flagged")
+    assert controller.threshold == pytest.approx(max(0.0, p - 0.01), abs=1e-3)
+    controller.panel.slider.setValue(min(1000, int(p * 1000) + 10))  # above p: not flagged
+    assert controller.panel.state.text().startswith("Not flagged")
+    sha = controller.info.weights_sha256
+    assert controller.settings.ai_thresholds[sha] == pytest.approx(controller.threshold)
+    controller.panel.reset_button.click()
+    assert controller.threshold == controller.info.threshold
+    assert sha not in controller.settings.ai_thresholds
+    qtbot.wait(50)
+    assert controller.worker.inferences == runs
+
+
+def test_overlay_toggles(qtbot, controller, images) -> None:  # noqa: ANN001
+    controller.on_image_shown(images[0])
+    _settle(qtbot, controller)
+    pred = controller.panel.prediction
+    # default: shown only for flagged images
+    assert controller.overlay.visible == bool(pred.flagged)
+    before = controller.overlay.visible
+    controller.toggle_cam()
+    assert controller.overlay.visible != before
+    assert controller.panel.cam_check.isChecked() == controller.overlay.visible
+    # the "where the model looked, not disease" note goes with a map on an unflagged image
+    assert (not controller.panel.cam_note.isHidden()) == (controller.overlay.visible
+                                                          and not pred.flagged)
+    controller.panel.cam_check.setChecked(before)
+    assert controller.overlay.visible == before
+    controller.panel.opacity.setValue(25)
+    assert controller.overlay.opacity == pytest.approx(0.25, abs=0.01)
+
+
+def test_not_scored_and_score_anyway(qtbot, controller) -> None:  # noqa: ANN001
+    from pneumoview.core.dicomio import decode
+
+    decoded = decode(pydicom_testdata("RG3_UNCI.dcm"))
+    controller.on_image_shown(decoded)
+    _settle(qtbot, controller)
+    assert controller.panel.state.text() == \
+        "Not scored: not a chest image (BodyPartExamined EXTREMITY)"
+    assert not controller.panel.score_anyway.isHidden()
+    assert not controller.overlay.visible
+    controller.panel.score_anyway.click()
+    _settle(qtbot, controller)
+    assert controller.panel.prediction.scored
+    assert "EXTREMITY" in controller.panel.state.text()
+
+
+def test_missing_model_keeps_working(qtbot, tmp_path: Path, images) -> None:  # noqa: ANN001
+    from pneumoview.qt.aicontroller import AIController
+
+    ctl = AIController(_settings(), model_dir=str(tmp_path / "no-model"), device="cpu")
+    qtbot.addWidget(ctl.panel)
+    try:
+        ctl.start()
+        qtbot.waitUntil(lambda: bool(ctl.error), timeout=60_000)
+        assert "AI unavailable" in ctl.panel.model_label.text()
+        assert ctl.status_label.text() == "AI unavailable"
+        ctl.on_image_shown(images[0])
+        qtbot.waitUntil(lambda: ctl.pending() == 0, timeout=60_000)
+        assert ctl.panel.state.text().startswith("Not scored: AI unavailable")
+    finally:
+        ctl.shutdown()
+
+
+def test_no_inference_thread_left(qtbot, model_dir: Path) -> None:  # noqa: ANN001
+    from pneumoview.qt.inference_worker import InferenceWorker
+
+    worker = InferenceWorker(str(model_dir), "cpu")
+    worker.start()
+    assert any(t.name == "pneumoview-inference" for t in threading.enumerate())
+    worker.submit("/nonexistent.dcm", 0)
+    deadline = time.monotonic() + 60
+    while worker.pending() and time.monotonic() < deadline:
+        qtbot.wait(20)
+    assert worker.shutdown(timeout=30)
+    assert not any(t.name == "pneumoview-inference" for t in threading.enumerate())
+
+
+def test_cam_overlay_lut_has_alpha_ramp() -> None:
+    from pneumoview.qt.camoverlay import cam_lut
+
+    lut = cam_lut()
+    assert lut.shape == (256, 4) and lut.dtype == np.uint8
+    assert lut[0, 3] == 0 and lut[-1, 3] > 200 and np.all(np.diff(lut[:, 3].astype(int)) >= 0)
