@@ -69,6 +69,20 @@ def _has_dicom_magic(path: str) -> bool:
     return len(head) == 132 and head[128:132] == b"DICM"
 
 
+def _sop_class_name(header: Any) -> str:
+    """The SOP class's name ('Digital X-Ray Image Storage - For Presentation'), or ''."""
+    import pydicom
+
+    uid = _text(header, "SOPClassUID")
+    if not uid:
+        meta = getattr(header, "file_meta", None)
+        uid = _text(meta, "MediaStorageSOPClassUID") if meta is not None else ""
+    if not uid:
+        return ""
+    name = pydicom.uid.UID(uid).name
+    return "" if name == uid else name
+
+
 def decode_task(payload: dict[str, Any]) -> dict[str, Any]:
     """Read, gate, decode and prepare one file; runs in a worker process.
 
@@ -115,9 +129,17 @@ def decode_task(payload: dict[str, Any]) -> dict[str, Any]:
     try:
         decoded = dicomio.decode(path, ds=header, max_bytes=max_bytes)
     except PneumoViewError as exc:
-        no_image = exc.reason.startswith(("has no image", "has no pixel data"))
-        out.update(status=NOT_SCORED if no_image else ERROR, message=exc.reason,
-                   cpu_decode_s=time.process_time() - c0)
+        out.update(status=ERROR, message=exc.reason, cpu_decode_s=time.process_time() - c0)
+        if exc.reason.startswith(("has no image", "has no pixel data")):
+            # nothing to score: fine for a report or a presentation state, but an image
+            # object without its pixels is a truncated or corrupt file
+            sop = _sop_class_name(header)
+            if "Image Storage" in sop:
+                out["message"] = f"{exc.reason}: a {sop} object without its image, the file " \
+                                 "is probably truncated or corrupt"
+            else:
+                out.update(status=NOT_SCORED,
+                           message=f"not an image object ({sop or 'no pixel data'})")
         return out
     c1 = time.process_time()
     out["cpu_decode_s"] = c1 - c0
@@ -344,18 +366,7 @@ def run_batch(options: BatchOptions, *,
         if on_progress is not None:
             on_progress(stats.progress(phase))
 
-    # 1. the model (fatal if missing) - before anything is written
-    if engine is None:
-        from pneumoview.core.inference import Engine
-
-        engine = Engine(options.model_dir, options.device, with_cam=False)
-    info = engine.info if engine.loaded else engine.load()
-    assert info is not None
-    threshold = float(info.threshold if options.threshold is None else options.threshold)
-    if not 0.0 <= threshold <= 1.0:
-        raise PneumoViewError(f"--threshold must be in [0, 1], got {threshold:g}")
-
-    # 2. the output: refuse to clobber a report by accident, check it can be written
+    # 1. the output: refuse to clobber a report by accident, check it can be written
     regular_out = output is not None and rep.is_regular_target(output)
     if output is not None and regular_out and os.path.exists(output) \
             and not options.resume and not options.overwrite:
@@ -365,6 +376,17 @@ def run_batch(options: BatchOptions, *,
         parent = os.path.dirname(output) or "."
         if not os.path.isdir(parent):
             raise PneumoViewError("the report's folder does not exist", parent)
+
+    # 2. the model (fatal if missing) - before anything is written
+    if engine is None:
+        from pneumoview.core.inference import Engine
+
+        engine = Engine(options.model_dir, options.device, with_cam=False)
+    info = engine.info if engine.loaded else engine.load()
+    assert info is not None
+    threshold = float(info.threshold if options.threshold is None else options.threshold)
+    if not 0.0 <= threshold <= 1.0:
+        raise PneumoViewError(f"--threshold must be in [0, 1], got {threshold:g}")
 
     # 3. scan, shard, stat
     files = scan(root, output if regular_out else None, options.follow_symlinks)
