@@ -75,6 +75,28 @@ def prepare(decoded: DecodedImage) -> PreparedImage:
                          windowing.default_window(decoded.values, decoded.windows))
 
 
+def block_mean(image: np.ndarray, fy: int, fx: int) -> np.ndarray:
+    """Average ``fy x fx`` blocks (edge rows/columns that do not fill a block are left out),
+    keeping the dtype. Strided adds, not a reshape-mean: about 10x faster on 2000x2000 uint16.
+    """
+    h, w = image.shape[0] // fy, image.shape[1] // fx
+    if h == 0 or w == 0 or (fy, fx) == (1, 1):
+        return image
+    v = image[: h * fy, : w * fx]
+    kind, size = image.dtype.kind, image.dtype.itemsize
+    acc = np.uint32 if kind == "u" and size <= 2 else np.int64 if kind in "ui" else np.float64
+    cols = v[:, 0::fx].astype(acc)
+    for k in range(1, fx):
+        cols += v[:, k::fx]
+    total = cols[0::fy].copy()
+    for k in range(1, fy):
+        total += cols[k::fy]
+    n = fy * fx
+    if image.dtype.kind in "ui":
+        return ((total + n // 2) // n).astype(image.dtype)
+    return (total / n).astype(image.dtype)
+
+
 class DisplayImageItem(pg.ImageItem):
     """ImageItem that caches its screen-resolution downsample, so a W/L step only re-maps it.
 
@@ -151,13 +173,7 @@ class DisplayImageItem(pg.ImageItem):
                 self._lastDownsample = (1, 1)
         key = (self._generation, xds, yds)
         if self._ds_key != key or self._ds_image is None:
-            img = pg.functions.downsample(full, xds, axis=1)
-            img = pg.functions.downsample(img, yds, axis=0)
-            if full.dtype.kind in "ui":
-                img = np.rint(img).astype(full.dtype)
-            else:
-                img = img.astype(full.dtype, copy=False)
-            self._ds_key, self._ds_image = key, img
+            self._ds_key, self._ds_image = key, block_mean(full, yds, xds)
         self.image, self.autoDownsample = self._ds_image, False
         try:
             super().render()
