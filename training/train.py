@@ -70,6 +70,9 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--image-size", type=int, default=0, help="0: the cache's size")
     p.add_argument("--crop-scale-min", type=float, default=0.35)
     p.add_argument("--no-augment", action="store_true")
+    p.add_argument("--amp", action="store_true",
+                   help="bfloat16 autocast for the training forward pass (about 2x faster on "
+                   "CPUs with AVX512-BF16/AMX and on recent GPUs); validation stays float32")
     p.add_argument("--workers", type=int, default=0, help="DataLoader worker processes")
     p.add_argument("--threads", type=int, default=0, help="torch CPU threads (0: default)")
     p.add_argument("--seed", type=int, default=0)
@@ -188,8 +191,9 @@ def train_one_epoch(model: torch.nn.Module, criterion: torch.nn.Module,
             x = augment(x)
         x = ((x - args.mean) / args.std).contiguous(memory_format=torch.channels_last)
         y = y.to(device, non_blocking=True)
-        out = model(x).reshape(-1)
-        loss = criterion(out, y)
+        with torch.autocast(device.type, dtype=torch.bfloat16, enabled=bool(args.amp)):
+            out = model(x).reshape(-1)
+        loss = criterion(out.float(), y)
         optimizer.zero_grad(set_to_none=True)
         loss.backward()
         if args.clip_grad_norm > 0:
