@@ -5,6 +5,7 @@ from __future__ import annotations
 import logging
 from pathlib import Path
 
+import numpy as np
 import pydicom
 import pytest
 
@@ -312,3 +313,47 @@ def test_errors_never_leave_the_log(qtbot, window, caplog):
     assert "x.dcm: something failed" in window.log_panel.toPlainText()
     assert window.statusBar().currentMessage() == "x.dcm: something failed"
 
+
+
+def test_multiframe_slider_keeps_the_window(qtbot, window, tmp_path):
+    base = pydicom.dcmread(RG1).pixel_array[::8, ::8].astype(np.uint16)
+    frames = np.stack([base, base // 2, base // 4])
+    ds = make_dataset(frames, bits_stored=15, modality="CR", WindowCenter=9000,
+                      WindowWidth=16000)
+    path = save(ds, tmp_path / "multi.dcm")
+    open_and_wait(qtbot, window, path)
+    assert window.frame_bar.isVisible()
+    assert window.frame_slider.maximum() == 2
+    window.view.set_levels(7000, 9000)
+    window.frame_slider.setValue(2)
+    wait_idle(qtbot, window)
+    assert window.view.decoded.frame == 2
+    assert float(window.view.decoded.values.max()) == pytest.approx(base.max() // 4, abs=1)
+    assert (window.view.window.center, window.view.window.width) == (7000, 9000)
+    assert "Frame 3/3" in window.view.corner_text()["tr"]
+
+
+def test_colour_image_is_shown_as_rgb(qtbot, window, tmp_path):
+    grey = (pydicom.dcmread(RG1).pixel_array[::8, ::8] >> 7).astype(np.uint8)
+    rgb = np.stack([grey, grey // 2, 255 - grey], axis=-1)
+    path = save(make_dataset(rgb, modality="XC"), tmp_path / "colour.dcm")
+    open_and_wait(qtbot, window, path)
+    shown = window.view.image_item.image
+    assert shown.ndim == 3 and shown.shape[-1] == 3
+    assert np.array_equal(shown, rgb)
+
+
+def test_size_guard_from_settings(qtbot, tmp_path):
+    settings = Settings(max_image_mib=1)
+    win = MainWindow(settings, ViewerOptions())
+    qtbot.addWidget(win)
+    win.show()
+    try:
+        pixels = np.zeros((1100, 1100), np.uint16)
+        path = save(make_dataset(pixels, modality="CR"), tmp_path / "big.dcm")
+        open_and_wait(qtbot, win, path)
+        assert win.view.decoded is None
+        assert "too large" in win.view._message.text()
+        assert "max image MiB" in win.log_panel.toPlainText()
+    finally:
+        win.close()

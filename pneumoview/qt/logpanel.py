@@ -21,13 +21,20 @@ class _Bridge(QObject):
     record = Signal(str, int)
 
 
+class _MessageOnly(logging.Formatter):
+    """The message alone: a traceback belongs in a developer's console, not the log panel."""
+
+    def format(self, record: logging.LogRecord) -> str:
+        return record.getMessage()
+
+
 class QtLogHandler(logging.Handler):
     """A logging handler that hands formatted records to the GUI thread."""
 
     def __init__(self, level: int = logging.INFO) -> None:
         super().__init__(level)
         self.bridge = _Bridge()
-        self.setFormatter(logging.Formatter("%(message)s"))
+        self.setFormatter(_MessageOnly())
 
     def emit(self, record: logging.LogRecord) -> None:
         try:
