@@ -244,3 +244,22 @@ def test_engine_without_cam_refuses_cam(model_dir: Path) -> None:
     eng.load()
     with pytest.raises(PneumoViewError, match="without CAM"):
         eng.cam_from_input(np.zeros((224, 224), np.float32))
+
+
+def test_cam_unchanged_by_gradient_limiting(engine: Engine) -> None:
+    """Freezing the layers before layer4[-1] (for speed) must give the same map."""
+    from pneumoview.core.inference import _limit_gradients_to_cam_layer
+
+    module = engine._loaded.module
+    frozen = [n for n, p in module.named_parameters() if not p.requires_grad]
+    assert frozen and all(not n.startswith(("layer4.1.", "fc.")) for n in frozen)
+    x = np.random.default_rng(3).random((224, 224)).astype(np.float32)
+    fast = engine.cam_from_input(x)
+    try:
+        for p in module.parameters():
+            p.requires_grad_(True)
+        full = engine.cam_from_input(x)
+    finally:
+        _limit_gradients_to_cam_layer(module)
+    assert fast.max() > 0
+    np.testing.assert_allclose(fast, full, atol=1e-5)

@@ -78,6 +78,20 @@ class Prediction:
         return "Flagged: possible pneumonia" if self.flagged else "Not flagged"
 
 
+def _limit_gradients_to_cam_layer(module: Any) -> None:
+    """Only the CAM's target block (``layer4[-1]``) and the head need gradients.
+
+    Grad-CAM needs d(logit)/d(activation of layer4[-1]); with every parameter requiring grad,
+    autograd would record the whole network and back-propagate to the input, tripling the cost.
+    Freezing everything before the target block leaves the map unchanged and makes a CAM cost
+    about one forward pass. Inference (under ``inference_mode``) is not affected.
+    """
+    target = module.layer4[-1]
+    keep = {id(p) for p in target.parameters()} | {id(p) for p in module.fc.parameters()}
+    for param in module.parameters():
+        param.requires_grad_(id(param) in keep)
+
+
 def _model_module():  # noqa: ANN202 - the pneumoview.core.model module (imports torch)
     from pneumoview.core import model
 
@@ -110,6 +124,8 @@ class Engine:
         except Exception as exc:  # torch/safetensors failures we did not foresee
             raise PneumoViewError(f"cannot load the model ({type(exc).__name__}: {exc})",
                                   self.model_dir) from exc
+        if self.with_cam:
+            _limit_gradients_to_cam_layer(loaded.module)
         self._loaded = loaded
         self.info = loaded.info
         log.info("loaded model %s on %s in %.0f ms", loaded.info.label, loaded.device,
