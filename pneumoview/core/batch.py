@@ -474,7 +474,9 @@ def run_batch(options: BatchOptions, *,
             return
         from pneumoview.core import threads
 
-        others = 0 if pool is None else round(busy_est.update(pool.busy_seconds))
+        # whole busy workers only: a worker busy 70 % of the time leaves its core to torch
+        # for part of each batch; rounding up would leave a core idle for the rest of it
+        others = 0 if pool is None else int(busy_est.update(pool.busy_seconds))
         w0, c0 = time.perf_counter(), time.process_time()
         with threads.busy(min(others, n_workers)):
             probs = engine.probabilities([x for _, x in pending])

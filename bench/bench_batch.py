@@ -1,0 +1,274 @@
+"""Batch flagging throughput against its ceiling, the naive loop and the bare model, in one run.
+
+    python bench/bench_batch.py [--n 500] [--sets uncompressed,mixed] [--data-dir DIR]
+                                [--model DIR] [--batch-size 32] [--workers N] [--json OUT]
+
+For each set (>= 500 generated 1024x1024 chest radiographs: 8-bit uncompressed, and mixed
+encodings - explicit/implicit 8-bit, 12-bit with rescale, RLE, JPEG-LS, JPEG 2000, JPEG
+baseline) it measures, on the same machine in the same run:
+
+* PneumoView's batch rate (``run_batch``: decode worker processes + batched inference);
+* the naive loop: the same ``decode_task`` (decode, gate, contract) and the same model in one
+  process, one file at a time, model at batch 1, torch threads = all cores (the most the rule
+  ever gives the model);
+* the model-only batched forward rate on ready inputs (all cores);
+* per-stage CPU seconds per image (decode, input contract - from the naive pass - and model -
+  from the model-only pass) and the ceiling ``cores / sum of CPU s per image``.
+
+Ratios printed: batch / ceiling (goal >= 85 %), batch / model-only (goal >= 80 % on the
+uncompressed set), batch / naive. Without ``--model`` the bundled model is used, or a random
+model in the same format when none is bundled (the speed is the same). Module-level imports are
+kept to the standard library: the decode workers re-import this script when they start.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import sys
+import time
+from pathlib import Path
+
+HERE = Path(__file__).resolve().parent
+REPO = HERE.parent
+SHARED = REPO.parent / "shared" / "data"
+
+
+# --------------------------------------------------------------------------------------------
+# Data
+
+
+def _base_images(n_bases: int, size: int):  # noqa: ANN202 - list of uint8 arrays
+    """Real chest radiographs (NIH, 512^2) upscaled to ``size``; synthetic when absent."""
+    import numpy as np
+    from PIL import Image
+
+    pngs = sorted((SHARED / "nih" / "images").glob("*.png"))[:n_bases]
+    out = []
+    for p in pngs:
+        with Image.open(p) as im:
+            out.append(np.asarray(im.convert("L").resize((size, size), Image.Resampling.BILINEAR)))
+    rng = np.random.default_rng(0)
+    while len(out) < n_bases:
+        base = rng.integers(0, 256, (size // 32, size // 32)).astype(np.float32)
+        img = np.asarray(Image.fromarray(base, mode="F").resize((size, size),
+                                                                Image.Resampling.BICUBIC))
+        out.append(np.clip(img + rng.normal(0, 6, img.shape), 0, 255).astype(np.uint8))
+    return out
+
+
+ENCODINGS_MIXED = ("explicit8", "implicit8", "rescale12", "rle", "jpegls", "j2k", "jpeg")
+
+
+def _write(arr, encoding: str, path: Path) -> None:  # noqa: ANN001
+    import io
+
+    import numpy as np
+    import pydicom
+    from PIL import Image
+    from pydicom.encaps import encapsulate
+    from pydicom.uid import (
+        ImplicitVRLittleEndian,
+        JPEG2000Lossless,
+        JPEGBaseline8Bit,
+        JPEGLSLossless,
+        RLELossless,
+    )
+
+    sys.path.insert(0, str(REPO / "tests"))
+    from dicom_factory import make_dataset
+
+    if encoding == "rescale12":
+        ds = make_dataset(arr.astype(np.uint16) * 16, bits_stored=12, RescaleSlope=0.0625,
+                          RescaleIntercept=0, RescaleType="US")
+    else:
+        ds = make_dataset(arr)
+    ds.ViewPosition = "PA"
+    ds.BodyPartExamined = "CHEST"
+    if encoding == "implicit8":
+        ds.file_meta.TransferSyntaxUID = ImplicitVRLittleEndian
+    elif encoding in ("rle", "jpegls", "j2k"):
+        syntax = {"rle": RLELossless, "jpegls": JPEGLSLossless, "j2k": JPEG2000Lossless}[encoding]
+        ds.compress(syntax)
+    elif encoding == "jpeg":
+        buf = io.BytesIO()
+        Image.fromarray(arr).save(buf, format="JPEG", quality=90)
+        ds.PixelData = encapsulate([buf.getvalue()])
+        ds["PixelData"].VR = "OB"
+        ds.file_meta.TransferSyntaxUID = JPEGBaseline8Bit
+        ds.is_implicit_VR = False
+        ds.is_little_endian = True
+    ds.save_as(path, enforce_file_format=True)
+    assert pydicom.dcmread(path, stop_before_pixels=True) is not None
+
+
+def make_set(folder: Path, name: str, n: int, size: int) -> Path:
+    """Generate (once; reused when complete) ``n`` files of ``size``^2 for a set."""
+    import numpy as np
+
+    target = folder / f"{name}-{n}-{size}"
+    done = folder / f"{target.name}.complete"  # outside the set: the batch would count it
+    if done.exists():
+        return target
+    target.mkdir(parents=True, exist_ok=True)
+    bases = _base_images(min(n, 50), size)
+    rng = np.random.default_rng(1)
+    t0 = time.perf_counter()
+    for i in range(n):
+        arr = bases[i % len(bases)]
+        # a little noise so no two files are byte-identical (codecs must do real work)
+        noisy = np.clip(arr.astype(np.int16) + rng.integers(-2, 3, arr.shape), 0, 255)
+        enc = "explicit8" if name == "uncompressed" else ENCODINGS_MIXED[i % len(ENCODINGS_MIXED)]
+        _write(noisy.astype(np.uint8), enc, target / f"img{i:04d}_{enc}.dcm")
+    done.write_text("ok\n")
+    print(f"generated {n} files in {target} ({time.perf_counter() - t0:.0f} s)",
+          file=sys.stderr)
+    return target
+
+
+# --------------------------------------------------------------------------------------------
+# Measurements
+
+
+def naive_loop(files: list[str], engine, threads_n: int) -> dict:  # noqa: ANN001
+    """Same decode/gate/contract function and model, one file at a time, batch 1."""
+    import torch
+
+    from pneumoview.core.batch import decode_task
+
+    torch.set_num_threads(threads_n)
+    size = engine.info.input_size
+    cpu = {"decode": 0.0, "input": 0.0}
+    scored = 0
+    t0 = time.perf_counter()
+    for path in files:
+        res = decode_task({"path": path, "file_size": os.path.getsize(path),
+                           "input_size": size})
+        cpu["decode"] += res["cpu_decode_s"]
+        cpu["input"] += res["cpu_input_s"]
+        if res["status"] == "scored":
+            engine.probabilities([res["input"]])
+            scored += 1
+    wall = time.perf_counter() - t0
+    return {"rate": len(files) / wall, "wall_s": wall, "scored": scored,
+            "decode_cpu_s_per_img": cpu["decode"] / len(files),
+            "input_cpu_s_per_img": cpu["input"] / len(files)}
+
+
+def model_only(engine, batch_size: int, threads_n: int, seconds: float = 8.0) -> dict:  # noqa: ANN001
+    import numpy as np
+    import torch
+
+    torch.set_num_threads(threads_n)
+    size = engine.info.input_size
+    rng = np.random.default_rng(0)
+    inputs = [rng.random((size, size), dtype=np.float32) for _ in range(batch_size)]
+    engine.logits(inputs)  # warm-up
+    n, t0, c0 = 0, time.perf_counter(), time.process_time()
+    while time.perf_counter() - t0 < seconds:
+        engine.logits(inputs)
+        n += batch_size
+    wall, cpu = time.perf_counter() - t0, time.process_time() - c0
+    return {"rate": n / wall, "cpu_s_per_img": cpu / n, "threads": threads_n}
+
+
+def batch_run(folder: Path, model_dir: Path | None, batch_size: int, workers: int | None,
+              out: Path) -> dict:
+    from pneumoview.core.batch import BatchOptions, run_batch
+
+    if out.exists():
+        out.unlink()
+    t0 = time.perf_counter()
+    s = run_batch(BatchOptions(folder, out, model_dir=model_dir, device="cpu",
+                               batch_size=batch_size, workers=workers, overwrite=True))
+    wall = time.perf_counter() - t0
+    return {"rate": s.rate, "wall_s": wall, "files": s.done, "counts": s.counts,
+            "workers": s.workers, "restarts": s.restarts,
+            "stage_cpu_s": s.stage_cpu_s}
+
+
+def _model_dir(arg: str | None, scratch: Path) -> Path | None:
+    if arg:
+        return Path(arg)
+    from pneumoview.core.errors import PneumoViewError
+    from pneumoview.core.model import read_model_info
+
+    try:
+        read_model_info(None)
+        return None
+    except PneumoViewError:
+        sys.path.insert(0, str(REPO / "tests"))
+        from model_fixture import make_random_model_dir
+
+        print("no bundled model: using a random model in the same format", file=sys.stderr)
+        return make_random_model_dir(scratch / "random-model")
+
+
+def main() -> int:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--n", type=int, default=500, help="files per set (default 500)")
+    parser.add_argument("--size", type=int, default=1024)
+    parser.add_argument("--sets", default="uncompressed,mixed")
+    parser.add_argument("--data-dir", default=None,
+                        help="where generated sets are kept (default: a temp folder)")
+    parser.add_argument("--model", default=None)
+    parser.add_argument("--batch-size", type=int, default=32)
+    parser.add_argument("--workers", type=int, default=None)
+    parser.add_argument("--json", default=None, help="also write the figures as JSON")
+    args = parser.parse_args()
+
+    import tempfile
+
+    sys.path.insert(0, str(HERE))
+    from _common import check_load
+
+    from pneumoview.core.inference import Engine
+    from pneumoview.core.threads import cpu_count
+
+    load = check_load(None)
+    cores = cpu_count()
+    scratch = Path(args.data_dir or tempfile.mkdtemp(prefix="pv-bench-batch-"))
+    scratch.mkdir(parents=True, exist_ok=True)
+    model_dir = _model_dir(args.model, scratch)
+    engine = Engine(model_dir, "cpu", with_cam=False)
+    info = engine.load()
+    results: dict = {"date": time.strftime("%Y-%m-%d %H:%M UTC", time.gmtime()),
+                     "cores": cores, "load_1min": load, "model": info.label,
+                     "batch_size": args.batch_size, "n": args.n, "size": args.size, "sets": {}}
+    mo = model_only(engine, args.batch_size, cores)
+    results["model_only"] = mo
+    print(f"cores {cores}, load {load:.2f}, model {info.label}")
+    print(f"model-only batched forward ({args.batch_size}, {cores} threads): "
+          f"{mo['rate']:.1f} img/s, {mo['cpu_s_per_img'] * 1e3:.1f} CPU ms/img")
+    for name in args.sets.split(","):
+        folder = make_set(scratch, name, args.n, args.size)
+        files = sorted(str(p) for p in folder.glob("*.dcm"))
+        b = batch_run(folder, model_dir, args.batch_size, args.workers,
+                      scratch / f"report-{name}.csv")
+        nv = naive_loop(files, engine, cores)
+        cpu_sum = nv["decode_cpu_s_per_img"] + nv["input_cpu_s_per_img"] + mo["cpu_s_per_img"]
+        ceiling = cores / cpu_sum
+        entry = {"batch": b, "naive": nv, "ceiling": ceiling,
+                 "batch_over_ceiling": b["rate"] / ceiling,
+                 "batch_over_model_only": b["rate"] / mo["rate"],
+                 "batch_over_naive": b["rate"] / nv["rate"]}
+        results["sets"][name] = entry
+        print(f"\n[{name}] {len(files)} files {args.size}x{args.size}, {b['workers']} decode "
+              f"workers, counts {b['counts']}")
+        print(f"  CPU s/img: decode {nv['decode_cpu_s_per_img'] * 1e3:.1f} ms, input "
+              f"{nv['input_cpu_s_per_img'] * 1e3:.1f} ms, model {mo['cpu_s_per_img'] * 1e3:.1f}"
+              f" ms -> ceiling {cores} / {cpu_sum * 1e3:.1f} ms = {ceiling:.1f} img/s")
+        print(f"  batch {b['rate']:.1f} img/s | naive {nv['rate']:.1f} img/s | model-only "
+              f"{mo['rate']:.1f} img/s")
+        print(f"  batch/ceiling {entry['batch_over_ceiling']:.0%} (goal >= 85%) | "
+              f"batch/model-only {entry['batch_over_model_only']:.0%}"
+              f"{' (goal >= 80%)' if name == 'uncompressed' else ''} | "
+              f"batch/naive {entry['batch_over_naive']:.2f}x")
+    if args.json:
+        Path(args.json).write_text(json.dumps(results, indent=2) + "\n")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
