@@ -16,6 +16,7 @@ folders by (st_dev, st_ino). Log messages carry paths at debug level only, never
 from __future__ import annotations
 
 import dataclasses
+import functools
 import logging
 import os
 import stat as stat_mod
@@ -248,11 +249,11 @@ class _Window:
 
     __slots__ = ("f", "size", "base", "data")
 
-    def __init__(self, f: Any, size: int) -> None:
+    def __init__(self, f: Any, size: int, first: bytes) -> None:
         self.f = f
         self.size = size
         self.base = 0
-        self.data = f.read(_CHUNK)
+        self.data = first
 
     def view(self, start: int, end: int) -> int:
         """Make [start, end) readable; return the offset of ``start`` inside ``self.data``."""
@@ -311,64 +312,72 @@ def _skip_undefined(w: _Window, pos: int, implicit: bool, depth: int = 0) -> int
                 pos += hdr + length
 
 
-def _fast_fields(path: str, size: int) -> dict[str, Any]:
-    """Header fields of a preamble+DICM little-endian file, or raise _Fallback/_Truncated."""
-    with open(path, "rb") as f:
-        w = _Window(f, size)
-        if w.data[128:132] != b"DICM":
-            raise _Fallback
-        # File meta information: always explicit VR little endian, group 0002.
-        pos = 132
-        meta: dict[int, bytes] = {}
-        while True:
-            if pos >= size:
-                raise _Truncated
-            off = w.view(pos, pos + 8)
-            if _U16.unpack_from(w.data, off)[0] != 0x0002:
-                break
-            tag, vr, length, hdr = _element_header(w, pos, False)
-            if length == 0xFFFFFFFF:
-                raise _Fallback
-            if tag in (0x00020002, 0x00020003, 0x00020010):
-                voff = w.view(pos + hdr, pos + hdr + length)
-                meta[tag] = bytes(w.data[voff:voff + length])
-            pos += hdr + length
-        syntax = meta.get(0x00020010, b"").decode("latin_1").strip(" \x00")
-        if not syntax or syntax in _UNHANDLED_SYNTAXES:
-            raise _Fallback
-        implicit = syntax == _IMPLICIT_LE
-        if implicit:
-            # pydicom corrects files whose data contradict the declared syntax; so do we, by
-            # leaving them to it.
-            off = w.view(pos, pos + 8) if pos + 8 <= size else None
-            if off is not None and bytes(w.data[off + 4:off + 6]) in _VRS:
-                raise _Fallback
-        else:
-            from pydicom.uid import UID
+def _fast_fields(path: str, size: int, f: Any = None, first: bytes = b"") -> dict[str, Any]:
+    """Header fields of a preamble+DICM little-endian file, or raise _Fallback/_Truncated.
 
-            uid = UID(syntax)
-            if not uid.is_transfer_syntax and syntax != _EXPLICIT_LE:
-                raise _Fallback  # unknown private syntax: let pydicom probe it
-        raw: dict[int, tuple[bytes | None, bytes]] = {}
-        while pos < size:
-            tag, vr, length, hdr = _element_header(w, pos, implicit)
-            if tag > _STOP_AFTER:
-                break
-            if length == 0xFFFFFFFF:
-                if tag in _WANTED or tag == _CHARSET_TAG:
-                    raise _Fallback
-                pos = _skip_undefined(w, pos + hdr, implicit or vr == b"UN")
-                continue
+    ``f``/``first``: an open file and the bytes already read from its start (saves an open).
+    """
+    if f is None:
+        with open(path, "rb") as fh:
+            return _fast_fields(path, size, fh, fh.read(_CHUNK))
+    w = _Window(f, size, first)
+    if w.data[128:132] != b"DICM":
+        raise _Fallback
+    # File meta information: always explicit VR little endian, group 0002.
+    pos = 132
+    meta: dict[int, bytes] = {}
+    while True:
+        if pos >= size:
+            raise _Truncated
+        off = w.view(pos, pos + 8)
+        if _U16.unpack_from(w.data, off)[0] != 0x0002:
+            break
+        tag, vr, length, hdr = _element_header(w, pos, False)
+        if length == 0xFFFFFFFF:
+            raise _Fallback
+        if tag in (0x00020002, 0x00020003, 0x00020010):
+            voff = w.view(pos + hdr, pos + hdr + length)
+            meta[tag] = bytes(w.data[voff:voff + length])
+        pos += hdr + length
+    syntax = meta.get(0x00020010, b"").decode("latin_1").strip(" \x00")
+    if not syntax or syntax in _UNHANDLED_SYNTAXES:
+        raise _Fallback
+    implicit = syntax == _IMPLICIT_LE
+    if implicit:
+        # pydicom corrects files whose data contradict the declared syntax; so do we, by
+        # leaving them to it.
+        off = w.view(pos, pos + 8) if pos + 8 <= size else None
+        if off is not None and bytes(w.data[off + 4:off + 6]) in _VRS:
+            raise _Fallback
+    elif not _known_syntax(syntax):
+        raise _Fallback  # unknown private syntax: let pydicom probe it
+    raw: dict[int, tuple[bytes | None, bytes]] = {}
+    while pos < size:
+        tag, vr, length, hdr = _element_header(w, pos, implicit)
+        if tag > _STOP_AFTER:
+            break
+        if length == 0xFFFFFFFF:
             if tag in _WANTED or tag == _CHARSET_TAG:
-                voff = w.view(pos + hdr, pos + hdr + length)
-                raw[tag] = (vr, bytes(w.data[voff:voff + length]))
-            elif pos + hdr + length > size:
-                raise _Truncated
-            pos += hdr + length
+                raise _Fallback
+            pos = _skip_undefined(w, pos + hdr, implicit or vr == b"UN")
+            continue
+        if tag in _WANTED or tag == _CHARSET_TAG:
+            voff = w.view(pos + hdr, pos + hdr + length)
+            raw[tag] = (vr, bytes(w.data[voff:voff + length]))
+        elif pos + hdr + length > size:
+            raise _Truncated
+        pos += hdr + length
     if not any(t in raw for t in _ESSENTIAL_TAGS) and \
             meta.get(0x00020002, b"").decode("latin_1").strip(" \x00") != DICOMDIR_SOP_CLASS:
         raise PneumoViewError(_INCOMPLETE, path)
     return _decode_fields(raw, meta, syntax)
+
+
+@functools.lru_cache(maxsize=64)
+def _known_syntax(syntax: str) -> bool:
+    from pydicom.uid import UID
+
+    return UID(syntax).is_transfer_syntax
 
 
 def _decode_fields(raw: dict[int, tuple[bytes | None, bytes]], meta: dict[int, bytes],
@@ -501,7 +510,18 @@ def _read(path: str, st: os.stat_result, fast: bool = True) -> Instance | object
     """An Instance, or _NOT_DICOM; PneumoViewError for DICOM-looking files that fail."""
     try:
         with open(path, "rb") as f:
-            head = f.read(132)
+            head = f.read(_CHUNK)
+            if fast and head[128:132] == b"DICM":
+                try:
+                    return _make_instance(path, st, _fast_fields(path, st.st_size, f, head))
+                except _Truncated:
+                    raise PneumoViewError(
+                        "DICOM header ends early (file truncated: incomplete copy or "
+                        "download?)", path) from None
+                except _Fallback:
+                    pass
+                except (struct.error, ValueError, IndexError) as exc:
+                    log.debug("fast header parse fell back to pydicom (%s)", type(exc).__name__)
     except FileNotFoundError:
         raise PneumoViewError("file not found (moved or deleted while indexing?)", path) from None
     except PermissionError:
@@ -516,17 +536,6 @@ def _read(path: str, st: os.stat_result, fast: bool = True) -> Instance | object
             return _make_instance(path, st, _pydicom_fields(path))
         except PneumoViewError:
             return _NOT_DICOM  # no preamble and no readable DICOM content
-    if fast:
-        try:
-            return _make_instance(path, st, _fast_fields(path, st.st_size))
-        except _Truncated:
-            raise PneumoViewError(
-                "DICOM header ends early (file truncated: incomplete copy or download?)",
-                path) from None
-        except _Fallback:
-            pass
-        except (OSError, struct.error, ValueError, IndexError) as exc:
-            log.debug("fast header parse fell back to pydicom (%s)", type(exc).__name__)
     return _make_instance(path, st, _pydicom_fields(path))
 
 
