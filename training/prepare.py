@@ -16,6 +16,8 @@ import csv
 import hashlib
 import json
 import logging
+import shlex
+import sys
 import time
 from pathlib import Path
 
@@ -98,7 +100,8 @@ def content_hash(hashes: list[str]) -> str:
 
 
 def prepare(items: list[src_mod.Item], out: Path, size: int = contract.INPUT_SIZE,
-            fractions: tuple[float, float, float] = (0.7, 0.15, 0.15), seed: int = 0) -> dict:
+            fractions: tuple[float, float, float] = (0.7, 0.15, 0.15), seed: int = 0,
+            command: str = "") -> dict:
     """Split, decode and cache; returns the ``prepared.json`` content."""
     out.mkdir(parents=True, exist_ok=True)
     t0 = time.time()
@@ -165,6 +168,7 @@ def prepare(items: list[src_mod.Item], out: Path, size: int = contract.INPUT_SIZ
                     for s, h in by_source.items()},
         "content_sha256": content_hash(hashes),
         "failed": failed,
+        "command": command,
     }
     (out / PREPARED_FILE).write_text(json.dumps(info, indent=2) + "\n", encoding="utf-8")
     log.info("prepared %d images in %.1fs; mean %.4f std %.4f; %d skipped", len(items) -
@@ -179,7 +183,9 @@ def run(args: argparse.Namespace) -> int:
     fr = tuple(float(x) for x in args.fractions.split(","))
     if len(fr) != 3:
         raise PneumoViewError("--fractions needs three numbers: train,val,test")
-    info = prepare(items, Path(args.out), args.image_size, fr, args.seed)  # type: ignore[arg-type]
+    command = " ".join(shlex.quote(a) for a in ["python", "-m", "training", *sys.argv[1:]])
+    info = prepare(items, Path(args.out), args.image_size, fr, args.seed,  # type: ignore[arg-type]
+                   command)
     for split, per in info["counts"].items():
         for source, d in per.items():
             print(f"{split:5s} {source:10s} images {d['n']:5d}  positive {d['positive']:5d}  "
