@@ -68,9 +68,7 @@ class IndexCache:
     # -- opening, validation and rebuild ---------------------------------------------------
     def _connect(self) -> sqlite3.Connection:
         self.path.parent.mkdir(parents=True, exist_ok=True)
-        conn = sqlite3.connect(str(self.path), timeout=2.0, check_same_thread=False)
-        conn.execute("PRAGMA synchronous=NORMAL")
-        return conn
+        return sqlite3.connect(str(self.path), timeout=2.0, check_same_thread=False)
 
     def _open(self) -> sqlite3.Connection:
         conn = self._connect()
@@ -94,6 +92,7 @@ class IndexCache:
 
     @staticmethod
     def _ensure_schema(conn: sqlite3.Connection) -> None:
+        conn.execute("PRAGMA synchronous=NORMAL")  # the first statement that reads the file
         conn.execute("CREATE TABLE IF NOT EXISTS meta (key TEXT PRIMARY KEY, value TEXT)")
         row = conn.execute("SELECT value FROM meta WHERE key='schema'").fetchone()
         if row is not None and row[0] != SCHEMA_VERSION:
