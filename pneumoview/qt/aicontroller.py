@@ -17,7 +17,7 @@ import os
 from collections import OrderedDict
 from typing import Any
 
-from PySide6.QtCore import QObject, Qt, QTimer
+from PySide6.QtCore import QEvent, QObject, Qt, QTimer
 from PySide6.QtGui import QAction, QBrush, QColor
 from PySide6.QtWidgets import QDockWidget, QFileDialog, QLabel, QMainWindow, QMenu
 
@@ -28,6 +28,7 @@ from pneumoview.qt.inference_worker import AIResult, CamResult, InferenceWorker
 log = logging.getLogger("pneumoview.ai")
 
 CAM_CACHE = 4
+START_DELAY_MS = 500
 RESULT_CACHE = 10000
 
 
@@ -68,6 +69,7 @@ class AIController(QObject):
         self.runner: Any = None
         self.status_label = QLabel("AI: not started")
         self._token: int | None = None
+        self._start_armed = False
         self._save_timer = QTimer(self)
         self._save_timer.setSingleShot(True)
         self._save_timer.setInterval(400)
@@ -101,8 +103,14 @@ class AIController(QObject):
             window.tabifyDockWidget(details, dock)
             dock.raise_()
         self.dock = dock
+        window.installEventFilter(self)
         if self.view is not None:
             self.view.add_layer(self.overlay.item, z=10.0)
+        if self.tree is not None:
+            from pneumoview.qt.studytree import AI_COLUMN
+
+            # the AI column right after the name, so it is seen without scrolling sideways
+            self.tree.header().moveSection(self.tree.header().visualIndex(AI_COLUMN), 1)
         window.statusBar().addPermanentWidget(self.status_label)
         window.currentInstanceChanged.connect(self.on_instance_changed)
         window.imageShown.connect(self.on_image_shown)
@@ -137,9 +145,20 @@ class AIController(QObject):
         """Load the model in the background (call once the window is shown)."""
         self.worker.start()
 
+    def eventFilter(self, obj: QObject, event: QEvent) -> bool:  # noqa: N802 - Qt's name
+        """Start loading the model shortly after the window is first shown.
+
+        The delay lets the first window paint (and a --screenshot open its folder) before the
+        worker thread starts importing torch; selecting an image starts it at once anyway.
+        """
+        if obj is self.window and event.type() == QEvent.Type.Show and not self._start_armed:
+            self._start_armed = True
+            QTimer.singleShot(START_DELAY_MS, self.start)
+        return False
+
     def shutdown(self) -> None:
+        """Stop the worker thread (joined); the window saves the settings afterwards."""
         self._save_timer.stop()
-        self._save_settings()
         self.worker.shutdown()
         self._on_busy(0)
 
@@ -232,8 +251,6 @@ class AIController(QObject):
             return
         from pneumoview.core.settings import save_settings
 
-        if hasattr(self.settings, "cam_opacity"):
-            self.settings.cam_opacity = int(round(self.overlay.opacity * 100))
         save_settings(self.settings)
 
     # -- images ----------------------------------------------------------------------------
@@ -371,7 +388,8 @@ class AIController(QObject):
 
     def _on_opacity(self, value: float) -> None:
         self.overlay.set_opacity(value)
-        if self.window is not None:
+        if self.settings is not None and hasattr(self.settings, "cam_opacity"):
+            self.settings.cam_opacity = int(round(value * 100))
             self._save_timer.start()
 
     # -- study tree ------------------------------------------------------------------------

@@ -332,10 +332,16 @@ class AIPanel(QWidget):
             self.bar.set_values(None, self.threshold, NOT_SCORED_COLOUR)
             self._set_state(prediction.state_text, NOT_SCORED_COLOUR)
             self.score_anyway.setVisible(True)
-        if elapsed_ms is not None:
-            fwd = prediction.timings.get("forward_ms")
-            self.time_label.setText(f"{elapsed_ms:.0f} ms" + (f" (model {fwd:.0f} ms)"
-                                                              if fwd is not None else ""))
+        total = prediction.timings.get("total_ms")
+        fwd = prediction.timings.get("forward_ms")
+        if total is not None and prediction.scored:
+            # the engine's own time (prepare + model); queueing behind a model load is not it
+            self.time_label.setText(f"{total:.0f} ms" + (f" (model {fwd:.0f} ms)"
+                                                         if fwd is not None else ""))
+            self.time_label.setToolTip("" if elapsed_ms is None else
+                                       f"{elapsed_ms:.0f} ms from request to result")
+        else:
+            self.time_label.setText("-")
 
     # -- CAM -------------------------------------------------------------------------------
     def set_cam_checked(self, on: bool) -> None:

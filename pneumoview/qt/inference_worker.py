@@ -149,9 +149,9 @@ class InferenceWorker(QObject):
         """Queue a scoring request; queued older requests are dropped. Returns its id."""
         self._next_id += 1
         req = AIRequest(self._next_id, str(path), int(frame), decoded, force, want_cam)
-        self._post(req, replace_requests=True)
         if self._thread is None and not self._stopping:
-            self.start()
+            self.start()  # the model load goes first in the queue
+        self._post(req, replace_requests=True)
         return req.request_id
 
     def pending(self) -> int:

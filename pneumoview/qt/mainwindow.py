@@ -130,6 +130,12 @@ class MainWindow(QMainWindow):
         self._build_menus()
         self._connect()
         self._install_log_handler()
+        # AI panel, CAM overlay, tree column, menus (torch loads in its own thread after show)
+        from pneumoview.qt.aicontroller import AIController
+
+        self.ai = AIController(self.settings, model_dir=self.options.model,
+                               device=self.options.device, parent=self)
+        self.ai.attach(self)
         self._restore_geometry()
 
     # -- construction ------------------------------------------------------------------------
@@ -566,6 +572,7 @@ class MainWindow(QMainWindow):
         self._closed = True
         self.settings.window_geometry = base64.b64encode(bytes(self.saveGeometry())).decode()
         self.settings.window_state = base64.b64encode(bytes(self.saveState())).decode()
+        self.ai.shutdown()
         save_settings(self.settings)
         self.runner.shutdown(timeout=10.0)
         logging.getLogger("pneumoview").removeHandler(self._log_handler)
