@@ -181,6 +181,7 @@ class BatchOptions:
     max_image_mb: int = 1024
     decode_target: str = DECODE_TARGET
     follow_symlinks: bool = True
+    nice: int = 0  # >0 lowers the decode workers' priority (the GUI: the viewer comes first)
 
 
 @dataclass
@@ -496,7 +497,7 @@ def run_batch(options: BatchOptions, *,
             pool = ProcessPool(options.decode_target, n_workers, timeout_s=options.timeout_s,
                                memory_limit_bytes=(None if not options.memory_limit_mb else
                                                    int(options.memory_limit_mb) * 2**20),
-                               max_ahead=2 * batch_size + n_workers)
+                               max_ahead=2 * batch_size + n_workers, nice=options.nice)
             try:
                 with pool:
                     results: Iterator[TaskResult | None] = pool.imap_unordered(

@@ -113,9 +113,12 @@ def _describe(exc: BaseException) -> str:
 
 
 def _worker_main(conn: Connection, target: str, memory_limit: int | None,
-                 env: dict[str, str]) -> None:
+                 env: dict[str, str], nice: int = 0) -> None:
     """Worker entry point: limits first, then import the target, then serve tasks."""
     os.environ.update(env)
+    if nice > 0 and hasattr(os, "nice"):
+        with contextlib.suppress(OSError):
+            os.nice(nice)  # below the GUI's own threads: the viewer comes first
     with contextlib.suppress(ValueError, OSError):
         signal.signal(signal.SIGINT, signal.SIG_IGN)  # Ctrl+C belongs to the parent
     _set_memory_limit(memory_limit)
@@ -154,11 +157,12 @@ def _worker_main(conn: Connection, target: str, memory_limit: int | None,
 class _Worker:
     """One process, its pipe, and the task it is running (if any)."""
 
-    def __init__(self, ctx: Any, target: str, memory_limit: int | None) -> None:
+    def __init__(self, ctx: Any, target: str, memory_limit: int | None, nice: int = 0) -> None:
         parent_conn, child_conn = ctx.Pipe(duplex=True)
         self.conn: Connection = parent_conn
         self.proc = ctx.Process(target=_worker_main, name="pneumoview-decode",
-                                args=(child_conn, target, memory_limit, dict(WORKER_ENV)),
+                                args=(child_conn, target, memory_limit, dict(WORKER_ENV),
+                                      nice),
                                 daemon=True)
         self.proc.start()
         child_conn.close()
@@ -193,11 +197,13 @@ class ProcessPool:
     """Supervised worker processes running ``target`` on payloads; see the module docstring.
 
     Use as a context manager; :meth:`imap_unordered` runs one stream of tasks at a time.
+    ``nice`` lowers the workers' CPU priority (the GUI passes a positive value so that the
+    viewer's own decoding is served first).
     """
 
     def __init__(self, target: str, workers: int | None = None, *, timeout_s: float = 120.0,
                  memory_limit_bytes: int | None = None, max_ahead: int | None = None,
-                 start_timeout_s: float = 120.0) -> None:
+                 start_timeout_s: float = 120.0, nice: int = 0) -> None:
         import multiprocessing
 
         self.target = target
@@ -206,6 +212,7 @@ class ProcessPool:
         self.memory_limit = memory_limit_bytes
         self.max_ahead = max(1, int(max_ahead or 4 * self.n_workers))
         self.start_timeout_s = float(start_timeout_s)
+        self.nice = int(nice)
         self._ctx = multiprocessing.get_context("spawn")
         self._workers: list[_Worker] = []
         self._lock = threading.Lock()
@@ -229,7 +236,7 @@ class ProcessPool:
                 self._workers.append(self._spawn())
 
     def _spawn(self) -> _Worker:
-        w = _Worker(self._ctx, self.target, self.memory_limit)
+        w = _Worker(self._ctx, self.target, self.memory_limit, self.nice)
         w.started = time.monotonic()
         return w
 
