@@ -22,14 +22,14 @@ from typing import Any
 log = logging.getLogger(__name__)
 
 #: Bump when the stored fields change meaning: older files are then discarded and rebuilt.
-SCHEMA_VERSION = "pv-index-1"
+SCHEMA_VERSION = "pv-index-2"
 DEFAULT_FILENAME = "index-cache.sqlite3"
 
 #: ``kind`` column values.
 KIND_NOT_DICOM = 0
 KIND_INSTANCE = 1
 
-CachedEntry = tuple[int, int, int, "dict[str, Any] | None"]  # size, mtime_ns, kind, fields
+CachedEntry = tuple[int, int, int, Any]  # size, mtime_ns, kind, fields (None: not DICOM)
 
 
 def default_cache_path() -> Path:
@@ -165,7 +165,7 @@ class IndexCache:
         return int(row[0]), int(row[1]), int(row[2]), fields
 
     # -- updates (buffered) ----------------------------------------------------------------
-    def put_instance(self, path: str, size: int, mtime_ns: int, fields: dict[str, Any]) -> None:
+    def put_instance(self, path: str, size: int, mtime_ns: int, fields: Any) -> None:
         self._pending.append((path, size, mtime_ns, KIND_INSTANCE,
                               json.dumps(fields, separators=(",", ":"))))
 

@@ -206,6 +206,7 @@ _ESSENTIAL_TAGS = (0x00080016, 0x00080018, 0x0020000D, 0x00280010, 0x00100020)
 _INCOMPLETE = ("DICOM header has no identifiers and no image size (file truncated or "
                "damaged?); copy the file again from its source")
 _STOP_AFTER = 0x00280011
+_WANTED_TAGS = frozenset(_WANTED) | {_CHARSET_TAG}
 
 #: Keywords for the pydicom path, in the same order as _WANTED.
 _KEYWORDS: dict[str, str] = {
@@ -352,21 +353,42 @@ def _fast_fields(path: str, size: int, f: Any = None, first: bytes = b"") -> dic
     elif not _known_syntax(syntax):
         raise _Fallback  # unknown private syntax: let pydicom probe it
     raw: dict[int, tuple[bytes | None, bytes]] = {}
+    wanted = _WANTED_TAGS
+    tag_at, u16_at, u32_at = _TAG.unpack_from, _U16.unpack_from, _U32.unpack_from
     while pos < size:
-        tag, vr, length, hdr = _element_header(w, pos, implicit)
+        # Inline element-header parse while the window holds it (the hot loop: ~90 elements
+        # per typical header); _element_header handles the window edges.
+        data = w.data
+        off = pos - w.base
+        if off >= 0 and off + 12 <= len(data):
+            group, elem = tag_at(data, off)
+            tag = (group << 16) | elem
+            if implicit or group == 0xFFFE:
+                vr, length, hdr = None, u32_at(data, off + 4)[0], 8
+            else:
+                vr = data[off + 4:off + 6]
+                if vr in _LONG_VRS:
+                    length, hdr = u32_at(data, off + 8)[0], 12
+                elif vr in _VRS:
+                    length, hdr = u16_at(data, off + 6)[0], 8
+                else:
+                    raise _Fallback
+        else:
+            tag, vr, length, hdr = _element_header(w, pos, implicit)
         if tag > _STOP_AFTER:
             break
         if length == 0xFFFFFFFF:
-            if tag in _WANTED or tag == _CHARSET_TAG:
+            if tag in wanted:
                 raise _Fallback
             pos = _skip_undefined(w, pos + hdr, implicit or vr == b"UN")
             continue
-        if tag in _WANTED or tag == _CHARSET_TAG:
-            voff = w.view(pos + hdr, pos + hdr + length)
-            raw[tag] = (vr, bytes(w.data[voff:voff + length]))
-        elif pos + hdr + length > size:
+        end = pos + hdr + length
+        if tag in wanted:
+            voff = w.view(pos + hdr, end)
+            raw[tag] = (vr, w.data[voff:voff + length])
+        elif end > size:
             raise _Truncated
-        pos += hdr + length
+        pos = end
     if not any(t in raw for t in _ESSENTIAL_TAGS) and \
             meta.get(0x00020002, b"").decode("latin_1").strip(" \x00") != DICOMDIR_SOP_CLASS:
         raise PneumoViewError(_INCOMPLETE, path)
@@ -752,21 +774,18 @@ def _is_dicomdir_name(path: str) -> bool:
 # --------------------------------------------------------------------------------------------
 # Indexing
 # --------------------------------------------------------------------------------------------
-def _instance_from_cache(path: str, fields: dict[str, Any], size: int,
-                         mtime_ns: int) -> Instance | None:
-    try:
-        values = {k: fields[k] for k in _INSTANCE_FIELDS
-                  if k not in ("path", "file_size", "mtime_ns")}
-        return Instance(path=path, file_size=size, mtime_ns=mtime_ns, **values)
-    except (KeyError, TypeError):
+_CACHED_FIELDS = _INSTANCE_FIELDS[1:-2]  # everything but path, file_size, mtime_ns
+
+
+def _instance_from_cache(path: str, values: Any, size: int, mtime_ns: int) -> Instance | None:
+    """Rebuild an Instance from its cached value list (None if the entry does not fit)."""
+    if not isinstance(values, list) or len(values) != len(_CACHED_FIELDS):
         return None
+    return Instance(path, *values, size, mtime_ns)
 
 
-def _cache_fields(inst: Instance) -> dict[str, Any]:
-    data = dataclasses.asdict(inst)
-    for k in ("path", "file_size", "mtime_ns"):
-        data.pop(k)
-    return data
+def _cache_fields(inst: Instance) -> list[Any]:
+    return [getattr(inst, k) for k in _CACHED_FIELDS]
 
 
 def index_folder(
@@ -794,6 +813,7 @@ def index_folder(
         raise PneumoViewError("folder not found", root_s)
     single_file = os.path.isfile(root_s)
     base = os.path.dirname(root_s) if single_file else root_s
+    base_prefix = base if base.endswith(os.sep) else base + os.sep
 
     own_cache = cache is True
     store: IndexCache | None
@@ -849,7 +869,8 @@ def index_folder(
         seen_keys.add(key)
         present.add(path)
         counts["seen"] += 1
-        rel = os.path.relpath(path, base)
+        rel = path[len(base_prefix):] if path.startswith(base_prefix) \
+            else os.path.relpath(path, base)
         report(rel)
         if _is_dicomdir_name(path):
             follow_dicomdir(path)
