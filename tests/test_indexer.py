@@ -359,3 +359,10 @@ def test_build_tree_placeholders_are_stable() -> None:
     assert [Path(i.path).name for i in series.instances] == ["a", "b"]
     known = next(p for p in t1 if p.id == "P")
     assert known.studies[0].uid == "1.3" and known.studies[0].series[0].placeholder
+
+
+def test_missing_root_and_single_file(tree: dict, tmp_path: Path) -> None:
+    with pytest.raises(PneumoViewError, match="not found"):
+        index_folder(tmp_path / "nope", cache=False)
+    one = index_folder(tree["files"][0], cache=False)
+    assert [i.path for i in one.instances] == [str(tree["files"][0])]

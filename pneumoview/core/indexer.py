@@ -805,7 +805,9 @@ def index_folder(
     and once at the end; ``cancel`` is polled between files (a cancelled result holds what was
     found so far); ``on_instances`` receives batches of new instances as they are found.
     ``cache``: True uses the per-user cache file, an :class:`IndexCache` uses that one (left
-    open), False/None reads every header.
+    open), False/None reads every header. Callbacks run in the calling thread (a GUI calls
+    this from a worker and forwards them with signals). Files that failed are not cached, so
+    they are retried on the next run; a cancelled run keeps what it cached so far.
     """
     t0 = time.perf_counter()
     root_s = os.path.abspath(os.fspath(root))
@@ -873,6 +875,7 @@ def index_folder(
             else os.path.relpath(path, base)
         report(rel)
         if _is_dicomdir_name(path):
+            counts["read"] += 1  # DICOMDIRs are not cached: small, and read each time
             follow_dicomdir(path)
             return
         hit = cached.get(path)
