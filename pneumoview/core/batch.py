@@ -249,12 +249,18 @@ class _OwnOutputs:
         return False
 
 
+class ScanCancelled(Exception):
+    """The scan was asked to stop (a cancelled GUI batch over a huge archive)."""
+
+
 def scan(root: str | PathLike[str], output: str | PathLike[str] | None = None,
-         follow_symlinks: bool = True) -> list[tuple[str, str]]:
+         follow_symlinks: bool = True,
+         cancel: Callable[[], bool] | None = None) -> list[tuple[str, str]]:
     """``(absolute path, '/'-separated relpath)`` of every file under ``root``, sorted.
 
     Uses the indexer's symlink-loop-safe walk; skips the report being written (and its
-    manifest and temporary files) when it lies inside ``root``.
+    manifest and temporary files) when it lies inside ``root``. ``cancel()`` is polled every
+    500 files (:class:`ScanCancelled`).
     """
     from pneumoview.core.indexer import iter_files
 
@@ -263,7 +269,9 @@ def scan(root: str | PathLike[str], output: str | PathLike[str] | None = None,
         raise PneumoViewError("not a folder (or not found)", root_s)
     own = _OwnOutputs(None if output is None else os.path.abspath(os.fspath(output)))
     files = []
-    for p in iter_files(root_s, follow_symlinks=follow_symlinks):
+    for i, p in enumerate(iter_files(root_s, follow_symlinks=follow_symlinks)):
+        if cancel is not None and i % 500 == 499 and cancel():
+            raise ScanCancelled
         ap = os.path.abspath(p)
         if ap in own:
             continue
@@ -390,7 +398,15 @@ def run_batch(options: BatchOptions, *,
         raise PneumoViewError(f"--threshold must be in [0, 1], got {threshold:g}")
 
     # 3. scan, shard, stat
-    files = scan(root, output if regular_out else None, options.follow_symlinks)
+    try:
+        files = scan(root, output if regular_out else None, options.follow_symlinks, cancel)
+    except ScanCancelled:
+        return BatchSummary(
+            root=root, output=None, manifest=None, total=0, done=0, resumed=0,
+            counts={SCORED: 0, NOT_SCORED: 0, SKIPPED: 0, ERROR: 0}, flagged=0,
+            cancelled=True, finished=False, elapsed_s=time.monotonic() - t_start, rate=0.0,
+            model_label=info.label, model_sha256=info.weights_sha256, threshold=threshold,
+            workers=0, restarts=0)
     if options.shard is not None:
         k, n = options.shard
         files = [f for f in files if rep.shard_of(f[1], n) == k]

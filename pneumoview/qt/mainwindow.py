@@ -136,6 +136,11 @@ class MainWindow(QMainWindow):
         self.ai = AIController(self.settings, model_dir=self.options.model,
                                device=self.options.device, parent=self)
         self.ai.attach(self)
+        # File > Batch Flag Folder..., the Batch dock, Go > Next Flagged (N)
+        from pneumoview.qt.batchpanel import BatchController
+
+        self.batch = BatchController(self.settings, parent=self)
+        self.batch.attach(self)
         self._restore_geometry()
 
     # -- construction ------------------------------------------------------------------------
@@ -573,6 +578,7 @@ class MainWindow(QMainWindow):
         self.settings.window_geometry = base64.b64encode(bytes(self.saveGeometry())).decode()
         self.settings.window_state = base64.b64encode(bytes(self.saveState())).decode()
         self.ai.shutdown()
+        self.batch.shutdown()  # cancels a running batch; the runner below joins its thread
         save_settings(self.settings)
         self.runner.shutdown(timeout=10.0)
         logging.getLogger("pneumoview").removeHandler(self._log_handler)
