@@ -28,6 +28,12 @@ needs_rg1 = pytest.mark.skipif(RG1 is None, reason="pydicom-data's RG1_UNCR.dcm 
 TIMEOUT_MS = 60_000
 
 
+@pytest.fixture(autouse=True)
+def _own_settings(monkeypatch, tmp_path):
+    """Each test starts from default settings: windows save theirs on closing."""
+    monkeypatch.setenv("PNEUMOVIEW_CONFIG_DIR", str(tmp_path / "config"))
+
+
 @pytest.fixture(scope="module")
 def demo(tmp_path_factory: pytest.TempPathFactory) -> Path:
     if RG1 is None:

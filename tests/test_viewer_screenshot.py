@@ -28,6 +28,12 @@ needs_rg1 = pytest.mark.skipif(sample_file("RG1_UNCR.dcm") is None,
                                reason="pydicom-data's RG1 files are not installed")
 
 
+@pytest.fixture(autouse=True)
+def _own_settings(monkeypatch, tmp_path):
+    """Each test starts from default settings: windows save theirs on closing."""
+    monkeypatch.setenv("PNEUMOVIEW_CONFIG_DIR", str(tmp_path / "config"))
+
+
 def _args(**kw: object) -> argparse.Namespace:
     base = dict(path=None, demo=False, screenshot=None, model=None, device=None)
     base.update(kw)

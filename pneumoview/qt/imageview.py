@@ -98,19 +98,26 @@ def block_mean(image: np.ndarray, fy: int, fx: int) -> np.ndarray:
 
 
 class DisplayImageItem(pg.ImageItem):
-    """ImageItem that caches its screen-resolution downsample, so a W/L step only re-maps it.
+    """ImageItem whose repaint cost follows the screen, not the image, so W/L drags stay smooth.
 
-    pyqtgraph's ``autoDownsample`` averages the full image on every render (~60 ms at 3000x3000),
-    which makes window/level dragging stutter; the average depends only on the data and the zoom,
-    so it is computed once per (image, factors) and kept in the data's own dtype (uint16 stays
-    on the fast level+LUT path).
+    * pyqtgraph's ``autoDownsample`` averages the full image on every render (~60 ms at
+      3000x3000); the average depends only on the data and the zoom, so it is computed once per
+      (image, factors) with :func:`block_mean` and kept in the data's dtype (uint16 stays on the
+      fast combined level+LUT path).
+    * Only the visible part (plus a margin, so small pans need no new render) is mapped through
+      the levels, so a step at 1:1 costs no more than one at fit.
+    * The rendered QImage is drawn over exactly the image pixels it stands for.
     """
+
+    #: Extra fraction of the visible width/height rendered on each side.
+    MARGIN = 0.25
 
     def __init__(self, **kwargs: object) -> None:
         super().__init__(**kwargs)
         self._ds_key: tuple[int, int, int] | None = None
         self._ds_image: np.ndarray | None = None
         self._generation = 0  # bumped by every new image (ids of views get reused)
+        self._target = QRectF()  # image pixels covered by the current QImage
 
     def setImage(self, image=None, autoLevels=None, **kwargs):  # noqa: ANN001, ANN201, N802
         if image is not None:
@@ -129,57 +136,76 @@ class DisplayImageItem(pg.ImageItem):
             return 1, 1
         return max(1, int(px)), max(1, int(py))
 
-    def paint(self, painter, *args) -> None:  # noqa: ANN001, ANN002
-        """Draw the (possibly downsampled) QImage over exactly the pixels it averages.
+    def _visible(self) -> QRectF | None:
+        """The part of the image in view (item coordinates = image pixels), or None."""
+        vb = self.getViewBox()
+        if not isinstance(vb, pg.ViewBox) or self.image is None:
+            return None
+        h, w = self.image.shape[:2]
+        return vb.viewRect().intersected(QRectF(0, 0, w, h))
 
-        pyqtgraph stretches a downsampled image over the full image, shifting it by up to one
-        screen pixel when the size is not a multiple of the factor; here the few leftover edge
-        pixels are left out instead. Smoothing (bilinear) only when shrinking: at 1:1 and above
-        pixels stay sharp squares.
-        """
+    def viewTransformChanged(self) -> None:  # noqa: N802 - pyqtgraph's name
+        if self.image is None:
+            return
+        visible = self._visible()
+        moved_out = visible is not None and not visible.isEmpty() \
+            and not self._target.contains(visible)
+        if self._computeDownsampleFactors() != self._lastDownsample or moved_out:
+            self._renderRequired = True
+            self.update()
+
+    def paint(self, painter, *args) -> None:  # noqa: ANN001, ANN002
+        """Draw the rendered part over its own pixels. Smoothing (bilinear) only when
+        shrinking: at 1:1 and above pixels stay sharp squares."""
         if self.image is None:
             return
         if self._renderRequired:
             self.render()
             if self._unrenderable:
                 return
+        if self.qimage is None:
+            return
         if self.paintMode is not None:
             painter.setCompositionMode(self.paintMode)
         t = painter.worldTransform()
         shrinking = max(abs(t.m11()), abs(t.m12())) < 0.999
         painter.setRenderHint(QPainter.RenderHint.SmoothPixmapTransform, shrinking)
-        h, w = self.image.shape[:2]
-        xds, yds = self._lastDownsample
-        if (xds, yds) != (1, 1) and self.qimage is not None:
-            w, h = self.qimage.width() * xds, self.qimage.height() * yds
-        painter.drawImage(QRectF(0, 0, w, h), self.qimage)
+        painter.drawImage(self._target, self.qimage)
         if self.border is not None:
             painter.setPen(self.border)
             painter.drawRect(self.boundingRect())
 
     def render(self) -> None:
         full = self.image
-        if not self.autoDownsample or full is None or full.size == 0:
+        if full is None or full.size == 0:
             return super().render()
-        xds, yds = self._computeDownsampleFactors()
-        if xds is None:
-            return None
+        xds, yds = self._computeDownsampleFactors() if self.autoDownsample else (1, 1)
         if (xds, yds) == (1, 1):
-            self.autoDownsample = False
-            try:
-                return super().render()
-            finally:
-                self.autoDownsample = True
-                self._lastDownsample = (1, 1)
-        key = (self._generation, xds, yds)
-        if self._ds_key != key or self._ds_image is None:
-            self._ds_key, self._ds_image = key, block_mean(full, yds, xds)
-        self.image, self.autoDownsample = self._ds_image, False
+            src = full
+        else:
+            key = (self._generation, xds, yds)
+            if self._ds_key != key or self._ds_image is None:
+                self._ds_key, self._ds_image = key, block_mean(full, yds, xds)
+            src = self._ds_image
+        rows, cols = src.shape[:2]
+        x0, y0, x1, y1 = 0, 0, cols, rows
+        visible = self._visible()
+        if visible is not None and not visible.isEmpty():
+            mx, my = visible.width() * self.MARGIN, visible.height() * self.MARGIN
+            x0 = max(0, int((visible.left() - mx) // xds))
+            y0 = max(0, int((visible.top() - my) // yds))
+            x1 = min(cols, int(-(-(visible.right() + mx) // xds)))
+            y1 = min(rows, int(-(-(visible.bottom() + my) // yds)))
+            if x1 <= x0 or y1 <= y0:
+                x0, y0, x1, y1 = 0, 0, cols, rows
+        auto = self.autoDownsample
+        self.image, self.autoDownsample = src[y0:y1, x0:x1], False
         try:
             super().render()
         finally:
-            self.image, self.autoDownsample = full, True
+            self.image, self.autoDownsample = full, auto
             self._lastDownsample = (xds, yds)
+        self._target = QRectF(x0 * xds, y0 * yds, (x1 - x0) * xds, (y1 - y0) * yds)
         return None
 
 

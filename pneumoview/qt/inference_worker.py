@@ -7,8 +7,9 @@ thread touches it. The thread is a plain Python thread (like :mod:`pneumoview.qt
 window is shown; it imports torch itself, so the first window never waits for torch.
 
 Protocol (GUI thread -> worker): :meth:`submit` queues a request for one instance (path + frame,
-optionally the already decoded image); a newer request replaces every queued one, and the CAM
-of a request is skipped when a newer request is waiting. Results come back as signals carrying
+optionally the already decoded image); a newer request replaces every queued one. The score and
+the CAM come from one forward pass (:meth:`Engine.score_with_cam`): the probability is sent as
+soon as the logit is known, the map right after. Results come back as signals carrying
 the request id, path and frame; the receiver compares them with what it shows now and drops
 stale ones, so the panel never shows another image's result. :meth:`pending` counts work not yet
 answered (``busyChanged``), which ``--screenshot`` and the tests wait on.
@@ -214,10 +215,6 @@ class InferenceWorker(QObject):
         QTimer.singleShot(0, lambda: self._change(-1))
 
     # -- the worker thread -----------------------------------------------------------------
-    def _newer_waiting(self) -> bool:
-        with self._lock:
-            return any(isinstance(i, AIRequest) for i in self._queue)
-
     def _serve(self) -> None:
         while True:
             with self._lock:
@@ -259,6 +256,7 @@ class InferenceWorker(QObject):
         self.modelReady.emit(info, engine.device)
 
     def _do_request(self, req: AIRequest) -> None:
+        """Decode (when needed), gate, score and map one request; always answer it once."""
         def fail(message: str) -> None:
             self.predicted.emit(AIResult(req.request_id, req.path, req.frame, req.force, None,
                                          message, (time.perf_counter() - req.submitted) * 1000))
@@ -266,30 +264,43 @@ class InferenceWorker(QObject):
         if self.engine is None:
             fail(f"AI unavailable: {self.load_error or 'no model loaded'}")
             return
+        answered: list[Any] = []
+
+        def on_prediction(prediction: Any) -> None:
+            cam_follows = bool(req.want_cam and prediction.scored and self.engine.with_cam)
+            answered.append(cam_follows)
+            self.inferences += int(prediction.scored)
+            self.predicted.emit(AIResult(req.request_id, req.path, req.frame, req.force,
+                                         prediction, "",
+                                         (time.perf_counter() - req.submitted) * 1000,
+                                         cam_follows))
+
+        decoded = req.decoded
         try:
-            decoded = req.decoded
             if decoded is None:
                 from pneumoview.core.dicomio import decode
 
                 decoded = decode(req.path, req.frame)
-            prediction = self.engine.score(decoded, force=req.force)
-            self.inferences += 1
-        except PneumoViewError as exc:
-            fail(str(exc))
-            return
-        cam_follows = (req.want_cam and prediction.scored and self.engine.with_cam
-                       and not self._newer_waiting() and not self._stopping)
-        self.predicted.emit(AIResult(req.request_id, req.path, req.frame, req.force, prediction,
-                                     "", (time.perf_counter() - req.submitted) * 1000,
-                                     cam_follows))
-        if not cam_follows:
-            return
-        t0 = time.perf_counter()
-        try:
-            cam = self.engine.cam(decoded)
-        except PneumoViewError as exc:
+            if req.want_cam:
+                # one forward pass: the probability is emitted before the map is computed
+                _pred, cam = self.engine.score_with_cam(decoded, force=req.force,
+                                                        on_prediction=on_prediction)
+            else:
+                on_prediction(self.engine.score(decoded, force=req.force))
+                cam = None
+        except Exception as exc:  # PneumoViewError, or a bug: the viewer must go on
+            if not isinstance(exc, PneumoViewError):
+                log.exception("unexpected error while scoring")
+            if not answered:
+                fail(str(exc))
+                return
             log.warning("no CAM for this image: %s", exc)
+            cam = None
+        if not (answered and answered[0]):
+            return
+        if cam is None:
             cam = np.zeros(decoded.shape, np.float32)
         now = time.perf_counter()
-        self.camReady.emit(CamResult(req.request_id, req.path, req.frame, cam,
-                                     (now - t0) * 1000, (now - req.submitted) * 1000))
+        cam_ms = self.engine.last_cam_timings.get("cam_ms", 0.0)
+        self.camReady.emit(CamResult(req.request_id, req.path, req.frame, cam, cam_ms,
+                                     (now - req.submitted) * 1000))

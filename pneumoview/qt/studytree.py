@@ -192,7 +192,12 @@ class StudyTree(QTreeWidget):
         item = self._instances.get(path)
         if item is None:
             return False
-        self.setCurrentItem(item)
+        if self.currentItem() is item:
+            # Qt may have made it current on its own (focus, first row) without anyone
+            # showing it: selecting must still show it.
+            self.instanceSelected.emit(item.data(NAME, INSTANCE_ROLE))
+        else:
+            self.setCurrentItem(item)
         self.scrollToItem(item)
         return True
 
