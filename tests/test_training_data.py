@@ -1,0 +1,195 @@
+"""training/: data-set layouts, patient splits, the prepared cache and its statistics."""
+
+from __future__ import annotations
+
+import csv
+import json
+import shutil
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from pneumoview.core import contract
+from pneumoview.core.errors import PneumoViewError
+from training import sources
+from training.prepare import RunningStats, load_model_input, prepare
+from training.splits import assign_splits, group_ids
+
+DATA = Path(__file__).resolve().parents[1].parent / "shared" / "data"
+needs_data = pytest.mark.skipif(not (DATA / "kermany" / "train").is_dir(),
+                                reason="../shared/data (Kermany/NIH images) is not available")
+
+
+def _small_folder(tmp: Path, n: int = 6) -> Path:
+    """A folder-layout copy of a few real Kermany images (symlinks would do; copies are tiny)."""
+    root = tmp / "kermany" / "train"
+    for cls in ("NORMAL", "PNEUMONIA"):
+        (root / cls).mkdir(parents=True)
+        for p in sorted((DATA / "kermany" / "train" / cls).iterdir())[:n]:
+            shutil.copy(p, root / cls / p.name)
+    return root
+
+
+def test_kermany_patient_ids():
+    f = sources.kermany_patient_id
+    assert f("person1000_bacteria_2931.jpeg") == "person1000"
+    assert f("person1000_virus_1681.jpeg") == "person1000"
+    assert f("IM-0115-0001.jpeg") == "IM-0115"
+    assert f("NORMAL2-IM-0115-0001.jpeg") == "IM-0115"  # equal numbers stay together
+    assert f("NORMAL2-IM-1345-0001-0002.jpeg") == "IM-1345"
+    assert f("other.png") == "other"
+
+
+def test_running_stats_equal_numpy():
+    rng = np.random.default_rng(0)
+    chunks = [rng.random((17, 23)) for _ in range(9)]
+    st = RunningStats()
+    for c in chunks:
+        st.update(c)
+    allv = np.concatenate([c.ravel() for c in chunks])
+    assert st.mean == pytest.approx(allv.mean(), abs=1e-12)
+    assert st.std == pytest.approx(allv.std(), abs=1e-10)
+
+
+def test_groups_join_patients_and_duplicates():
+    items = [sources.Item("k", f"/x/{i}", lab, pid) for i, (lab, pid) in enumerate(
+        [(1, "a"), (1, "a"), (0, "b"), (0, "c"), (1, "d")])]
+    hashes = ["h0", "h1", "h2", "h2", "h4"]  # b and c are byte-identical files
+    g = group_ids(items, hashes)
+    assert g[0] == g[1] and g[2] == g[3] and len({g[0], g[2], g[4]}) == 3
+
+
+def test_splits_stratified_grouped_seeded():
+    rng = np.random.default_rng(1)
+    items, hashes = [], []
+    for src, n in (("k", 600), ("n", 120)):
+        for p in range(n):
+            lab = int(rng.random() < (0.7 if src == "k" else 0.45))
+            for j in range(int(rng.integers(1, 4))):
+                items.append(sources.Item(src, f"/{src}/{p}_{j}", lab, f"p{p}"))
+                hashes.append(f"{src}{p}_{j}")
+    hashes[5] = hashes[500]  # a duplicate pair across patients
+    g = group_ids(items, hashes)
+    s1 = assign_splits(items, g, (0.7, 0.15, 0.15), seed=3)
+    assert s1 == assign_splits(items, g, (0.7, 0.15, 0.15), seed=3)
+    assert s1 != assign_splits(items, g, (0.7, 0.15, 0.15), seed=4)
+    by_group: dict[int, set] = {}
+    for gi, s in zip(g, s1, strict=True):
+        by_group.setdefault(gi, set()).add(s)
+    assert all(len(v) == 1 for v in by_group.values())  # no group straddles splits
+    assert s1[5] == s1[500]
+    for src in ("k", "n"):
+        for lab in (0, 1):
+            idx = [i for i, it in enumerate(items) if it.source == src and it.label == lab]
+            share = np.mean([s1[i] == "train" for i in idx])
+            assert 0.6 < share < 0.8, (src, lab, share)
+
+
+@needs_data
+def test_real_kermany_split_has_no_patient_or_duplicate_leak(tmp_path):
+    items = sources.read_folder(DATA / "kermany" / "train")
+    assert items[0].source == "kermany"
+    assert sum(it.label for it in items) == 3875 and len(items) == 5216
+    # hashing 5,000 files is quick; decoding is not needed for the split
+    hashes = [sources.file_sha256(it.path) for it in items]
+    g = group_ids(items, hashes)
+    s = assign_splits(items, g, seed=0)
+    split_of: dict[tuple, str] = {}
+    for it, h, sp in zip(items, hashes, s, strict=True):
+        for key in (("p", it.patient_id), ("h", h)):
+            assert split_of.setdefault(key, sp) == sp, key
+
+
+@needs_data
+def test_manifest_layout_nih():
+    items = sources.read_manifest(DATA / "nih" / "labels.csv")
+    assert len(items) == 490 and items[0].source == "nih"
+    assert sum(it.label for it in items) == 219
+    assert all(Path(it.path).is_file() for it in items[:5])
+
+
+def test_manifest_errors(tmp_path):
+    (tmp_path / "m.csv").write_text("image,label\nmissing.png,1\n")
+    with pytest.raises(PneumoViewError, match="not found"):
+        sources.read_manifest(tmp_path / "m.csv")
+    (tmp_path / "a.png").write_bytes(b"")
+    (tmp_path / "m2.csv").write_text("image,label\na.png,maybe\n")
+    with pytest.raises(PneumoViewError, match="not 0/1"):
+        sources.read_manifest(tmp_path / "m2.csv")
+    (tmp_path / "m3.csv").write_text("path,y\na.png,1\n")
+    with pytest.raises(PneumoViewError, match="columns"):
+        sources.read_manifest(tmp_path / "m3.csv")
+
+
+def _rsna_fixture(tmp: Path, n_pos: int = 4, n_neg: int = 4) -> tuple[Path, dict[str, int]]:
+    """Real NIH images wrapped as RSNA-layout DICOM, positive patients with several box rows."""
+    from training.dicomwrap import grey_of, write_dicom
+
+    root = tmp / "rsna"
+    imgs = root / "stage_2_train_images"
+    rows = [["patientId", "x", "y", "width", "height", "Target"]]
+    labels = {}
+    with open(DATA / "nih" / "labels.csv", newline="") as fh:
+        nih = list(csv.DictReader(fh))
+    pos = [r for r in nih if r["label"] == "1"][:n_pos]
+    neg = [r for r in nih if r["label"] == "0"][:n_neg]
+    for k, r in enumerate(pos + neg):
+        pid = f"0000{k:04d}-aaaa-bbbb-cccc-{k:012d}"
+        target = int(r["label"])
+        labels[pid] = target
+        write_dicom(imgs / f"{pid}.dcm", grey_of(DATA / "nih" / r["image"]), "u8", pid)
+        if target:
+            for b in range(1 + k % 3):  # 1-3 boxes: repeated rows per positive patient
+                rows.append([pid, 100 + b, 200, 150, 300, 1])
+        else:
+            rows.append([pid, "", "", "", "", 0])
+    with open(root / "stage_2_train_labels.csv", "w", newline="") as fh:
+        csv.writer(fh).writerows(rows)
+    return root, labels
+
+
+@needs_data
+def test_rsna_layout(tmp_path):
+    root, labels = _rsna_fixture(tmp_path)
+    items = sources.read_rsna(root)
+    assert len(items) == len(labels)  # one item per patient, not per box row
+    assert {it.patient_id: it.label for it in items} == labels
+    assert all(it.source == "rsna" for it in items)
+    # the DICOM decodes through the core to the same model input as the original PNG
+    it = items[0]
+    x = load_model_input(it.path, 64)
+    assert x.shape == (64, 64) and 0.0 <= x.min() and x.max() <= 1.0
+    (root / "stage_2_train_images" / f"{items[-1].patient_id}.dcm").unlink()
+    with pytest.raises(PneumoViewError, match="not found"):
+        sources.read_rsna(root)
+
+
+@needs_data
+def test_prepare_mixed_sources(tmp_path):
+    root, _ = _rsna_fixture(tmp_path, 3, 3)
+    folder = _small_folder(tmp_path, 5)
+    items = sources.collect([str(folder)], None, [str(root)])
+    info = prepare(items, tmp_path / "cache", size=32, fractions=(0.6, 0.2, 0.2), seed=0)
+    assert info["image_size"] == 32 and info["input_contract"] == contract.INPUT_CONTRACT
+    assert set(info["sources"]) == {"kermany", "rsna"}
+    n = sum(d["n"] for per in info["counts"].values() for d in per.values())
+    assert n == len(items) == 16
+    # the cache holds the contract output (uint8-rounded), and mean/std match numpy on train
+    with open(tmp_path / "cache" / "train.csv", newline="") as fh:
+        rows = list(csv.DictReader(fh))
+    arr = np.load(tmp_path / "cache" / "images_train.npy")
+    for r in rows[:3]:
+        ref = load_model_input(r["path"], 32)
+        assert np.abs(arr[int(r["row"])] / 255.0 - ref).max() <= 0.5 / 255 + 1e-6
+    vals = (np.stack([arr[int(r["row"])] for r in rows]).astype(np.float32) / 255.0).astype(
+        np.float64)  # the same float32 values the running sums saw
+    assert info["mean"] == pytest.approx(vals.mean(), abs=1e-9)
+    assert info["std"] == pytest.approx(vals.std(), abs=1e-9)
+    saved = json.loads((tmp_path / "cache" / "prepared.json").read_text())
+    assert saved["content_sha256"] == info["content_sha256"]
+
+
+def test_collect_needs_a_source():
+    with pytest.raises(PneumoViewError, match="no data source"):
+        sources.collect([], [], [])
