@@ -42,8 +42,9 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
                              "relative path); join shards with merge-reports")
     parser.add_argument("--timeout", type=float, default=120.0, metavar="S",
                         help="per-file decode time limit in seconds (default 120)")
-    parser.add_argument("--memory-limit", type=int, default=6144, metavar="MB",
-                        help="per-worker memory limit in MiB (Linux; 0 = none; default 6144)")
+    parser.add_argument("--memory-limit", type=int, default=-1, metavar="MB",
+                        help="per-worker memory limit in MiB (Linux; 0 = none; default: "
+                             "RAM / (workers + 1), at most 6144)")
     parser.add_argument("-q", "--quiet", action="store_true", help="no progress bar")
 
 
@@ -106,7 +107,7 @@ def run(args: argparse.Namespace) -> int:
         root=args.folder, output=args.output, model_dir=args.model, device=args.device,
         threshold=args.threshold, batch_size=args.batch_size, workers=args.workers,
         resume=args.resume, overwrite=args.overwrite, shard=shard, timeout_s=args.timeout,
-        memory_limit_mb=args.memory_limit or None)
+        memory_limit_mb=args.memory_limit if args.memory_limit != 0 else None)
 
     interrupted = {"flag": False}
 

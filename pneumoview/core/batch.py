@@ -40,9 +40,22 @@ log = logging.getLogger(__name__)
 
 DEFAULT_BATCH_SIZE = 32
 DEFAULT_TIMEOUT_S = 120.0
-#: Address-space limit per decode worker. The largest image dicomio opens by default (1 GiB of
-#: stored pixels) needs about 3.5 GiB once converted to float32 and resized; imports take ~1 GiB.
+#: Address-space limit per decode worker, at most. The largest image dicomio opens by default
+#: (1 GiB of stored pixels) needs about 3.5 GiB once converted to float32 and resized; imports
+#: take ~0.5 GiB. :func:`default_memory_limit_mb` lowers it so all workers fit in the RAM.
 DEFAULT_MEMORY_LIMIT_MB = 6144
+MIN_MEMORY_LIMIT_MB = 1024
+
+
+def default_memory_limit_mb(workers: int) -> int:
+    """``min(6 GiB, RAM / (workers + 1))``, at least 1 GiB: N runaway decoders together cannot
+    take the machine's memory (the +1 leaves room for the model process)."""
+    try:
+        total = os.sysconf("SC_PAGE_SIZE") * os.sysconf("SC_PHYS_PAGES") // 2**20
+    except (AttributeError, ValueError, OSError):
+        return DEFAULT_MEMORY_LIMIT_MB
+    return int(max(MIN_MEMORY_LIMIT_MB, min(DEFAULT_MEMORY_LIMIT_MB,
+                                            total // (max(1, workers) + 1))))
 DECODE_TARGET = "pneumoview.core.batch:decode_task"
 
 SCORED, NOT_SCORED, SKIPPED, ERROR = "scored", "not_scored", "skipped", "error"
@@ -177,7 +190,7 @@ class BatchOptions:
     overwrite: bool = False
     shard: tuple[int, int] | None = None
     timeout_s: float = DEFAULT_TIMEOUT_S
-    memory_limit_mb: int | None = DEFAULT_MEMORY_LIMIT_MB
+    memory_limit_mb: int | None = -1  # -1: default_memory_limit_mb(workers); None/0: none
     max_image_mb: int = 1024
     decode_target: str = DECODE_TARGET
     follow_symlinks: bool = True
@@ -511,8 +524,7 @@ def run_batch(options: BatchOptions, *,
         write(direct_rows)
         if tasks and not cancel():
             pool = ProcessPool(options.decode_target, n_workers, timeout_s=options.timeout_s,
-                               memory_limit_bytes=(None if not options.memory_limit_mb else
-                                                   int(options.memory_limit_mb) * 2**20),
+                               memory_limit_bytes=_memory_limit_bytes(options, n_workers),
                                max_ahead=2 * batch_size + n_workers, nice=options.nice)
             try:
                 with pool:
@@ -590,6 +602,13 @@ def run_batch(options: BatchOptions, *,
         rate=processed / run_s if run_s > 0 else 0.0, model_label=info.label,
         model_sha256=info.weights_sha256, threshold=threshold, workers=n_workers,
         restarts=restarts, stage_cpu_s=stage)
+
+
+def _memory_limit_bytes(options: BatchOptions, workers: int) -> int | None:
+    mb = options.memory_limit_mb
+    if mb is not None and mb < 0:
+        mb = default_memory_limit_mb(workers)
+    return int(mb) * 2**20 if mb else None
 
 
 def _version() -> str:
