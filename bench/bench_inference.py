@@ -1,11 +1,11 @@
 """Benchmark: select an image -> probability shown, and -> CAM shown, for 20 different 1024^2 files.
 
 Each file is new to the viewer (cold: never decoded or scored before; the model itself is loaded
-and warmed up first, as it is in the viewer once the window is up). A "selection" is what the
-viewer does when the reader picks an image: the AI controller is told the image is on screen and
-the worker thread decodes, gates, scores and maps it; the clock stops when the panel shows the
-probability and when the overlay holds the CAM (Qt signals delivered to the GUI thread). The
-model-only forward time of the same runs is reported beside it.
+and warmed up first, as it is in the viewer a moment after the window is up). A selection is what
+a click in the study tree does, in the real main window (offscreen): the viewer's decode lane
+decodes the file and shows it, the AI controller asks the inference thread, which gates, scores
+and maps it; the clock stops when the AI panel shows this file's probability, and when the CAM
+overlay holds this file's map. The model-only forward time of the same runs is shown beside it.
 
     python bench/bench_inference.py [--model DIR] [--device cpu] [--n 20]
 
@@ -74,6 +74,15 @@ def make_files(out: Path, n: int, size: int = 1024) -> list[Path]:
     return files
 
 
+def _wait(app, cond, timeout: float = 120.0) -> None:  # noqa: ANN001
+    deadline = time.perf_counter() + timeout
+    while not cond():
+        if time.perf_counter() > deadline:
+            raise TimeoutError("the viewer did not answer in time")
+        app.processEvents()
+        time.sleep(0.0005)
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--model", help="model folder (default: bundled, else a random model)")
@@ -81,15 +90,18 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--n", type=int, default=20)
     args = parser.parse_args(argv)
     os.environ.setdefault("QT_QPA_PLATFORM", "offscreen")
-
-    from PySide6.QtWidgets import QApplication
+    tmp = Path(tempfile.mkdtemp(prefix="pv-bench-"))
+    for var in ("PNEUMOVIEW_CONFIG_DIR", "PNEUMOVIEW_CACHE_DIR", "PNEUMOVIEW_DATA_DIR"):
+        os.environ.setdefault(var, str(tmp / var.lower()))  # never touch the user's settings
 
     from pneumoview.core.errors import PneumoViewError
     from pneumoview.core.model import read_model_info
-    from pneumoview.qt.aicontroller import AIController
+    from pneumoview.core.settings import Settings
+    from pneumoview.core.threads import torch_threads
+    from pneumoview.qt.app import application
+    from pneumoview.qt.mainwindow import MainWindow, ViewerOptions
 
-    app = QApplication.instance() or QApplication(sys.argv[:1])
-    tmp = Path(tempfile.mkdtemp(prefix="pv-bench-"))
+    app = application()
     model_dir = args.model
     note = ""
     if model_dir is None:
@@ -100,56 +112,53 @@ def main(argv: list[str] | None = None) -> int:
             from tests.model_fixture import make_random_model_dir
 
             model_dir = str(make_random_model_dir(tmp / "random-model"))
-            note = " (random weights: no bundled model yet; timings are the same)"
-    files = make_files(tmp, args.n)
+            note = " (random weights: no bundled model; timings are the same)"
+    folder = tmp / "files"
+    folder.mkdir()
+    files = make_files(folder, args.n + 1)  # the first is shown on opening: not timed
 
-    ctl = AIController(None, model_dir=model_dir, device=args.device)
+    window = MainWindow(Settings(), ViewerOptions(model=model_dir, device=args.device))
+    window.resize(1400, 900)
+    window.show()
+    ai = window.ai
     t_load = time.perf_counter()
-    ctl.start()
-    while ctl.info is None and not ctl.error:
-        app.processEvents()
-        time.sleep(0.002)
-    if ctl.info is None:
-        print(f"cannot load the model: {ctl.error}", file=sys.stderr)
+    window.open_path(str(folder))
+    _wait(app, lambda: ai.info is not None or bool(ai.error))
+    if ai.info is None:
+        print(f"cannot load the model: {ai.error}", file=sys.stderr)
+        window.close()
         return 1
     load_s = time.perf_counter() - t_load
-    shown: dict[str, float] = {}
-    ctl.worker.predicted.connect(lambda r: shown.setdefault(f"p:{r.path}", time.perf_counter()))
-    ctl.worker.camReady.connect(lambda r: shown.setdefault(f"c:{r.path}", time.perf_counter()))
+    _wait(app, lambda: window.runner.pending() == 0)
 
-    from pneumoview.core.threads import torch_threads
-
-    prob_ms, cam_ms, fwd_ms, decode_ms = [], [], [], []
+    prob_ms, cam_ms, fwd_ms = [], [], []
     try:
-        for path in files:
+        first = window.view.decoded.path if window.view.decoded is not None else ""
+        for path in [str(f) for f in files if str(f) != first][: args.n]:
             t0 = time.perf_counter()
-            # what the viewer's selection does: the image goes on screen (decoded by the
-            # worker here, as the viewer's decode lane would), the controller asks for a result
-            ctl.current = None
-            ctl.worker.submit(str(path), 0, None)
-            ctl.current = (str(path), 0)
-            while f"c:{path}" not in shown:
-                app.processEvents()
-                time.sleep(0.0005)
-            pred = ctl.results.get((str(path), 0, False))
-            prob_ms.append((shown[f"p:{path}"] - t0) * 1000)
-            cam_ms.append((shown[f"c:{path}"] - t0) * 1000)
-            fwd_ms.append(pred.timings["forward_ms"])
-            decode_ms.append(prob_ms[-1] - pred.timings["total_ms"])
+            window.tree.select_instance(path)  # what a click in the study tree does
+            _wait(app, lambda p=path: ai.panel.prediction is not None
+                  and ai.panel.prediction.path == p)
+            prob_ms.append((time.perf_counter() - t0) * 1000)
+            _wait(app, lambda p=path: ai.overlay.key == (p, 0))
+            cam_ms.append((time.perf_counter() - t0) * 1000)
+            fwd_ms.append(ai.panel.prediction.timings["forward_ms"])
+            _wait(app, lambda: window.runner.pending() == 0)
+        device = ai.worker.device
+        label = ai.info.label
     finally:
-        ctl.shutdown()
+        window.close()
 
     def stats(xs: list[float]) -> str:
         return (f"median {statistics.median(xs):6.0f} ms   p90 {np.percentile(xs, 90):6.0f} ms"
                 f"   max {max(xs):6.0f} ms")
 
-    print(f"model {ctl.info.label}{note}")
-    print(f"device {ctl.worker.device}, torch threads {torch_threads()}, "
-          f"{len(files)} files 1024x1024 12-bit, model load + warm-up {load_s:.1f} s")
+    print(f"model {label}{note}")
+    print(f"device {device}, torch threads {torch_threads()}, {len(prob_ms)} files "
+          f"1024x1024 12-bit, model load + warm-up {load_s:.1f} s (before timing)")
     print(f"select -> probability shown : {stats(prob_ms)}   (goal < 150 ms)")
     print(f"select -> CAM shown         : {stats(cam_ms)}   (goal < 400 ms)")
     print(f"model-only forward          : {stats(fwd_ms)}")
-    print(f"decode + queueing           : {stats(decode_ms)}")
     return 0
 
 

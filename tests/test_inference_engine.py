@@ -263,3 +263,20 @@ def test_cam_unchanged_by_gradient_limiting(engine: Engine) -> None:
         _limit_gradients_to_cam_layer(module)
     assert fast.max() > 0
     np.testing.assert_allclose(fast, full, atol=1e-5)
+
+
+def test_score_with_cam_matches_score_and_cam(engine: Engine) -> None:
+    decoded = decode(shared_dicom("txv_siim_cxr.dcm"))
+    seen = []
+    pred, cam = engine.score_with_cam(decoded, on_prediction=seen.append)
+    assert seen == [pred]
+    plain = engine.score(decoded)
+    assert pred.status == "scored" and pred.probability == pytest.approx(plain.probability,
+                                                                         abs=1e-6)
+    assert pred.flagged == plain.flagged and pred.model_sha256 == plain.model_sha256
+    np.testing.assert_allclose(cam, engine.cam(decoded), atol=1e-5)
+    assert engine.last_cam_timings["cam_ms"] > 0
+    # not scored: no forward, no map
+    rg3 = decode(pydicom_testdata("RG3_UNCI.dcm"))
+    pred, cam = engine.score_with_cam(rg3)
+    assert pred.status == "not_scored" and cam is None

@@ -16,7 +16,7 @@ from __future__ import annotations
 import dataclasses
 import logging
 import time
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from os import PathLike
 from pathlib import Path
@@ -108,6 +108,7 @@ class Engine:
         self.with_cam = with_cam
         self.info: ModelInfo | None = None
         self._loaded: LoadedModel | None = None
+        self.last_cam_timings: dict[str, float] = {}  # of the last score_with_cam
 
     # -- loading -------------------------------------------------------------------------
     def load(self) -> ModelInfo:
@@ -196,21 +197,31 @@ class Engine:
         t1 = time.perf_counter()
         logit = float(self.logits([x])[0])
         t2 = time.perf_counter()
+        timings.update(preprocess_ms=(t1 - t0) * 1000, forward_ms=(t2 - t1) * 1000,
+                       total_ms=(t2 - t0) * 1000)
+        return self._scored(decoded, logit, thr, reason, timings)
+
+    def _scored(self, decoded: DecodedImage, logit: float, threshold: float, reason: str,
+                timings: dict[str, float]) -> Prediction:
+        info = self._require().info
         prob = float(_model_module().calibrated_probability(np.array([logit]),
                                                             info.temperature)[0])
-        timings.update(preprocess_ms=(t1 - t0) * 1000, forward_ms=(t2 - t1) * 1000,
-                       total_ms=(time.perf_counter() - t0) * 1000)
-        return Prediction(status=SCORED, probability=prob, logit=logit,
-                          flagged=label_state(prob, thr),
+        return Prediction(path=decoded.path, frame=decoded.frame, status=SCORED,
+                          probability=prob, logit=logit, threshold=threshold,
+                          flagged=label_state(prob, threshold),
                           reason=f"scored anyway despite: {reason}" if reason else "",
-                          timings=timings, **common)
+                          model_label=info.label, model_sha256=info.weights_sha256,
+                          timings=timings)
 
     # -- CAM -----------------------------------------------------------------------------
-    def cam_from_input(self, x: np.ndarray) -> np.ndarray:
-        """Grad-CAM of the logit on ``layer4[-1]`` for one contract output, on the layer grid.
+    def _gradcam(self, x: np.ndarray,
+                 on_logit: Callable[[float], None] | None = None) -> tuple[float, np.ndarray]:
+        """One forward pass with Grad-CAM hooks on ``layer4[-1]``: the logit, then the map.
 
-        Returns a float32 map in [0, 1] (7 x 7 for a 224 input), ReLU'd and scaled to its
-        maximum; an image with no positive evidence gives all zeros.
+        This is the grad-cam package's GradCAM (its hooks, weights and map), driven step by step
+        so that ``on_logit`` can report the logit before the backward pass and the map are done:
+        the probability reaches the screen without waiting for the CAM, and the CAM costs no
+        second forward pass. The target is the single logit (evidence for pneumonia).
         """
         loaded = self._require()
         if not self.with_cam:
@@ -226,8 +237,6 @@ class Engine:
                 return None
 
         class _Logit:
-            """The single logit as the target (sign kept: evidence for pneumonia)."""
-
             def __call__(self, output):  # noqa: ANN001, ANN204
                 return output.reshape(-1)[0]
 
@@ -235,15 +244,73 @@ class Engine:
         batch = model.prepare_batch([x], loaded.info).to(loaded.device)
         module = loaded.module
         with torch.enable_grad(), torch.inference_mode(False):
-            with _LayerGridGradCAM(model=module, target_layers=[module.layer4[-1]]) as cam:
-                grid = cam(input_tensor=batch, targets=[_Logit()])
-        module.zero_grad(set_to_none=True)
-        return normalise_cam(np.asarray(grid, dtype=np.float32)[0])
+            cam = _LayerGridGradCAM(model=module, target_layers=[module.layer4[-1]])
+            try:
+                outputs = cam.activations_and_grads(batch)
+                logit = float(outputs.reshape(-1)[0].detach().to("cpu", torch.float64))
+                if on_logit is not None:
+                    on_logit(logit)
+                module.zero_grad(set_to_none=True)
+                _Logit()(outputs).backward()
+                grid = cam.aggregate_multi_layers(
+                    cam.compute_cam_per_layer(batch, [_Logit()], False))
+            finally:
+                cam.activations_and_grads.release()
+                module.zero_grad(set_to_none=True)
+        return logit, normalise_cam(np.asarray(grid, dtype=np.float32)[0])
+
+    def cam_from_input(self, x: np.ndarray) -> np.ndarray:
+        """Grad-CAM of the logit on ``layer4[-1]`` for one contract output, on the layer grid.
+
+        Returns a float32 map in [0, 1] (7 x 7 for a 224 input), ReLU'd and scaled to its
+        maximum; an image with no positive evidence gives all zeros.
+        """
+        return self._gradcam(x)[1]
 
     def cam(self, decoded: DecodedImage) -> np.ndarray:
         """Grad-CAM as float32 ``(H, W)`` in [0, 1] on the decoded image's own pixel grid."""
         grid = self.cam_from_input(self.model_input(decoded))
         return resample_to_grid(grid, decoded.shape)
+
+    def score_with_cam(self, decoded: DecodedImage, threshold: float | None = None,
+                       force: bool = False,
+                       on_prediction: Callable[[Prediction], None] | None = None,
+                       ) -> tuple[Prediction, np.ndarray | None]:
+        """:meth:`score` and :meth:`cam` from one forward pass (the viewer's path).
+
+        ``on_prediction`` is called with the prediction as soon as the logit is known, before
+        the map is computed. The map is None when the image is not scored.
+        """
+        loaded = self._require()
+        info = loaded.info
+        thr = float(info.threshold if threshold is None else threshold)
+        t0 = time.perf_counter()
+        reason = self.gate(decoded) or ""
+        if (reason and not force) or not self.with_cam:
+            pred = self.score(decoded, thr, force)
+            if on_prediction is not None:
+                on_prediction(pred)
+            return pred, None
+        x = self.model_input(decoded)
+        t1 = time.perf_counter()
+        made: list[Prediction] = []
+
+        def report(logit: float) -> None:
+            t2 = time.perf_counter()
+            timings = {"preprocess_ms": (t1 - t0) * 1000, "forward_ms": (t2 - t1) * 1000,
+                       "total_ms": (t2 - t0) * 1000}
+            made.append(self._scored(decoded, logit, thr, reason, timings))
+            if on_prediction is not None:
+                on_prediction(made[0])
+
+        _logit, grid = self._gradcam(x, report)
+        t3 = time.perf_counter()
+        cam = resample_to_grid(grid, decoded.shape)
+        now = time.perf_counter()
+        # the prediction may already be on another thread: its timings are not touched again
+        self.last_cam_timings = {"cam_ms": (now - t1) * 1000, "total_ms": (now - t0) * 1000,
+                                 "resample_ms": (now - t3) * 1000}
+        return made[0], cam
 
     def warm_up(self) -> None:
         """Import grad-cam and run one forward (and CAM) on a blank input, so the user's first
