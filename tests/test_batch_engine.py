@@ -189,6 +189,23 @@ def test_shards_partition_the_folder_and_merge_to_the_whole(
         rep.merge_reports(shards[:2], tmp_path / "m2.csv")
     with pytest.raises(PneumoViewError, match="twice"):
         rep.merge_reports([shards[0], shards[0], shards[1], shards[2]], tmp_path / "m3.csv")
+    # an unfinished shard, or shards made with another model, are refused
+    import json
+
+    def with_manifest(k: int, **changes: object) -> list[Path]:
+        copy = tmp_path / f"edited{k}.csv"
+        copy.write_bytes(shards[k].read_bytes())
+        m = rep.read_manifest(shards[k])
+        m.update(changes)
+        rep.manifest_path(copy).write_text(json.dumps(m))
+        return [copy if i == k else shards[i] for i in range(3)]
+
+    with pytest.raises(PneumoViewError, match="did not finish"):
+        rep.merge_reports(with_manifest(1, finished=False), tmp_path / "m5.csv")
+    with pytest.raises(PneumoViewError, match="different models"):
+        rep.merge_reports(with_manifest(2, model_sha256="0" * 64), tmp_path / "m6.csv")
+    with pytest.raises(PneumoViewError, match="different thresholds"):
+        rep.merge_reports(with_manifest(0, threshold=0.25), tmp_path / "m7.csv")
     # a doubled file (a row copied into another shard) is refused
     with open(shards[1], "a", newline="") as fh:
         first_row = rep.read_report(shards[0])[0]

@@ -136,13 +136,21 @@ def test_main_window_has_batch_menu_and_opens_results(qtbot, model_dir: Path, fo
         assert "Batch Flag Folder..." in texts
         assert texts.index("Batch Flag Folder...") == texts.index("Open Folder...") + 1
         ctl = win.batch
-        with qtbot.waitSignal(ctl.finished, timeout=TIMEOUT_MS) as done:
-            ctl.start(str(folder), workers=1, batch_size=4)
-        assert done.args[0].finished
+        ctl.start(str(folder), workers=1, batch_size=2)
+        # the viewer keeps working while the batch runs
+        qtbot.waitUntil(lambda: len(ctl.panel.model.rows) >= 1 or not ctl.running,
+                        timeout=TIMEOUT_MS)
+        reading = str(sorted(folder.rglob("*.dcm"))[-1])
+        with qtbot.waitSignal(win.imageShown, timeout=TIMEOUT_MS) as shown:
+            win.open_path(reading)
+        assert shown.args[0].path == reading
+        qtbot.waitUntil(lambda: not ctl.running, timeout=TIMEOUT_MS)
+        assert ctl.summary is not None and ctl.summary.finished
+        assert len(ctl.panel.model.rows) == N_FILES
         # the automatic copy lands in data_dir()/reports
         from pneumoview.core.paths import data_dir
 
-        assert Path(done.args[0].output).parent == data_dir() / "reports"
+        assert Path(ctl.summary.output).parent == data_dir() / "reports"
         # double-click / Next Flagged opens the image in the viewer
         target = ctl.panel.visible_rows()[0]["path"]
         with qtbot.waitSignal(win.imageShown, timeout=TIMEOUT_MS) as shown:
