@@ -35,12 +35,17 @@ def pydicom_testdata(name: str) -> Path:
 
 
 def bundled_trained_model_dir() -> Path:
-    """The bundled model folder, or skip when it is absent or only a random test model."""
+    """The bundled model folder, or skip when it is absent or only a random test model.
+
+    ``PNEUMOVIEW_TEST_MODEL_DIR`` points the tests at another exported model folder instead.
+    """
+    import os
+
     from pneumoview.core.errors import PneumoViewError
     from pneumoview.core.model import read_model_info
 
     try:
-        info = read_model_info(None)
+        info = read_model_info(os.environ.get("PNEUMOVIEW_TEST_MODEL_DIR") or None)
     except PneumoViewError as exc:
         pytest.skip(f"needs the trained bundled model in resources/model ({exc.reason})")
     if "random" in info.name or "test" in info.version:

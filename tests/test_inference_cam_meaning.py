@@ -60,4 +60,5 @@ def test_hiding_cam_top_lowers_logit_more_than_random(monkeypatch: pytest.Monkey
         top_drops.append(logits[0] - logits[1])
         random_drops.append(float(np.mean(logits[0] - logits[2:])))
     mean_top, mean_random = float(np.mean(top_drops)), float(np.mean(random_drops))
+    print(f"logit drop: top-CAM {mean_top:.3f}, random {mean_random:.3f}")
     assert mean_top > mean_random, (mean_top, mean_random)
