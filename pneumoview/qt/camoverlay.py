@@ -98,7 +98,10 @@ class CamColourBar(QWidget):
         p.setPen(self.palette().windowText().color())
         text = QRectF(2, 15, self.width() - 4, self.height() - 15)
         p.drawText(text, Qt.AlignmentFlag.AlignLeft | Qt.AlignmentFlag.AlignTop, "low")
-        p.drawText(text, Qt.AlignmentFlag.AlignHCenter | Qt.AlignmentFlag.AlignTop,
-                   "model attention (this image)")
         p.drawText(text, Qt.AlignmentFlag.AlignRight | Qt.AlignmentFlag.AlignTop, "high")
+        middle = "model attention (this image)"
+        metrics = p.fontMetrics()
+        room = text.width() - 2 * metrics.horizontalAdvance("high  ")
+        if metrics.horizontalAdvance(middle) <= room:
+            p.drawText(text, Qt.AlignmentFlag.AlignHCenter | Qt.AlignmentFlag.AlignTop, middle)
         p.end()
