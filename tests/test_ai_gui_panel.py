@@ -186,3 +186,27 @@ def test_cam_overlay_lut_has_alpha_ramp() -> None:
     lut = cam_lut()
     assert lut.shape == (256, 4) and lut.dtype == np.uint8
     assert lut[0, 3] == 0 and lut[-1, 3] > 200 and np.all(np.diff(lut[:, 3].astype(int)) >= 0)
+
+
+def test_metrics_from_training_metadata() -> None:
+    from pneumoview.qt.aipanel import format_metric, per_source_text, split_metrics
+
+    metrics = {"test": {
+        "all": {"n": 900, "sensitivity": 0.912, "specificity": 0.801,
+                "ci95": {"sensitivity": [0.89, 0.93], "specificity": [0.77, 0.83]}},
+        "kermany": {"n": 800, "sensitivity": 0.95, "specificity": 0.85},
+        "nih": {"n": 100, "sensitivity": 0.6, "specificity": 0.7,
+                "ci95": {"sensitivity": [0.45, 0.74]}},
+    }, "validation": {"all": {"sensitivity": 0.5}}}
+    m = split_metrics(metrics)
+    assert format_metric(m["sensitivity"]) == "91.2 % (95 % CI 89.0-93.0)"
+    assert format_metric(m["specificity"]) == "80.1 % (95 % CI 77.0-83.0)"
+    text = per_source_text(metrics)
+    assert text.splitlines() == [
+        "kermany (n=800): sensitivity 95.0 %, specificity 85.0 %",
+        "nih (n=100): sensitivity 60.0 % (95 % CI 45.0-74.0), specificity 70.0 %"]
+    empty = split_metrics({})
+    assert format_metric(empty["sensitivity"]) == "n/a" and per_source_text({}) == ""
+    flat = split_metrics({"test": {"sensitivity": {"value": 0.9, "ci_low": 0.8,
+                                                   "ci_high": 0.95}}})
+    assert format_metric(flat["sensitivity"]) == "90.0 % (95 % CI 80.0-95.0)"

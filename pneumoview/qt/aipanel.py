@@ -61,23 +61,60 @@ def _metric(entry: Any) -> tuple[float, float | None, float | None] | None:
     return None if value is None else (value, None, None)
 
 
+def _entry_metric(entry: dict, name: str) -> tuple[float, float | None, float | None] | None:
+    """A metric from one metrics entry: training's ``{name: v, "ci95": {name: [lo, hi]}}``,
+    or ``{name: v}`` / ``{name: {"value", "ci_low", "ci_high"}}``."""
+    if name not in entry:
+        return None
+    parsed = _metric(entry[name])
+    ci = entry.get("ci95")
+    if parsed is not None and parsed[1] is None and isinstance(ci, dict):
+        bounds = ci.get(name)
+        if isinstance(bounds, list | tuple) and len(bounds) == 2:
+            parsed = (parsed[0], _number(bounds[0]), _number(bounds[1]))
+    return parsed
+
+
+def _test_split(metrics: dict | None) -> dict:
+    if not isinstance(metrics, dict):
+        return {}
+    for key in ("test", "test_split", "test_internal"):
+        if isinstance(metrics.get(key), dict):
+            return metrics[key]
+    return metrics
+
+
 def split_metrics(metrics: dict | None) -> dict[str, tuple[float, float | None,
-                                                              float | None] | None]:
+                                                         float | None] | None]:
     """Sensitivity and specificity on the test split at the model's threshold, from the
-    metadata's ``metrics`` (``metrics["test"]`` when there is one, else the top level)."""
+    metadata's ``metrics`` (``metrics["test"]["all"]`` as training writes it; a flat
+    ``metrics["test"]`` or top level is accepted too). Missing numbers are None ("n/a")."""
     out: dict[str, tuple[float, float | None, float | None] | None] = {
         "sensitivity": None, "specificity": None}
-    if not isinstance(metrics, dict):
-        return out
-    candidates = [metrics.get(k) for k in ("test", "test_split", "test_internal")]
-    candidates = [c for c in candidates if isinstance(c, dict)] + [metrics]
+    test = _test_split(metrics)
+    candidates = [test.get("all"), test]
     for name in out:
         for cand in candidates:
-            parsed = _metric(cand.get(name)) if name in cand else None
+            parsed = _entry_metric(cand, name) if isinstance(cand, dict) else None
             if parsed is not None:
                 out[name] = parsed
                 break
     return out
+
+
+def per_source_text(metrics: dict | None) -> str:
+    """One line per data source of the test split (populations differ: children, adults)."""
+    lines = []
+    for source, entry in sorted(_test_split(metrics).items()):
+        if source == "all" or not isinstance(entry, dict):
+            continue
+        sens, spec = _entry_metric(entry, "sensitivity"), _entry_metric(entry, "specificity")
+        if sens is None and spec is None:
+            continue
+        n = entry.get("n")
+        lines.append(f"{source}{f' (n={n})' if n else ''}: sensitivity "
+                     f"{format_metric(sens)}, specificity {format_metric(spec)}")
+    return "\n".join(lines)
 
 
 def format_metric(entry: tuple[float, float | None, float | None] | None) -> str:
@@ -193,6 +230,10 @@ class AIPanel(QWidget):
         form.addRow("Sensitivity (test):", self.sensitivity)
         form.addRow("Specificity (test):", self.specificity)
         thr_layout.addLayout(form)
+        self.per_source = QLabel("")
+        self.per_source.setWordWrap(True)
+        self.per_source.setVisible(False)
+        thr_layout.addWidget(self.per_source)
         thr_layout.addWidget(self.metrics_note)
         layout.addWidget(thr_box)
         self.slider.valueChanged.connect(self._on_slider)
@@ -257,6 +298,8 @@ class AIPanel(QWidget):
         m = split_metrics(metrics)
         self.sensitivity.setText(format_metric(m["sensitivity"]))
         self.specificity.setText(format_metric(m["specificity"]))
+        self.per_source.setText(per_source_text(metrics))
+        self.per_source.setVisible(bool(self.per_source.text()))
         self._update_metrics_note()
 
     def _update_metrics_note(self) -> None:
