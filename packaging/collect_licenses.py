@@ -31,8 +31,8 @@ _QT_NOTE = """Qt and Qt for Python (PySide6, shiboken6)
 ==========================================
 This build contains the Qt 6 libraries and the PySide6/shiboken6 bindings, used under the GNU
 Lesser General Public License version 3 (LGPL-3.0, in LGPL-3.0.txt; it builds on the GPL-3.0,
-in GPL-3.0.txt). They are shipped as separate, unmodified shared libraries in this folder
-(PySide6/ and shiboken6/), so they can be replaced by other builds of the same version. Their
+in GPL-3.0.txt). They are shipped as separate, unmodified shared libraries (the PySide6/ and
+shiboken6/ folders of the build), so they can be replaced by other builds of the same version. Their
 complete source code is published by The Qt Company at https://code.qt.io and
 https://download.qt.io (version {version}).
 """
@@ -49,12 +49,15 @@ def _real(path: str | os.PathLike[str]) -> str:
 def bundled_distributions(sources: Iterable[str]) -> list[metadata.Distribution]:
     """The installed distributions that own at least one of these source files."""
     wanted = {_real(s) for s in sources if s}
+    basenames = {os.path.basename(w) for w in wanted}  # cheap filter before realpath
     found: dict[str, metadata.Distribution] = {}
     for dist in metadata.distributions():
         name = dist.metadata["Name"] or ""
         if not name or _norm(name) in found:
             continue
         for f in dist.files or ():
+            if os.path.normcase(f.name) not in basenames:
+                continue
             if _real(dist.locate_file(f)) in wanted:
                 found[_norm(name)] = dist
                 break
