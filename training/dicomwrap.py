@@ -20,12 +20,12 @@ def write_dicom(path: Path | str, grey: np.ndarray, variant: str = "u8",
     """Write ``grey`` (2-D, values 0-255) so that the modality values, after the display
     inversion the contract applies, are an increasing affine function of ``grey``."""
     from pydicom.dataset import Dataset, FileMetaDataset
+    from pydicom.uid import ExplicitVRLittleEndian as EVRLE
     from pydicom.uid import (
         JPEG2000Lossless,
         SecondaryCaptureImageStorage,
         generate_uid,
     )
-    from pydicom.uid import ExplicitVRLittleEndian as EVRLE
 
     g = np.asarray(grey, dtype=np.float64)
     if g.ndim != 2:
