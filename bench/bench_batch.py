@@ -224,8 +224,11 @@ def main() -> int:
     from _common import check_load
 
     from pneumoview.core.inference import Engine
+    from pneumoview.core.procpool import tune_malloc
     from pneumoview.core.threads import cpu_count
 
+    # the same heap settings as `pneumoview flag` for every measurement in this process
+    tuned = tune_malloc()
     load = check_load(None)
     cores = cpu_count()
     scratch = Path(args.data_dir or tempfile.mkdtemp(prefix="pv-bench-batch-"))
@@ -234,6 +237,7 @@ def main() -> int:
     engine = Engine(model_dir, "cpu", with_cam=False)
     info = engine.load()
     results: dict = {"date": time.strftime("%Y-%m-%d %H:%M UTC", time.gmtime()),
+                     "malloc_tuned": tuned,
                      "cores": cores, "load_1min": load, "model": info.label,
                      "batch_size": args.batch_size, "n": args.n, "size": args.size, "sets": {}}
     mo = model_only(engine, args.batch_size, cores)
