@@ -94,8 +94,17 @@ def take_screenshot(window: MainWindow, out: str, timeout: float = SCREENSHOT_TI
     return 0 if ok and idle else 1
 
 
+def _report_unexpected(kind: type[BaseException], value: BaseException, tb: object) -> None:
+    """A bug in a slot: one line in the log panel, the traceback on stderr only."""
+    import traceback
+
+    traceback.print_exception(kind, value, tb)  # type: ignore[arg-type]
+    log.error("unexpected error (a bug, please report it): %s: %s", kind.__name__, value)
+
+
 def run_viewer(args: argparse.Namespace) -> int:
     """``pneumoview [view]``: show the window and run until it closes."""
+    sys.excepthook = _report_unexpected
     app = application()
     window = create_window(args)
     try:

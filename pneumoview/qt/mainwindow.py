@@ -295,6 +295,8 @@ class MainWindow(QMainWindow):
 
     def _restore_geometry(self) -> None:
         self.resize(1400, 900)
+        if self.options.screenshot_mode:
+            return  # screenshots use the default layout, whatever the user last arranged
         try:
             if self.settings.window_geometry:
                 self.restoreGeometry(QByteArray(base64.b64decode(self.settings.window_geometry)))
