@@ -100,9 +100,17 @@ def decode_task(payload: dict[str, Any]) -> dict[str, Any]:
     """Read, gate, decode and prepare one file; runs in a worker process.
 
     Returns a small dict: ``status`` (scored means "ready for the model"), ``message``, the
-    header facts, ``input`` (float32 ``(S, S)`` in [0, 1] or None) and per-stage CPU seconds.
-    Only :class:`PneumoViewError` escapes (the pool turns anything else into an error row).
+    header facts, ``input`` (float32 ``(S, S)`` in [0, 1] or None), per-stage CPU seconds and
+    the wall time (``wall_ms``). Only :class:`PneumoViewError` escapes (the pool turns anything
+    else into an error row).
     """
+    t0 = time.perf_counter()
+    out = _decode_task(payload)
+    out["wall_ms"] = (time.perf_counter() - t0) * 1000
+    return out
+
+
+def _decode_task(payload: dict[str, Any]) -> dict[str, Any]:
     from pneumoview.core import contract, dicomio
     from pneumoview.core.gate import not_scorable_reason
 
@@ -548,8 +556,7 @@ def run_batch(options: BatchOptions, *,
                                         row[key] = value[key]
                                 stage["decode"] += value.get("cpu_decode_s", 0.0)
                                 stage["input"] += value.get("cpu_input_s", 0.0)
-                                row["elapsed_ms"] = 1000 * (value.get("cpu_decode_s", 0.0)
-                                                            + value.get("cpu_input_s", 0.0))
+                                row["elapsed_ms"] = value.get("wall_ms")
                                 if value["status"] == SCORED:
                                     row["status"] = SCORED
                                     pending.append((row, value["input"]))
