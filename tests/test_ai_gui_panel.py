@@ -210,3 +210,19 @@ def test_metrics_from_training_metadata() -> None:
     flat = split_metrics({"test": {"sensitivity": {"value": 0.9, "ci_low": 0.8,
                                                    "ci_high": 0.95}}})
     assert format_metric(flat["sensitivity"]) == "90.0 % (95 % CI 80.0-95.0)"
+
+
+def test_loading_an_altered_model_keeps_the_old_one(qtbot, controller, model_dir: Path,  # noqa: ANN001
+                                                     tmp_path: Path) -> None:
+    bad = tmp_path / "altered"
+    bad.mkdir()
+    for f in model_dir.iterdir():
+        (bad / f.name).write_bytes(f.read_bytes())
+    weights = bytearray((bad / "model.safetensors").read_bytes())
+    weights[-1] ^= 0xFF
+    (bad / "model.safetensors").write_bytes(bytes(weights))
+    label = controller.info.label
+    controller.load_model(str(bad))
+    qtbot.waitUntil(lambda: "altered" in controller.error, timeout=60_000)
+    assert controller.info.label == label  # still scoring with the previous model
+    assert controller.panel.model_label.text() == label

@@ -211,7 +211,13 @@ class AIController(QObject):
 
     def _on_failed(self, message: str) -> None:
         self.error = message
-        if self.info is None:
+        if self.info is not None:  # a new model was refused: the loaded one stays in use
+            self.panel.set_model(self.info, self.worker.device)
+            self.panel.model_label.setToolTip(f"The model you chose was refused: {message}")
+            self.status_label.setText(f"AI: {self.worker.device} | {self.info.name} "
+                                      f"{self.info.version} (new model refused)")
+            self.status_label.setToolTip(message)
+        else:
             self.panel.set_model(None, error=f"AI unavailable: {message}")
             self.status_label.setText("AI unavailable")
             self.status_label.setToolTip(message)
