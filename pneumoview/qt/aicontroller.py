@@ -70,6 +70,7 @@ class AIController(QObject):
         self.status_label = QLabel("AI: not started")
         self._token: int | None = None
         self._start_armed = False
+        self._chosen_dir: str | None = None
         self._save_timer = QTimer(self)
         self._save_timer.setSingleShot(True)
         self._save_timer.setInterval(400)
@@ -185,8 +186,8 @@ class AIController(QObject):
             self.load_model(folder)
 
     def load_model(self, model_dir: str | None) -> None:
-        if self.settings is not None and hasattr(self.settings, "ai_model_dir"):
-            self.settings.ai_model_dir = model_dir or ""
+        """Switch models (the user's choice is remembered once the model has loaded)."""
+        self._chosen_dir = model_dir or ""
         self.worker.load_model(model_dir, self.device_preference)
 
     def _on_loading(self, model_dir: str) -> None:
@@ -196,6 +197,9 @@ class AIController(QObject):
     def _on_ready(self, info: Any, device: str) -> None:
         replaced = self.info is not None and self.info.weights_sha256 != info.weights_sha256
         self.info, self.error = info, ""
+        if self._chosen_dir is not None and hasattr(self.settings, "ai_model_dir"):
+            self.settings.ai_model_dir = self._chosen_dir  # File > Load Model... is remembered
+            self._chosen_dir = None
         self.panel.set_model(info, device)
         self.status_label.setText(f"AI: {device} | {info.name} {info.version}")
         self.status_label.setToolTip(info.label)
@@ -211,6 +215,7 @@ class AIController(QObject):
 
     def _on_failed(self, message: str) -> None:
         self.error = message
+        self._chosen_dir = None
         if self.info is not None:  # a new model was refused: the loaded one stays in use
             self.panel.set_model(self.info, self.worker.device)
             self.panel.model_label.setToolTip(f"The model you chose was refused: {message}")
