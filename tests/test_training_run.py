@@ -34,14 +34,14 @@ def _one_thread():
 
 @pytest.fixture(scope="module")
 def mnist_cache(tmp_path_factory) -> Path:
-    """1,000 PneumoniaMNIST images as PNG + manifest, prepared at 28 px."""
+    """600 PneumoniaMNIST images as PNG + manifest, prepared at 28 px."""
     from PIL import Image
 
     tmp = tmp_path_factory.mktemp("pmnist")
     d = np.load(NPZ)
     x, y = d["train_images"], d["train_labels"].reshape(-1)
     rng = np.random.default_rng(0)
-    idx = rng.choice(len(x), 1000, replace=False)
+    idx = rng.choice(len(x), 600, replace=False)
     (tmp / "img").mkdir()
     with open(tmp / "labels.csv", "w", newline="") as fh:
         w = csv.writer(fh)
@@ -67,9 +67,9 @@ def _log(out: Path) -> list[dict]:
 
 
 def test_tiny_run_learns(mnist_cache, tmp_path):
-    res = main(_args(mnist_cache, tmp_path / "run", "--epochs", "4"))
+    res = main(_args(mnist_cache, tmp_path / "run", "--epochs", "3"))
     rows = _log(tmp_path / "run")
-    assert len(rows) == 4
+    assert len(rows) == 3
     for col in ("train_loss", "val_loss", "val_auroc", "val_ap", "val_f1", "val_sensitivity",
                 "val_specificity", "val_precision", "val_accuracy", "val_tp", "val_fp",
                 "val_tn", "val_fn"):
