@@ -193,3 +193,23 @@ def test_prepare_mixed_sources(tmp_path):
 def test_collect_needs_a_source():
     with pytest.raises(PneumoViewError, match="no data source"):
         sources.collect([], [], [])
+
+
+def test_reproduce_plan(tmp_path):
+    """One command: prepare (once), train (resuming when a checkpoint exists), export."""
+    import argparse
+
+    from training import reproduce
+
+    p = argparse.ArgumentParser()
+    reproduce.add_arguments(p)
+    args = p.parse_args(["--data-root", str(tmp_path / "d"), "--work", str(tmp_path / "w")])
+    plan = reproduce.steps(args)
+    assert [s[0] for s in plan] == ["prepare", "train", "export"]
+    assert "--resume" not in plan[1] and "--amp" in plan[1]
+    (tmp_path / "w" / "run").mkdir(parents=True)
+    (tmp_path / "w" / "run" / "checkpoint.pth").write_bytes(b"")
+    (tmp_path / "w" / "data224").mkdir()
+    (tmp_path / "w" / "data224" / "prepared.json").write_text("{}")
+    plan = reproduce.steps(args)
+    assert [s[0] for s in plan] == ["train", "export"] and "--resume" in plan[0]

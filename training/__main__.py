@@ -15,6 +15,7 @@ COMMANDS = {
     "train": ("training.train", "train ResNet18 on a prepared cache (torchrun for DDP)"),
     "export": ("training.export", "calibrate, measure on test, write the model folder"),
     "evaluate": ("training.evaluate", "score a model on any source; metrics and plots"),
+    "reproduce": ("training.reproduce", "prepare + train + export the bundled model's recipe"),
 }
 
 
