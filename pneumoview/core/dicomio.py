@@ -8,6 +8,7 @@ Files are only ever opened for reading.
 
 from __future__ import annotations
 
+import logging
 import math
 import os
 from dataclasses import dataclass, field
@@ -21,6 +22,8 @@ from pydicom.errors import InvalidDicomError
 
 from pneumoview.core.errors import PneumoViewError
 from pneumoview.core.windowing import Window, declared_windows
+
+log = logging.getLogger(__name__)
 
 #: Refuse, before decoding, images whose declared pixel data would need more memory than this.
 DEFAULT_MAX_PIXEL_BYTES = 1 << 30
@@ -85,6 +88,7 @@ def _read(path: PathType, **kwargs: Any) -> Dataset:
             if not _looks_like_dicom(ds):
                 raise PneumoViewError("not a DICOM file (no DICM preamble, no DICOM content)",
                                       path) from None
+        _drop_unconvertible(ds)
         if "TransferSyntaxUID" not in ds.file_meta:
             ds.file_meta.TransferSyntaxUID = pydicom.uid.ImplicitVRLittleEndian
         return ds
@@ -97,6 +101,42 @@ def _read(path: PathType, **kwargs: Any) -> Dataset:
     except Exception as exc:  # pydicom raises many types for corrupt headers
         raise PneumoViewError(f"unreadable DICOM header ({type(exc).__name__}: {exc})",
                               path) from exc
+
+
+_PIXEL_TAGS = frozenset({0x7FE00008, 0x7FE00009, 0x7FE00010})
+
+
+def _drop_unconvertible(ds: Dataset) -> None:
+    """Convert every top-level element now; drop those that cannot be converted.
+
+    pydicom converts values lazily, so a corrupt element (an unknown VR, a length that is not a
+    multiple of its value size) would otherwise raise a pydicom exception later, wherever it is
+    first read (the indexer, the gate, ``info``). Dropped, the file reads as if it lacked that
+    element. The (deferred) pixel data is left alone: converting it would read it.
+    """
+    for dataset in (getattr(ds, "file_meta", None), ds):
+        if dataset is None:
+            continue
+        for tag in list(dataset.keys()):
+            if tag in _PIXEL_TAGS:
+                continue
+            try:
+                dataset[tag]
+            except Exception as exc:  # noqa: BLE001 - any conversion failure
+                log.debug("ignoring unreadable element %s (%s)", tag, type(exc).__name__)
+                del dataset[tag]
+
+
+def header_int(ds: Dataset, keyword: str, default: int, path: PathType | None = None) -> int:
+    """An integer header value (Rows, BitsStored...), or a PneumoViewError naming the field."""
+    value = ds.get(keyword, default)
+    if value is None or value == "":
+        return default
+    try:
+        return int(value)
+    except (TypeError, ValueError, OverflowError):
+        raise PneumoViewError(f"invalid {keyword} value {str(value)[:40]!r} in the header",
+                              path) from None
 
 
 def display_inverts(ds: Dataset) -> bool:
@@ -115,12 +155,12 @@ def number_of_frames(ds: Dataset) -> int:
         return 1
 
 
-def declared_pixel_bytes(ds: Dataset) -> int:
+def declared_pixel_bytes(ds: Dataset, path: PathType | None = None) -> int:
     """Bytes the declared pixel data needs once decoded (all frames), from the header alone."""
-    rows = int(ds.get("Rows", 0) or 0)
-    cols = int(ds.get("Columns", 0) or 0)
-    samples = int(ds.get("SamplesPerPixel", 1) or 1)
-    bits = int(ds.get("BitsAllocated", 16) or 16)
+    rows = header_int(ds, "Rows", 0, path)
+    cols = header_int(ds, "Columns", 0, path)
+    samples = header_int(ds, "SamplesPerPixel", 1, path) or 1
+    bits = header_int(ds, "BitsAllocated", 16, path) or 16
     return rows * cols * samples * number_of_frames(ds) * max(1, math.ceil(bits / 8))
 
 
@@ -128,10 +168,10 @@ def check_decodable(ds: Dataset, path: PathType, max_bytes: int = DEFAULT_MAX_PI
     """Refuse files with no pixels, absurd sizes or a syntax no installed codec decodes."""
     if "Rows" not in ds or "Columns" not in ds:
         raise PneumoViewError("has no image (no Rows/Columns: not an image object)", path)
-    rows, cols = int(ds.Rows or 0), int(ds.Columns or 0)
+    rows, cols = header_int(ds, "Rows", 0, path), header_int(ds, "Columns", 0, path)
     if rows < 1 or cols < 1:
         raise PneumoViewError(f"declares an empty image ({rows}x{cols})", path)
-    need = declared_pixel_bytes(ds)
+    need = declared_pixel_bytes(ds, path)
     if need > max_bytes:
         raise PneumoViewError(
             f"image too large to open safely: {rows}x{cols}x{number_of_frames(ds)} frame(s) "
@@ -140,7 +180,7 @@ def check_decodable(ds: Dataset, path: PathType, max_bytes: int = DEFAULT_MAX_PI
     tsyntax = ds.file_meta.get("TransferSyntaxUID") if hasattr(ds, "file_meta") else None
     if tsyntax is None:
         return
-    _check_codec(pydicom.uid.UID(str(tsyntax)), path, int(ds.get("BitsStored", 8) or 8))
+    _check_codec(pydicom.uid.UID(str(tsyntax)), path, header_int(ds, "BitsStored", 8, path))
 
 
 def _needs_gpl_plugin(tsyntax: str, bits_stored: int) -> bool:
@@ -178,6 +218,24 @@ def _check_codec(tsyntax: pydicom.uid.UID, path: PathType, bits_stored: int = 8)
     raise PneumoViewError(f"no installed codec decodes {label} ({tsyntax}).{hint}", path)
 
 
+def _safe_plugin(ds: Dataset) -> str:
+    """The decoding plugin to use: any available one but gdcm, which is kept as the last resort.
+
+    On a malformed stream (e.g. a JPEG-LS frame smaller than Rows x Columns) gdcm throws a C++
+    exception that aborts the whole process (SIGABRT), where pyjpegls, Pillow and pylibjpeg
+    raise a Python error; they decode valid files to identical values. Found by the fuzzer
+    (tests/test_fuzz_short.py).
+    """
+    try:
+        from pydicom.pixels.decoders.base import get_decoder
+
+        plugins = get_decoder(ds.file_meta.TransferSyntaxUID).available_plugins
+    except Exception:  # noqa: BLE001 - uncompressed or unknown: pydicom decides
+        return ""
+    safe = [p for p in plugins if p != "gdcm"]
+    return safe[0] if safe else ""
+
+
 def decode(path: PathType, frame: int = 0, max_bytes: int = DEFAULT_MAX_PIXEL_BYTES,
            ds: Dataset | None = None) -> DecodedImage:
     """Decode one frame to modality values (float32) with its display and model facts.
@@ -198,13 +256,16 @@ def decode(path: PathType, frame: int = 0, max_bytes: int = DEFAULT_MAX_PIXEL_BY
     try:
         from pydicom.pixels import apply_modality_lut, pixel_array
 
-        stored = pixel_array(full, index=frame if n_frames > 1 else None)
+        stored = pixel_array(full, index=frame if n_frames > 1 else None,
+                             decoding_plugin=_safe_plugin(full))
         values = _modality(stored, full, apply_modality_lut)
     except PneumoViewError:
         raise
     except MemoryError:
         raise PneumoViewError("not enough memory to decode this image", path) from None
-    except Exception as exc:
+    except (KeyboardInterrupt, SystemExit):
+        raise
+    except BaseException as exc:  # noqa: BLE001 - Rust codecs raise pyo3's PanicException
         raise PneumoViewError(f"cannot decode pixel data ({type(exc).__name__}: {exc})",
                               path) from exc
     photometric = str(full.get("PhotometricInterpretation", "MONOCHROME2")).strip().upper()

@@ -48,12 +48,25 @@ class Window:
 
 
 def _multi(value: object) -> list[float]:
-    if value is None:
+    """The numbers of a (multi-valued) DS element; a value that is not a number becomes NaN,
+    so a damaged WindowCenter/Width only drops that window (pairs stay aligned), and a plain
+    string is one value, not a sequence of characters (found by the fuzzer)."""
+    if value is None or value == "":
         return []
-    try:
-        return [float(v) for v in value]  # type: ignore[union-attr]
-    except TypeError:
-        return [float(value)]  # type: ignore[arg-type]
+    if isinstance(value, str | bytes):
+        items: list[object] = [value]
+    else:
+        try:
+            items = list(value)  # type: ignore[call-overload]
+        except TypeError:
+            items = [value]
+    out = []
+    for v in items:
+        try:
+            out.append(float(v))  # type: ignore[arg-type]
+        except (TypeError, ValueError, OverflowError):
+            out.append(float("nan"))
+    return out
 
 
 def declared_windows(ds: Dataset, values: np.ndarray | None = None) -> tuple[Window, ...]:

@@ -1,0 +1,255 @@
+"""Short fuzz run for CI: mutated real DICOM files through every core entry point.
+
+Each case runs in its own forked process (``tests/fuzzing.py``) under an address-space limit and
+a time bound, so a codec segfault or abort is counted as a crash, a loop as a hang, and any
+exception other than PneumoViewError escaping a core function (indexer, header reader, gate,
+decoder, display windowing, model-input contract, inference engine, the batch worker task,
+``info``) is a failure with its traceback and a saved reproducer. The batch engine runs as the
+real ``pneumoview flag`` command on a folder of mutated files: every file must get exactly one
+row. The long campaign (>= 10,000 cases) is ``tools/fuzz_campaign.py``; see RELIABILITY.md.
+
+The regression tests at the end pin the bugs the fuzzer found (each runs in a subprocess: a
+regression may abort the process).
+"""
+
+from __future__ import annotations
+
+import csv
+import json
+import os
+import random
+import subprocess
+import sys
+import textwrap
+import time
+from pathlib import Path
+
+import pytest
+
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+import fuzzing  # noqa: E402
+
+REPO = Path(__file__).resolve().parents[1]
+PY = sys.executable
+N_CASES = int(os.environ.get("PNEUMOVIEW_FUZZ_CASES", "100"))
+MASTER_SEED = int(os.environ.get("PNEUMOVIEW_FUZZ_SEED", "20261122"))
+TIME_BOUND_S = 20.0  # per case, all targets together (generous: CI machines are shared)
+MEM_MB = 3072  # address space a case may add over the server's own (RLIMIT_AS)
+N_BATCH_FILES = 40
+
+
+def _env() -> dict[str, str]:
+    return {**os.environ, "OMP_NUM_THREADS": "1", "PNEUMOVIEW_TORCH_THREADS": "1"}
+
+
+@pytest.fixture(scope="module")
+def model_dir(tmp_path_factory: pytest.TempPathFactory) -> Path | None:
+    """The random-weight model fixture, or None when torch/the model module is unavailable."""
+    try:
+        from model_fixture import make_random_model_dir
+
+        return make_random_model_dir(tmp_path_factory.mktemp("fuzz-model") / "model")
+    except ImportError:
+        return None
+
+
+@pytest.fixture(scope="module")
+def mutated_folder(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """A folder of mutated files (deterministic), plus a couple of untouched seeds."""
+    folder = tmp_path_factory.mktemp("fuzz-batch")
+    seeds = fuzzing.seed_corpus(include_large=False)
+    rng = random.Random(MASTER_SEED + 1)
+    for i in range(N_BATCH_FILES):
+        seed = fuzzing.pick_seed(seeds, rng)
+        data, _ = fuzzing.mutate(seed.data, random.Random(rng.randrange(2**31)))
+        sub = folder / ("sub" if i % 3 == 0 else "")
+        sub.mkdir(exist_ok=True)
+        (sub / f"case{i:03d}.dcm").write_bytes(data)
+    (folder / "intact.dcm").write_bytes(seeds[-2].data)
+    (folder / "empty.dcm").write_bytes(b"")
+    return folder
+
+
+@pytest.fixture(scope="module")
+def batch_run(mutated_folder: Path, model_dir: Path | None,
+              tmp_path_factory: pytest.TempPathFactory):
+    """Start ``pneumoview flag`` on the mutated folder in the background (it runs while the
+    per-case fuzzing does: two cores, one wall-clock budget); the batch test collects it."""
+    if model_dir is None:
+        yield None
+        return
+    out = tmp_path_factory.mktemp("fuzz-report") / "report.csv"
+    cmd = [PY, "-m", "pneumoview", "flag", str(mutated_folder), "--output", str(out),
+           "--model", str(model_dir), "--device", "cpu", "--workers", "1", "--timeout", "20",
+           "--memory-limit", "3072", "--batch-size", "8", "-q"]
+    t0 = time.monotonic()
+    proc = subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+                            env=_env(), cwd=str(REPO))
+    yield proc, out, t0
+    if proc.poll() is None:
+        proc.kill()
+        proc.wait()
+
+
+def test_fuzz_cases_end_in_result_or_pneumoview_error(model_dir, batch_run, tmp_path):
+    """N mutated files, each in a forked child: no crash, no hang, no foreign exception."""
+    repro = tmp_path / "reproducers"
+    t0 = time.monotonic()
+    with fuzzing.Server(model_dir=str(model_dir) if model_dir else None,
+                        timeout_s=TIME_BOUND_S, mem_mb=MEM_MB, small=True, infer_every=5,
+                        save=str(repro), workdir=str(tmp_path)) as server:
+        if model_dir is not None:
+            assert server.info["engine"], "the inference target did not start"
+        weights = fuzzing.seed_weights(server.info["seeds"])
+        records = [server.case(seed, rng, i) for i, (seed, rng) in enumerate(
+            fuzzing.case_plan(server.seed_names, weights, N_CASES, MASTER_SEED))]
+    elapsed = time.monotonic() - t0
+    failures = [(r["seed"], r["rng"], r["mutations"], r["failures"]) for r in records
+                if r["failures"]]
+    assert not failures, (
+        f"{len(failures)} of {len(records)} cases failed (reproducers in {repro}; rebuild one "
+        "with fuzzing.make_case(seeds, seed, rng)):\n"
+        + "\n".join(json.dumps(f)[:600] for f in failures[:10]))
+    # every error names the file it is about
+    unnamed = [(r["seed"], r["rng"], name) for r in records
+               for name, res in r["targets"].items() if res.get("no_path")]
+    assert not unnamed, f"PneumoViewError without a file name: {unnamed[:5]}"
+    worst_time = max(r["wall_s"] for r in records)
+    worst_mem = max(r["peak_rss_mb"] - r["base_rss_mb"] for r in records)
+    assert worst_time < TIME_BOUND_S
+    assert worst_mem < MEM_MB
+    # the run really exercised the decoder: some cases decode, some are refused
+    outcomes = {r["targets"].get("decode", {}).get("outcome") for r in records}
+    assert {"ok", "error"} <= outcomes
+    if model_dir is not None:
+        assert any("inference" in r["targets"] for r in records)
+    print(f"\n{len(records)} cases in {elapsed:.1f} s; worst {worst_time:.2f} s, "
+          f"worst extra RSS {worst_mem:.0f} MB")
+
+
+def test_fuzz_batch_gives_every_file_exactly_one_row(batch_run, mutated_folder):
+    if batch_run is None:
+        pytest.skip("inference engine / model fixture unavailable (torch not installed?)")
+    proc, out, t0 = batch_run
+    try:
+        stdout, stderr = proc.communicate(timeout=120)
+    except subprocess.TimeoutExpired:
+        proc.kill()
+        stdout, stderr = proc.communicate()
+        pytest.fail(f"pneumoview flag did not finish in 120 s:\n{stderr[-2000:]}")
+    assert proc.returncode == 0, stderr[-3000:]
+    files = sorted(p.relative_to(mutated_folder).as_posix()
+                   for p in mutated_folder.rglob("*") if p.is_file())
+    with open(out, newline="", encoding="utf-8") as fh:
+        rows = list(csv.DictReader(fh))
+    rels = [r["relpath"] for r in rows]
+    assert sorted(rels) == files, "rows and files differ (a file lost, doubled or invented)"
+    assert {r["status"] for r in rows} <= {"scored", "not_scored", "skipped", "error"}
+    for r in rows:
+        if r["status"] in ("error", "not_scored"):
+            assert r["message"], r
+        if r["status"] == "scored":
+            assert 0.0 <= float(r["probability"]) <= 1.0
+    counts = {s: sum(r["status"] == s for r in rows) for s in {r["status"] for r in rows}}
+    print(f"\nbatch: {len(rows)} rows in {time.monotonic() - t0:.1f} s: {counts}")
+
+
+def test_fuzz_index_folder_lists_every_file_once(mutated_folder, tmp_path):
+    """The indexer, in a subprocess, on the mutated folder: each file once, nothing raised."""
+    script = textwrap.dedent(f"""
+        import json, os, sys
+        from pneumoview.core.indexer import index_folder
+        res = index_folder({str(mutated_folder)!r}, cache=False)
+        print(json.dumps({{
+            "instances": [i.path for i in res.instances],
+            "non_dicom": list(res.non_dicom),
+            "errors": [p for p, _ in res.errors],
+            "error_messages": [m for _, m in res.errors],
+        }}))
+    """)
+    proc = subprocess.run([PY, "-c", script], capture_output=True, text=True, timeout=120,
+                          env=_env(), cwd=str(REPO))
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    res = json.loads(proc.stdout.strip().splitlines()[-1])
+    listed = res["instances"] + res["non_dicom"] + res["errors"]
+    files = sorted(str(p) for p in mutated_folder.rglob("*") if p.is_file())
+    assert sorted(os.path.abspath(p) for p in listed) == files
+    assert all(res["error_messages"])
+
+
+# --------------------------------------------------------------------------------------------
+# Regressions: minimal inputs for the bugs the fuzzer found
+
+
+def _run_isolated(code: str) -> subprocess.CompletedProcess[str]:
+    return subprocess.run([PY, "-c", textwrap.dedent(code)], capture_output=True, text=True,
+                          timeout=120, env=_env(), cwd=str(REPO))
+
+
+def _built(name: str) -> bytes:
+    return {s.name: s for s in fuzzing.built_seeds()}[name].data
+
+
+def _edit(data: bytes, tag: int, *, vr: bytes | None = None, length: int | None = None,
+          value: bytes | None = None) -> bytes:
+    lay = fuzzing.layout(data)
+    assert lay is not None
+    el = lay.find(tag)
+    assert el is not None
+    if value is not None:
+        data = fuzzing._splice_value(data, lay, el, value)
+    if length is not None:
+        data = data[:el.length_at] + fuzzing._pack(length, el.length_size, lay.little) + \
+            data[el.length_at + el.length_size:]
+    if vr is not None:
+        data = data[:el.start + 4] + vr + data[el.start + 6:]
+    return data
+
+
+REGRESSIONS = {
+    # a wrong VR on Rows (SQ: the header no longer parses; PN: int() of a PersonName escaped)
+    "rows_as_sequence": lambda: _edit(_built("built_dx_8bit.dcm"), 0x00280010, vr=b"SQ"),
+    "rows_as_person_name": lambda: _edit(_built("built_dx_8bit.dcm"), 0x00280010, vr=b"PN"),
+    # a US element of 3 bytes: pydicom's BytesLengthException escaped decode
+    "bits_allocated_3_bytes": lambda: _edit(_built("built_multiframe.dcm"), 0x00280100,
+                                            length=3),
+    # an unknown VR: NotImplementedError escaped wherever the element was first read
+    "unknown_vr_bits_allocated": lambda: _edit(_built("built_dx_8bit.dcm"), 0x00280100,
+                                               vr=b"XX"),
+    "unknown_vr_patient_name": lambda: _edit(_built("built_dx_8bit.dcm"), 0x00100010,
+                                             vr=b"\x50\x0e"),
+    # BitsStored multi-valued (US of 4 bytes): int() of a list escaped check_decodable
+    "bits_stored_two_values": lambda: _edit(_built("built_cr_12bit_rescale.dcm"), 0x00280101,
+                                            value=b"\x0c\x00\x0c\x00"),
+    # WindowWidth 'abc': windowing iterated the characters of the string; ValueError escaped
+    "window_width_text": lambda: _edit(_built("built_signed_rescale.dcm"), 0x00281051,
+                                       value=b"abc "),
+    # a JPEG-LS frame smaller than Rows x Columns: gdcm aborted the process (SIGABRT)
+    "jpegls_columns_65535": lambda: _edit(_built("built_jpegls.dcm"), 0x00280011,
+                                          value=b"\xff\xff"),
+}
+
+
+@pytest.mark.parametrize("name", sorted(REGRESSIONS))
+def test_fuzz_regression(name, tmp_path):
+    try:
+        data = REGRESSIONS[name]()
+    except KeyError:
+        pytest.skip(f"seed for {name} cannot be built here (codec plugin missing)")
+    path = tmp_path / f"{name}.dcm"
+    path.write_bytes(data)
+    proc = _run_isolated(f"""
+        import json, sys
+        sys.path.insert(0, {str(REPO / 'tests')!r})
+        import fuzzing
+        out = fuzzing.run_targets({str(path)!r}, ("index", "header", "gate", "decode",
+                                  "display", "contract", "batch_task", "info"))
+        print(json.dumps(out))
+    """)
+    assert proc.returncode == 0, f"process ended with {proc.returncode}:\n{proc.stderr[-3000:]}"
+    out = json.loads(proc.stdout.strip().splitlines()[-1])
+    bad = {k: v for k, v in out.items() if v["outcome"] in ("unexpected", "wrong")}
+    assert not bad, json.dumps(bad, indent=1)[:3000]
+    # the decoder ends in an image or a clear error naming the file
+    assert out["decode"]["outcome"] in ("ok", "error")
+    assert not out["decode"].get("no_path")
