@@ -253,3 +253,19 @@ def test_fuzz_regression(name, tmp_path):
     # the decoder ends in an image or a clear error naming the file
     assert out["decode"]["outcome"] in ("ok", "error")
     assert not out["decode"].get("no_path")
+
+
+def test_fuzz_regression_gate_value_whose_text_raises():
+    """SamplesPerPixel read as a sequence whose items hold an unknown VR: str() of it raised
+    NotImplementedError out of the gate (and so out of the batch worker task)."""
+    from pneumoview.core.gate import not_scorable_reason
+
+    class Unprintable:
+        def __str__(self) -> str:
+            raise NotImplementedError("Unknown Value Representation 'LL'")
+
+    class Header:
+        def get(self, keyword: str, default: object = None) -> object:
+            return Unprintable() if keyword == "SamplesPerPixel" else default
+
+    assert not_scorable_reason(Header(), 1) is None

@@ -25,13 +25,14 @@ def _tag(header: Any, keyword: str) -> str:
         return ""
     try:
         value = header.get(keyword, None)
+        if value is None:
+            return ""
+        if isinstance(value, list | tuple) or type(value).__name__ == "MultiValue":
+            value = "\\".join(str(v) for v in value)
+        # str() of a value with the wrong VR (a sequence) converts nested elements: it may raise
+        return str(value).strip().upper()
     except Exception:  # a malformed element: treat as missing, never as evidence
         return ""
-    if value is None:
-        return ""
-    if isinstance(value, list | tuple) or type(value).__name__ == "MultiValue":
-        value = "\\".join(str(v) for v in value)
-    return str(value).strip().upper()
 
 
 def channels_equal(values: np.ndarray) -> bool:
