@@ -11,6 +11,7 @@ import logging
 import sys
 import time
 
+from PySide6.QtCore import QTimer
 from PySide6.QtWidgets import QApplication
 
 from pneumoview.core.settings import load_settings
@@ -88,6 +89,8 @@ def take_screenshot(window: MainWindow, out: str, timeout: float = SCREENSHOT_TI
     if not idle:
         print(f"pneumoview: work still pending after {timeout:.0f} s; saving the screenshot "
               "as it is", file=sys.stderr)
+    window.hide_stray_tab_bars()
+    application().processEvents()
     ok = window.grab().save(out, "PNG")
     if not ok:
         print(f"pneumoview: {out}: cannot write the PNG", file=sys.stderr)
@@ -110,6 +113,7 @@ def run_viewer(args: argparse.Namespace) -> int:
     try:
         if getattr(args, "screenshot", None):
             return take_screenshot(window, args.screenshot)
+        QTimer.singleShot(0, window.hide_stray_tab_bars)
         return int(app.exec())
     finally:
         window.close()

@@ -35,6 +35,7 @@ from PySide6.QtWidgets import (
     QPushButton,
     QSlider,
     QStackedWidget,
+    QTabBar,
     QTabWidget,
     QVBoxLayout,
     QWidget,
@@ -123,6 +124,9 @@ class MainWindow(QMainWindow):
         self._closed = False
         self.setWindowTitle("PneumoView")
         self.setAcceptDrops(True)
+        # the final size before any dock is added or tabified: Qt keeps tab bars laid out for
+        # the size at tabify time (seen as stray tab bars in offscreen screenshots)
+        self.resize(1400, 900)
         self._build_central()
         self._build_docks()
         self._build_status()
@@ -186,6 +190,8 @@ class MainWindow(QMainWindow):
         self.setCentralWidget(self.stack)
 
     def _build_docks(self) -> None:
+        # tabs of tabified docks (Log/Batch, Details/AI) above their panels
+        self.setTabPosition(Qt.DockWidgetArea.AllDockWidgetAreas, QTabWidget.TabPosition.North)
         self.tree = StudyTree()
         self.tree_dock = self._dock("Studies", "studies", self.tree,
                                     Qt.DockWidgetArea.LeftDockWidgetArea)
@@ -197,9 +203,6 @@ class MainWindow(QMainWindow):
         self.log_panel = LogPanel()
         self.log_dock = self._dock("Log", "log", self.log_panel,
                                    Qt.DockWidgetArea.BottomDockWidgetArea)
-        self.resizeDocks([self.tree_dock, self.details_dock], [430, 340],
-                         Qt.Orientation.Horizontal)
-        self.resizeDocks([self.log_dock], [90], Qt.Orientation.Vertical)
 
     def _dock(self, title: str, name: str, widget: QWidget,
               area: Qt.DockWidgetArea) -> QDockWidget:
@@ -293,8 +296,30 @@ class MainWindow(QMainWindow):
         if logging.getLogger("pneumoview").getEffectiveLevel() > logging.INFO:
             logging.getLogger("pneumoview").setLevel(logging.INFO)
 
+    def _default_layout(self) -> None:
+        """Dock sizes, applied after every panel (AI, batch) has been added."""
+        self.resizeDocks([self.tree_dock, self.details_dock], [380, 340],
+                         Qt.Orientation.Horizontal)
+        self.resizeDocks([self.log_dock], [110], Qt.Orientation.Vertical)
+
+    def hide_stray_tab_bars(self) -> int:
+        """Hide dock tab bars that no longer stand for two visible docks; returns how many.
+
+        Qt (6.12, seen offscreen) leaves a tabified group's tab bar on screen, at its old place,
+        after one of the docks is hidden (the Batch dock is tabified with the Log and hidden).
+        """
+        titles = {d.windowTitle() for d in self.findChildren(QDockWidget) if d.isVisible()}
+        hidden = 0
+        for bar in self.findChildren(QTabBar, options=Qt.FindChildOption.FindDirectChildrenOnly):
+            texts = [bar.tabText(i) for i in range(bar.count())]
+            if bar.isVisible() and (len(texts) < 2 or not set(texts) <= titles):
+                bar.hide()
+                hidden += 1
+        return hidden
+
     def _restore_geometry(self) -> None:
         self.resize(1400, 900)
+        self._default_layout()
         if self.options.screenshot_mode:
             return  # screenshots use the default layout, whatever the user last arranged
         try:
