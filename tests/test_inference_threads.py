@@ -57,3 +57,67 @@ def test_apply_sets_torch(monkeypatch: pytest.MonkeyPatch) -> None:
         assert threads.apply_torch_threads(0) == 1 and torch.get_num_threads() == 1
     finally:
         torch.set_num_threads(before)
+
+
+def test_interactive_runs_come_first() -> None:
+    import time
+
+    assert not threads.interactive_active()
+    assert threads.wait_for_interactive(timeout=0.01)
+    release = threading.Event()
+    entered = threading.Event()
+
+    def viewer() -> None:
+        with threads.interactive():
+            entered.set()
+            release.wait(5)
+
+    t = threading.Thread(target=viewer)
+    t.start()
+    try:
+        entered.wait(5)
+        assert threads.interactive_active()
+        t0 = time.perf_counter()
+        assert not threads.wait_for_interactive(timeout=0.2)  # still busy: gave up after 0.2 s
+        assert time.perf_counter() - t0 >= 0.19
+        threading.Timer(0.2, release.set).start()
+        assert threads.wait_for_interactive(timeout=5)  # released when the viewer finished
+    finally:
+        release.set()
+        t.join()
+    assert not threads.interactive_active()
+
+
+def test_batch_engine_waits_for_viewer_engine(tmp_path) -> None:  # noqa: ANN001
+    import time
+
+    import numpy as np
+
+    from pneumoview.core.inference import Engine
+    from tests.model_fixture import make_random_model_dir
+
+    model_dir = make_random_model_dir(tmp_path / "m")
+    batch = Engine(model_dir, device="cpu", with_cam=False)
+    assert not batch.interactive and Engine(model_dir, device="cpu").interactive
+    batch.load()
+    x = [np.zeros((224, 224), np.float32)]
+    batch.logits(x)  # warm
+    release = threading.Event()
+    entered = threading.Event()
+
+    def viewer() -> None:
+        with threads.interactive():
+            entered.set()
+            release.wait(5)
+
+    t = threading.Thread(target=viewer)
+    t.start()
+    try:
+        entered.wait(5)
+        threading.Timer(0.5, release.set).start()
+        t0 = time.perf_counter()
+        batch.logits(x)
+        assert time.perf_counter() - t0 >= 0.45  # held back until the viewer's run ended
+    finally:
+        release.set()
+        t.join()

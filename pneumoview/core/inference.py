@@ -17,6 +17,7 @@ import dataclasses
 import logging
 import time
 from collections.abc import Callable, Sequence
+from contextlib import AbstractContextManager, nullcontext
 from dataclasses import dataclass, field
 from os import PathLike
 from pathlib import Path
@@ -24,7 +25,7 @@ from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
-from pneumoview.core import contract
+from pneumoview.core import contract, threads
 from pneumoview.core.cam import normalise_cam, resample_to_grid
 from pneumoview.core.errors import PneumoViewError
 from pneumoview.core.gate import not_scorable_reason
@@ -102,10 +103,12 @@ class Engine:
     """One model instance; not thread-safe: create, load and use it from one owner thread."""
 
     def __init__(self, model_dir: str | PathLike[str] | None = None, device: str = "auto",
-                 with_cam: bool = True) -> None:
+                 with_cam: bool = True, interactive: bool | None = None) -> None:
         self.model_dir = None if model_dir is None else Path(model_dir)
         self.device_preference = device or "auto"
         self.with_cam = with_cam
+        # the viewer's engine (with CAM) goes first; a batch engine waits for it between runs
+        self.interactive = with_cam if interactive is None else bool(interactive)
         self.info: ModelInfo | None = None
         self._loaded: LoadedModel | None = None
         self.last_cam_timings: dict[str, float] = {}  # of the last score_with_cam
@@ -151,13 +154,22 @@ class Engine:
         if self._loaded is not None and self._loaded.device.type == "cpu":
             apply_torch_threads()
 
+    def _turn(self) -> AbstractContextManager[None]:
+        """The context a model run happens in: first in line (viewer) or after it (batch)."""
+        if self.interactive:
+            return threads.interactive()
+        threads.wait_for_interactive()
+        return nullcontext()
+
     # -- scoring -------------------------------------------------------------------------
     def logits(self, inputs: Sequence[np.ndarray]) -> np.ndarray:
         """Raw logits (float64, ``(N,)``) for contract step-4 outputs."""
         loaded = self._require()
         model = _model_module()
-        self._threads()
-        return model.predict_logits(loaded, model.prepare_batch(inputs, loaded.info))
+        batch = model.prepare_batch(inputs, loaded.info)
+        with self._turn():
+            self._threads()
+            return model.predict_logits(loaded, batch)
 
     def probabilities(self, inputs: Sequence[np.ndarray]) -> np.ndarray:
         """Calibrated probabilities (float64, ``(N,)``) for contract step-4 outputs."""
@@ -240,10 +252,10 @@ class Engine:
             def __call__(self, output):  # noqa: ANN001, ANN204
                 return output.reshape(-1)[0]
 
-        self._threads()
         batch = model.prepare_batch([x], loaded.info).to(loaded.device)
         module = loaded.module
-        with torch.enable_grad(), torch.inference_mode(False):
+        with self._turn(), torch.enable_grad(), torch.inference_mode(False):
+            self._threads()
             cam = _LayerGridGradCAM(model=module, target_layers=[module.layer4[-1]])
             try:
                 outputs = cam.activations_and_grads(batch)

@@ -6,6 +6,10 @@ feels frozen). The rule: the machine's cores minus the number of other busy work
 one. Workers declare themselves with :func:`busy`; the engines call :func:`apply_torch_threads`
 right before each model run. ``PNEUMOVIEW_TORCH_THREADS`` caps the result (tests set it to 1).
 
+The viewer's requests come first: its engine runs inside :func:`interactive` and a background
+engine (the batch engine in the same process) calls :func:`wait_for_interactive` before each
+model run, so a reader's click is not queued behind a batch of 32 images.
+
 This module never imports torch at import time.
 """
 
@@ -75,3 +79,32 @@ def apply_torch_threads(other_busy: int | None = None) -> int:
     if torch.get_num_threads() != n:
         torch.set_num_threads(n)
     return n
+
+
+_interactive = threading.Condition()
+_interactive_runs = 0
+
+
+@contextmanager
+def interactive() -> Iterator[None]:
+    """Mark a model run someone is waiting for (the viewer's); background runs hold back."""
+    global _interactive_runs
+    with _interactive:
+        _interactive_runs += 1
+    try:
+        yield
+    finally:
+        with _interactive:
+            _interactive_runs -= 1
+            _interactive.notify_all()
+
+
+def interactive_active() -> bool:
+    with _interactive:
+        return _interactive_runs > 0
+
+
+def wait_for_interactive(timeout: float = 5.0) -> bool:
+    """Block while an interactive run is active (at most ``timeout`` s); True if none is."""
+    with _interactive:
+        return _interactive.wait_for(lambda: _interactive_runs == 0, timeout=timeout)
