@@ -159,8 +159,12 @@ class InferenceWorker(QObject):
         """Loads and requests not answered yet (a dropped request counts as answered)."""
         return self._pending
 
-    def shutdown(self, timeout: float = 10.0) -> bool:
-        """Stop the thread (after the current step) and join it; True when it ended."""
+    def shutdown(self, timeout: float = 60.0) -> bool:
+        """Stop the thread (after the current step) and join it; True when it ended.
+
+        The current step may be the first ``import torch`` (seconds on a busy machine), which
+        cannot be interrupted, hence the generous timeout; a normal step takes milliseconds.
+        """
         self._stopping = True
         with self._lock:
             dropped = sum(1 for item in self._queue if item is not _STOP)
@@ -241,7 +245,8 @@ class InferenceWorker(QObject):
         engine = Engine(item.model_dir, device=item.device, with_cam=True)
         try:
             info = engine.load()
-            engine.warm_up()
+            if not self._stopping:  # closing: no need to import grad-cam and warm up
+                engine.warm_up()
         except PneumoViewError as exc:
             log.warning("AI unavailable: %s", exc)
             self.modelFailed.emit(str(exc))
