@@ -76,6 +76,7 @@ def _run_and_kill(args: list[str], report: Path, kill_at: int) -> int:
         proc.stderr.close()
 
 
+@pytest.mark.slow
 def test_sigkill_then_resume_gives_a_complete_report_without_duplicates(
         folder: Path, model_dir: Path, tmp_path: Path) -> None:
     report = tmp_path / "report.csv"

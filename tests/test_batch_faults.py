@@ -53,6 +53,7 @@ def test_pool_reports_crash_hang_and_memory_and_keeps_going() -> None:
         assert "file not found" in results[key].value["message"]
 
 
+@pytest.mark.slow
 def test_batch_run_survives_faults(tmp_path: Path) -> None:
     from model_fixture import make_random_model_dir
 

@@ -11,7 +11,7 @@ from pathlib import Path
 import pytest
 
 pytest.importorskip("PySide6")
-pytestmark = pytest.mark.gui
+pytestmark = [pytest.mark.gui, pytest.mark.slow]
 
 from batch_support import build_small_folder  # noqa: E402
 
