@@ -66,6 +66,7 @@ PYDICOM_SEEDS = (
     ("mlut_18.dcm", "Modality LUT sequence"),
     ("OT-PAL-8-face.dcm", "palette colour"),
     ("US1_J2KR.dcm", "colour JPEG 2000"),
+    ("DICOMDIR", "a DICOMDIR (run through index_folder: its paths must stay in its folder)"),
 )
 
 #: Real chest radiographs in ../shared/data/dicom.
@@ -664,8 +665,8 @@ def make_case(seeds_by_name: dict[str, Seed], seed_name: str, rng_seed: int) \
 # --------------------------------------------------------------------------------------------
 # Targets (run in the forked child)
 
-ALL_TARGETS = ("index", "header", "gate", "decode", "display", "contract", "inference",
-               "batch_task", "info")
+ALL_TARGETS = ("index", "index_folder", "header", "gate", "decode", "display", "contract",
+               "inference", "batch_task", "info")
 
 
 class _Ctx:
@@ -719,6 +720,20 @@ def run_targets(path: str, targets: tuple[str, ...], engine: Any = None) -> dict
             indexer = None
         if indexer is not None:
             out["index"], _ = _outcome(lambda: indexer.read_instance(path))
+    if "index_folder" in targets and os.path.basename(path) == "DICOMDIR":
+        from pneumoview.core import indexer
+
+        def index_dir() -> Any:
+            folder = os.path.dirname(os.path.abspath(path))
+            res = indexer.index_folder(folder, cache=False)
+            listed = [i.path for i in res.instances] + list(res.non_dicom) + \
+                [p for p, _ in res.errors]
+            outside = [p for p in listed
+                       if os.path.commonpath([os.path.abspath(p), folder]) != folder]
+            if outside:
+                raise AssertionError(f"DICOMDIR led outside its folder: {outside[:3]}")
+            return res
+        out["index_folder"], _ = _outcome(index_dir)
     header = None
     if "header" in targets or "gate" in targets:
         out["header"], header = _outcome(lambda: dicomio.read_header(path))
@@ -796,11 +811,11 @@ def _vm_size() -> int:
     return 0
 
 
-def _rss() -> int:
+def _rss(key: str = "VmRSS:") -> int:
     try:
         with open("/proc/self/status") as fh:
             for line in fh:
-                if line.startswith("VmRSS:"):
+                if line.startswith(key):
                     return int(line.split()[1]) * 1024
     except OSError:
         pass
@@ -821,12 +836,15 @@ def run_child(path: str, targets: tuple[str, ...], engine: Any, timeout_s: float
     if pid == 0:  # the child
         code = 0
         try:
+            rss_start = _rss()
             os.close(r)
             resource.setrlimit(resource.RLIMIT_CORE, (0, 0))
             if mem_extra:
                 limit = base_vm + mem_extra
                 resource.setrlimit(resource.RLIMIT_AS, (limit, limit))
             result = run_targets(path, targets, engine)
+            # memory this case added: the child's high-water mark over its RSS at fork
+            result["_growth_mb"] = round((_rss("VmHWM:") - rss_start) / 2**20, 1)
             payload = json.dumps(result).encode()
             view = memoryview(payload)
             while view:
@@ -872,6 +890,7 @@ def run_child(path: str, targets: tuple[str, ...], engine: Any, timeout_s: float
         rec["end"] = "ok"
     try:
         rec["targets"] = json.loads(b"".join(chunks)) if chunks else {}
+        rec["growth_mb"] = rec["targets"].pop("_growth_mb", None)
     except ValueError:
         rec["targets"] = {}
         if rec["end"] == "ok":
@@ -967,10 +986,21 @@ def serve(argv: list[str]) -> int:
                                   "mutations": log}) + "\n")
             out.flush()
             continue
+        if "path" in req:  # an existing file (a reproducer, a regression case), as it is
+            rec = run_child(req["path"], targets, engine if req.get("infer") else None,
+                            args.timeout, args.mem_mb * 2**20)
+            rec.update(id=req.get("id"), seed="", rng=0, mutations=[], path=req["path"])
+            rec["failures"] = classify(rec)
+            out.write(json.dumps(rec) + "\n")
+            out.flush()
+            continue
         data, log = make_case(seeds, req["seed"], int(req["rng"]))
         path = work / f"case-{os.getpid()}.dcm"
+        if "DICOMDIR" in req["seed"]:  # alone in its folder, under its own name
+            path = work / f"dicomdir-{os.getpid()}" / "DICOMDIR"
+            path.parent.mkdir(exist_ok=True)
         path.write_bytes(data)
-        infer = engine if int(req["rng"]) % max(1, args.infer_every) == 0 else None
+        infer = engine if wants_inference(int(req["rng"]), args.infer_every) else None
         rec = run_child(str(path), targets, infer, args.timeout, args.mem_mb * 2**20)
         rec.update(id=req.get("id"), seed=req["seed"], rng=int(req["rng"]), mutations=log,
                    size=len(data))
@@ -1010,14 +1040,31 @@ class Server:
         full_env = {**os.environ, "OMP_NUM_THREADS": "1", **(env or {})}
         self.proc = subprocess.Popen(cmd, stdin=subprocess.PIPE, stdout=subprocess.PIPE,
                                      text=True, env=full_env, cwd=str(REPO))
-        hello = self.proc.stdout.readline()
-        if not hello:
-            self.proc.wait()
-            raise RuntimeError(f"fuzz server failed to start (exit {self.proc.returncode})")
-        self.info = json.loads(hello)
-        self.seed_names = sorted(self.info["seeds"])
+        self._info: dict[str, Any] | None = None
+
+    def wait(self) -> Server:
+        """Wait for the server's hello (imports, model, seeds, warm-up done)."""
+        if self._info is None:
+            assert self.proc.stdout
+            hello = self.proc.stdout.readline()
+            if not hello:
+                self.proc.wait()
+                raise RuntimeError(f"fuzz server failed to start (exit {self.proc.returncode})")
+            self._info = json.loads(hello)
+        return self
+
+    @property
+    def info(self) -> dict[str, Any]:
+        self.wait()
+        assert self._info is not None
+        return self._info
+
+    @property
+    def seed_names(self) -> list[str]:
+        return sorted(self.info["seeds"])
 
     def request(self, req: dict[str, Any]) -> dict[str, Any]:
+        self.wait()
         assert self.proc.stdin and self.proc.stdout
         self.proc.stdin.write(json.dumps(req) + "\n")
         self.proc.stdin.flush()
@@ -1028,6 +1075,10 @@ class Server:
 
     def case(self, seed: str, rng: int, case_id: Any = None) -> dict[str, Any]:
         return self.request({"id": case_id, "seed": seed, "rng": rng})
+
+    def run_file(self, path: str | Path, infer: bool = False) -> dict[str, Any]:
+        """Run the targets on an existing file in a forked child."""
+        return self.request({"path": str(path), "infer": infer})
 
     def write(self, seed: str, rng: int, path: str | Path) -> dict[str, Any]:
         return self.request({"cmd": "write", "seed": seed, "rng": rng, "path": str(path)})
@@ -1049,6 +1100,56 @@ class Server:
 
     def __exit__(self, *exc: object) -> None:
         self.close()
+
+
+def wants_inference(rng: int, infer_every: int) -> bool:
+    """Whether a case also runs the (slow) inference target: one case in ``infer_every``."""
+    return infer_every > 0 and rng % infer_every == 0
+
+
+def run_plan(cases: list[tuple[Any, str, int]], light: list[Server], heavy: Server | None,
+             infer_every: int, on_record: Callable[[dict[str, Any]], None]) -> list[str]:
+    """Run ``(id, seed, rng)`` cases on the servers in parallel threads.
+
+    Cases that want inference go to ``heavy`` (a server with the model loaded); the rest to the
+    ``light`` servers, which never import torch: forking a small process is about twice as
+    fast. Returns the errors of servers that died (their remaining cases are not run).
+    """
+    import queue
+    import threading
+
+    light_q: queue.Queue[Any] = queue.Queue()
+    heavy_q: queue.Queue[Any] = queue.Queue()
+    for case in cases:
+        to_heavy = heavy is not None and wants_inference(case[2], infer_every)
+        (heavy_q if to_heavy else light_q).put(case)
+    for _ in light:
+        light_q.put(None)
+    heavy_q.put(None)
+    errors: list[str] = []
+
+    def work(server: Server, q: Any) -> None:
+        while True:
+            item = q.get()
+            if item is None:
+                return
+            case_id, seed, rng = item
+            try:
+                rec = server.case(seed, rng, case_id)
+            except Exception as exc:  # noqa: BLE001 - a dead server is a finding too
+                errors.append(f"server died on case {case_id} ({seed}, {rng}): {exc}")
+                return
+            on_record(rec)
+
+    threads = [threading.Thread(target=work, args=(srv, light_q), daemon=True)
+               for srv in light]
+    if heavy is not None:
+        threads.append(threading.Thread(target=work, args=(heavy, heavy_q), daemon=True))
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+    return errors
 
 
 def case_plan(seed_names: list[str], weights: dict[str, float], n: int, master_seed: int) \

@@ -31,11 +31,12 @@ import fuzzing  # noqa: E402
 
 REPO = Path(__file__).resolve().parents[1]
 PY = sys.executable
-N_CASES = int(os.environ.get("PNEUMOVIEW_FUZZ_CASES", "100"))
+N_CASES = int(os.environ.get("PNEUMOVIEW_FUZZ_CASES", "80"))
 MASTER_SEED = int(os.environ.get("PNEUMOVIEW_FUZZ_SEED", "20261122"))
 TIME_BOUND_S = 20.0  # per case, all targets together (generous: CI machines are shared)
 MEM_MB = 3072  # address space a case may add over the server's own (RLIMIT_AS)
 N_BATCH_FILES = 40
+INFER_EVERY = 8  # one case in N also runs the inference engine (in a server holding the model)
 
 
 def _env() -> dict[str, str]:
@@ -91,23 +92,48 @@ def batch_run(mutated_folder: Path, model_dir: Path | None,
         proc.wait()
 
 
-def test_fuzz_cases_end_in_result_or_pneumoview_error(model_dir, batch_run, tmp_path):
+@pytest.fixture(scope="module")
+def light_server(tmp_path_factory: pytest.TempPathFactory):
+    """A fork server without torch (cheap forks); started first so it warms up meanwhile."""
+    work = tmp_path_factory.mktemp("fuzz-light")
+    server = fuzzing.Server(timeout_s=TIME_BOUND_S, mem_mb=MEM_MB, small=True,
+                            save=str(work / "reproducers"), workdir=str(work))
+    yield server
+    server.close()
+
+
+@pytest.fixture(scope="module")
+def heavy_server(model_dir, tmp_path_factory: pytest.TempPathFactory):
+    """A fork server holding the fixture model: runs the cases that include inference."""
+    if model_dir is None:
+        yield None
+        return
+    work = tmp_path_factory.mktemp("fuzz-heavy")
+    server = fuzzing.Server(model_dir=str(model_dir), infer_every=1, timeout_s=TIME_BOUND_S,
+                            mem_mb=MEM_MB, small=True, save=str(work / "reproducers"),
+                            workdir=str(work))
+    yield server
+    server.close()
+
+
+def test_fuzz_cases_end_in_result_or_pneumoview_error(light_server, model_dir, heavy_server,
+                                                      batch_run):
     """N mutated files, each in a forked child: no crash, no hang, no foreign exception."""
-    repro = tmp_path / "reproducers"
     t0 = time.monotonic()
-    with fuzzing.Server(model_dir=str(model_dir) if model_dir else None,
-                        timeout_s=TIME_BOUND_S, mem_mb=MEM_MB, small=True, infer_every=5,
-                        save=str(repro), workdir=str(tmp_path)) as server:
-        if model_dir is not None:
-            assert server.info["engine"], "the inference target did not start"
-        weights = fuzzing.seed_weights(server.info["seeds"])
-        records = [server.case(seed, rng, i) for i, (seed, rng) in enumerate(
-            fuzzing.case_plan(server.seed_names, weights, N_CASES, MASTER_SEED))]
+    records: list[dict] = []
+    if heavy_server is not None:
+        assert heavy_server.info["engine"], "the inference target did not start"
+    weights = fuzzing.seed_weights(light_server.info["seeds"])
+    plan = [(i, seed, rng) for i, (seed, rng) in enumerate(
+        fuzzing.case_plan(light_server.seed_names, weights, N_CASES, MASTER_SEED))]
+    died = fuzzing.run_plan(plan, [light_server], heavy_server, INFER_EVERY, records.append)
+    assert not died, died
+    assert len(records) == N_CASES
     elapsed = time.monotonic() - t0
     failures = [(r["seed"], r["rng"], r["mutations"], r["failures"]) for r in records
                 if r["failures"]]
     assert not failures, (
-        f"{len(failures)} of {len(records)} cases failed (reproducers in {repro}; rebuild one "
+        f"{len(failures)} of {len(records)} cases failed (rebuild one "
         "with fuzzing.make_case(seeds, seed, rng)):\n"
         + "\n".join(json.dumps(f)[:600] for f in failures[:10]))
     # every error names the file it is about
@@ -115,7 +141,7 @@ def test_fuzz_cases_end_in_result_or_pneumoview_error(model_dir, batch_run, tmp_
                for name, res in r["targets"].items() if res.get("no_path")]
     assert not unnamed, f"PneumoViewError without a file name: {unnamed[:5]}"
     worst_time = max(r["wall_s"] for r in records)
-    worst_mem = max(r["peak_rss_mb"] - r["base_rss_mb"] for r in records)
+    worst_mem = max(r["growth_mb"] for r in records)
     assert worst_time < TIME_BOUND_S
     assert worst_mem < MEM_MB
     # the run really exercised the decoder: some cases decode, some are refused
@@ -124,7 +150,7 @@ def test_fuzz_cases_end_in_result_or_pneumoview_error(model_dir, batch_run, tmp_
     if model_dir is not None:
         assert any("inference" in r["targets"] for r in records)
     print(f"\n{len(records)} cases in {elapsed:.1f} s; worst {worst_time:.2f} s, "
-          f"worst extra RSS {worst_mem:.0f} MB")
+          f"worst memory growth {worst_mem:.0f} MB")
 
 
 def test_fuzz_batch_gives_every_file_exactly_one_row(batch_run, mutated_folder):
@@ -181,11 +207,6 @@ def test_fuzz_index_folder_lists_every_file_once(mutated_folder, tmp_path):
 # Regressions: minimal inputs for the bugs the fuzzer found
 
 
-def _run_isolated(code: str) -> subprocess.CompletedProcess[str]:
-    return subprocess.run([PY, "-c", textwrap.dedent(code)], capture_output=True, text=True,
-                          timeout=120, env=_env(), cwd=str(REPO))
-
-
 def _built(name: str) -> bytes:
     return {s.name: s for s in fuzzing.built_seeds()}[name].data
 
@@ -231,28 +252,21 @@ REGRESSIONS = {
 
 
 @pytest.mark.parametrize("name", sorted(REGRESSIONS))
-def test_fuzz_regression(name, tmp_path):
+def test_fuzz_regression(name, light_server, tmp_path):
+    """Each pinned input, in a forked child: ends in an image or our error, no signal."""
     try:
         data = REGRESSIONS[name]()
     except KeyError:
         pytest.skip(f"seed for {name} cannot be built here (codec plugin missing)")
     path = tmp_path / f"{name}.dcm"
     path.write_bytes(data)
-    proc = _run_isolated(f"""
-        import json, sys
-        sys.path.insert(0, {str(REPO / 'tests')!r})
-        import fuzzing
-        out = fuzzing.run_targets({str(path)!r}, ("index", "header", "gate", "decode",
-                                  "display", "contract", "batch_task", "info"))
-        print(json.dumps(out))
-    """)
-    assert proc.returncode == 0, f"process ended with {proc.returncode}:\n{proc.stderr[-3000:]}"
-    out = json.loads(proc.stdout.strip().splitlines()[-1])
-    bad = {k: v for k, v in out.items() if v["outcome"] in ("unexpected", "wrong")}
+    rec = light_server.run_file(path)
+    assert rec["end"] == "ok", f"the case process ended with {rec['end']} {rec.get('signal')}"
+    bad = {k: v for k, v in rec["targets"].items() if v["outcome"] in ("unexpected", "wrong")}
     assert not bad, json.dumps(bad, indent=1)[:3000]
     # the decoder ends in an image or a clear error naming the file
-    assert out["decode"]["outcome"] in ("ok", "error")
-    assert not out["decode"].get("no_path")
+    assert rec["targets"]["decode"]["outcome"] in ("ok", "error")
+    assert not rec["targets"]["decode"].get("no_path")
 
 
 def test_fuzz_regression_gate_value_whose_text_raises():
