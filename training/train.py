@@ -82,6 +82,9 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--init", default="", help="torchvision ResNet18 state_dict file to start "
                    "from (conv1 summed over RGB; fc dropped)")
     p.add_argument("--val-split", default="val")
+    p.add_argument("--select-metric", choices=("auroc", "source-mean-auroc"), default="auroc",
+                   help="best epoch by validation AUROC over all images, or by the mean of the "
+                   "per-source AUROCs (so a small source counts as much as a large one)")
     p.add_argument("--eval-batch-size", type=int, default=64)
     p.add_argument("--max-steps", type=int, default=0, help="per epoch, for quick checks")
     p.add_argument("--stop-after-epoch", type=int, default=-1,
@@ -114,9 +117,15 @@ def is_main(rank: int) -> bool:
 # --------------------------------------------------------------------------- model / optim
 
 def load_init(model: torch.nn.Module, path: str) -> None:
-    """Start from a torchvision ResNet18 state_dict on disk (RGB conv1 summed to one channel)."""
+    """Start from a ResNet18 state_dict on disk: a torchvision ``.pth`` (RGB conv1 summed to one
+    channel; loaded with ``weights_only``) or an exported ``model.safetensors``."""
     try:
-        state = torch.load(path, map_location="cpu", weights_only=True)
+        if str(path).endswith(".safetensors"):
+            from safetensors.torch import load_file
+
+            state = load_file(str(path))
+        else:
+            state = torch.load(path, map_location="cpu", weights_only=True)
     except Exception as exc:  # noqa: BLE001 - any unreadable file is the user's to fix
         raise PneumoViewError(f"cannot read the --init weights ({exc})", path) from exc
     if isinstance(state, dict) and "model" in state and isinstance(state["model"], dict):
@@ -240,9 +249,12 @@ def evaluate(model: torch.nn.Module, criterion: torch.nn.Module,
     out = {"val_loss": loss, **{f"val_{k}": v for k, v in s.items() if k != "n"}}
     if sources is not None:
         src = np.asarray([sources[i] for i in idx])
+        per = []
         for name in sorted(set(src)):
             m = src == name
             out[f"val_auroc_{name}"] = M.auroc(y[m], p[m])
+            per.append(out[f"val_auroc_{name}"])
+        out["val_source_mean_auroc"] = float(np.nanmean(per)) if per else float("nan")
     return out
 
 
@@ -379,9 +391,11 @@ def main(args: argparse.Namespace) -> dict:
                             val_ds.index.sources)
             row = {"epoch": epoch, "lr": optimizer.param_groups[0]["lr"], **stats, **vals,
                    "epoch_time_s": time.time() - t0}
-            is_best = vals["val_auroc"] > best_auroc
+            score = vals["val_auroc" if args.select_metric == "auroc"
+                         else "val_source_mean_auroc"]
+            is_best = score > best_auroc
             if is_best:
-                best_auroc, best_epoch = float(vals["val_auroc"]), epoch
+                best_auroc, best_epoch = float(score), epoch
             row["best_epoch"] = best_epoch
             payload = {
                 "model": model.state_dict(), "optimizer": optimizer.state_dict(),
