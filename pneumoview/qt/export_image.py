@@ -19,6 +19,7 @@ from PySide6.QtWidgets import (
     QDialogButtonBox,
     QFileDialog,
     QLabel,
+    QMessageBox,
     QVBoxLayout,
     QWidget,
 )
@@ -125,4 +126,13 @@ def ask_and_export(parent: QWidget, view: Any, lines: list[str],
     path, _ = QFileDialog.getSaveFileName(parent, "Export Image", suggested, "PNG image (*.png)")
     if not path:
         return None
-    return export_view(view, path, lines, dialog.include_patient.isChecked())
+    out = Path(path) if Path(path).suffix.lower() == ".png" else Path(path).with_suffix(".png")
+    if out != Path(path) and out.exists():
+        # the dialog confirmed overwriting the name it returned, not the one with '.png' added
+        answer = QMessageBox.question(
+            parent, "Export Image", f"{out.name} already exists. Replace it?",
+            QMessageBox.StandardButton.Yes | QMessageBox.StandardButton.No,
+            QMessageBox.StandardButton.No)
+        if answer != QMessageBox.StandardButton.Yes:
+            return None
+    return export_view(view, out, lines, dialog.include_patient.isChecked())
