@@ -19,6 +19,9 @@ from pneumoview.core.indexer import Instance
 
 COLUMNS = ("Name", "ID", "Date", "Description", "Modality", "Count", "AI")
 NAME, ID, DATE, DESCRIPTION, MODALITY, COUNT, AI_COLUMN = range(len(COLUMNS))
+#: New rows are shown expanded while the tree holds at most this many images; beyond that they
+#: arrive collapsed (an expanded tree of thousands of rows makes every insertion slow).
+AUTO_EXPAND_LIMIT = 300
 INSTANCE_ROLE = Qt.ItemDataRole.UserRole + 1
 KIND_ROLE = Qt.ItemDataRole.UserRole + 2
 
@@ -51,7 +54,13 @@ class StudyTree(QTreeWidget):
         self._studies: dict[tuple[tuple[str, str], str], QTreeWidgetItem] = {}
         self._series: dict[tuple[str, str], QTreeWidgetItem] = {}
         self._instances: dict[str, QTreeWidgetItem] = {}
-        self._keys: dict[int, tuple] = {}
+        # id(parent) (items we keep in the dicts above, so ids are stable) or "root" -> sorted
+        # keys of its children
+        self._child_keys: dict[int | str, list[tuple]] = {}
+        self._new_patients: list[tuple[QTreeWidgetItem, tuple]] = []  # built in this batch
+        self._to_expand: list[QTreeWidgetItem] = []
+        self._deferred: dict[int | str, tuple[QTreeWidgetItem | None,
+                                              list[tuple[tuple, QTreeWidgetItem]]]] = {}
         self.currentItemChanged.connect(self._on_current_changed)
 
     # -- filling -----------------------------------------------------------------------------
@@ -61,15 +70,17 @@ class StudyTree(QTreeWidget):
         self._studies.clear()
         self._series.clear()
         self._instances.clear()
-        self._keys.clear()
+        self._child_keys.clear()
 
     def add_instances(self, instances: Iterable[Instance]) -> int:
         """Add newly indexed files (duplicates ignored); returns how many were new."""
         added = 0
+        touched: dict[int, QTreeWidgetItem] = {}
         for inst in instances:
             if inst.path in self._instances:
                 continue
             series = self._series_item(inst)
+            touched[id(series)] = series
             item = QTreeWidgetItem()
             label = f"Image {inst.instance_number}" if inst.instance_number is not None \
                 else "Image"
@@ -84,8 +95,18 @@ class StudyTree(QTreeWidget):
             self._insert_sorted(series, item, (_num(inst.instance_number), inst.path))
             self._instances[inst.path] = item
             added += 1
+        # New patients join the tree last, whole: inserting into an attached item costs a model
+        # update each time, into a detached one almost nothing.
+        for item, key in self._new_patients:
+            self._insert_sorted(None, item, key)
+        self._flush()
+        if len(self._instances) <= AUTO_EXPAND_LIMIT:
+            for item in self._to_expand:
+                item.setExpanded(True)
+        self._new_patients.clear()
+        self._to_expand.clear()
         if added:
-            self._update_counts()
+            self._update_counts(list(touched.values()))
         return added
 
     def _patient_item(self, inst: Instance) -> QTreeWidgetItem:
@@ -99,8 +120,8 @@ class StudyTree(QTreeWidget):
             item.setText(DATE, _date(inst.patient_birth_date))
             item.setText(DESCRIPTION, inst.patient_sex)
             item.setData(NAME, KIND_ROLE, "patient")
-            self._insert_sorted(self.invisibleRootItem(), item, (name.lower(), inst.patient_id))
-            item.setExpanded(True)
+            self._new_patients.append((item, (name.lower(), inst.patient_id)))
+            self._to_expand.append(item)
             self._patients[key] = item
         return item
 
@@ -118,7 +139,7 @@ class StudyTree(QTreeWidget):
             item.setData(NAME, KIND_ROLE, "study")
             self._insert_sorted(patient, item, (inst.study_date, inst.study_time,
                                            inst.study_instance_uid))
-            item.setExpanded(True)
+            self._to_expand.append(item)
             self._studies[key] = item
         return item
 
@@ -135,27 +156,60 @@ class StudyTree(QTreeWidget):
             item.setText(MODALITY, inst.modality)
             item.setData(NAME, KIND_ROLE, "series")
             self._insert_sorted(study, item, (_num(inst.series_number), inst.series_instance_uid))
-            item.setExpanded(True)
+            self._to_expand.append(item)
             self._series[key] = item
         return item
 
-    def _update_counts(self) -> None:
-        for item in self._series.values():
-            n = item.childCount()
-            item.setText(COUNT, f"{n} im")
-        for item in self._studies.values():
-            n = item.childCount()
-            mods = sorted({item.child(i).text(MODALITY) for i in range(n)} - {""})
-            item.setText(MODALITY, "/".join(mods))
-            item.setText(COUNT, f"{n} se")
-        for item in self._patients.values():
-            item.setText(COUNT, f"{item.childCount()} st")
+    def _update_counts(self, series_items: list[QTreeWidgetItem]) -> None:
+        """Counts of the series that changed and of their study and patient rows."""
+        studies: dict[int, QTreeWidgetItem] = {}
+        for item in series_items:
+            item.setText(COUNT, f"{item.childCount()} im")
+            study = item.parent()
+            studies[id(study)] = study
+        patients: dict[int, QTreeWidgetItem] = {}
+        for study in studies.values():
+            n = study.childCount()
+            mods = sorted({study.child(i).text(MODALITY) for i in range(n)} - {""})
+            study.setText(MODALITY, "/".join(mods))
+            study.setText(COUNT, f"{n} se")
+            patients[id(study.parent())] = study.parent()
+        for patient in patients.values():
+            patient.setText(COUNT, f"{patient.childCount()} st")
 
-    def _insert_sorted(self, parent: QTreeWidgetItem, item: QTreeWidgetItem, key: tuple) -> None:
-        """Insert keeping children ordered by ``key`` (kept here; Qt would convert tuples)."""
-        self._keys[id(item)] = key
-        keys = [self._keys[id(parent.child(i))] for i in range(parent.childCount())]
-        parent.insertChild(bisect.bisect_right(keys, key), item)
+    def _insert_sorted(self, parent: QTreeWidgetItem | None, item: QTreeWidgetItem,
+                       key: tuple) -> None:
+        """Insert under ``parent`` (None: top level) keeping children ordered by ``key``.
+
+        Into a detached parent (built in this batch) at once; into one already in the tree at
+        the end of the batch (:meth:`_flush`), as few model insertions as possible: each one
+        makes the view shift all its rows below.
+        """
+        if parent is not None and parent.treeWidget() is None:
+            keys = self._child_keys.setdefault(id(parent), [])
+            index = bisect.bisect_right(keys, key)
+            keys.insert(index, key)
+            parent.insertChild(index, item)
+            return
+        slot = "root" if parent is None else id(parent)
+        self._deferred.setdefault(slot, (parent, []))[1].append((key, item))
+
+    def _flush(self) -> None:
+        """Insert the deferred rows: one insertChildren per run of rows that land together."""
+        for slot, (parent, new) in self._deferred.items():
+            keys = self._child_keys.setdefault(slot, [])
+            new.sort(key=lambda pair: pair[0])
+            groups: dict[int, list[QTreeWidgetItem]] = {}
+            for key, item in new:
+                groups.setdefault(bisect.bisect_right(keys, key), []).append(item)
+            for index in sorted(groups, reverse=True):  # from the end: indices stay valid
+                if parent is None:
+                    self.insertTopLevelItems(index, groups[index])
+                else:
+                    parent.insertChildren(index, groups[index])
+            for key, _item in new:
+                bisect.insort_right(keys, key)
+        self._deferred.clear()
 
     # -- navigation ----------------------------------------------------------------------------
     def instance_count(self) -> int:
