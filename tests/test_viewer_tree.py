@@ -47,9 +47,17 @@ def test_random_arrival_gives_sorted_tree_and_right_counts(qtbot):
     assert patient.text(studytree.COUNT) == "2 st"
     assert patient.child(0).text(studytree.COUNT) == "3 se"
     assert patient.child(0).child(0).text(studytree.COUNT) == "4 im"
-    # rows arriving after the first AUTO_EXPAND_LIMIT images come collapsed
+
+
+def test_rows_arriving_in_a_large_tree_come_collapsed(qtbot):
+    tree = StudyTree()
+    qtbot.addWidget(tree)
+    instances = [make(p, 0, 0, i) for p in range(60) for i in range(10)]
+    for start in range(0, len(instances), 50):
+        tree.add_instances(instances[start:start + 50])
     expanded = [tree.topLevelItem(i).isExpanded() for i in range(tree.topLevelItemCount())]
-    assert any(expanded) and not all(expanded)
+    limit = studytree.AUTO_EXPAND_LIMIT // 10
+    assert all(expanded[:limit]) and not any(expanded[limit + 5:])
 
 
 def test_navigation_across_series(qtbot):
