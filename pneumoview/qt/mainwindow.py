@@ -53,8 +53,16 @@ from pneumoview.qt.workers import Job, WorkRunner
 
 log = logging.getLogger("pneumoview.viewer")
 
-#: How many decoded frames to keep for quick back-and-forth.
+#: How many decoded frames to keep for quick back-and-forth, and how many bytes they may hold
+#: (the newest frame is always kept, however large): a few big images must not pile up.
 DECODE_CACHE = 3
+DECODE_CACHE_BYTES = 512 * 2**20
+
+
+def prepared_nbytes(prepared: PreparedImage) -> int:
+    """Bytes a cached frame holds: modality values plus the display copy."""
+    grey = prepared.grey_data
+    return int(prepared.decoded.values.nbytes) + (0 if grey is None else int(grey.nbytes))
 MAX_LOGGED_INDEX_ERRORS = 50
 
 WELCOME = """<h2>PneumoView</h2>
@@ -505,12 +513,17 @@ class MainWindow(QMainWindow):
     def _on_decoded(self, key: tuple[str, int], prepared: PreparedImage) -> None:
         self._cache[key] = prepared
         self._cache.move_to_end(key)
-        while len(self._cache) > DECODE_CACHE:
+        while len(self._cache) > DECODE_CACHE or (
+                len(self._cache) > 1 and self.cache_bytes() > DECODE_CACHE_BYTES):
             self._cache.popitem(last=False)
         if key != self._wanted:
             return  # a stale result: the reader moved on
         self._display(prepared)
         self.statusBar().clearMessage()
+
+    def cache_bytes(self) -> int:
+        """Bytes held by the decoded-frame cache (bounded by DECODE_CACHE_BYTES)."""
+        return sum(prepared_nbytes(p) for p in self._cache.values())
 
     def _display(self, prepared: PreparedImage) -> None:
         decoded = prepared.decoded
