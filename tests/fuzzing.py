@@ -746,7 +746,8 @@ def run_targets(path: str, targets: tuple[str, ...], engine: Any = None) -> dict
         if decoded is not None:
             problems = []
             v = decoded.values
-            if v.dtype != np.float32 or v.ndim not in (2, 3) or v.size == 0:
+            if v.dtype != np.float32 or v.ndim not in (2, 3) or v.size == 0 \
+                    or (v.ndim == 3 and v.shape[2] not in (3, 4)):
                 problems.append(f"values {v.dtype} {v.shape}")
             if decoded.n_frames > 1:
                 last, _ = _outcome(lambda: dicomio.decode(path, frame=decoded.n_frames - 1))

@@ -245,6 +245,11 @@ REGRESSIONS = {
     # WindowWidth 'abc': windowing iterated the characters of the string; ValueError escaped
     "window_width_text": lambda: _edit(_built("built_signed_rescale.dcm"), 0x00281051,
                                        value=b"abc "),
+    # Columns 1 on an RGB image (more data than the header needs): a 4-D array came back
+    "rgb_columns_1": lambda: _edit(_built("built_rgb_grey.dcm"), 0x00280011,
+                                   value=b"\x01\x00"),
+    # NumberOfFrames 0 on a multi-frame file: every frame came back as one 'frame'
+    "frames_zero": lambda: _edit(_built("built_multiframe.dcm"), 0x00280008, value=b"0 "),
     # a JPEG-LS frame smaller than Rows x Columns: gdcm aborted the process (SIGABRT)
     "jpegls_columns_65535": lambda: _edit(_built("built_jpegls.dcm"), 0x00280011,
                                           value=b"\xff\xff"),

@@ -256,8 +256,10 @@ def decode(path: PathType, frame: int = 0, max_bytes: int = DEFAULT_MAX_PIXEL_BY
     try:
         from pydicom.pixels import apply_modality_lut, pixel_array
 
-        stored = pixel_array(full, index=frame if n_frames > 1 else None,
-                             decoding_plugin=_safe_plugin(full))
+        # always one frame: with NumberOfFrames 0 or missing, pydicom may infer the frame count
+        # from the data length and return them all
+        stored = pixel_array(full, index=frame, decoding_plugin=_safe_plugin(full))
+        _check_shape(stored, full, path)
         values = _modality(stored, full, apply_modality_lut)
     except PneumoViewError:
         raise
@@ -277,6 +279,18 @@ def decode(path: PathType, frame: int = 0, max_bytes: int = DEFAULT_MAX_PIXEL_BY
         path=str(path), values=values, frame=frame, n_frames=n_frames, photometric=photometric,
         invert=display_inverts(full), modality=str(full.get("Modality", "") or ""),
         windows=declared_windows(full, values) if values.ndim == 2 else (), header=header)
+
+
+def _check_shape(stored: np.ndarray, ds: Dataset, path: PathType) -> None:
+    """The decoded frame must be Rows x Columns (x samples): found by the fuzzer, a header whose
+    Columns disagrees with the data length decoded to a 4-D array instead of an error."""
+    rows, cols = header_int(ds, "Rows", 0, path), header_int(ds, "Columns", 0, path)
+    ok = stored.ndim in (2, 3) and stored.shape[:2] == (rows, cols)
+    if ok and stored.ndim == 3:
+        ok = stored.shape[2] in (3, 4)
+    if not ok:
+        raise PneumoViewError(f"the pixel data does not match the header: decoded shape "
+                              f"{tuple(stored.shape)}, header {rows}x{cols}", path)
 
 
 def _modality(stored: np.ndarray, ds: Dataset, apply_modality_lut: Any) -> np.ndarray:
