@@ -151,23 +151,35 @@ def full_range(values: np.ndarray) -> Window:
     return Window("Full range", (lo + hi) / 2 + 0.5, max(hi - lo + 1.0, 1.0))
 
 
-def percentile_window(values: np.ndarray, name: str, lo_pct: float, hi_pct: float) -> Window:
-    sample = values[:: max(1, values.shape[0] // 512), :: max(1, values.shape[1] // 512)]
-    lo, hi = (float(v) for v in np.percentile(sample, (lo_pct, hi_pct)))
+def _sample(values: np.ndarray) -> np.ndarray:
+    """At most ~512x512 evenly strided pixels: percentiles need no more, and it is 10x faster."""
+    return values[:: max(1, values.shape[0] // 512), :: max(1, values.shape[1] // 512)]
+
+
+def _window_between(name: str, lo: float, hi: float) -> Window:
     return Window(name, (lo + hi) / 2 + 0.5, max(hi - lo + 1.0, 1.0))
+
+
+def percentile_window(values: np.ndarray, name: str, lo_pct: float, hi_pct: float) -> Window:
+    lo, hi = (float(v) for v in np.percentile(_sample(values), (lo_pct, hi_pct)))
+    return _window_between(name, lo, hi)
 
 
 def presets(values: np.ndarray, declared: tuple[Window, ...] = (), modality: str = "") \
         -> list[Window]:
     """Windows to offer: the file's own first, then full range and percentile presets.
 
-    CT presets in Hounsfield units are added only for CT, where the values are HU.
+    All percentiles come from one ``np.percentile`` call (one sort). CT presets in Hounsfield
+    units are added only for CT, where the values are HU.
     """
     out = list(declared)
     if values.ndim != 2:
         return out
     out.append(full_range(values))
-    out.extend(percentile_window(values, *p) for p in PERCENTILE_PRESETS)
+    pcts = [p for _, lo, hi in PERCENTILE_PRESETS for p in (lo, hi)]
+    levels = np.percentile(_sample(values), pcts)
+    for i, (name, _, _) in enumerate(PERCENTILE_PRESETS):
+        out.append(_window_between(name, float(levels[2 * i]), float(levels[2 * i + 1])))
     if modality.upper() == "CT":
         out.extend(Window(n, c, w) for n, c, w in CT_PRESETS)
     return out
