@@ -311,6 +311,7 @@ def write_model_dir(out_dir: Path | str | PathLike[str], state_dict: dict[str, t
     tensors = {k: v.detach().to("cpu").contiguous() for k, v in state_dict.items()}
     weights = out / WEIGHTS_FILE
     save_file(tensors, str(weights), metadata={"architecture": ARCHITECTURE})
+    weights.chmod(0o644)  # safetensors may create it owner-only; the app must read it anywhere
     meta = dict(metadata)
     meta.setdefault("architecture", ARCHITECTURE)
     meta.setdefault("input_contract", contract.INPUT_CONTRACT)
