@@ -19,6 +19,7 @@ import json
 import logging
 import os
 import platform
+import re
 import shutil
 import subprocess
 import tempfile
@@ -256,7 +257,8 @@ def export(args: argparse.Namespace) -> dict:
                      "torch_version": ck.get("torch_version")},
         "seed": int(ck["args"]["seed"]),
         "command": {"prepare": prepared.get("command", ""),
-                    "train": ck.get("command", ""), "export": export_cmd},
+                    "train": re.sub(r"^\S*python\S*", "python", ck.get("command", "")),
+                    "export": export_cmd},
         "versions": _versions(),
         "git_commit": _git_commit(),
         "created": dt.datetime.now(dt.timezone.utc).strftime("%Y-%m-%dT%H:%M:%SZ"),

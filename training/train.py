@@ -376,7 +376,7 @@ def main(args: argparse.Namespace) -> dict:
         log.info("train %d images, val %d, %d steps/epoch x %d process(es), batch %d, %s, "
                  "size %d, threads %d", len(train_ds), len(val_ds), steps, world,
                  args.batch_size, device, size, torch.get_num_threads())
-    command = " ".join(shlex.quote(a) for a in [sys.executable, "-m", "training",
+    command = " ".join(shlex.quote(a) for a in ["python", "-m", "training",
                                                 *getattr(args, "argv", [])])
     last: dict = {}
     for epoch in range(start_epoch, args.epochs):
