@@ -205,11 +205,14 @@ def test_reproduce_plan(tmp_path):
     reproduce.add_arguments(p)
     args = p.parse_args(["--data-root", str(tmp_path / "d"), "--work", str(tmp_path / "w")])
     plan = reproduce.steps(args)
-    assert [s[0] for s in plan] == ["prepare", "train", "export"]
+    assert [s[0] for s in plan] == ["prepare", "train", "export", "train", "export"]
     assert "--resume" not in plan[1] and "--amp" in plan[1]
+    assert plan[3][plan[3].index("--init") + 1] == str(
+        Path(plan[2][plan[2].index("--out") + 1]) / "model.safetensors")
     (tmp_path / "w" / "run").mkdir(parents=True)
     (tmp_path / "w" / "run" / "checkpoint.pth").write_bytes(b"")
     (tmp_path / "w" / "data224").mkdir()
     (tmp_path / "w" / "data224" / "prepared.json").write_text("{}")
     plan = reproduce.steps(args)
-    assert [s[0] for s in plan] == ["train", "export"] and "--resume" in plan[0]
+    assert [s[0] for s in plan] == ["train", "export", "train", "export"]
+    assert "--resume" in plan[0] and "--resume" not in plan[2]

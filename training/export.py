@@ -79,6 +79,36 @@ def _versions() -> dict[str, str]:
             "platform": platform.platform()}
 
 
+def _init_provenance(init: str) -> dict | None:
+    """When training started from an exported model (a two-stage recipe), record how that
+    model was made: its sha256, its commands and its training summary."""
+    if not init:
+        return None
+    meta_path = Path(init).parent / "metadata.json"
+    info: dict = {"path": init}
+    if meta_path.is_file():
+        prev = json.loads(meta_path.read_text(encoding="utf-8"))
+        info.update({"weights_sha256": prev.get("weights_sha256"),
+                     "command": prev.get("command"), "training": prev.get("training"),
+                     "init_from": prev.get("init_from")})
+    return info
+
+
+def _commands(meta: dict) -> list[str]:
+    """All command lines, earliest stage first."""
+    out: list[str] = []
+    init = meta.get("init_from") or {}
+    if init.get("command"):
+        out += _commands({"command": init["command"], "init_from": init.get("init_from")})
+    c = meta["command"]
+    out += [c["prepare"], c["train"], c["export"]]
+    seen: list[str] = []
+    for x in out:  # the same prepare line appears once per stage
+        if x and x not in seen:
+            seen.append(x)
+    return seen
+
+
 def _fmt_ci(m: dict, key: str) -> str:
     ci = m.get("ci95", {}).get(key)
     v = m.get(key)
@@ -163,10 +193,11 @@ def model_card(meta: dict) -> str:
         "",
         "## Reproduce",
         "",
+        "One command from a checkout: `python -m training reproduce` (README, Training). "
+        "It runs:",
+        "",
         "```",
-        meta["command"]["prepare"],
-        meta["command"]["train"],
-        meta["command"]["export"],
+        *_commands(meta),
         "```",
         "",
         f"Git commit {meta['git_commit']}, {meta['created']}.",
@@ -259,6 +290,7 @@ def export(args: argparse.Namespace) -> dict:
         "command": {"prepare": prepared.get("command", ""),
                     "train": re.sub(r"^\S*python\S*", "python", ck.get("command", "")),
                     "export": export_cmd},
+        "init_from": _init_provenance(ck["args"].get("init") or ""),
         "versions": _versions(),
         "git_commit": _git_commit(),
         "created": dt.datetime.now(dt.timezone.utc).strftime("%Y-%m-%dT%H:%M:%SZ"),
