@@ -131,7 +131,10 @@ def main(argv: list[str] | None = None) -> int:
     load_s = time.perf_counter() - t_load
     _wait(app, lambda: window.runner.pending() == 0)
 
-    prob_ms, cam_ms, fwd_ms = [], [], []
+    prob_ms, cam_ms, fwd_ms, prob_cpu, cam_cpu = [], [], [], [], []
+    cam_cpu_seen: dict[str, float] = {}
+    ai.worker.camReady.connect(
+        lambda r: cam_cpu_seen.setdefault(r.path, ai.worker.engine.last_cam_timings["cpu_ms"]))
     try:
         first = window.view.decoded.path if window.view.decoded is not None else ""
         for path in [str(f) for f in files if str(f) != first][: args.n]:
@@ -143,6 +146,9 @@ def main(argv: list[str] | None = None) -> int:
             _wait(app, lambda p=path: ai.overlay.key == (p, 0))
             cam_ms.append((time.perf_counter() - t0) * 1000)
             fwd_ms.append(ai.panel.prediction.timings["forward_ms"])
+            prob_cpu.append(ai.panel.prediction.timings["cpu_ms"])
+            _wait(app, lambda p=path: p in cam_cpu_seen)
+            cam_cpu.append(cam_cpu_seen[path])
             _wait(app, lambda: window.runner.pending() == 0)
         device = ai.worker.device
         label = ai.info.label
@@ -159,6 +165,9 @@ def main(argv: list[str] | None = None) -> int:
     print(f"select -> probability shown : {stats(prob_ms)}   (goal < 150 ms)")
     print(f"select -> CAM shown         : {stats(cam_ms)}   (goal < 400 ms)")
     print(f"model-only forward          : {stats(fwd_ms)}")
+    print(f"inference thread CPU, prob  : {stats(prob_cpu)}   (load-independent cost)")
+    print(f"inference thread CPU, CAM   : {stats(cam_cpu)}")
+    print(f"1-minute load average {os.getloadavg()[0]:.1f} on {os.cpu_count()} cores")
     return 0
 
 
