@@ -288,3 +288,32 @@ def test_fuzz_regression_gate_value_whose_text_raises():
             return Unprintable() if keyword == "SamplesPerPixel" else default
 
     assert not_scorable_reason(Header(), 1) is None
+
+
+def test_fuzz_regression_huge_header_value_keeps_the_report_readable(tmp_path, model_dir):
+    """A corrupt length made one header element swallow the file: Modality 770 KB long. The
+    batch wrote it (and the gate's message quoting it) into the report, whose reader then failed
+    with csv.Error (field over 128 KiB): --resume and merge-reports broke on that report."""
+    from pneumoview.core import report as rep
+
+    if model_dir is None:
+        pytest.skip("model fixture unavailable")
+    folder = tmp_path / "in"
+    folder.mkdir()
+    # implicit VR: 4-byte lengths, so one value can be far over 64 KiB
+    data = _edit(_built("built_implicit.dcm"), 0x00080060, value=b"OT" + b"\xc5" * 300_000)
+    (folder / "huge.dcm").write_bytes(data)
+    (folder / "plain.dcm").write_bytes(_built("built_dx_8bit.dcm"))
+    out = tmp_path / "report.csv"
+    base = [PY, "-m", "pneumoview", "flag", str(folder), "--output", str(out), "--model",
+            str(model_dir), "--device", "cpu", "--workers", "1", "-q"]
+    proc = subprocess.run(base, capture_output=True, text=True, timeout=240, env=_env(),
+                          cwd=str(REPO))
+    assert proc.returncode == 0, proc.stderr[-2000:]
+    rows = rep.read_report(out)
+    assert sorted(r["relpath"] for r in rows) == ["huge.dcm", "plain.dcm"]
+    assert all(len(v) <= rep.MAX_FIELD_CHARS for r in rows for k, v in r.items()
+               if k not in ("path", "relpath"))
+    proc = subprocess.run([*base, "--resume"], capture_output=True, text=True, timeout=240,
+                          env=_env(), cwd=str(REPO))
+    assert proc.returncode == 0, proc.stderr[-2000:]

@@ -75,6 +75,12 @@ def shard_of(relpath: str, n: int) -> int:
 # Formatting rows
 
 
+#: Longest text a header-derived field (message, UIDs, patient ID...) may take in the report: a
+#: corrupt header can hold megabytes in one element (found by the fuzzer), which made the report
+#: unreadable by Python's csv module (128 KiB field limit), and so --resume and merge-reports.
+MAX_FIELD_CHARS = 1024
+
+
 def _one_line(text: Any) -> str:
     return " ".join(str(text).split()) if text is not None else ""
 
@@ -91,7 +97,10 @@ def format_value(key: str, value: Any) -> str:
         return f"{value:.6g}"
     if key == "elapsed_ms" and isinstance(value, float):
         return f"{value:.1f}"
-    return _one_line(value)
+    text = _one_line(value)
+    if len(text) > MAX_FIELD_CHARS and key not in ("path", "relpath"):
+        text = text[:MAX_FIELD_CHARS - 3] + "..."
+    return text
 
 
 def format_row(row: Mapping[str, Any]) -> list[str]:
@@ -239,14 +248,20 @@ def read_report(path: PathType, *, allow_partial_tail: bool = True) -> list[dict
     if not text.strip():
         return []
     reader = csv.reader(io.StringIO(text, newline=""))
-    header = next(reader, None)
+    try:
+        header = next(reader, None)
+    except csv.Error as exc:
+        raise PneumoViewError(f"the report cannot be parsed ({exc})", path) from None
     if header is None:
         return []
     if tuple(header) != COLUMNS:
         raise PneumoViewError("not a PneumoView batch report (unexpected columns); choose "
                               "another --output", path)
     rows = []
-    lines = list(reader)
+    try:
+        lines = list(reader)
+    except csv.Error as exc:
+        raise PneumoViewError(f"the report cannot be parsed ({exc})", path) from None
     for i, values in enumerate(lines):
         if len(values) != len(COLUMNS):
             if i == len(lines) - 1 and allow_partial_tail:
