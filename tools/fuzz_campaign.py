@@ -17,7 +17,6 @@ wall/CPU time, peak RSS), ``reproducers/`` (the file and record of every failing
 from __future__ import annotations
 
 import argparse
-import csv
 import json
 import os
 import random
@@ -194,7 +193,14 @@ def run_cases(args: argparse.Namespace, model_dir: Path | None, out: Path,
 
 
 def run_batches(args: argparse.Namespace, model_dir: Path, out: Path) -> list[dict[str, Any]]:
-    """``pneumoview flag`` and ``index_folder`` on folders of mutated files: one row each."""
+    """``pneumoview flag`` and ``index_folder`` on folders of mutated files: one row each.
+
+    The report is read back with :func:`pneumoview.core.report.read_report` (what ``--resume``
+    and ``merge-reports`` use), so an unreadable report is a finding too.
+    """
+    from pneumoview.core import report as rep
+    from pneumoview.core.errors import PneumoViewError
+
     seeds = fuzzing.seed_corpus(include_large=args.include_large)
     results = []
     for r in range(args.batch_runs):
@@ -216,12 +222,15 @@ def run_batches(args: argparse.Namespace, model_dir: Path, out: Path) -> list[di
         wall = time.monotonic() - t0
         files = sorted(p.relative_to(folder).as_posix() for p in folder.rglob("*")
                        if p.is_file())
-        rows = []
-        if report.exists():
-            with open(report, newline="", encoding="utf-8") as fh:
-                rows = list(csv.DictReader(fh))
+        rows: list[dict[str, str]] = []
+        readable = True
+        try:
+            rows = rep.read_report(report, allow_partial_tail=False)
+        except PneumoViewError as exc:
+            readable = str(exc)
         rels = sorted(row["relpath"] for row in rows)
         res = {"run": r, "files": len(files), "rows": len(rows), "exit": proc.returncode,
+               "report_readable": readable,
                "one_row_per_file": rels == files, "wall_s": round(wall, 1),
                "statuses": dict(Counter(row["status"] for row in rows)),
                "stderr_tail": proc.stderr[-400:] if proc.returncode else ""}
@@ -269,7 +278,8 @@ def write_summary(out: Path, summary: dict[str, Any], extra: dict[str, Any]) -> 
     ]
     for b in extra.get("batches", []):
         lines.append(f"- batch run {b['run']}: {b['files']} files -> {b['rows']} rows, exit "
-                     f"{b['exit']}, one row per file: {b['one_row_per_file']}, "
+                     f"{b['exit']}, report readable: {b['report_readable']}, one row per "
+                     f"file: {b['one_row_per_file']}, "
                      f"{b['wall_s']} s, {b['statuses']}; indexer: {b.get('index')}")
     (out / "summary.md").write_text("\n".join(lines) + "\n")
 
@@ -317,8 +327,9 @@ def main(argv: list[str] | None = None) -> int:
     summary = tally.summary()
     write_summary(out, summary, meta)
     print((out / "summary.md").read_text())
-    bad = summary["failing_cases"] or any(not b["one_row_per_file"] or b["exit"] != 0
-                                          for b in meta.get("batches", []))
+    bad = summary["failing_cases"] or any(
+        not b["one_row_per_file"] or b["exit"] != 0 or b["report_readable"] is not True
+        for b in meta.get("batches", []))
     return 1 if bad else 0
 
 
