@@ -189,6 +189,7 @@ def test_fuzz_index_folder_lists_every_file_once(mutated_folder, tmp_path):
         print(json.dumps({{
             "instances": [i.path for i in res.instances],
             "non_dicom": list(res.non_dicom),
+            "dicomdirs": list(res.dicomdirs),
             "errors": [p for p, _ in res.errors],
             "error_messages": [m for _, m in res.errors],
         }}))
@@ -197,9 +198,14 @@ def test_fuzz_index_folder_lists_every_file_once(mutated_folder, tmp_path):
                           env=_env(), cwd=str(REPO))
     assert proc.returncode == 0, proc.stderr[-3000:]
     res = json.loads(proc.stdout.strip().splitlines()[-1])
-    listed = res["instances"] + res["non_dicom"] + res["errors"]
-    files = sorted(str(p) for p in mutated_folder.rglob("*") if p.is_file())
-    assert sorted(os.path.abspath(p) for p in listed) == files
+    # each file is an instance, a non-DICOM file, a followed DICOMDIR or has error entries (a
+    # DICOMDIR has one per bad reference); never an instance twice or an instance and an error
+    found = res["instances"] + res["non_dicom"]
+    assert len(found) == len(set(found))
+    assert not set(res["instances"]) & set(res["errors"])
+    listed = set(found) | set(res["dicomdirs"]) | set(res["errors"])
+    files = {str(p) for p in mutated_folder.rglob("*") if p.is_file()}
+    assert {os.path.abspath(p) for p in listed} == files
     assert all(res["error_messages"])
 
 

@@ -237,13 +237,22 @@ def run_batches(args: argparse.Namespace, model_dir: Path, out: Path) -> list[di
         # the indexer on the same folder, in its own process
         code = ("import json; from pneumoview.core.indexer import index_folder; "
                 f"r = index_folder({str(folder)!r}, cache=False); "
-                "print(json.dumps([len(r.instances), len(r.non_dicom), len(r.errors)]))")
+                "print(json.dumps([[i.path for i in r.instances], list(r.non_dicom), "
+                "list(r.dicomdirs), [p for p, _ in r.errors]]))")
         ip = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True,
                             env=_env(), cwd=str(REPO))
         if ip.returncode == 0:
-            counts = json.loads(ip.stdout.strip().splitlines()[-1])
-            res["index"] = {"instances": counts[0], "non_dicom": counts[1], "errors": counts[2],
-                            "every_file_once": sum(counts) == len(files)}
+            inst, non_dicom, dicomdirs, errs = json.loads(ip.stdout.strip().splitlines()[-1])
+            found = inst + non_dicom
+            listed = {os.path.relpath(p, folder).replace(os.sep, "/")
+                      for p in set(found) | set(dicomdirs) | set(errs)}
+            # each file: an instance, a non-DICOM file, a followed DICOMDIR or error entries
+            # (a DICOMDIR gets one per bad reference); never two of instance/non-DICOM/error
+            res["index"] = {"instances": len(inst), "non_dicom": len(non_dicom),
+                            "dicomdirs": len(dicomdirs), "files_with_errors": len(set(errs)),
+                            "error_entries": len(errs),
+                            "every_file_once": listed == set(files)
+                            and len(found) == len(set(found)) and not set(inst) & set(errs)}
         else:
             res["index"] = {"exit": ip.returncode, "stderr_tail": ip.stderr[-400:]}
         print(f"[{time.strftime('%H:%M:%S')}] batch {r}: {json.dumps(res)}", flush=True)
