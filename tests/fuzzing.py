@@ -114,6 +114,18 @@ def _chest_pixels() -> tuple[Any, str]:
     return arr, "synthetic"
 
 
+def _fixed_uids(ds: Any, name: str) -> None:
+    """Deterministic UIDs (the factory draws random ones): the same (seed, rng) must give the
+    same bytes in every process, or a case could not be rebuilt from its record."""
+    from pydicom.uid import generate_uid
+
+    for i, key in enumerate(("SOPInstanceUID", "StudyInstanceUID", "SeriesInstanceUID")):
+        uid = generate_uid(entropy_srcs=[name, key, str(i)])
+        setattr(ds, key, uid)
+        if key == "SOPInstanceUID" and hasattr(ds, "file_meta"):
+            ds.file_meta.MediaStorageSOPInstanceUID = uid
+
+
 def built_seeds() -> list[Seed]:
     """Small files built in-process from real chest pixels, one per encoding and oddity."""
     import numpy as np
@@ -153,6 +165,7 @@ def built_seeds() -> list[Seed]:
             pass
     seeds = []
     for name, ds in out:
+        _fixed_uids(ds, name)
         buf = io.BytesIO()
         ds.save_as(buf, enforce_file_format=True)
         seeds.append(Seed(name, buf.getvalue(), f"built from {origin}", 3.0))

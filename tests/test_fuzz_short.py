@@ -323,3 +323,13 @@ def test_fuzz_regression_huge_header_value_keeps_the_report_readable(tmp_path, m
     proc = subprocess.run([*base, "--resume"], capture_output=True, text=True, timeout=240,
                           env=_env(), cwd=str(REPO))
     assert proc.returncode == 0, proc.stderr[-2000:]
+
+
+def test_fuzz_case_is_rebuilt_exactly_from_its_record(light_server, tmp_path):
+    """(seed name, rng seed) gives the same bytes in another process: a failure's JSON record is
+    enough to reproduce it."""
+    seeds = {s.name: s for s in fuzzing.seed_corpus(include_large=False)}
+    for i, name in enumerate(sorted(n for n in seeds if n.startswith("built_"))[:4]):
+        path = tmp_path / f"{i}.dcm"
+        light_server.write(name, 1000 + i, path)
+        assert path.read_bytes() == fuzzing.make_case(seeds, name, 1000 + i)[0]
