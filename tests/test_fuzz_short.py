@@ -333,3 +333,25 @@ def test_fuzz_case_is_rebuilt_exactly_from_its_record(light_server, tmp_path):
         path = tmp_path / f"{i}.dcm"
         light_server.write(name, 1000 + i, path)
         assert path.read_bytes() == fuzzing.make_case(seeds, name, 1000 + i)[0]
+
+
+def test_fuzz_regression_codec_panic_becomes_pneumoview_error(tmp_path, monkeypatch):
+    """A Rust codec's panic arrives as pyo3's PanicException, a BaseException (not an
+    Exception): it escaped decode in the first fuzz run. Simulated here at the codec call."""
+    import pydicom.pixels
+
+    from pneumoview.core import dicomio
+    from pneumoview.core.errors import PneumoViewError
+
+    class PanicException(BaseException):
+        pass
+
+    def panic(*args, **kwargs):  # noqa: ANN002, ANN003, ANN202
+        raise PanicException("index out of bounds: the len is 8192 but the index is 8193")
+
+    path = tmp_path / "rle.dcm"
+    path.write_bytes(_built("built_rle.dcm"))
+    monkeypatch.setattr(pydicom.pixels, "pixel_array", panic)
+    with pytest.raises(PneumoViewError, match="PanicException") as err:
+        dicomio.decode(path)
+    assert err.value.path == str(path)
