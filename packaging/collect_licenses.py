@@ -81,10 +81,18 @@ def _licence_files(dist: metadata.Distribution) -> list[tuple[Path, str]]:
 
 def _declared(dist: metadata.Distribution) -> str:
     meta = dist.metadata
-    expr = meta.get("License-Expression") or ""
-    text = meta.get("License") or ""
-    classifiers = [c for c in meta.get_all("Classifier") or [] if c.startswith("License ::")]
-    return expr or (text if len(text) < 120 else text[:117] + "...") or "; ".join(classifiers)
+    expr = (meta.get("License-Expression") or "").strip()
+    text = (meta.get("License") or "").strip()
+    classifiers = [c.split(" :: ")[-1] for c in meta.get_all("Classifier") or []
+                   if c.startswith("License ::")]
+    if expr:
+        return expr
+    if text and "\n" not in text and len(text) <= 80:  # a name, not the whole licence text
+        return text
+    if classifiers:
+        return "; ".join(classifiers)
+    first = text.splitlines()[0].strip() if text else ""
+    return first[:77] + "..." if len(first) > 80 else first
 
 
 def collect(sources: Iterable[str], out_dir: Path, extra_dir: Path,

@@ -61,3 +61,9 @@ def test_summary_files(collected) -> None:
     for row in rows:
         assert row["name"] in readme
     assert json.loads((out / "components.json").read_text()) == rows
+
+
+def test_summary_lines_are_one_line_each(collected) -> None:
+    out, rows = collected
+    for row in rows:
+        assert "\n" not in row["license"] and len(row["license"]) <= 200, row
