@@ -31,7 +31,7 @@ import fuzzing  # noqa: E402
 
 REPO = Path(__file__).resolve().parents[1]
 PY = sys.executable
-N_CASES = int(os.environ.get("PNEUMOVIEW_FUZZ_CASES", "80"))
+N_CASES = int(os.environ.get("PNEUMOVIEW_FUZZ_CASES", "300"))
 MASTER_SEED = int(os.environ.get("PNEUMOVIEW_FUZZ_SEED", "20261122"))
 TIME_BOUND_S = 20.0  # per case, all targets together (generous: CI machines are shared)
 MEM_MB = 3072  # address space a case may add over the server's own (RLIMIT_AS)
