@@ -747,15 +747,27 @@ def _dicomdir_references(path: str) -> tuple[list[str], list[tuple[str, str]]]:
     ds = read_header(path)
     found: list[str] = []
     errors: list[tuple[str, str]] = []
-    for record in ds.get("DirectoryRecordSequence", []) or []:
-        ref = record.get("ReferencedFileID")
-        if ref is None:
+    try:
+        records = list(ds.get("DirectoryRecordSequence", []) or [])
+    except Exception as exc:  # noqa: BLE001 - a damaged sequence (found by the fuzzer)
+        raise PneumoViewError(f"unreadable directory records ({type(exc).__name__})",
+                              path) from None
+    for record in records:
+        try:  # values inside records are converted when read: a damaged one raises here
+            ref = record.get("ReferencedFileID")
+            parts = None if ref is None else (
+                [str(p) for p in ref] if not isinstance(ref, str) else str(ref).split("\\"))
+        except Exception as exc:  # noqa: BLE001 - found by the fuzzer
+            errors.append((path, f"DICOMDIR record unreadable ({type(exc).__name__}); "
+                                 "skipped (the DICOMDIR may be damaged)"))
             continue
-        parts = [str(p) for p in ref] if not isinstance(ref, str) else str(ref).split("\\")
+        if parts is None:
+            continue
         parts = [p.strip(" \x00") for p in parts]
         shown = "\\".join(parts)
         bad = (not parts or any(
-            p in ("", ".", "..") or "/" in p or "\\" in p or ":" in p for p in parts))
+            p in ("", ".", "..") or "/" in p or "\\" in p or ":" in p or "\x00" in p
+            for p in parts))
         target = os.path.normpath(os.path.join(folder, *parts)) if not bad else ""
         if bad or not _is_within(target, os.path.normpath(folder)) \
                 or not _is_within(os.path.realpath(target), real_folder):

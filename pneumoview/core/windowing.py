@@ -79,7 +79,10 @@ def declared_windows(ds: Dataset, values: np.ndarray | None = None) -> tuple[Win
     elif isinstance(raw_names, str):
         names = [raw_names]
     else:
-        names = [str(n) for n in raw_names]
+        try:
+            names = [str(n) for n in raw_names]
+        except TypeError:  # one value read with a wrong VR (a number): not a list of names
+            names = [str(raw_names)]
     func = str(ds.get("VOILUTFunction", "LINEAR") or "LINEAR").strip().upper()
     if func not in FUNCTIONS:
         func = "LINEAR"
