@@ -241,6 +241,7 @@ def main() -> int:
                      "cores": cores, "load_1min": load, "model": info.label,
                      "batch_size": args.batch_size, "n": args.n, "size": args.size, "sets": {}}
     mo = model_only(engine, args.batch_size, cores)
+    mo["load_1min_after"] = os.getloadavg()[0]
     results["model_only"] = mo
     print(f"cores {cores}, load {load:.2f}, model {info.label}")
     print(f"model-only batched forward ({args.batch_size}, {cores} threads): "
@@ -248,12 +249,15 @@ def main() -> int:
     for name in args.sets.split(","):
         folder = make_set(scratch, name, args.n, args.size)
         files = sorted(str(p) for p in folder.glob("*.dcm"))
+        loads = [os.getloadavg()[0]]
         b = batch_run(folder, model_dir, args.batch_size, args.workers,
                       scratch / f"report-{name}.csv")
+        loads.append(os.getloadavg()[0])
         nv = naive_loop(files, engine, cores)
+        loads.append(os.getloadavg()[0])
         cpu_sum = nv["decode_cpu_s_per_img"] + nv["input_cpu_s_per_img"] + mo["cpu_s_per_img"]
         ceiling = cores / cpu_sum
-        entry = {"batch": b, "naive": nv, "ceiling": ceiling,
+        entry = {"batch": b, "naive": nv, "ceiling": ceiling, "load_1min": loads,
                  "batch_over_ceiling": b["rate"] / ceiling,
                  "batch_over_model_only": b["rate"] / mo["rate"],
                  "batch_over_naive": b["rate"] / nv["rate"]}
@@ -269,6 +273,9 @@ def main() -> int:
               f"batch/model-only {entry['batch_over_model_only']:.0%}"
               f"{' (goal >= 80%)' if name == 'uncompressed' else ''} | "
               f"batch/naive {entry['batch_over_naive']:.2f}x")
+        print(f"  1-minute load before/after batch/after naive: "
+              f"{' / '.join(f'{x:.2f}' for x in loads)} (other work on the machine skews "
+              "the figures when well above 0)")
     if args.json:
         Path(args.json).write_text(json.dumps(results, indent=2) + "\n")
     return 0
