@@ -26,6 +26,13 @@ def _user_dirs(tmp_path_factory: pytest.TempPathFactory):
     mp.undo()
 
 
+@pytest.fixture(autouse=True)
+def _fresh_settings(tmp_path_factory: pytest.TempPathFactory, monkeypatch: pytest.MonkeyPatch):
+    """Each test starts from default settings: one test's saved preferences (a 1 MiB image
+    limit, a threshold) must not leak into the windows of later tests."""
+    monkeypatch.setenv("PNEUMOVIEW_CONFIG_DIR", str(tmp_path_factory.mktemp("config")))
+
+
 def _python_threads() -> set[threading.Thread]:
     # _DummyThread: a foreign (e.g. Qt pool) thread that once ran Python; Python 3.11 never
     # forgets them, so they say nothing about what is running now (Qt pools are checked below).

@@ -50,7 +50,10 @@ def test_screenshot_image_area_matches_render(qtbot, tmp_path, series):
     demo = prepare_demo(tmp_path / "demo")
     path = demo / series
     out = tmp_path / "shot.png"
-    window = viewer_app.create_window(_args(path=str(path), screenshot=str(out)))
+    # No model: this compares display pixels, and a flagged image's CAM overlay (shown by
+    # default) would tint them. The AI screenshot path is tested in test_ai_gui_window.py.
+    window = viewer_app.create_window(_args(path=str(path), screenshot=str(out),
+                                            model=str(tmp_path / "no-model")))
     qtbot.addWidget(window)
     try:
         assert viewer_app.take_screenshot(window, str(out), timeout=60) == 0
