@@ -13,10 +13,10 @@ from pathlib import Path
 import numpy as np
 import pydicom
 import pytest
+from dicom_factory import make_dataset, sample_file, save
 from pydicom.dataset import Dataset, FileMetaDataset
 from pydicom.uid import ExplicitVRLittleEndian, generate_uid
 
-from dicom_factory import make_dataset, sample_file, save
 from pneumoview.core import batch, contract, dicomio, indexer, windowing
 from pneumoview.core.errors import PneumoViewError
 
