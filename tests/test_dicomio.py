@@ -260,3 +260,12 @@ def test_source_files_are_not_modified(tmp_path: Path) -> None:
     dicomio.decode(path)
     dicomio.read_header(path)
     assert (path.read_bytes(), path.stat().st_mtime_ns) == before
+
+
+def test_window_width_one_is_a_step_at_center_minus_half() -> None:
+    """PS3.3 C.11.2.1.2.1: with width 1 values up to c - 0.5 are black, above are white."""
+    window = windowing.Window(center=100.0, width=1.0, name="step")
+    values = np.array([98.0, 99.5, 99.6, 100.0, 101.0])
+    with np.errstate(all="raise"):
+        shown = windowing.apply_window(values, window)
+    assert shown.tolist() == [0, 0, 255, 255, 255]

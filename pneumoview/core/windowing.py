@@ -136,6 +136,8 @@ def window_unit(values: np.ndarray, window: Window) -> np.ndarray:
         y = np.clip((x - c) / w + 0.5, 0.0, 1.0)
     else:
         w = max(w, 1.0)
+        if w == 1.0:  # PS3.3 C.11.2.1.2.1: width 1 is a step at c - 0.5 (no ramp to divide by)
+            return (x > c - 0.5).astype(np.float32)
         y = np.where(x <= c - 0.5 - (w - 1) / 2, 0.0,
                      np.where(x > c - 0.5 + (w - 1) / 2, 1.0, (x - (c - 0.5)) / (w - 1) + 0.5))
     return np.clip(y, 0.0, 1.0).astype(np.float32)
