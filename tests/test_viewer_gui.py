@@ -12,7 +12,7 @@ import pytest
 pytest.importorskip("PySide6")
 pytestmark = pytest.mark.gui
 
-from dicom_factory import make_dataset, sample_file, save  # noqa: E402
+from dicom_factory import make_dataset, reencode, sample_file, save  # noqa: E402
 from PySide6.QtCore import QEvent, QMimeData, QPointF, Qt, QUrl  # noqa: E402
 from PySide6.QtGui import QDropEvent, QMouseEvent  # noqa: E402
 from PySide6.QtWidgets import QApplication  # noqa: E402
@@ -277,6 +277,35 @@ def test_broken_file_reports_and_app_carries_on(qtbot, window, small_folder, tmp
     wait_idle(qtbot, window)
     assert shown_path(window) == good.path
     assert not window.view._message.isVisible()
+
+
+def test_codec_crash_on_a_compressed_file_leaves_the_viewer_running(qtbot, window, tmp_path):
+    """A compressed file is decoded in a worker process; its codec segfaulting (for real: the
+    test decoder kills itself with SIGSEGV on ``crash*`` files) is an error, not the end."""
+    from pydicom.uid import RLELossless
+
+    from pneumoview.core.isolated import IsolatedDecoder
+
+    window.decoder.close()
+    window.decoder = IsolatedDecoder(timeout_s=60, target="test_isolated:faulty_payload")
+    pixels = pydicom.dcmread(RG1).pixel_array[::8, ::8].copy() if RG1 else \
+        np.arange(64 * 64, dtype=np.uint16).reshape(64, 64)
+    folder = tmp_path / "codec"
+    folder.mkdir()
+    crash = save(reencode(make_dataset(pixels, modality="CR", PatientID="P1", InstanceNumber=1),
+                          RLELossless), folder / "crash.dcm")
+    good = save(reencode(make_dataset(pixels, modality="CR", PatientID="P1", InstanceNumber=2),
+                         RLELossless), folder / "good.dcm")
+    open_and_wait(qtbot, window, folder)
+    assert window.tree.select_instance(str(crash))
+    wait_idle(qtbot, window)
+    assert window.view.decoded is None
+    assert "crash.dcm" in window.view._message.text() and "SIGSEGV" in window.view._message.text()
+    assert "SIGSEGV" in window.log_panel.toPlainText()
+    window.tree.select_instance(str(good))
+    wait_idle(qtbot, window)
+    assert shown_path(window) == str(good)
+    assert window.decoder.isolated >= 2  # both went through the worker (crash one maybe twice)
 
 
 def test_missing_path_and_empty_folder(qtbot, window, tmp_path):

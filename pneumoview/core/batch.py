@@ -30,6 +30,7 @@ from typing import TYPE_CHECKING, Any
 
 from pneumoview.core import report as rep
 from pneumoview.core.errors import PneumoViewError
+from pneumoview.core.procpool import default_memory_limit_mb
 
 if TYPE_CHECKING:  # pragma: no cover
     import numpy as np
@@ -40,22 +41,6 @@ log = logging.getLogger(__name__)
 
 DEFAULT_BATCH_SIZE = 32
 DEFAULT_TIMEOUT_S = 120.0
-#: Address-space limit per decode worker, at most. The largest image dicomio opens by default
-#: (1 GiB of stored pixels) needs about 3.5 GiB once converted to float32 and resized; imports
-#: take ~0.5 GiB. :func:`default_memory_limit_mb` lowers it so all workers fit in the RAM.
-DEFAULT_MEMORY_LIMIT_MB = 6144
-MIN_MEMORY_LIMIT_MB = 1024
-
-
-def default_memory_limit_mb(workers: int) -> int:
-    """``min(6 GiB, RAM / (workers + 1))``, at least 1 GiB: N runaway decoders together cannot
-    take the machine's memory (the +1 leaves room for the model process)."""
-    try:
-        total = os.sysconf("SC_PAGE_SIZE") * os.sysconf("SC_PHYS_PAGES") // 2**20
-    except (AttributeError, ValueError, OSError):
-        return DEFAULT_MEMORY_LIMIT_MB
-    return int(max(MIN_MEMORY_LIMIT_MB, min(DEFAULT_MEMORY_LIMIT_MB,
-                                            total // (max(1, workers) + 1))))
 DECODE_TARGET = "pneumoview.core.batch:decode_task"
 
 SCORED, NOT_SCORED, SKIPPED, ERROR = "scored", "not_scored", "skipped", "error"

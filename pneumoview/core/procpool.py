@@ -58,6 +58,24 @@ WORKER_ENV = {
 MAX_START_FAILURES = 3
 
 
+#: Address-space limit per decode worker, at most. The largest image dicomio opens by default
+#: (1 GiB of stored pixels) needs about 3.5 GiB once converted to float32 and resized; imports
+#: take ~0.5 GiB. :func:`default_memory_limit_mb` lowers it so all workers fit in the RAM.
+DEFAULT_MEMORY_LIMIT_MB = 6144
+MIN_MEMORY_LIMIT_MB = 1024
+
+
+def default_memory_limit_mb(workers: int) -> int:
+    """``min(6 GiB, RAM / (workers + 1))``, at least 1 GiB: N runaway decoders together cannot
+    take the machine's memory (the +1 leaves room for the model process)."""
+    try:
+        total = os.sysconf("SC_PAGE_SIZE") * os.sysconf("SC_PHYS_PAGES") // 2**20
+    except (AttributeError, ValueError, OSError):
+        return DEFAULT_MEMORY_LIMIT_MB
+    return int(max(MIN_MEMORY_LIMIT_MB, min(DEFAULT_MEMORY_LIMIT_MB,
+                                            total // (max(1, workers) + 1))))
+
+
 @dataclass(frozen=True)
 class TaskResult:
     """The outcome of one task: ``ok`` with ``value``, or not ok with a one-line ``message``."""
@@ -196,6 +214,13 @@ class _Worker:
         self.task: tuple[int, Any, Any] | None = None  # (task id, key, payload)
         self.started = 0.0
 
+    def usable(self) -> bool:
+        """Its pipe is open and the process has not exited (it may still be starting)."""
+        try:
+            return not self.conn.closed and self.proc.exitcode is None
+        except ValueError:  # the process object was closed
+            return False
+
     def kill(self) -> None:
         with contextlib.suppress(Exception):
             self.proc.kill()
@@ -257,7 +282,13 @@ class ProcessPool:
         self.close()
 
     def start(self) -> None:
+        """Start workers up to the pool's size, replacing any that died or were killed.
+
+        A stream that ended early (the consumer stopped reading) may leave a killed worker
+        that the supervisor did not replace; the next stream must not find it.
+        """
         with self._lock:
+            self._workers = [w for w in self._workers if w.usable()]
             while len(self._workers) < self.n_workers:
                 self._workers.append(self._spawn())
 

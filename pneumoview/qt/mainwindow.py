@@ -21,6 +21,7 @@ import base64
 import logging
 import os
 from collections import OrderedDict
+from collections.abc import Callable
 from dataclasses import dataclass
 
 from PySide6.QtCore import QByteArray, Qt, Signal
@@ -41,9 +42,10 @@ from PySide6.QtWidgets import (
     QWidget,
 )
 
-from pneumoview.core import dicomio, threads
+from pneumoview.core import threads
 from pneumoview.core.errors import PneumoViewError
 from pneumoview.core.indexer import IndexProgress, IndexResult, Instance
+from pneumoview.core.isolated import IsolatedDecoder, is_codec_syntax
 from pneumoview.core.settings import Settings, save_settings
 from pneumoview.qt.imageview import ImageView, PreparedImage, prepare
 from pneumoview.qt.logpanel import LogPanel, QtLogHandler
@@ -81,10 +83,14 @@ class ViewerOptions:
     screenshot_mode: bool = False
 
 
-def _decode_task(path: str, frame: int, max_bytes: int) -> PreparedImage:
-    """Worker: decode and prepare one frame (the GUI thread only hands it to pyqtgraph)."""
+def _decode_task(decoder: IsolatedDecoder, path: str, frame: int, max_bytes: int,
+                 cancelled: Callable[[], bool] | None = None) -> PreparedImage:
+    """Worker: decode (compressed files in the decoder's process) and prepare one frame.
+
+    The GUI thread only hands the result to pyqtgraph.
+    """
     with threads.busy():
-        return prepare(dicomio.decode(path, frame, max_bytes=max_bytes))
+        return prepare(decoder.decode(path, frame, max_bytes=max_bytes, cancelled=cancelled))
 
 
 def _read_files_task(paths: list[str], on_instances, cancel, progress=None) -> IndexResult:  # noqa: ANN001, E501
@@ -124,6 +130,7 @@ class MainWindow(QMainWindow):
         self.settings = settings or Settings()
         self.options = options or ViewerOptions()
         self.runner = WorkRunner(self)
+        self.decoder = IsolatedDecoder()  # a codec crash on a compressed file cannot close us
         self.current_instance: Instance | None = None
         self.current_root: str | None = None
         self._wanted: tuple[str, int] | None = None
@@ -429,6 +436,8 @@ class MainWindow(QMainWindow):
             return  # a folder opened before this one
         if self.tree.add_instances(batch):
             self.instancesAdded.emit(batch)
+        if any(is_codec_syntax(inst.transfer_syntax) for inst in batch):
+            self.decoder.prewarm()  # its imports overlap indexing, not the first decode
         if self.current_instance is None and not self.options.screenshot_mode:
             first = self.tree.first_instance()
             if first is not None:
@@ -504,8 +513,9 @@ class MainWindow(QMainWindow):
             self._display(cached)
             return
         self.statusBar().showMessage(f"Loading {os.path.basename(path)} ...")
-        job = Job(_decode_task, path, frame, self.settings.max_image_bytes, name="decode",
-                  tag=key)
+        job = Job(_decode_task, self.decoder, path, frame, self.settings.max_image_bytes,
+                  name="decode", tag=key)
+        job.bind(cancelled=job.is_cancelled)
         job.signals.result.connect(lambda p, k=key: self._on_decoded(k, p))
         job.signals.error.connect(lambda e, k=key: self._on_decode_error(k, e))
         self.runner.submit(job, lane="decode", latest_only=True)
@@ -620,6 +630,7 @@ class MainWindow(QMainWindow):
         self.ai.shutdown()
         self.batch.shutdown()  # cancels a running batch; the runner below joins its thread
         save_settings(self.settings)
+        self.decoder.close()  # first: a decode in flight then ends at once
         self.runner.shutdown(timeout=10.0)
         logging.getLogger("pneumoview").removeHandler(self._log_handler)
 

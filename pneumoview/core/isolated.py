@@ -1,0 +1,169 @@
+"""Decode compressed pixel data in a separate process, so a codec crash cannot close the viewer.
+
+Compressed transfer syntaxes are decoded by C and Rust libraries (OpenJPEG, CharLS, GDCM,
+libjpeg) fed with bytes nobody checked. A segfault or an abort in one of them ends the process
+it runs in; the fuzzing campaigns found no such file for the installed codecs, but GDCM is the
+only decoder for JPEG Lossless here and no guarantee exists. The batch engine therefore decodes
+in supervised worker processes (:mod:`pneumoview.core.procpool`); this module gives the viewer
+the same protection for the image it opens, with one long-lived worker:
+
+* native (uncompressed) and deflated pixel data is decoded in-process: that is numpy on a
+  buffer pydicom has length-checked, and the common case stays as fast as it was;
+* everything else (encapsulated or unknown transfer syntaxes) goes to the worker, with a time
+  limit and a memory limit; a crash, hang or runaway allocation there becomes a
+  :class:`PneumoViewError` naming the file, the worker is restarted, the viewer carries on.
+
+The worker is started on the first compressed file (about a second of imports) and kept. The
+decoded image crosses back by pickling (a 1841 x 1955 frame is 14 MB of float32, ~10 ms), small
+next to the codecs' own time (50 ms to 1 s for such a frame).
+"""
+
+from __future__ import annotations
+
+import threading
+import time
+from collections.abc import Callable
+from os import PathLike
+from typing import Any
+
+from pydicom.uid import UID
+
+from pneumoview.core import dicomio
+from pneumoview.core.errors import PneumoViewError
+from pneumoview.core.procpool import ProcessPool, default_memory_limit_mb
+
+#: The worker's entry point (``module:function``, imported inside the worker).
+TARGET = "pneumoview.core.isolated:decode_payload"
+#: A frame the viewer waits for longer than this is given up (the worker is killed, restarted).
+DEFAULT_TIMEOUT_S = 60.0
+#: A cancelled decode is left to finish (its frame is cached for going back) unless it has run
+#: this long: killing costs a worker restart (about a second of imports), not worth it for the
+#: quick files a reader skips through, worth it for a codec stuck on one file.
+KILL_AFTER_S = 2.0
+
+PathType = str | PathLike[str]
+
+
+def decode_payload(payload: tuple[str, int, int]) -> tuple[bool, Any]:
+    """Worker side: ``(True, DecodedImage)`` or ``(False, reason)`` for a refused file.
+
+    The reason travels without the path (the parent adds it), so messages do not repeat it.
+    """
+    path, frame, max_bytes = payload
+    try:
+        return True, dicomio.decode(path, frame, max_bytes=max_bytes)
+    except PneumoViewError as exc:
+        return False, exc.reason
+
+
+def needs_isolation(header: Any) -> bool:
+    """True unless the pixel data is native or deflated (decoded by numpy, no codec library)."""
+    meta = getattr(header, "file_meta", None)
+    return is_codec_syntax(getattr(meta, "TransferSyntaxUID", None) if meta is not None else None)
+
+
+def is_codec_syntax(uid: str | None) -> bool:
+    """Whether a transfer syntax UID needs a codec library (encapsulated, or unknown)."""
+    if not uid:
+        return False  # pydicom reads such files as implicit little endian: native data
+    syntax = UID(str(uid))
+    try:
+        return not syntax.is_transfer_syntax or bool(syntax.is_encapsulated)
+    except (AttributeError, ValueError):
+        return True
+
+
+class IsolatedDecoder:
+    """``decode(path, frame, max_bytes)`` that sends compressed files to a worker process.
+
+    Thread-safe (one decode at a time in the worker); :meth:`close` ends the worker and must be
+    called by the owner (the viewer does it when its window closes).
+    """
+
+    def __init__(self, timeout_s: float = DEFAULT_TIMEOUT_S,
+                 memory_limit_bytes: int | None = -1, target: str = TARGET) -> None:
+        self.target = target  # tests substitute a decoder that really crashes or hangs
+        self.timeout_s = float(timeout_s)
+        self.memory_limit = (default_memory_limit_mb(1) * 2**20 if memory_limit_bytes == -1
+                             else memory_limit_bytes)
+        self._pool: ProcessPool | None = None
+        self._lock = threading.Lock()
+        self.isolated = 0  # files decoded in the worker (for tests and the log)
+        self._closed = False
+
+    def decode(self, path: PathType, frame: int = 0,
+               max_bytes: int = dicomio.DEFAULT_MAX_PIXEL_BYTES,
+               cancelled: Callable[[], bool] | None = None) -> dicomio.DecodedImage:
+        """Decode one frame; compressed files in the worker. Only PneumoViewError escapes.
+
+        ``cancelled`` is polled while the worker runs: when it is true and the decode has run
+        for ``KILL_AFTER_S``, the worker is killed (restarted on the next compressed file) and
+        the call raises, so a reader who moved on does not wait for a stuck codec.
+        """
+        header = dicomio.read_header(path)
+        if not needs_isolation(header):
+            return dicomio.decode(path, frame, max_bytes=max_bytes, ds=header)
+        dicomio.check_decodable(header, path, max_bytes)
+        with self._lock:
+            return self._decode_isolated(str(path), frame, max_bytes, cancelled)
+
+    def _decode_isolated(self, path: str, frame: int, max_bytes: int,
+                         cancelled: Callable[[], bool] | None) -> dicomio.DecodedImage:
+        if self._closed:
+            raise PneumoViewError("not decoded: the viewer is closing", path)
+        pool = self._ensure_pool()
+        self.isolated += 1
+        started = time.monotonic()
+        results = pool.imap_unordered([(path, (path, frame, max_bytes))], poll_s=0.1,
+                                             ticks=True)
+        try:
+            for res in results:
+                if res is None:
+                    if cancelled is not None and cancelled() \
+                            and time.monotonic() - started > KILL_AFTER_S:
+                        self._kill()
+                        raise PneumoViewError("decoding was cancelled", path)
+                    continue
+                if not res.ok:
+                    raise PneumoViewError(res.message, path)
+                ok, value = res.value
+                if not ok:
+                    raise PneumoViewError(value, path)
+                return value
+        except RuntimeError as exc:  # the pool was closed under us (close() from another thread)
+            raise PneumoViewError(f"decoding was stopped ({exc})", path) from None
+        finally:
+            results.close()
+        raise PneumoViewError("the decode worker returned no result", path)
+
+    def prewarm(self) -> None:
+        """Start the worker now, so the first compressed image does not wait for its imports.
+
+        The viewer calls it when a folder with compressed files opens; never blocks (skipped
+        when a decode holds the lock).
+        """
+        if self._closed or not self._lock.acquire(blocking=False):
+            return
+        try:
+            self._ensure_pool().start()
+        finally:
+            self._lock.release()
+
+    def _ensure_pool(self) -> ProcessPool:
+        if self._pool is None:
+            self._pool = ProcessPool(self.target, 1, timeout_s=self.timeout_s,
+                                     memory_limit_bytes=self.memory_limit)
+        return self._pool
+
+    def _kill(self) -> None:
+        pool, self._pool = self._pool, None
+        if pool is not None:
+            pool.close(cancel=True)
+
+    def close(self) -> None:
+        """End the worker process at once (a decode in flight then raises); safe to repeat.
+
+        Does not wait for the lock: the viewer closes while a slow decode may be running.
+        """
+        self._closed = True
+        self._kill()
