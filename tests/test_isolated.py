@@ -168,3 +168,15 @@ def test_prewarm_starts_the_worker_before_the_first_file(decoder: IsolatedDecode
     assert len(_children()) == 1
     assert decoder.decode(files["j2k"]).shape == (96, 80)
     assert len(_children()) == 1
+
+
+def test_a_file_without_preamble_is_decoded_in_the_worker(decoder: IsolatedDecoder,
+                                                         files: dict[str, Path],
+                                                         tmp_path: Path) -> None:
+    bare = tmp_path / "no_preamble.dcm"
+    bare.write_bytes(files["native"].read_bytes()[132:])  # no preamble, no "DICM", no meta
+    assert isolated.file_transfer_syntax(bare) == "unknown"
+    assert isolated.file_transfer_syntax(files["native"]) == "1.2.840.10008.1.2.1"
+    np.testing.assert_array_equal(decoder.decode(bare).values,
+                                  dicomio.decode(files["native"]).values)
+    assert decoder.isolated == 1

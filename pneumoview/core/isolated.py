@@ -26,6 +26,7 @@ from collections.abc import Callable
 from os import PathLike
 from typing import Any
 
+import pydicom.filereader
 from pydicom.uid import UID
 
 from pneumoview.core import dicomio
@@ -56,10 +57,18 @@ def decode_payload(payload: tuple[str, int, int]) -> tuple[bool, Any]:
         return False, exc.reason
 
 
-def needs_isolation(header: Any) -> bool:
-    """True unless the pixel data is native or deflated (decoded by numpy, no codec library)."""
-    meta = getattr(header, "file_meta", None)
-    return is_codec_syntax(getattr(meta, "TransferSyntaxUID", None) if meta is not None else None)
+def file_transfer_syntax(path: PathType) -> str | None:
+    """The file meta's transfer syntax (group 0002 only: a fraction of a millisecond).
+
+    ``None`` when the file has a preamble but no syntax (pydicom then reads it as implicit
+    little endian); ``"unknown"`` when the meta cannot be read (no preamble, damaged): such a
+    file is decoded in the worker, to be safe.
+    """
+    try:
+        uid = pydicom.filereader.read_file_meta_info(path).get("TransferSyntaxUID")
+    except Exception:  # noqa: BLE001 - any failure here only means "decode it in the worker"
+        return "unknown"
+    return None if uid is None else str(uid)
 
 
 def is_codec_syntax(uid: str | None) -> bool:
@@ -100,10 +109,8 @@ class IsolatedDecoder:
         for ``KILL_AFTER_S``, the worker is killed (restarted on the next compressed file) and
         the call raises, so a reader who moved on does not wait for a stuck codec.
         """
-        header = dicomio.read_header(path)
-        if not needs_isolation(header):
-            return dicomio.decode(path, frame, max_bytes=max_bytes, ds=header)
-        dicomio.check_decodable(header, path, max_bytes)
+        if not is_codec_syntax(file_transfer_syntax(path)):
+            return dicomio.decode(path, frame, max_bytes=max_bytes)
         with self._lock:
             return self._decode_isolated(str(path), frame, max_bytes, cancelled)
 
