@@ -6,7 +6,7 @@ import numpy as np
 import pytest
 from pydicom.dataset import Dataset
 
-from pneumoview.core.gate import channels_equal, not_scorable_reason
+from pneumoview.core.gate import looks_grey, not_scorable_reason
 from tests.ai_support import chest_dicoms, pydicom_testdata
 
 # lower-case CS values are deliberate: real files have them and the gate must cope
@@ -87,8 +87,17 @@ def test_colour_refused_by_header_and_by_pixels() -> None:
     assert "colour" in (not_scorable_reason(rgb, values=colour) or "")
     # a grey film stored as RGB (three equal channels) is not true colour
     grey = np.repeat(rng.integers(0, 255, (8, 8, 1)), 3, axis=2).astype(np.float32)
-    assert channels_equal(grey) and not channels_equal(colour)
+    assert looks_grey(grey) and not looks_grey(colour)
     assert not_scorable_reason(rgb, values=grey) is None
+    # independent codec noise of a few levels per channel is still grey
+    noisy = grey + rng.integers(-3, 4, grey.shape)
+    assert looks_grey(noisy) and not_scorable_reason(rgb, values=noisy) is None
+    # a grey film under a colour-coded map over a third of it is colour
+    film = np.repeat(np.linspace(0, 255, 90 * 90).reshape(90, 90, 1), 3, axis=2)
+    film[:30, :, 0] = 255
+    film[:30, :, 2] = 0
+    assert not looks_grey(film)
+    assert "colour" in (not_scorable_reason(rgb, values=film) or "")
     ybr = _ds(PhotometricInterpretation="YBR_FULL_422", SamplesPerPixel=3)
     assert "colour" in (not_scorable_reason(ybr) or "")
     palette = _ds(PhotometricInterpretation="PALETTE COLOR", SamplesPerPixel=1)

@@ -170,6 +170,34 @@ def test_ybr_full_422_grey_film_decodes_to_equal_channels(tmp_path: Path) -> Non
     assert np.allclose(task["input"], twin["input"], atol=1e-6)
 
 
+def test_grey_film_in_rgb_with_per_channel_codec_noise_is_scored(tmp_path: Path) -> None:
+    """JPEG-LS near-lossless codes R, G and B separately: a grey film in an RGB wrapper comes
+    back with channels a few grey levels apart. It is still grey, and scores like its twin."""
+    from pydicom.uid import JPEGLSNearLossless
+
+    grey = _chest8(128)
+    ds = make_dataset(np.stack([grey] * 3, axis=-1))
+    ds.compress(JPEGLSNearLossless, jls_error=3)
+    path = save(ds, tmp_path / "rgb_near_lossless.dcm")
+    decoded = _expect_image(path)
+    assert decoded.is_colour
+    assert not np.array_equal(decoded.values[..., 0], decoded.values[..., 1])
+    task = _task(path)
+    assert task["status"] == "scored", task
+    twin = _task(save(make_dataset(grey), tmp_path / "grey.dcm"))
+    assert np.abs(task["input"] - twin["input"]).max() < 0.05
+
+
+@pytest.mark.parametrize("name", ["SC_rgb.dcm", "SC_rgb_jpeg_dcmtk.dcm", "SC_rgb_rle.dcm",
+                                  "SC_ybr_full_422_uncompressed.dcm"])
+def test_true_colour_sample_files_are_not_scored(name: str) -> None:
+    src = sample_file(name)
+    if src is None:
+        pytest.skip(f"pydicom test file {name} unavailable")
+    task = _task(Path(src))
+    assert task["status"] == "not_scored" and "colour image" in task["message"], task
+
+
 def test_ybr_full_422_sample_file() -> None:
     src = sample_file("SC_ybr_full_422_uncompressed.dcm")
     if src is None:

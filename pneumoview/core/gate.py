@@ -35,13 +35,31 @@ def _tag(header: Any, keyword: str) -> str:
         return ""
 
 
-def channels_equal(values: np.ndarray) -> bool:
-    """True when a (H, W, C) array's channels are identical (a grey image stored as colour)."""
+# A grey film in a colour wrapper may come back with slightly different channels: a lossy codec
+# that codes R, G and B separately (JPEG-LS near-lossless, JPEG without a colour transform) adds
+# independent errors of a few grey levels to each. Such an image is still grey; true colour
+# (a photograph, a colour-coded map) has channels far apart over much of the picture.
+GREY_CHROMA_FRACTION = 0.05  # of the image's value range
+GREY_CHROMA_PERCENTILE = 99.0
+
+
+def looks_grey(values: np.ndarray) -> bool:
+    """True when a (H, W, C) array holds a grey picture: its colour channels are equal, or differ
+    by no more than codec noise (in 99 % of pixels, by at most 5 % of the value range)."""
     arr = np.asarray(values)
     if arr.ndim != 3 or arr.shape[2] < 2:
         return True
-    first = arr[..., 0]
-    return all(np.array_equal(first, arr[..., c]) for c in range(1, min(arr.shape[2], 3)))
+    rgb = arr[..., :3]
+    if all(np.array_equal(rgb[..., 0], rgb[..., c]) for c in range(1, rgb.shape[2])):
+        return True
+    step = max(1, int(np.sqrt(rgb.shape[0] * rgb.shape[1] / 250_000)))  # ~250k pixels suffice
+    sample = rgb[::step, ::step].astype(np.float32)
+    chroma = sample.max(axis=2) - sample.min(axis=2)
+    value_range = float(sample.max() - sample.min())
+    if not np.isfinite(value_range) or value_range <= 0:
+        return False
+    spread = float(np.percentile(chroma, GREY_CHROMA_PERCENTILE))
+    return spread <= GREY_CHROMA_FRACTION * value_range
 
 
 def not_scorable_reason(header: Any, n_frames: int | None = None,
@@ -80,7 +98,7 @@ def not_scorable_reason(header: Any, n_frames: int | None = None,
     if photometric.startswith("PALETTE"):
         return "colour image (PhotometricInterpretation PALETTE COLOR)"
     if values is not None and np.asarray(values).ndim == 3:
-        true_colour = not channels_equal(values)
+        true_colour = not looks_grey(values)
     else:
         true_colour = header_colour and values is None
     if true_colour:
