@@ -3,6 +3,12 @@
 from __future__ import annotations
 
 import argparse
+import os
+import sys
+from collections.abc import Callable, MutableMapping
+
+#: what to install when Qt's xcb platform cannot load (Qt 6.5+ needs libxcb-cursor)
+XCB_PACKAGES = "libxcb-cursor0 (Debian/Ubuntu) or xcb-util-cursor (Fedora)"
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
@@ -14,9 +20,47 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--device", metavar="D", help="auto, cpu, cuda, cuda:N or mps")
 
 
+def _can_load(soname: str) -> bool:
+    import ctypes
+
+    try:
+        ctypes.CDLL(soname)
+    except OSError:
+        return False
+    return True
+
+
+def display_problem(env: MutableMapping[str, str], screenshot: bool, platform: str = sys.platform,
+                    can_load: Callable[[str], bool] = _can_load) -> str | None:
+    """Why Qt could not open a window here, or None; may choose ``offscreen`` for a screenshot.
+
+    Without this check a Linux machine with no display, or without the library Qt's xcb
+    platform needs, ends in Qt's abort (SIGABRT, a core dump) after a generic message.
+    ``--screenshot`` needs no display, so it gets Qt's offscreen platform instead.
+    """
+    if not platform.startswith("linux") or env.get("QT_QPA_PLATFORM"):
+        return None
+    has_x, has_wayland = bool(env.get("DISPLAY")), bool(env.get("WAYLAND_DISPLAY"))
+    if not has_x and not has_wayland:
+        if screenshot:
+            env["QT_QPA_PLATFORM"] = "offscreen"
+            return None
+        return ("no display found (neither DISPLAY nor WAYLAND_DISPLAY is set). The viewer "
+                "needs a graphical session; on a server use the headless commands (info, "
+                "render, flag, merge-reports), or save a picture with --screenshot OUT.png.")
+    if has_x and not has_wayland and not can_load("libxcb-cursor.so.0"):
+        return (f"Qt's X11 (xcb) platform needs the system library libxcb-cursor.so.0, which "
+                f"is not installed: install {XCB_PACKAGES}, or run under Wayland.")
+    return None
+
+
 def run(args: argparse.Namespace) -> int:
     import logging
 
+    problem = display_problem(os.environ, bool(getattr(args, "screenshot", None)))
+    if problem:
+        print(f"pneumoview: cannot start the viewer: {problem}", file=sys.stderr)
+        return 1
     logging.basicConfig(level=logging.INFO, format="%(levelname)s %(message)s")
     from pneumoview.qt.app import run_viewer
 
