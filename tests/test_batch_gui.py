@@ -120,6 +120,49 @@ def test_cancel_keeps_partial_results_then_a_full_run(qtbot, model_dir: Path, fo
     _no_children_left()
 
 
+def _log_batch_tab_bars(win) -> int:  # noqa: ANN001
+    from PySide6.QtCore import Qt
+    from PySide6.QtWidgets import QTabBar
+
+    bars = win.findChildren(QTabBar, options=Qt.FindChildOption.FindDirectChildrenOnly)
+    return sum(1 for b in bars if b.isVisible()
+               and {b.tabText(i) for i in range(b.count())} == {"Log", "Batch"})
+
+
+def test_batch_dock_opens_tall_and_stray_tab_bars_are_tidied(qtbot, model_dir: Path,  # noqa: ANN001
+                                                              folder: Path) -> None:
+    """Qt (6.12) can leave a tabified group's old tab bar on screen at its old place (seen: a
+    second Log/Batch bar over the study tree once a batch starts). A bar that is not where
+    its docks are is hidden whenever a dock is shown or hidden; the real one stays."""
+    import argparse
+
+    from PySide6.QtWidgets import QTabBar
+
+    from pneumoview.qt import app as viewer_app
+
+    win = viewer_app.create_window(argparse.Namespace(
+        path=str(folder), demo=False, screenshot=None, model=str(model_dir), device="cpu"))
+    qtbot.addWidget(win)
+    try:
+        qtbot.waitUntil(lambda: win.current_instance is not None, timeout=TIMEOUT_MS)
+        stray = QTabBar(win)  # stands in for the bar Qt leaves behind
+        stray.addTab("Log")
+        stray.addTab("Batch")
+        stray.setGeometry(0, 300, 380, 26)
+        stray.show()
+        win.batch._show_dock()
+        assert win.batch.dock.isVisible()
+        qtbot.waitUntil(lambda: win.batch.dock.height() >= win.height() * 0.3, timeout=5000)
+        qtbot.waitUntil(lambda: not stray.isVisible(), timeout=5000)
+        assert _log_batch_tab_bars(win) == 1  # the bar above the Log/Batch docks stays
+        win.batch.dock.hide()  # the Log alone needs no tab bar
+        qtbot.waitUntil(lambda: _log_batch_tab_bars(win) == 0, timeout=5000)
+    finally:
+        win.close()
+        win.shutdown()
+    assert win.runner.threads() == []
+
+
 def test_main_window_has_batch_menu_and_opens_results(qtbot, model_dir: Path, folder: Path,  # noqa: ANN001
                                                       tmp_path: Path) -> None:
     from pneumoview.core.settings import Settings
@@ -136,6 +179,10 @@ def test_main_window_has_batch_menu_and_opens_results(qtbot, model_dir: Path, fo
         assert "Batch Flag Folder..." in texts
         assert texts.index("Batch Flag Folder...") == texts.index("Open Folder...") + 1
         ctl = win.batch
+        # reading first, as a user does: the docks are laid out before the Batch dock opens
+        first = str(sorted(folder.rglob("*.dcm"))[0])
+        with qtbot.waitSignal(win.imageShown, timeout=TIMEOUT_MS):
+            win.open_path(first)
         ctl.start(str(folder), workers=1, batch_size=2)
         # the viewer keeps working while the batch runs
         qtbot.waitUntil(lambda: len(ctl.panel.model.rows) >= 1 or not ctl.running,
@@ -147,6 +194,10 @@ def test_main_window_has_batch_menu_and_opens_results(qtbot, model_dir: Path, fo
         qtbot.waitUntil(lambda: not ctl.running, timeout=TIMEOUT_MS)
         assert ctl.summary is not None and ctl.summary.finished
         assert len(ctl.panel.model.rows) == N_FILES
+        # the Batch dock opened tall enough to read results, and left no second Log/Batch tab
+        # bar over the study tree (Qt keeps the old one on screen unless it is tidied away)
+        assert ctl.dock.height() >= win.height() * 0.3
+        qtbot.waitUntil(lambda: _log_batch_tab_bars(win) == 1, timeout=TIMEOUT_MS)
         # the automatic copy lands in data_dir()/reports
         from pneumoview.core.paths import data_dir
 

@@ -19,7 +19,15 @@ from typing import Any
 
 from PySide6.QtCore import QEvent, QObject, Qt, QTimer
 from PySide6.QtGui import QAction, QBrush, QColor
-from PySide6.QtWidgets import QDockWidget, QFileDialog, QLabel, QMainWindow, QMenu
+from PySide6.QtWidgets import (
+    QDockWidget,
+    QFileDialog,
+    QFrame,
+    QLabel,
+    QMainWindow,
+    QMenu,
+    QScrollArea,
+)
 
 from pneumoview.qt.aipanel import FLAGGED_COLOUR, NOT_FLAGGED_COLOUR, AIPanel
 from pneumoview.qt.camoverlay import CamOverlay
@@ -97,7 +105,13 @@ class AIController(QObject):
         self.runner = getattr(window, "runner", None)
         dock = QDockWidget("AI", window)
         dock.setObjectName("ai")
-        dock.setWidget(self.panel)
+        # scrolls rather than squeezing its labels over each other when the dock is short
+        scroll = QScrollArea()
+        scroll.setWidgetResizable(True)
+        scroll.setFrameShape(QFrame.Shape.NoFrame)
+        scroll.setHorizontalScrollBarPolicy(Qt.ScrollBarPolicy.ScrollBarAlwaysOff)
+        scroll.setWidget(self.panel)
+        dock.setWidget(scroll)
         window.addDockWidget(Qt.DockWidgetArea.RightDockWidgetArea, dock)
         details = getattr(window, "details_dock", None)
         if details is not None:

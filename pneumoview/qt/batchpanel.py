@@ -61,6 +61,7 @@ COLUMNS = ("Patient", "Study date", "File", "Probability", "State", "Status", "M
 COL_PROB = COLUMNS.index("Probability")
 SORT_ROLE = Qt.ItemDataRole.UserRole + 1
 ROW_ROLE = Qt.ItemDataRole.UserRole + 2
+BATCH_DOCK_FRACTION = 0.4  # of the window height, when the Batch dock opens
 
 
 def _date(value: str) -> str:
@@ -427,6 +428,17 @@ class BatchController(QObject):
         if view_menu is not None:
             view_menu.addAction(dock.toggleViewAction())
 
+    def _show_dock(self) -> None:
+        """Show and raise the Batch dock; tall enough for a dozen result rows when it was
+        hidden or squeezed (the Log beside it is kept short), else as the user left it."""
+        was_hidden = not self.dock.isVisible()
+        self.dock.show()
+        self.dock.raise_()
+        window = self.window
+        want = int(window.height() * BATCH_DOCK_FRACTION) if window is not None else 0
+        if window is not None and (was_hidden or self.dock.height() < want // 2):
+            window.resizeDocks([self.dock], [want], Qt.Orientation.Vertical)
+
     def _open_in_window(self, path: str) -> None:
         w = self.window
         if w is None:
@@ -462,8 +474,7 @@ class BatchController(QObject):
         if self.running:
             return None
         if hasattr(self, "dock"):
-            self.dock.show()
-            self.dock.raise_()
+            self._show_dock()
         panel = self.panel
         panel.model.clear()
         panel.progress.setRange(0, 0)  # busy until the scan has counted the files

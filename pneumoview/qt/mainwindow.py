@@ -24,7 +24,7 @@ from collections import OrderedDict
 from collections.abc import Callable
 from dataclasses import dataclass
 
-from PySide6.QtCore import QByteArray, Qt, Signal
+from PySide6.QtCore import QByteArray, Qt, QTimer, Signal
 from PySide6.QtGui import QAction, QActionGroup, QDragEnterEvent, QDropEvent, QKeySequence
 from PySide6.QtWidgets import (
     QDockWidget,
@@ -160,6 +160,8 @@ class MainWindow(QMainWindow):
 
         self.batch = BatchController(self.settings, parent=self)
         self.batch.attach(self)
+        for dock in self.findChildren(QDockWidget):
+            dock.visibilityChanged.connect(self._tidy_tab_bars_later)
         self._restore_geometry()
 
     # -- construction ------------------------------------------------------------------------
@@ -318,19 +320,42 @@ class MainWindow(QMainWindow):
         self.resizeDocks([self.log_dock], [110], Qt.Orientation.Vertical)
 
     def hide_stray_tab_bars(self) -> int:
-        """Hide dock tab bars that no longer stand for two visible docks; returns how many.
+        """Hide dock tab bars Qt left behind; returns how many.
 
-        Qt (6.12, seen offscreen) leaves a tabified group's tab bar on screen, at its old place,
-        after one of the docks is hidden (the Batch dock is tabified with the Log and hidden).
+        Qt (6.12) leaves a tabified group's old tab bar on screen, at its old place, when the
+        group is laid out again: after one of its docks is hidden (the Batch dock, tabified with
+        the Log and hidden at start) or shown (a batch starting), a second Log/Batch bar then
+        covers the bottom of the study tree. A bar is stray when its tabs are not all visible
+        docks, or when another bar for the same docks sits right above one of them (tabs are
+        North) and it does not: the only bar of a group is never hidden.
         """
-        titles = {d.windowTitle() for d in self.findChildren(QDockWidget) if d.isVisible()}
+        docks = [d for d in self.findChildren(QDockWidget) if d.isVisible()]
+        titles = {d.windowTitle() for d in docks}
+        bars = [b for b in self.findChildren(QTabBar,
+                                             options=Qt.FindChildOption.FindDirectChildrenOnly)
+                if b.isVisible()]
+
+        def tabs(bar: QTabBar) -> frozenset[str]:
+            return frozenset(bar.tabText(i) for i in range(bar.count()))
+
+        def attached(bar: QTabBar) -> bool:
+            g = bar.geometry()
+            return any(d.windowTitle() in tabs(bar) and abs(d.geometry().top() - g.bottom() - 1)
+                       <= 2 and d.geometry().left() < g.right() and g.left() < d.geometry().right()
+                       for d in docks)
+
         hidden = 0
-        for bar in self.findChildren(QTabBar, options=Qt.FindChildOption.FindDirectChildrenOnly):
-            texts = [bar.tabText(i) for i in range(bar.count())]
-            if bar.isVisible() and (len(texts) < 2 or not set(texts) <= titles):
+        for bar in bars:
+            texts = tabs(bar)
+            twin_attached = any(o is not bar and tabs(o) == texts and attached(o) for o in bars)
+            if len(texts) < 2 or not texts <= titles or (twin_attached and not attached(bar)):
                 bar.hide()
                 hidden += 1
         return hidden
+
+    def _tidy_tab_bars_later(self, *_: object) -> None:
+        """After a dock is shown or hidden, once Qt has laid the docks out again."""
+        QTimer.singleShot(0, self, self.hide_stray_tab_bars)
 
     def _restore_geometry(self) -> None:
         self.resize(1400, 900)
