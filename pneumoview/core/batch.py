@@ -109,7 +109,9 @@ def _decode_task(payload: dict[str, Any]) -> dict[str, Any]:
         out.update(status=SKIPPED, message="empty file (0 bytes): not a DICOM file")
         return out
     try:
-        header = dicomio.read_header(path)
+        # one parse serves the gate and the decoder; pixel data over 16 MB is read only when
+        # decoded, so a refused or oversized image costs no pixel read
+        header = dicomio.read_dataset(path)
     except PneumoViewError as exc:
         not_dicom = exc.reason.startswith("not a DICOM file") or not _has_dicom_magic(path)
         if not_dicom and not exc.reason.startswith(("file not found", "permission denied")):

@@ -104,6 +104,12 @@ def _read(path: PathType, **kwargs: Any) -> Dataset:
 
 
 _PIXEL_TAGS = frozenset({0x7FE00008, 0x7FE00009, 0x7FE00010})
+_PIXEL_KEYWORDS = ("FloatPixelData", "DoubleFloatPixelData", "PixelData")
+
+
+def _has_pixels(ds: Dataset) -> bool:
+    """True for a dataset read with its pixel data element (deferred or not)."""
+    return any(key in ds for key in _PIXEL_KEYWORDS)
 
 
 def _drop_unconvertible(ds: Dataset) -> None:
@@ -240,18 +246,19 @@ def decode(path: PathType, frame: int = 0, max_bytes: int = DEFAULT_MAX_PIXEL_BY
            ds: Dataset | None = None) -> DecodedImage:
     """Decode one frame to modality values (float32) with its display and model facts.
 
-    ``ds`` may be a header already read (it is checked first, so a refused file costs no
-    pixel read); the file itself is read once more in full.
+    ``ds`` may be what :func:`read_dataset` read from ``path`` (decoded as it is: the file is
+    not parsed twice), or a header from :func:`read_header` (it is checked first, so a refused
+    file costs no pixel read; then the file is read in full).
     """
-    if ds is not None:
+    if ds is not None and not _has_pixels(ds):
         check_decodable(ds, path, max_bytes)
-    full = read_dataset(path)
+        ds = None
+    full = read_dataset(path) if ds is None else ds
     check_decodable(full, path, max_bytes)
     n_frames = number_of_frames(full)
     if not 0 <= frame < n_frames:
         raise PneumoViewError(f"frame {frame} does not exist (the file has {n_frames})", path)
-    if "PixelData" not in full and "FloatPixelData" not in full \
-            and "DoubleFloatPixelData" not in full:
+    if not _has_pixels(full):
         raise PneumoViewError("has no pixel data", path)
     try:
         from pydicom.pixels import apply_modality_lut, pixel_array
@@ -272,7 +279,7 @@ def decode(path: PathType, frame: int = 0, max_bytes: int = DEFAULT_MAX_PIXEL_BY
                               path) from exc
     photometric = str(full.get("PhotometricInterpretation", "MONOCHROME2")).strip().upper()
     header = full.copy()
-    for key in ("PixelData", "FloatPixelData", "DoubleFloatPixelData"):
+    for key in _PIXEL_KEYWORDS:
         if key in header:
             del header[key]
     return DecodedImage(
