@@ -278,6 +278,9 @@ CAMPAIGN_CASES = {
     # a ReferencedFileID holding a NUL byte: os.path.realpath raised ValueError in index_folder
     "dicomdir_reference_nul": ("pydicom_DICOMDIR", 1250837997),
     "dicomdir_reference_nul_2": ("pydicom_DICOMDIR", 811927244),
+    # third campaign (2026-12-01): an element read as a sequence whose nested value has a bad
+    # length; str() of it in `info` raised pydicom's BytesLengthException
+    "info_sequence_value_bad_length": ("pydicom_emri_small_RLE.dcm", 894585346),
 }
 REGRESSIONS.update({name: (lambda s=s, r=r: _case(s, r))
                     for name, (s, r) in CAMPAIGN_CASES.items()})

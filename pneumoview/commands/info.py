@@ -31,14 +31,15 @@ def describe(path: str, decode: bool = True) -> list[str]:
     tsyntax = ds.file_meta.get("TransferSyntaxUID", "(none)")
     lines = [f"File: {path}", f"Transfer syntax: {tsyntax} ({getattr(tsyntax, 'name', '')})",
              f"SOP class: {getattr(ds.get('SOPClassUID', ''), 'name', '')}"]
+    text = dicomio.header_text  # a malformed value prints as empty, it does not raise
     for label, key in _HEADER_FIELDS:
         if label == "Bits allocated/stored":
-            value = f"{ds.get('BitsAllocated', '')}/{ds.get('BitsStored', '')}"
+            value = f"{text(ds, 'BitsAllocated')}/{text(ds, 'BitsStored')}"
         elif label == "Rescale slope/intercept":
-            value = f"{ds.get('RescaleSlope', '1')}/{ds.get('RescaleIntercept', '0')}" + (
+            value = f"{text(ds, 'RescaleSlope') or '1'}/{text(ds, 'RescaleIntercept') or '0'}" + (
                 " + Modality LUT Sequence" if "ModalityLUTSequence" in ds else "")
         else:
-            value = str(ds.get(key, "")) if key else ""
+            value = text(ds, key) if key else ""
         lines.append(f"{label}: {value}")
     lines.append(f"Frames: {dicomio.number_of_frames(ds)}")
     lines.append(f"Display inverts: {'yes' if dicomio.display_inverts(ds) else 'no'}")

@@ -50,14 +50,6 @@ SCORED, NOT_SCORED, SKIPPED, ERROR = "scored", "not_scored", "skipped", "error"
 # Worker side: one file -> header facts and the model input (runs in a decode process)
 
 
-def _text(ds: Any, keyword: str) -> str:
-    try:
-        value = ds.get(keyword, "")
-    except Exception:  # a malformed element
-        return ""
-    return "" if value is None else " ".join(str(value).split())
-
-
 def _has_dicom_magic(path: str) -> bool:
     try:
         with open(path, "rb") as fh:
@@ -71,10 +63,12 @@ def _sop_class_name(header: Any) -> str:
     """The SOP class's name ('Digital X-Ray Image Storage - For Presentation'), or ''."""
     import pydicom
 
-    uid = _text(header, "SOPClassUID")
+    from pneumoview.core.dicomio import header_text
+
+    uid = header_text(header, "SOPClassUID")
     if not uid:
         meta = getattr(header, "file_meta", None)
-        uid = _text(meta, "MediaStorageSOPClassUID") if meta is not None else ""
+        uid = header_text(meta, "MediaStorageSOPClassUID") if meta is not None else ""
     if not uid:
         return ""
     name = pydicom.uid.UID(uid).name
@@ -120,13 +114,13 @@ def _decode_task(payload: dict[str, Any]) -> dict[str, Any]:
             out.update(status=ERROR, message=exc.reason)
         out["cpu_decode_s"] = time.process_time() - c0
         return out
+    text = dicomio.header_text
     out.update(
-        patient_id=_text(header, "PatientID"), study_instance_uid=_text(header,
-                                                                        "StudyInstanceUID"),
-        series_instance_uid=_text(header, "SeriesInstanceUID"),
-        sop_instance_uid=_text(header, "SOPInstanceUID"),
-        view_position=_text(header, "ViewPosition"), study_date=_text(header, "StudyDate"),
-        modality=_text(header, "Modality"), frame=0)
+        patient_id=text(header, "PatientID"), study_instance_uid=text(header, "StudyInstanceUID"),
+        series_instance_uid=text(header, "SeriesInstanceUID"),
+        sop_instance_uid=text(header, "SOPInstanceUID"),
+        view_position=text(header, "ViewPosition"), study_date=text(header, "StudyDate"),
+        modality=text(header, "Modality"), frame=0)
     # header-only gate first: a lateral or a CT is refused without decoding its pixels; only
     # the colour check needs the pixels (a grey film stored as RGB passes)
     reason = not_scorable_reason(header, dicomio.number_of_frames(header))

@@ -133,6 +133,27 @@ def _drop_unconvertible(ds: Dataset) -> None:
                 del dataset[tag]
 
 
+def header_text(ds: Any, keyword: str) -> str:
+    """A header value as one line of text (multiple values joined by backslash); '' when the
+    element is missing, empty or unreadable.
+
+    Only top-level elements are converted when a file is read; ``str()`` of a value with a
+    wrong VR (read as a sequence) converts the elements nested in it and may raise (found by
+    the fuzzer), so any failure here counts as a missing value.
+    """
+    if ds is None:
+        return ""
+    try:
+        value = ds.get(keyword, None)
+        if value is None:
+            return ""
+        if isinstance(value, list | tuple) or type(value).__name__ == "MultiValue":
+            value = "\\".join(str(v) for v in value)
+        return " ".join(str(value).split())
+    except Exception:  # noqa: BLE001 - a malformed element: treat as missing
+        return ""
+
+
 def header_int(ds: Dataset, keyword: str, default: int, path: PathType | None = None) -> int:
     """An integer header value (Rows, BitsStored...), or a PneumoViewError naming the field."""
     value = ds.get(keyword, default)

@@ -13,6 +13,8 @@ from typing import Any
 
 import numpy as np
 
+from pneumoview.core.dicomio import header_text
+
 CHEST_BODY_PARTS = frozenset({"CHEST", "THORAX"})
 LATERAL_VIEWS = frozenset({"LAT", "LL", "RL", "LATERAL"})
 RADIOGRAPH_MODALITIES = frozenset({"CR", "DX", "DR", "RG", "SC", "OT"})
@@ -20,19 +22,8 @@ COLOUR_PHOTOMETRICS = ("RGB", "YBR", "PALETTE")
 
 
 def _tag(header: Any, keyword: str) -> str:
-    """A tag's value as stripped upper-case text; '' when missing or empty."""
-    if header is None:
-        return ""
-    try:
-        value = header.get(keyword, None)
-        if value is None:
-            return ""
-        if isinstance(value, list | tuple) or type(value).__name__ == "MultiValue":
-            value = "\\".join(str(v) for v in value)
-        # str() of a value with the wrong VR (a sequence) converts nested elements: it may raise
-        return str(value).strip().upper()
-    except Exception:  # a malformed element: treat as missing, never as evidence
-        return ""
+    """A tag's value as upper-case text; '' when missing, empty or malformed (never evidence)."""
+    return header_text(header, keyword).upper()
 
 
 # A grey film in a colour wrapper may come back with slightly different channels: a lossy codec
