@@ -430,7 +430,8 @@ class BatchController(QObject):
 
     def _show_dock(self) -> None:
         """Show and raise the Batch dock; tall enough for a dozen result rows when it was
-        hidden or squeezed (the Log beside it is kept short), else as the user left it."""
+        hidden or squeezed (the bottom area is sized for the short Log), else as the user
+        left it."""
         was_hidden = not self.dock.isVisible()
         self.dock.show()
         self.dock.raise_()
