@@ -104,7 +104,7 @@ def _decode_task(payload: dict[str, Any]) -> dict[str, Any]:
         return out
     try:
         # one parse serves the gate and the decoder; pixel data over 16 MB is read only when
-        # decoded, so a refused or oversized image costs no pixel read
+        # decoded, so a large image that is refused or over the size guard costs no pixel read
         header = dicomio.read_dataset(path)
     except PneumoViewError as exc:
         not_dicom = exc.reason.startswith("not a DICOM file") or not _has_dicom_magic(path)

@@ -458,6 +458,9 @@ def _pydicom_fields(path: str) -> dict[str, Any]:
     for name, kind in _WANTED.values():
         try:
             value = ds.get(_KEYWORDS[name])
+            # str() of a value read as a sequence converts the elements nested in it: it can
+            # raise too (a twin of the fuzzer's find in `info`)
+            text = "" if kind == _UINT16 else _pydicom_text(value)
         except Exception as exc:  # a value pydicom cannot convert
             raise PneumoViewError(f"unreadable value for {_KEYWORDS[name]} ({exc})",
                                   path) from exc
@@ -467,9 +470,9 @@ def _pydicom_fields(path: str) -> dict[str, Any]:
             except (TypeError, ValueError):
                 out[name] = 0
         elif kind == _INT:
-            out[name] = _to_int(_pydicom_text(value))
+            out[name] = _to_int(text)
         else:
-            out[name] = _pydicom_text(value)
+            out[name] = text
     syntax = str(meta.get("TransferSyntaxUID", "")) if meta is not None else ""
     out["transfer_syntax"] = _clean(syntax)
     if not out["sop_class_uid"] and meta is not None:
