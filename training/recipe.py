@@ -1,0 +1,63 @@
+"""The bundled model's recipe (model 1.1) and the configurations ``search`` compares.
+
+Two stages. The *base* is trained from scratch on the Kermany training split only, so that no
+adult image has been seen before cross-validation. The *fine-tune* starts from the base and
+trains on the adult NIH images plus a Kermany share at the fine-tune resolution; it runs once
+per cross-validation fold (training on four fifths of the 417 non-test NIH images, scored on
+the fifth: out-of-fold predictions) and once on all 417 for the final model. Each named
+configuration below is a complete fine-tune (argument list for ``python -m training train``);
+``search`` runs the cross-validation for several and tabulates them, ``reproduce`` runs
+:data:`CHOSEN` only.
+"""
+
+from __future__ import annotations
+
+#: The base: Kermany train only, 224 px (Kermany's own size), fixed schedule (last epoch).
+BASE_SIZE = 224
+BASE_CONTRACT = "pv-input-1"
+BASE_ARGS = ["--epochs", "8", "--batch-size", "32", "--opt", "adamw", "--lr", "1e-3",
+             "--weight-decay", "0.05", "--lr-scheduler", "cosine", "--lr-warmup-epochs", "1",
+             "--precision", "auto", "--seed", "0", "--select-metric", "last"]
+
+#: Shared by every fine-tune: AdamW, cosine, adults and Kermany sampled equally, last epoch.
+_FT_COMMON = ["--batch-size", "32", "--opt", "adamw", "--weight-decay", "0.05",
+              "--lr-scheduler", "cosine", "--lr-warmup-epochs", "0.5", "--balance", "source",
+              "--balance-power", "0", "--precision", "auto", "--seed", "0",
+              "--select-metric", "last"]
+
+
+def _ft(size: int, epochs: int = 6, samples: int = 512, lr: str = "3e-4",
+        extra: tuple[str, ...] = ()) -> dict:
+    return {"size": size, "args": ["--epochs", str(epochs), "--samples-per-epoch", str(samples),
+                                   "--lr", lr, *_FT_COMMON, *extra]}
+
+
+#: Named fine-tune configurations (size = input size of the fine-tune stage's cache).
+CONFIGS: dict[str, dict] = {
+    "224": _ft(224, extra=("--freeze", "layer1")),
+    "320": _ft(320, extra=("--freeze", "layer1")),
+    "320-stem": _ft(320, extra=("--freeze", "stem")),
+    "320-ema": _ft(320, extra=("--freeze", "layer1", "--ema", "0.99")),
+    "320-aug": _ft(320, extra=("--freeze", "layer1", "--aug-gamma", "0.35",
+                               "--aug-contrast", "0.2", "--aug-degrees", "10")),
+    "320-ls": _ft(320, extra=("--freeze", "layer1", "--label-smoothing", "0.1")),
+    "320-long": _ft(320, epochs=10, extra=("--freeze", "layer1")),
+    "320-lr1e-4": _ft(320, lr="1e-4", extra=("--freeze", "layer1")),
+    "384": _ft(384, extra=("--freeze", "layer1")),
+}
+
+#: The configuration ``reproduce`` trains (chosen by mean fold adult AUROC, see README).
+CHOSEN = "320"
+
+#: Contract version of a fine-tune cache at ``size`` (224: the v1.0 contract, unchanged).
+def contract_for(size: int) -> str:
+    return "pv-input-1" if size == 224 else "pv-input-2"
+
+
+CV_FOLDS = 5
+CV_SEED = 0
+#: Adult sources (cross-validated, adult operating point) and paediatric ones.
+ADULT_SOURCES = ("nih", "rsna")
+PAEDIATRIC_SOURCES = ("kermany",)
+#: Kermany validation images scored after each fold's last epoch (a paediatric guard).
+GUARD_N = 300
