@@ -72,16 +72,20 @@ def score_files(loaded, paths: Sequence[str], batch_size: int = 32) -> np.ndarra
 
 def score_cache(loaded, data_dir: Path | str, split: str,  # noqa: ANN001
                 batch_size: int = 32) -> tuple[np.ndarray, object]:
-    """Logits for a prepared split (uint8 cache / 255) and its index."""
+    """Logits for a prepared split, or an index file's rows (uint8 cache / 255), and the
+    index."""
     from training.data import read_split
 
-    index = read_split(data_dir, split)
-    arr = np.load(Path(data_dir) / f"images_{split}.npy", mmap_mode="r")
-    if arr.shape[-1] != loaded.info.input_size:
-        raise PneumoViewError(f"cache images are {arr.shape[-1]} px but the model takes "
-                              f"{loaded.info.input_size} px", data_dir)
-    logits = score_arrays(loaded, lambda i: arr[index.rows[i]].astype(np.float32) / 255.0,
-                          len(index.rows), batch_size)
+    index = read_split(data_dir, split).with_splits(split)
+    arrs = {s: np.load(Path(data_dir) / f"images_{s}.npy", mmap_mode="r")
+            for s in sorted(set(index.splits))}
+    for arr in arrs.values():
+        if arr.shape[-1] != loaded.info.input_size:
+            raise PneumoViewError(f"cache images are {arr.shape[-1]} px but the model takes "
+                                  f"{loaded.info.input_size} px", data_dir)
+    logits = score_arrays(
+        loaded, lambda i: arrs[index.splits[i]][index.rows[i]].astype(np.float32) / 255.0,
+        len(index.rows), batch_size)
     return logits, index
 
 
