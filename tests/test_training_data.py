@@ -196,23 +196,42 @@ def test_collect_needs_a_source():
 
 
 def test_reproduce_plan(tmp_path):
-    """One command: prepare (once), train (resuming when a checkpoint exists), export."""
+    """One command, stage by stage: caches at the base's and the fine-tune's sizes (the v1.0
+    contract at 224, pv-input-2 above), the base on non-adult images, cross-validation, the
+    final fine-tune from the exported base, export with the out-of-fold predictions, gate."""
     import argparse
 
-    from training import reproduce
+    from training import recipe, reproduce
 
     p = argparse.ArgumentParser()
     reproduce.add_arguments(p)
-    args = p.parse_args(["--data-root", str(tmp_path / "d"), "--work", str(tmp_path / "w")])
-    plan = reproduce.steps(args)
-    assert [s[0] for s in plan] == ["prepare", "train", "export", "train", "export"]
-    assert "--resume" not in plan[1] and "--amp" in plan[1]
-    assert plan[3][plan[3].index("--init") + 1] == str(
-        Path(plan[2][plan[2].index("--out") + 1]) / "model.safetensors")
-    (tmp_path / "w" / "run").mkdir(parents=True)
-    (tmp_path / "w" / "run" / "checkpoint.pth").write_bytes(b"")
-    (tmp_path / "w" / "data224").mkdir()
-    (tmp_path / "w" / "data224" / "prepared.json").write_text("{}")
-    plan = reproduce.steps(args)
-    assert [s[0] for s in plan] == ["train", "export", "train", "export"]
-    assert "--resume" in plan[0] and "--resume" not in plan[2]
+    args = p.parse_args(["--data-root", str(tmp_path / "d"), "--work", str(tmp_path / "w"),
+                         "--threads", "2"])
+    plan = reproduce.Plan(args)
+    assert plan.out == tmp_path / "w" / "model"  # never the bundled resources/model by default
+    size = recipe.CONFIGS[recipe.CHOSEN]["size"]
+    p224, pft = plan.prepare(224), plan.prepare(size)
+    assert p224[p224.index("--contract") + 1] == "pv-input-1"
+    if size != 224:
+        assert pft[pft.index("--contract") + 1] == "pv-input-2"
+    base = plan.base_train()
+    assert base[base.index("--train-index") + 1].endswith("base_train.csv")
+    assert "--precision" in base and "--amp" not in base
+    exp = plan.export()
+    assert exp[exp.index("--oof") + 1] == str(plan.cv_dir / "oof.csv")
+    assert exp[exp.index("--compare") + 1] == "resources/model"
+    gate = plan.gate()
+    assert gate[gate.index("--model") + 1] == gate[gate.index("--attach") + 1] == str(plan.out)
+    assert reproduce.STAGES == ("prepare", "base", "cv", "final", "export", "gate")
+
+
+def test_reproduce_stage_log_sums_interrupted_runs(tmp_path):
+    from training import reproduce
+
+    log = reproduce.StageLog(tmp_path / "stages.json")
+    log.run("base", lambda: None)
+    with pytest.raises(RuntimeError):
+        log.run("base", lambda: (_ for _ in ()).throw(RuntimeError("interrupted")))
+    rows = log.read()
+    assert [r["status"] for r in rows] == ["done", "failed"]
+    assert set(reproduce.totals(rows)) == {"base"}

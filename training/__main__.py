@@ -1,4 +1,4 @@
-"""``python -m training {prepare,train,export,evaluate} ...``."""
+"""``python -m training {prepare,train,export,evaluate,reproduce,cv,search} ...``."""
 
 from __future__ import annotations
 
@@ -15,7 +15,10 @@ COMMANDS = {
     "train": ("training.train", "train ResNet18 on a prepared cache (torchrun for DDP)"),
     "export": ("training.export", "calibrate, measure on test, write the model folder"),
     "evaluate": ("training.evaluate", "score a model on any source; metrics and plots"),
-    "reproduce": ("training.reproduce", "prepare + train + export the bundled model's recipe"),
+    "reproduce": ("training.reproduce", "the bundled model's whole recipe, stage by stage "
+                  "(resumable)"),
+    "cv": ("training.cv", "patient-grouped k-fold cross-validation of a fine-tune (adults)"),
+    "search": ("training.search", "cross-validate several fine-tune configurations, tabulate"),
 }
 
 

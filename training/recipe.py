@@ -15,7 +15,7 @@ from __future__ import annotations
 #: The base: Kermany train only, 224 px (Kermany's own size), fixed schedule (last epoch).
 BASE_SIZE = 224
 BASE_CONTRACT = "pv-input-1"
-BASE_ARGS = ["--epochs", "8", "--batch-size", "32", "--opt", "adamw", "--lr", "1e-3",
+BASE_ARGS = ["--epochs", "6", "--batch-size", "32", "--opt", "adamw", "--lr", "1e-3",
              "--weight-decay", "0.05", "--lr-scheduler", "cosine", "--lr-warmup-epochs", "1",
              "--precision", "auto", "--seed", "0", "--select-metric", "last"]
 
@@ -26,24 +26,30 @@ _FT_COMMON = ["--batch-size", "32", "--opt", "adamw", "--weight-decay", "0.05",
               "--select-metric", "last"]
 
 
-def _ft(size: int, epochs: int = 6, samples: int = 512, lr: str = "3e-4",
+def _ft(size: int, change: str, epochs: int = 5, samples: int = 512, lr: str = "3e-4",
         extra: tuple[str, ...] = ()) -> dict:
-    return {"size": size, "args": ["--epochs", str(epochs), "--samples-per-epoch", str(samples),
-                                   "--lr", lr, *_FT_COMMON, *extra]}
+    return {"size": size, "change": change,
+            "args": ["--epochs", str(epochs), "--samples-per-epoch", str(samples), "--lr", lr,
+                     *_FT_COMMON, *extra]}
 
 
-#: Named fine-tune configurations (size = input size of the fine-tune stage's cache).
+_L1 = ("--freeze", "layer1")
+#: Named fine-tune configurations (size = input size of the fine-tune stage's cache); each
+#: ``change`` says what differs from the configuration it is compared with.
 CONFIGS: dict[str, dict] = {
-    "224": _ft(224, extra=("--freeze", "layer1")),
-    "320": _ft(320, extra=("--freeze", "layer1")),
-    "320-stem": _ft(320, extra=("--freeze", "stem")),
-    "320-ema": _ft(320, extra=("--freeze", "layer1", "--ema", "0.99")),
-    "320-aug": _ft(320, extra=("--freeze", "layer1", "--aug-gamma", "0.35",
-                               "--aug-contrast", "0.2", "--aug-degrees", "10")),
-    "320-ls": _ft(320, extra=("--freeze", "layer1", "--label-smoothing", "0.1")),
-    "320-long": _ft(320, epochs=10, extra=("--freeze", "layer1")),
-    "320-lr1e-4": _ft(320, lr="1e-4", extra=("--freeze", "layer1")),
-    "384": _ft(384, extra=("--freeze", "layer1")),
+    "224": _ft(224, "fine-tune at 224 px (pv-input-1), stem and layer1 frozen", extra=_L1),
+    "320": _ft(320, "224 -> 320 px (pv-input-2)", extra=_L1),
+    "320-stem": _ft(320, "only the stem frozen (layer1 trains too)",
+                    extra=("--freeze", "stem")),
+    "320-ema": _ft(320, "+ EMA of the weights (decay 0.99)", extra=(*_L1, "--ema", "0.99")),
+    "320-aug": _ft(320, "+ gamma 0.7-1.4, contrast +-20 %, rotation +-10 deg",
+                   extra=(*_L1, "--aug-gamma", "0.35", "--aug-contrast", "0.2",
+                          "--aug-degrees", "10")),
+    "320-ls": _ft(320, "+ label smoothing 0.1 (noisy NIH labels)",
+                  extra=(*_L1, "--label-smoothing", "0.1")),
+    "320-long": _ft(320, "10 epochs instead of 5", epochs=10, extra=_L1),
+    "320-lr1e-4": _ft(320, "lr 1e-4 instead of 3e-4", lr="1e-4", extra=_L1),
+    "384": _ft(384, "320 -> 384 px", extra=_L1),
 }
 
 #: The configuration ``reproduce`` trains (chosen by mean fold adult AUROC, see README).
