@@ -210,7 +210,7 @@ def test_reproduce_plan(tmp_path):
     plan = reproduce.Plan(args)
     assert plan.out == tmp_path / "w" / "model"  # never the bundled resources/model by default
     size = recipe.CONFIGS[recipe.CHOSEN]["size"]
-    p224, pft = plan.prepare(224), plan.prepare(size)
+    p224, pft = plan.prepare(recipe.BASE_SIZE), plan.prepare(size)
     assert p224[p224.index("--contract") + 1] == "pv-input-1"
     if size != 224:
         assert pft[pft.index("--contract") + 1] == "pv-input-2"

@@ -203,7 +203,8 @@ LIMITS = [
     "aspect ratio by the redistributor (at 320 px they are upsampled).",
     "- Trained on frontal (PA/AP) radiographs only; lateral views, other body parts, "
     "children under the Kermany age range, and images from other scanners or hospitals are "
-    "out of distribution.",
+    "out of distribution. The input gate (section above, when attached) refuses rotated, "
+    "inverted and non-chest images by content; laterals only by tags and a weak proxy.",
     "- Trained from scratch on about 4,000 images on a CPU; a model initialised from "
     "ImageNet weights or trained on RSNA would likely be better (see README, Training).",
     "- Calibration was fitted on the validation images of both populations; probabilities "

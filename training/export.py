@@ -76,6 +76,8 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--device", default="cpu")
     p.add_argument("--plots-dir", default=None,
                    help="also write test ROC/reliability PNGs here (not into the model folder)")
+    p.add_argument("--gate", default=None, metavar="GATE_DIR",
+                   help="attach this input gate (python -m training gate --out GATE_DIR)")
 
 
 def _git_commit() -> str:
@@ -440,6 +442,11 @@ def export(args: argparse.Namespace) -> dict:
     ex.score()
     ex.calibrate()
     meta = ex.write(ex.metadata(ex.measure()))
+    if getattr(args, "gate", None):
+        from training.gate.attach import attach_gate
+
+        attach_gate(args.out, args.gate)
+        meta = json.loads((Path(args.out) / "metadata.json").read_text(encoding="utf-8"))
     ex.plots(meta)
     return meta
 

@@ -12,10 +12,11 @@ configuration below is a complete fine-tune (argument list for ``python -m train
 
 from __future__ import annotations
 
-#: The base: Kermany train only, 224 px (Kermany's own size), fixed schedule (last epoch).
-BASE_SIZE = 224
-BASE_CONTRACT = "pv-input-1"
-BASE_ARGS = ["--epochs", "6", "--batch-size", "32", "--opt", "adamw", "--lr", "1e-3",
+#: The base: Kermany train only, fixed schedule (last epoch). 192 px rather than Kermany's own
+#: 224 px: 0.73x the compute of the recipe's longest stage (two shared CPU cores), and the
+#: fine-tune adapts the network to its own size anyway.
+BASE_SIZE = 192
+BASE_ARGS = ["--epochs", "5", "--batch-size", "32", "--opt", "adamw", "--lr", "1e-3",
              "--weight-decay", "0.05", "--lr-scheduler", "cosine", "--lr-warmup-epochs", "1",
              "--precision", "auto", "--seed", "0", "--select-metric", "last"]
 
@@ -55,9 +56,14 @@ CONFIGS: dict[str, dict] = {
 #: The configuration ``reproduce`` trains (chosen by mean fold adult AUROC, see README).
 CHOSEN = "320"
 
-#: Contract version of a fine-tune cache at ``size`` (224: the v1.0 contract, unchanged).
+#: v1.0's contract and size: its cache scores v1.0 on the same test images (before/after).
+COMPARE_SIZE = 224
+
+
 def contract_for(size: int) -> str:
-    return "pv-input-1" if size == 224 else "pv-input-2"
+    """Contract of a cache: ``pv-input-1`` up to 224 px (v1.0's, unchanged), else
+    ``pv-input-2``."""
+    return "pv-input-1" if size <= 224 else "pv-input-2"
 
 
 CV_FOLDS = 5

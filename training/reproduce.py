@@ -4,8 +4,9 @@ Model 1.1's recipe (:mod:`training.recipe`), stage by stage; each stage is skipp
 output is complete and resumes from its last checkpoint when interrupted, so the command can
 simply be run again after a session ends:
 
-1. ``prepare``: the 224 px cache (contract ``pv-input-1``) for the base and, when the fine-tune
-   runs at another size, its cache (``pv-input-2``); the same patient split as v1.0.
+1. ``prepare``: caches for the base (192 px), the fine-tune (320 px, ``pv-input-2``) and v1.0's
+   contract and size (224 px, ``pv-input-1``: the before/after comparison); the same patient
+   split as v1.0.
 2. ``base``: ResNet18 from scratch on the Kermany training split only (no adult image), then
    exported (its folder is the fine-tunes' ``--init``).
 3. ``cv``: the chosen fine-tune once per fold of the 417 non-test NIH images (patient-grouped
@@ -117,7 +118,8 @@ class Plan:
                 str(self.work / "plots"), "--stage-log", str(self.work / STAGE_LOG),
                 *self.threads]
         if self.compare:
-            argv += ["--compare", self.compare, "--compare-data", str(self.base_data)]
+            argv += ["--compare", self.compare, "--compare-data",
+                     str(self.cache(R.COMPARE_SIZE))]
         search = self.work / "search" / "search.json"
         if search.is_file():
             argv += ["--search-summary", str(search)]
@@ -215,7 +217,7 @@ def _done(run_dir: Path, epochs_args: list[str]) -> bool:
 
 
 def stage_prepare(plan: Plan) -> None:
-    for size in sorted({R.BASE_SIZE, plan.size}):
+    for size in sorted({R.BASE_SIZE, plan.size, R.COMPARE_SIZE}):
         if not (plan.cache(size) / "prepared.json").is_file():
             call(plan.prepare(size))
 
@@ -270,7 +272,12 @@ def stage_gate(plan: Plan) -> None:
     meta = json.loads((plan.out / "metadata.json").read_text(encoding="utf-8"))
     if meta.get("gate"):
         return
-    call(plan.gate())
+    try:
+        call(plan.gate())
+    except PneumoViewError as exc:
+        raise PneumoViewError(f"the input gate could not be trained on {plan.out} ({exc}); the "
+                              "model folder is complete without it; attach it with `python -m "
+                              f"training gate --model {plan.out} --attach {plan.out}`") from exc
 
 
 def run(args: argparse.Namespace) -> int:
