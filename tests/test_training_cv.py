@@ -220,3 +220,25 @@ def test_training_side_loader_scores_like_the_app_for_pv_input_1(pipeline):
                                   pm.predict_logits(ours, pm.prepare_batch(list(x), ours.info)))
     with pytest.raises(Exception, match="contract"):
         pm.read_model_info(pipeline["tmp"] / "model")  # the app refuses pv-input-2 for now
+
+
+def test_search_tabulates_cross_validated_configurations(pipeline, tmp_path):
+    from training import search
+
+    work = tmp_path / "work"
+    (work / "cv" / "tiny").mkdir(parents=True)
+    (work / "cv" / "tiny" / "cv.json").write_bytes((pipeline["tmp"] / "cv" / "cv.json")
+                                                   .read_bytes())
+    p = argparse.ArgumentParser()
+    search.add_arguments(p)
+    assert search.run(p.parse_args(["--work", str(work), "--configs", "tiny",
+                                    "--table-only"])) == 0
+    res = json.loads((work / "search" / "search.json").read_text())
+    assert [r["config"] for r in res["rows"]] == ["tiny"]
+    assert res["rows"][0]["mean_fold_auroc"] == pipeline["summary"]["mean_fold_auroc"]
+    table = (work / "search" / "search.md").read_text()
+    assert "| `tiny` |" in table and "Selection rule" in table
+    from pneumoview.core.errors import PneumoViewError
+
+    with pytest.raises(PneumoViewError, match="unknown configuration"):
+        search.run(p.parse_args(["--work", str(work), "--configs", "nope"]))
