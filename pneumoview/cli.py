@@ -113,6 +113,9 @@ def main(argv: Sequence[str] | None = None) -> int:
         return _main(list(sys.argv[1:] if argv is None else argv))
     except BrokenPipeError:
         return _quiet_broken_pipe()
+    except SystemExit:  # argparse's --help / --version / usage errors print, then exit
+        _quiet_broken_pipe()
+        raise
 
 
 def _main(raw: list[str]) -> int:
