@@ -209,7 +209,7 @@ class AIController(QObject):
         self.panel.model_label.setText("loading...")
 
     def _on_ready(self, info: Any, device: str) -> None:
-        replaced = self.info is not None and self.info.weights_sha256 != info.weights_sha256
+        replaced = self.info is not None and self.info.model_id != info.model_id
         self.info, self.error = info, ""
         if self._chosen_dir is not None and hasattr(self.settings, "ai_model_dir"):
             self.settings.ai_model_dir = self._chosen_dir  # File > Load Model... is remembered
@@ -248,7 +248,7 @@ class AIController(QObject):
     # -- threshold -------------------------------------------------------------------------
     def _saved_threshold(self, info: Any) -> float:
         saved = getattr(self.settings, "ai_thresholds", {}) or {}
-        value = saved.get(info.weights_sha256)
+        value = saved.get(info.model_id)
         try:
             value = float(value)
         except (TypeError, ValueError):
@@ -263,9 +263,9 @@ class AIController(QObject):
         if self.info is not None and self.settings is not None \
                 and hasattr(self.settings, "ai_thresholds"):
             if abs(self.threshold - float(self.info.threshold)) < 1e-12:
-                self.settings.ai_thresholds.pop(self.info.weights_sha256, None)
+                self.settings.ai_thresholds.pop(self.info.model_id, None)
             else:
-                self.settings.ai_thresholds[self.info.weights_sha256] = self.threshold
+                self.settings.ai_thresholds[self.info.model_id] = self.threshold
             self._save_timer.start()
         self._refresh_tree()
 
@@ -343,7 +343,7 @@ class AIController(QObject):
         pred = result.prediction
         self.inflight.discard((result.path, result.frame, result.force))
         if pred is not None:
-            if self.info is not None and pred.model_sha256 != self.info.weights_sha256:
+            if self.info is not None and pred.model_id != self.info.model_id:
                 return  # made by a model that has since been replaced
             rkey = (result.path, result.frame, result.force)
             self.results[rkey] = pred

@@ -69,7 +69,7 @@ def gui_batch(folder: str, *, model_dir: str | None, device: str,
     engine = Engine(model_dir, device or "auto", with_cam=False)
     info = engine.load()
     threshold = float(info.threshold)
-    saved = (thresholds or {}).get(info.weights_sha256)
+    saved = (thresholds or {}).get(info.model_id)
     try:
         if saved is not None and 0.0 <= float(saved) <= 1.0:
             threshold = float(saved)
