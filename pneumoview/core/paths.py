@@ -53,6 +53,20 @@ def data_dir() -> Path:
     return _from_env("PNEUMOVIEW_DATA_DIR", platformdirs.user_data_dir(APP_NAME))
 
 
+def display_path(text: str) -> str:
+    """A path or name as text any widget or log line can show, one-to-one with the OS's bytes.
+
+    A name that is not valid UTF-8 arrives as a str with surrogate escapes (``os.fsdecode``);
+    they are shown as ``\\xNN`` (GUI toolkits drop them silently, so ``bad\\xff.dcm`` would
+    look like ``bad.dcm``). Everything else is unchanged; the path itself is kept as it was for
+    opening the file.
+    """
+    try:
+        return text.encode("utf-8", "surrogateescape").decode("utf-8", "backslashreplace")
+    except UnicodeEncodeError:  # a lone surrogate that is not an escaped byte
+        return text.encode("utf-8", "backslashreplace").decode("utf-8")
+
+
 # --------------------------------------------------------------------------------------------
 # Writing: private to the user
 # --------------------------------------------------------------------------------------------

@@ -32,6 +32,7 @@ from PySide6.QtWidgets import (
 from pneumoview.qt.aipanel import FLAGGED_COLOUR, NOT_FLAGGED_COLOUR, AIPanel
 from pneumoview.qt.camoverlay import CamOverlay
 from pneumoview.qt.inference_worker import AIResult, CamResult, InferenceWorker
+from pneumoview.qt.plaintext import make_plain, tip
 
 log = logging.getLogger("pneumoview.ai")
 
@@ -75,7 +76,7 @@ class AIController(QObject):
         self.view: Any = None
         self.tree: Any = None
         self.runner: Any = None
-        self.status_label = QLabel("AI: not started")
+        self.status_label = make_plain(QLabel("AI: not started"))  # shows the model's name
         self._token: int | None = None
         self._start_armed = False
         self._chosen_dir: str | None = None
@@ -216,7 +217,7 @@ class AIController(QObject):
             self._chosen_dir = None
         self.panel.set_model(info, device)
         self.status_label.setText(f"AI: {device} | {info.name} {info.version}")
-        self.status_label.setToolTip(info.label)
+        self.status_label.setToolTip(tip(info.label))
         self.threshold = self._saved_threshold(info)
         self.panel.set_threshold(self.threshold)
         if replaced:  # another model's results must not stay on screen
@@ -232,14 +233,14 @@ class AIController(QObject):
         self._chosen_dir = None
         if self.info is not None:  # a new model was refused: the loaded one stays in use
             self.panel.set_model(self.info, self.worker.device)
-            self.panel.model_label.setToolTip(f"The model you chose was refused: {message}")
+            self.panel.model_label.setToolTip(tip(f"The model you chose was refused: {message}"))
             self.status_label.setText(f"AI: {self.worker.device} | {self.info.name} "
                                       f"{self.info.version} (new model refused)")
-            self.status_label.setToolTip(message)
+            self.status_label.setToolTip(tip(message))
         else:
             self.panel.set_model(None, error=f"AI unavailable: {message}")
             self.status_label.setText("AI unavailable")
-            self.status_label.setToolTip(message)
+            self.status_label.setToolTip(tip(message))
             if self.current is not None:
                 self.panel.show_error(f"Not scored: AI unavailable ({message})")
         if self.window is not None and hasattr(self.window, "report_error"):
@@ -454,11 +455,11 @@ class AIController(QObject):
                          + (" flagged" if pred.flagged else ""))
             item.setForeground(AI_COLUMN, QBrush(QColor(
                 FLAGGED_COLOUR if pred.flagged else NOT_FLAGGED_COLOUR)))
-            item.setToolTip(AI_COLUMN, f"{pred.state_text}; {pred.model_label}")
+            item.setToolTip(AI_COLUMN, tip(f"{pred.state_text}; {pred.model_label}"))
         else:
             item.setText(AI_COLUMN, "not scored")
             item.setForeground(AI_COLUMN, QBrush(QColor("#757575")))
-            item.setToolTip(AI_COLUMN, pred.state_text)
+            item.setToolTip(AI_COLUMN, tip(pred.state_text))
         self._update_study(item)
 
     def _update_study(self, instance_item: Any) -> None:

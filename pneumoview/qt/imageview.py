@@ -29,7 +29,9 @@ from PySide6.QtWidgets import QLabel, QVBoxLayout, QWidget
 
 from pneumoview.core import windowing
 from pneumoview.core.dicomio import DecodedImage
+from pneumoview.core.paths import display_path
 from pneumoview.core.windowing import Window
+from pneumoview.qt.plaintext import make_plain
 
 pg.setConfigOptions(imageAxisOrder="row-major", antialias=False)
 
@@ -266,7 +268,7 @@ class ImageView(QWidget):
         self._uint8_cache: tuple[Window, np.ndarray] | None = None
 
         self._corners = {k: self._make_label(k) for k in ("tl", "tr", "bl", "br")}
-        self._message = QLabel(self.graphics)
+        self._message = make_plain(QLabel(self.graphics))  # messages name files: plain text
         self._message.setAlignment(Qt.AlignmentFlag.AlignCenter)
         self._message.setWordWrap(True)
         self._message.setStyleSheet("color: #f0c060; background: transparent; font-size: 13px;")
@@ -298,7 +300,7 @@ class ImageView(QWidget):
         self._update_text()
 
     def show_message(self, message: str) -> None:
-        self._message.setText(message)
+        self._message.setText(display_path(message))
         self._message.setVisible(bool(message))
         self._layout_labels()
 
@@ -452,7 +454,7 @@ class ImageView(QWidget):
 
     # -- corner text ---------------------------------------------------------------------------
     def _make_label(self, corner: str) -> QLabel:
-        label = QLabel(self.graphics)
+        label = make_plain(QLabel(self.graphics))  # header text is never markup
         label.setAttribute(Qt.WidgetAttribute.WA_TransparentForMouseEvents)
         font = QFont()
         font.setStyleHint(QFont.StyleHint.Monospace)
