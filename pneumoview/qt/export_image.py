@@ -19,11 +19,10 @@ from PySide6.QtWidgets import (
     QDialogButtonBox,
     QFileDialog,
     QLabel,
+    QMessageBox,
     QVBoxLayout,
     QWidget,
 )
-
-from pneumoview.qt.plaintext import plain_question
 
 NOT_FOR_DIAGNOSTIC_USE = "NOT FOR DIAGNOSTIC USE"
 
@@ -130,6 +129,10 @@ def ask_and_export(parent: QWidget, view: Any, lines: list[str],
     out = Path(path) if Path(path).suffix.lower() == ".png" else Path(path).with_suffix(".png")
     if out != Path(path) and out.exists():
         # the dialog confirmed overwriting the name it returned, not the one with '.png' added
-        if not plain_question(parent, "Export Image", f"{out.name} already exists. Replace it?"):
+        answer = QMessageBox.question(
+            parent, "Export Image", f"{out.name} already exists. Replace it?",
+            QMessageBox.StandardButton.Yes | QMessageBox.StandardButton.No,
+            QMessageBox.StandardButton.No)
+        if answer != QMessageBox.StandardButton.Yes:
             return None
     return export_view(view, out, lines, dialog.include_patient.isChecked())

@@ -14,7 +14,7 @@ surrogate escapes of a file name that is not valid UTF-8 (``bad\\xff.dcm`` would
 from __future__ import annotations
 
 from PySide6.QtGui import Qt  # QtGui's Qt namespace also has convertFromPlainText
-from PySide6.QtWidgets import QLabel, QMessageBox, QWidget
+from PySide6.QtWidgets import QLabel, QWidget
 
 from pneumoview.core.paths import display_path
 
@@ -44,12 +44,3 @@ def tip(text: str) -> str:
 def menu_text(text: str) -> str:
     """A menu or button caption that shows ``text`` literally (``&`` doubled)."""
     return display_path(text).replace("&", "&&")
-
-
-def plain_question(parent: QWidget | None, title: str, text: str) -> bool:
-    """A Yes/No question whose text is shown literally; True for Yes."""
-    box = QMessageBox(QMessageBox.Icon.Question, title, display_path(text),
-                      QMessageBox.StandardButton.Yes | QMessageBox.StandardButton.No, parent)
-    box.setTextFormat(Qt.TextFormat.PlainText)
-    box.setDefaultButton(QMessageBox.StandardButton.No)
-    return box.exec() == QMessageBox.StandardButton.Yes
