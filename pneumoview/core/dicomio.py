@@ -11,6 +11,7 @@ from __future__ import annotations
 import logging
 import math
 import os
+import zlib
 from dataclasses import dataclass, field
 from os import PathLike
 from typing import Any
@@ -67,27 +68,145 @@ def _looks_like_dicom(ds: Dataset) -> bool:
 
 
 def read_header(path: PathType, specific_tags: list[str] | None = None) -> Dataset:
-    """Read the header only (never the pixel data); files with or without a preamble."""
+    """Read the header only (never the pixel data); files with or without a preamble.
+
+    A deflated file is inflated only as far as its header goes (at most
+    :data:`MAX_INFLATED_HEADER`), never whole: a 4 MB deflate bomb costs no memory here.
+    """
     return _read(path, stop_before_pixels=True, specific_tags=specific_tags)
 
 
-def read_dataset(path: PathType) -> Dataset:
+def read_dataset(path: PathType, max_bytes: int = DEFAULT_MAX_PIXEL_BYTES) -> Dataset:
     """Read the whole dataset; elements over 16 MB (the pixel data) are read only when used,
-    so the size guard can refuse a huge image before its bytes are loaded."""
-    return _read(path, stop_before_pixels=False, defer_size="16 MB")
+    so the size guard can refuse a huge image before its bytes are loaded. A deflated file is
+    refused when it inflates to more than ``max_bytes`` plus :data:`MAX_INFLATED_HEADER`
+    (counted in a streaming pass before pydicom inflates it in memory)."""
+    return _read(path, stop_before_pixels=False, defer_size="16 MB",
+                 max_inflated=max_bytes + MAX_INFLATED_HEADER)
 
 
-def _read(path: PathType, **kwargs: Any) -> Dataset:
+# --------------------------------------------------------------------------------------------
+# Deflated files: bounded inflation
+# --------------------------------------------------------------------------------------------
+DEFLATED_SYNTAX = "1.2.840.10008.1.2.1.99"
+#: Everything before the pixel data, inflated, may take at most this (real headers: KiBs).
+MAX_INFLATED_HEADER = 64 * 2**20
+_INFLATE_CHUNK = 1 << 16
+
+
+@dataclass(frozen=True)
+class _Deflated:
+    meta: Any  # FileMetaDataset
+    offset: int  # where the deflated stream starts
+    preamble: bytes | None
+
+
+def _deflated(path: PathType) -> _Deflated | None:
+    """The file meta and stream offset of a deflated file, None for any other file."""
+    with open(path, "rb") as fh:
+        head = fh.read(8192)
+    if DEFLATED_SYNTAX.encode("ascii") not in head:
+        return None
+    meta = pydicom.filereader.read_file_meta_info(path)
+    if str(meta.get("TransferSyntaxUID", "")).strip() != DEFLATED_SYNTAX:
+        return None
+    glen = meta.get("FileMetaInformationGroupLength")
+    start = 132 if head[128:132] == b"DICM" else 0
+    if glen is None:
+        raise PneumoViewError("deflated file without a file meta group length: its size "
+                              "cannot be checked before inflating it; refused", path)
+    return _Deflated(meta, start + 12 + int(glen), head[:128] if start else None)
+
+
+def _inflate(path: PathType, offset: int, limit: int, keep: bool) -> tuple[bytes, bool]:
+    """Inflate the stream at ``offset`` up to ``limit`` bytes: (what was kept, whether the
+    stream ended within the limit). Memory stays at one chunk when ``keep`` is False."""
+    inflater = zlib.decompressobj(-zlib.MAX_WBITS)
+    kept: list[bytes] = []
+    total = 0
+    with open(path, "rb") as fh:
+        fh.seek(offset)
+        while not inflater.eof:
+            data = fh.read(_INFLATE_CHUNK)
+            if not data:
+                break
+            while data:
+                piece = inflater.decompress(data, max(1, min(_INFLATE_CHUNK * 16,
+                                                             limit + 1 - total)))
+                total += len(piece)
+                if keep:
+                    kept.append(piece)
+                if total > limit:
+                    return b"".join(kept)[:limit], False
+                data = inflater.unconsumed_tail
+                if inflater.eof:
+                    break
+    return b"".join(kept), True
+
+
+def _read_deflated_header(path: PathType, info: _Deflated,
+                          specific_tags: list[str] | None) -> Dataset:
+    from pydicom.filebase import DicomBytesIO
+    from pydicom.tag import Tag
+
+    data, complete = _inflate(path, info.offset, MAX_INFLATED_HEADER, keep=True)
+    buffer = DicomBytesIO(data)
+    tags = None if specific_tags is None else [Tag(t) for t in
+                                               [*specific_tags, "SpecificCharacterSet"]]
+    reached_pixels = False
+
+    def stop(tag: Any, _vr: Any, _length: Any) -> bool:
+        nonlocal reached_pixels
+        reached_pixels = reached_pixels or int(tag) in _PIXEL_TAGS
+        return reached_pixels
+
+    try:
+        ds = pydicom.filereader.read_dataset(buffer, False, True, stop_when=stop,
+                                             specific_tags=tags)
+    except Exception:  # noqa: BLE001 - a cut element: decided below
+        if complete:
+            raise
+        ds = None
+    if not complete and not reached_pixels:
+        raise PneumoViewError(f"deflated header inflates to more than "
+                              f"{MAX_INFLATED_HEADER // 2**20} MiB (a decompression bomb?); "
+                              "refused", path)
+    assert ds is not None
+    return pydicom.dataset.FileDataset(str(path), ds, preamble=info.preamble,
+                                       file_meta=info.meta, is_implicit_VR=False,
+                                       is_little_endian=True)
+
+
+def _read_pydicom(path: PathType, max_inflated: int | None, **kwargs: Any) -> Dataset:
+    """``dcmread``, with a deflated file's inflation bounded first (see :func:`read_header`)."""
+    info = _deflated(path)
+    if info is not None:
+        if kwargs.get("stop_before_pixels"):
+            return _read_deflated_header(path, info, kwargs.get("specific_tags"))
+        limit = DEFAULT_MAX_PIXEL_BYTES + MAX_INFLATED_HEADER if max_inflated is None \
+            else max_inflated
+        if not _inflate(path, info.offset, limit, keep=False)[1]:
+            raise PneumoViewError(f"deflated data inflates to more than {limit // 2**20} MiB "
+                                  "(a decompression bomb, or an image over the size guard); "
+                                  "refused", path)
+    try:
+        return pydicom.dcmread(path, **kwargs)
+    except InvalidDicomError:
+        ds = pydicom.dcmread(path, force=True, **kwargs)
+        if not _looks_like_dicom(ds):
+            raise PneumoViewError("not a DICOM file (no DICM preamble, no DICOM content)",
+                                  path) from None
+        return ds
+
+
+def _read(path: PathType, max_inflated: int | None = None, **kwargs: Any) -> Dataset:
     try:
         if os.path.isdir(path):
             raise PneumoViewError("is a folder, not a DICOM file", path)
         try:
-            ds = pydicom.dcmread(path, **kwargs)
-        except InvalidDicomError:
-            ds = pydicom.dcmread(path, force=True, **kwargs)
-            if not _looks_like_dicom(ds):
-                raise PneumoViewError("not a DICOM file (no DICM preamble, no DICOM content)",
-                                      path) from None
+            ds = _read_pydicom(path, max_inflated, **kwargs)
+        except zlib.error as exc:
+            raise PneumoViewError(f"deflated data is corrupt ({exc})", path) from None
         _drop_unconvertible(ds)
         if "TransferSyntaxUID" not in ds.file_meta:
             ds.file_meta.TransferSyntaxUID = pydicom.uid.ImplicitVRLittleEndian
@@ -274,7 +393,7 @@ def decode(path: PathType, frame: int = 0, max_bytes: int = DEFAULT_MAX_PIXEL_BY
     if ds is not None and not _has_pixels(ds):
         check_decodable(ds, path, max_bytes)
         ds = None
-    full = read_dataset(path) if ds is None else ds
+    full = read_dataset(path, max_bytes) if ds is None else ds
     check_decodable(full, path, max_bytes)
     n_frames = number_of_frames(full)
     if not 0 <= frame < n_frames:
