@@ -211,3 +211,12 @@ def test_viewer_clear_cache_action(window, qtbot, tmp_path, monkeypatch, bad_fol
     action.trigger()
     assert not cache_file.exists()
     assert "index cache cleared" in window.statusBar().currentMessage()
+
+
+def test_cache_command_imports_neither_qt_nor_torch():
+    code = ("import sys; from pneumoview.cli import main; rc = main(['cache', 'info']); "
+            "assert rc == 0; assert 'PySide6' not in sys.modules, 'Qt'; "
+            "assert 'torch' not in sys.modules, 'torch'")
+    res = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True,
+                         timeout=120)
+    assert res.returncode == 0, res.stderr[-2000:]
