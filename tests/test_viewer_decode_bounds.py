@@ -23,10 +23,16 @@ from hostile_support import run_bounded, write_deflate_bomb, write_sparse_image
 #: What a refusal may cost the child beyond its imports (peak RSS, MiB).
 SMALL_RSS_MIB = 600
 
+#: The child's own peak RSS: VmHWM of its memory map (ru_maxrss would carry the parent's peak
+#: over fork + exec). Indented like the snippets it ends, so they dedent together.
 _PEAK = """
         import resource
-        print("PEAK", resource.getrusage(resource.RUSAGE_SELF).ru_maxrss // 1024)
-"""  # indented like the snippets it ends, so they dedent together
+        try:
+            hwm = [l for l in open("/proc/self/status") if l.startswith("VmHWM")]
+            print("PEAK", int(hwm[0].split()[1]) // 1024)
+        except (OSError, IndexError):
+            print("PEAK", resource.getrusage(resource.RUSAGE_SELF).ru_maxrss // 1024)
+"""
 
 
 def _peak(stdout: str) -> int:
