@@ -1,6 +1,6 @@
 """Display conformance: ``pneumoview render`` against dcmtk (and GDCM where dcmtk cannot read).
 
-    python bench/conformance_dcmtk.py [--verbose]
+    python bench/conformance_dcmtk.py
 
 For the files of issue 14 (palette colour, 16/32-bit RGB, Enhanced multi-frame, JPEG 2000,
 VOI LUT probes, overlays, 8-bit films without VOI data) renders each with PneumoView's default
@@ -38,7 +38,7 @@ from PIL import Image
 sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "tests"))
 
 from dicom_factory import SHARED_DICOM, sample_file  # noqa: E402
-from lut_probes import big_endian_ow_lut, half_range_lut, little_endian_ow_lut  # noqa: E402
+from display_probes import big_endian_ow_lut, half_range_lut, little_endian_ow_lut  # noqa: E402
 
 from pneumoview.cli import main as cli_main  # noqa: E402
 from pneumoview.commands import render  # noqa: E402
@@ -161,8 +161,7 @@ def cases(tmp: Path) -> list[Case]:
 
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--verbose", action="store_true")
-    args = parser.parse_args()
+    parser.parse_args()
     for tool in ("dcmj2pnm", "gdcmconv"):
         if shutil.which(tool) is None:
             sys.exit(f"{tool} is not installed (apt-get install dcmtk libgdcm-tools)")

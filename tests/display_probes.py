@@ -1,9 +1,15 @@
-"""VOI LUT probe files built from pydicom-data's ``vlut_04.dcm`` (8-bit MR, one 256-entry VOI LUT).
+"""Display probe files built from pydicom's and pydicom-data's test files.
+
+VOI LUT probes from ``vlut_04.dcm`` (8-bit MR, one 256-entry VOI LUT):
 
 * :func:`half_range_lut`: the same table scaled to use half of its declared 16-bit output range
   (a display conforming to PS3.3 C.11.2.1.1 shows it at half brightness, 0..127);
-* :func:`big_endian_ow_lut`: a square-root table stored as OW in an Explicit VR Big Endian file, the twin
-  of :func:`little_endian_ow_lut` (a reader must honour the file's byte order for OW).
+* :func:`big_endian_ow_lut`: a square-root table stored as OW in an Explicit VR Big Endian
+  file, the twin of :func:`little_endian_ow_lut` (a reader must honour the file's byte order).
+
+:func:`big_endian_copy` re-encodes any dataset as Explicit VR Big Endian (every OW value's
+words swapped, as PS3.5 requires), e.g. an overlay file; :func:`without_voi` drops a file's
+VOI data (an 8-bit image with no window).
 """
 
 from __future__ import annotations
@@ -62,11 +68,31 @@ def little_endian_ow_lut(out: Path) -> Path:
     return out
 
 
-def big_endian_ow_lut(out: Path) -> Path:
-    """The same LUT as OW in Explicit VR Big Endian (its bytes big-endian, as PS3.5 requires)."""
-    ds = _ow_lut(_base(), little=False)
-    for _ in ds.iterall():  # convert every raw (little-endian) element before re-encoding
-        pass
+def big_endian_copy(ds: pydicom.Dataset, out: Path) -> Path:
+    """``ds`` written as Explicit VR Big Endian: US/SS values are re-encoded by pydicom, OW
+    values (stored as raw bytes) have each 16-bit word swapped here."""
+    for elem in ds.iterall():  # also converts every raw (little-endian) element
+        if elem.VR == "OW" and isinstance(elem.value, bytes | bytearray):
+            elem.value = np.frombuffer(bytes(elem.value), "<u2").astype(">u2").tobytes()
     ds.file_meta.TransferSyntaxUID = ExplicitVRBigEndian
     pydicom.dcmwrite(out, ds, implicit_vr=False, little_endian=False, force_encoding=True)
+    return out
+
+
+def big_endian_ow_lut(out: Path) -> Path:
+    """The same LUT as OW in Explicit VR Big Endian (its bytes big-endian, as PS3.5 requires)."""
+    return big_endian_copy(_ow_lut(_base(), little=True), out)
+
+
+def without_voi(name: str, out: Path) -> Path:
+    """pydicom-data's ``name`` without any window or VOI LUT."""
+    path = sample_file(name)
+    if path is None:
+        raise FileNotFoundError(f"pydicom-data's {name} is not installed")
+    ds = pydicom.dcmread(path)
+    for key in ("VOILUTSequence", "WindowCenter", "WindowWidth", "VOILUTFunction",
+                "WindowCenterWidthExplanation"):
+        if key in ds:
+            delattr(ds, key)
+    ds.save_as(out, enforce_file_format=True)
     return out
