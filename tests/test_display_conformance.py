@@ -317,7 +317,7 @@ def test_truncated_file_says_its_pixel_data_is_short(tmp_path: Path) -> None:
     j2k = tmp_path / "j2k.dcm"
     header_end = pydicom.dcmread(_file("JPEG2000.dcm"))["PixelData"].file_tell
     j2k.write_bytes(_file("JPEG2000.dcm").read_bytes()[: header_end - 12])
-    assert "holds no Pixel Data element" in _message(j2k)
+    assert _message(j2k) == "has no pixel data"  # the batch adds "probably truncated"
 
 
 # -- 9. 12-bit JPEG Extended ----------------------------------------------------------------------

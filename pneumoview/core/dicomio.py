@@ -270,10 +270,7 @@ def decode(path: PathType, frame: int = 0, max_bytes: int = DEFAULT_MAX_PIXEL_BY
     if not 0 <= frame < n_frames:
         raise PneumoViewError(f"frame {frame} does not exist (the file has {n_frames})", path)
     if not _has_pixels(full):
-        raise PneumoViewError(
-            f"has no pixel data: the header describes a {full.get('Rows')}x"
-            f"{full.get('Columns')} image but the file holds no Pixel Data element (a file cut "
-            "short, or an incomplete copy?)", path)
+        raise PneumoViewError("has no pixel data", path)
     photometric = str(full.get("PhotometricInterpretation", "MONOCHROME2")).strip().upper()
     try:
         stored = codecs.decode_frame(full, frame)
