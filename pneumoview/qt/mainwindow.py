@@ -272,6 +272,12 @@ class MainWindow(QMainWindow):
         self.act_invert = a("&Invert", lambda: self.view.toggle_invert(), "I", checkable=True)
         self.act_reset = a("&Reset", self.view.reset, "R")
         self.act_patient = a("Show &Patient Text", self.set_patient_text, "P", checkable=True)
+        self.act_overlays = a("Show File &Overlays", lambda on: self.view.set_show_overlays(
+            graphics=on), "O", checkable=True)
+        self.act_overlays.setChecked(self.view.show_graphics_overlays)
+        self.act_roi_overlays = a("Show File &ROI Overlays", lambda on: self.view.set_show_overlays(
+            roi=on), checkable=True)
+        self.act_roi_overlays.setChecked(self.view.show_roi_overlays)
         self.act_patient.setChecked(self.settings.show_patient_overlay)
         self.act_next = a("&Next Image", lambda: self.tree.step_instance(1), ["Down", "Right"])
         self.act_prev = a("&Previous Image", lambda: self.tree.step_instance(-1), ["Up", "Left"])
@@ -297,6 +303,8 @@ class MainWindow(QMainWindow):
         self.preset_menu = view_menu.addMenu("&Window Presets")
         view_menu.addSeparator()
         view_menu.addAction(self.act_patient)
+        view_menu.addAction(self.act_overlays)
+        view_menu.addAction(self.act_roi_overlays)
         view_menu.addSeparator()
         for dock in (self.tree_dock, self.details_dock, self.log_dock):
             view_menu.addAction(dock.toggleViewAction())
