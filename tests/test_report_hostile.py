@@ -98,7 +98,7 @@ def test_a_row_that_cannot_be_formatted_costs_only_that_row(tmp_path: Path) -> N
 
 
 def test_old_reports_are_read_as_they_were_written(tmp_path: Path) -> None:
-    """A report of format 1 (no report_format in its manifest) keeps its cells: a name with a
+    """A report of format 1 or 2 (before cells were encoded) keeps its cells: a name with a
     literal %20 or a leading apostrophe is not decoded (it would no longer match the file)."""
     out = tmp_path / "old.csv"
     with open(out, "w", encoding="utf-8", newline="") as fh:
@@ -112,8 +112,10 @@ def test_old_reports_are_read_as_they_were_written(tmp_path: Path) -> None:
                 "cancelled": False}
     rep.manifest_path(out).write_text(json.dumps(manifest))
     assert rep.read_report(out)[0]["relpath"] == "a%20b.dcm"
-    # the same cells under a format-2 manifest are decoded
     rep.manifest_path(out).write_text(json.dumps({**manifest, "report_format": 2}))
+    assert rep.read_report(out)[0]["relpath"] == "a%20b.dcm"  # format 2: model_id only
+    # the same cells under a format-3 manifest (or none) are decoded
+    rep.manifest_path(out).write_text(json.dumps({**manifest, "report_format": 3}))
     assert rep.read_report(out)[0]["relpath"] == "a b.dcm"
 
 
@@ -147,6 +149,7 @@ def _shard(tmp_path: Path, k: int, n: int, name: str | None = None) -> Path:
     ("threshold", 7, "'threshold' must be a number in [0, 1]"),
     ("finished", "yes", "'finished' must be true or false"),
     ("model_sha256", 12, "'model_sha256' must be a text"),
+    ("model_id", ["x"], "'model_id' must be a text"),
     ("report_format", 99, "written by a newer PneumoView"),
 ])
 def test_merge_refuses_a_manifest_with_wrong_types_or_ranges(tmp_path: Path, field: str,

@@ -16,8 +16,9 @@ from os import PathLike
 import numpy as np
 
 from pneumoview.commands.argtypes import finite_float
-from pneumoview.core import dicomio, windowing
+from pneumoview.core import colour, dicomio, windowing
 from pneumoview.core.errors import PneumoViewError
+from pneumoview.core.overlays import burn_in
 
 #: Lossy formats are written at this quality (Pillow's default of 75 blurs fine lines).
 JPEG_QUALITY = 95
@@ -35,6 +36,9 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--frame", type=int, default=0,
                         help="frame index, counted from 0 (default 0, the first frame; DICOM "
                              "and the viewer number frames from 1)")
+    parser.add_argument("--overlays", action="store_true",
+                        help="draw the file's overlay planes (60xx) in white (default: off, so "
+                             "the output compares with other renderers)")
 
 
 def choose_window(decoded: dicomio.DecodedImage, center: float | None = None,
@@ -52,21 +56,27 @@ def choose_window(decoded: dicomio.DecodedImage, center: float | None = None,
             raise PneumoViewError(f"window width must be positive, got {width}")
         return windowing.Window("Custom", center, width, func)
     if preset:
-        options = windowing.presets(decoded.values, declared, decoded.modality)
+        options = windowing.presets(decoded.values, declared, decoded.modality,
+                                    decoded.identity)
         for w in options:
             if w.name.lower() == preset.lower():
                 return w
         names = ", ".join(f"'{w.name}'" for w in options)
         raise PneumoViewError(f"no preset named '{preset}'; this file offers {names}",
                               decoded.path)
-    return windowing.default_window(decoded.values, declared)
+    return windowing.default_window(decoded.values, declared, decoded.identity)
 
 
-def render_array(decoded: dicomio.DecodedImage, window: windowing.Window) -> np.ndarray:
-    """The display image: windowed grey (inverted once for MONOCHROME1) or RGB as stored."""
+def render_array(decoded: dicomio.DecodedImage, window: windowing.Window | None,
+                 overlays: bool = False) -> np.ndarray:
+    """The display image: windowed grey (inverted once for MONOCHROME1), or colour (RGB, palette
+    applied) reduced to 8 bits; the overlay planes drawn in when asked."""
     if decoded.is_colour:
-        return np.clip(np.rint(decoded.values), 0, 255).astype(np.uint8)
-    return windowing.apply_window(decoded.values, window, decoded.invert)
+        image = colour.to_display8(decoded.values[..., :3], decoded.colour_bits)
+    else:
+        assert window is not None
+        image = windowing.apply_window(decoded.values, window, decoded.invert)
+    return burn_in(image, decoded.overlays) if overlays else image
 
 
 def image_format(output: str | PathLike[str]) -> str:
@@ -85,15 +95,17 @@ def image_format(output: str | PathLike[str]) -> str:
 
 def render_image(path: str | PathLike[str], output: str | PathLike[str],
                  center: float | None = None, width: float | None = None,
-                 preset: str | None = None, frame: int = 0) -> windowing.Window:
-    """Decode, window and save the image (format by extension); returns the window used."""
+                 preset: str | None = None, frame: int = 0,
+                 overlays: bool = False) -> windowing.Window | None:
+    """Decode, window and save the image (format by extension; RGB for colour); returns the
+    window used (``None`` for colour, which has no window)."""
     from PIL import Image
 
     fmt = image_format(output)
     try:
         decoded = dicomio.decode(path, frame)
-        window = choose_window(decoded, center, width, preset)
-        image = Image.fromarray(render_array(decoded, window))
+        window = None if decoded.is_colour else choose_window(decoded, center, width, preset)
+        image = Image.fromarray(render_array(decoded, window, overlays))
     except MemoryError:
         raise PneumoViewError("not enough memory to render this image (it passed the size "
                               "guard, but this machine or the process limit cannot hold its "
@@ -113,10 +125,15 @@ def run(args: argparse.Namespace) -> int:
 
     try:
         window = render_image(args.file, args.output, args.center, args.width, args.preset,
-                              args.frame)
+                              args.frame, args.overlays)
     except PneumoViewError as exc:
         say(f"pneumoview render: {exc}", sys.stderr)
         return 1
-    say(f"wrote {args.output} (window '{window.name}' C={window.center:g} W={window.width:g} "
-        f"{window.function})")
+    if window is None:
+        ignored = args.center is not None or args.width is not None or args.preset
+        say(f"wrote {args.output} (colour: no window"
+            f"{'; --center/--width/--preset do not apply' if ignored else ''})")
+    else:
+        say(f"wrote {args.output} (window '{window.name}' C={window.center:g} "
+            f"W={window.width:g} {window.function})")
     return 0

@@ -20,6 +20,7 @@ from __future__ import annotations
 
 import contextlib
 import logging
+import math
 import os
 import stat
 import time
@@ -391,7 +392,7 @@ def _base_row(path: str, rel: str, st: os.stat_result | None, threshold: float,
         "message": "", "patient_id": "", "study_instance_uid": "", "series_instance_uid": "",
         "sop_instance_uid": "", "view_position": "", "model_sha256": info.weights_sha256,
         "study_date": "", "modality": "", "frame": None, "model_label": info.label,
-        "elapsed_ms": None,
+        "elapsed_ms": None, "model_id": info.model_id,
     }
 
 
@@ -494,7 +495,8 @@ def _run_locked(options: BatchOptions, output: str | None, engine: Engine, info:
     retried = 0
     if output is not None and options.resume:
         previous = rep.load_for_resume(output, model_sha256=info.weights_sha256,
-                                       threshold=threshold, shard=options.shard)
+                                       threshold=threshold, shard=options.shard,
+                                       model_id=info.model_id)
         for rel, row in previous.items():
             st = stats_by_rel.get(rel)
             if st is None:  # gone, unreadable, or a scan issue (its row is made again)
@@ -509,7 +511,8 @@ def _run_locked(options: BatchOptions, output: str | None, engine: Engine, info:
     manifest_base = {
         "root": rep.escape_path(root), "shard_index": shard_k, "shard_count": shard_n,
         "files": total,
-        "model_sha256": info.weights_sha256, "model_label": info.label,
+        "model_sha256": info.weights_sha256, "model_id": info.model_id,
+        "report_format": rep.REPORT_FORMAT, "model_label": info.label,
         "model_name": info.name, "model_version": info.version, "threshold": threshold,
         "pneumoview_version": _version(),
     }
@@ -586,7 +589,12 @@ def _run_locked(options: BatchOptions, output: str | None, engine: Engine, info:
         rows = []
         for (row, _), p in zip(pending, probs, strict=True):
             p = float(p)
-            row.update(probability=p, flagged=bool(p >= threshold))
+            if math.isfinite(p):
+                row.update(probability=p, flagged=bool(p >= threshold))
+            else:
+                from pneumoview.core.inference import NON_FINITE
+
+                row.update(status=ERROR, probability=None, flagged=None, message=NON_FINITE)
             rows.append(row)
         pending.clear()
         write(rows)

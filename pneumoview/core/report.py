@@ -49,21 +49,27 @@ from pneumoview.core.errors import PneumoViewError
 log = logging.getLogger(__name__)
 
 #: Report columns, in order. The first 15 are the documented interface; the rest are extras.
+#: Columns are only ever appended: a report of an older format has a prefix of these.
 COLUMNS: tuple[str, ...] = (
     "path", "relpath", "file_size", "mtime_ns", "status", "probability", "flagged", "threshold",
     "message", "patient_id", "study_instance_uid", "series_instance_uid", "sop_instance_uid",
     "view_position", "model_sha256",
     "study_date", "modality", "frame", "model_label", "elapsed_ms",
+    "model_id",
 )
+#: The manifest's ``report_format``: 1 = the first 20 columns (no field in the manifest), 2 =
+#: ``model_id`` appended, 3 = cells encoded by :func:`encode_cell` (paths exact and
+#: percent-escaped, formula-like cells behind an apostrophe; before, text was written as it
+#: was, whitespace collapsed everywhere). Each later appended column or cell change bumps it;
+#: :func:`read_report` reads each report by its own format, so older ones resume and merge.
+REPORT_FORMAT = 3
+#: The first format whose cells :func:`decode_cell` decodes.
+ENCODED_CELLS_FORMAT = 3
+#: The columns of format 1; every report has at least these.
+LEGACY_COLUMNS = COLUMNS[:20]
 
 STATUSES = ("scored", "not_scored", "skipped", "error")
 MANIFEST_FORMAT = "pneumoview-batch-manifest-1"
-
-#: How cells are written, recorded as the manifest's ``report_format``. 1 (no field): text as it
-#: was, whitespace collapsed everywhere; 2: :func:`encode_cell` (paths exact and
-#: percent-escaped, formula-like cells behind an apostrophe). Reports of format 1 still resume
-#: and merge: :func:`read_report` reads each report by its own format.
-REPORT_FORMAT = 2
 
 #: Most shards one batch may be split into (a manifest claiming more is refused).
 MAX_SHARDS = 100_000
@@ -183,13 +189,14 @@ def restore_formula(text: str) -> str:
 
 
 def encode_cell(key: str, text: str) -> str:
-    """Report text of one cell (format 2): paths escaped, then formula-like cells neutralised."""
+    """Report text of one cell (format 3): paths escaped, then formula-like cells neutralised."""
     return neutralise_formula(escape_path(text) if key in PATH_KEYS else _valid_utf8(text))
 
 
 def decode_cell(key: str, text: str, report_format: int = REPORT_FORMAT) -> str:
-    """The value :func:`encode_cell` was given (format 1 cells are returned as they are)."""
-    if report_format < 2:
+    """The value :func:`encode_cell` was given (cells of formats 1 and 2 are returned as they
+    are)."""
+    if report_format < ENCODED_CELLS_FORMAT:
         return text
     text = restore_formula(text)
     return unescape_path(text) if key in PATH_KEYS else text
@@ -552,11 +559,8 @@ def _read_holder(fd: int) -> str:
 
 #: The header lines a report may start with: today's columns, or (reports written before
 #: columns were appended) the first 20 of them and each longer prefix.
-BASE_COLUMN_COUNT = 20
-
-
 def _header_columns(first_line: bytes) -> tuple[str, ...] | None:
-    for n in range(len(COLUMNS), BASE_COLUMN_COUNT - 1, -1):
+    for n in range(len(COLUMNS), len(LEGACY_COLUMNS) - 1, -1):
         if first_line == (",".join(COLUMNS[:n]) + "\n").encode("ascii"):
             return COLUMNS[:n]
     return None
@@ -626,14 +630,27 @@ def read_report(path: PathType, *, allow_partial_tail: bool = True,
     return rows
 
 
+def _refuse_model_id(have: str, want: str, path: PathType) -> None:
+    """Refuse a report whose model_id differs: same weights, other behaviour (metadata)."""
+    if have and want and have != want:
+        raise PneumoViewError(
+            f"refusing to mix models: the report was made with model_id {have[:17]}..., this "
+            f"run uses {want[:17]}... (the same weights with other metadata: calibration, "
+            "threshold or input settings differ); write to a new --output or use the same "
+            "--model", path)
+
+
 def load_for_resume(path: PathType, *, model_sha256: str, threshold: float,
-                    shard: tuple[int, int] | None) -> dict[str, dict[str, str]]:
+                    shard: tuple[int, int] | None,
+                    model_id: str = "") -> dict[str, dict[str, str]]:
     """Rows already in a report (by relpath), after checking they can be continued.
 
     Refuses (``PneumoViewError``) a file that is not a report, and a report made with another
-    model or threshold, or for another shard: mixing them would give one report with two
-    meanings. Thresholds are compared like with like: the manifest's exact value with this
-    run's, and each row's six-digit text with this run's threshold written the same way.
+    model (weights sha256, or ``model_id`` where the report has one: reports of format 1 have
+    none and resume when the weights match) or threshold, or for another shard: mixing them
+    would give one report with two meanings. Thresholds are compared like with like: the
+    manifest's exact value with this run's, and each row's six-digit text with this run's
+    threshold written the same way.
     """
     if not os.path.lexists(path):
         return {}
@@ -654,6 +671,7 @@ def load_for_resume(path: PathType, *, model_sha256: str, threshold: float,
             raise PneumoViewError(
                 f"the report was written for shard {have[0]}/{have[1]}, this run is shard "
                 f"{want[0]}/{want[1]}; resume with the same --shard", path)
+        _refuse_model_id(str(manifest.get("model_id") or ""), model_id, path)
         if float(manifest["threshold"]) != threshold:
             used = float(manifest["threshold"])
             raise PneumoViewError(
@@ -669,6 +687,7 @@ def load_for_resume(path: PathType, *, model_sha256: str, threshold: float,
                 f"refusing to mix models: the report was made with model sha256 {sha[:12]}..., "
                 f"this run uses {model_sha256[:12]}...; write to a new --output or use the "
                 "same --model", path)
+        _refuse_model_id(row.get("model_id", ""), model_id, path)
         if row["threshold"] and row["threshold"] != ours:
             raise PneumoViewError(
                 f"refusing to mix thresholds: the report used {row['threshold']}, this run "
@@ -786,6 +805,8 @@ def check_manifest(data: Mapping[str, Any], where: str) -> None:
         raise bad("threshold", "must be a number in [0, 1]")
     if not isinstance(data.get("model_sha256"), str):
         raise bad("model_sha256", "must be a text (the model's sha256)")
+    if data.get("model_id") is not None and not isinstance(data["model_id"], str):
+        raise bad("model_id", "must be a text (the model's identity)")
 
 
 # --------------------------------------------------------------------------------------------
@@ -816,6 +837,7 @@ def merge_reports(inputs: Sequence[PathType], output: PathType) -> MergeResult:
     by_index: dict[int, tuple[str, dict[str, Any]]] = {}
     counts: set[int] = set()
     models: set[str] = set()
+    model_ids: set[str] = set()
     thresholds: set[float] = set()
     for report in inputs:
         if os.path.realpath(report) == out_real:
@@ -833,12 +855,18 @@ def merge_reports(inputs: Sequence[PathType], output: PathType) -> MergeResult:
         by_index[k] = (str(report), m)
         counts.add(n)
         models.add(m["model_sha256"])
+        if m.get("model_id"):  # format-1 manifests have none: the weights' sha256 decides
+            model_ids.add(str(m["model_id"]))
         thresholds.add(float(m["threshold"]))
     if len(counts) != 1:
         raise PneumoViewError(f"the reports come from different shard counts {sorted(counts)}")
     if len(models) != 1:
         raise PneumoViewError("refusing to merge reports made with different models "
                               f"({', '.join(sorted(s[:12] for s in models))})")
+    if len(model_ids) > 1:
+        raise PneumoViewError("refusing to merge reports made with different model_ids (the "
+                              "same weights with other metadata: "
+                              f"{', '.join(sorted(s[:17] for s in model_ids))})")
     if len(thresholds) != 1:
         raise PneumoViewError("refusing to merge reports made with different thresholds "
                               f"({', '.join(repr(t) for t in sorted(thresholds))})")
@@ -861,6 +889,12 @@ def merge_reports(inputs: Sequence[PathType], output: PathType) -> MergeResult:
             if n > 1 and shard_of(rel, n) != k:
                 raise PneumoViewError(f"file {rel!r} belongs to shard {shard_of(rel, n)}/{n} "
                                       f"but is in shard {k}'s report")
+            if row.get("model_id"):
+                model_ids.add(row["model_id"])
+                if len(model_ids) > 1:
+                    raise PneumoViewError(f"file {rel!r} was scored with another model_id "
+                                          f"({row['model_id'][:17]}...) than the other rows; "
+                                          "refusing to merge", report)
             seen[rel] = k
             merged.append(row)
     merged.sort(key=lambda r: r["relpath"])
@@ -868,7 +902,9 @@ def merge_reports(inputs: Sequence[PathType], output: PathType) -> MergeResult:
     first = by_index[0][1]
     write_manifest(output, {
         "shard_index": 0, "shard_count": 1, "files": len(merged),
-        "model_sha256": first.get("model_sha256"), "model_label": first.get("model_label"),
+        "model_sha256": first.get("model_sha256"),
+        **({"model_id": next(iter(model_ids))} if model_ids else {}),
+        "report_format": REPORT_FORMAT, "model_label": first.get("model_label"),
         "threshold": first.get("threshold"), "finished": True, "cancelled": False,
         "merged_from": [escape_path(os.path.basename(by_index[k][0])) for k in range(n)],
     })
