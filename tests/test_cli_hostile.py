@@ -3,6 +3,7 @@ issue 12, items 2 and 7): real ``pneumoview`` processes, signals, pipes and the 
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
 import signal
@@ -10,6 +11,7 @@ import struct
 import subprocess
 import sys
 import time
+from collections.abc import Iterator
 from pathlib import Path
 
 import numpy as np
@@ -67,9 +69,18 @@ def _data_rows(path: Path) -> int:
         return 0
 
 
-def _start(args: list[str | os.PathLike[str]]) -> subprocess.Popen[bytes]:
-    return subprocess.Popen(_cmd(*args), env=_env(), cwd=REPO, stdout=subprocess.DEVNULL,
+@contextlib.contextmanager
+def _running(args: list[str]) -> Iterator[subprocess.Popen[bytes]]:
+    """A ``pneumoview`` process in its own session, killed and reaped on the way out."""
+    proc = subprocess.Popen(_cmd(*args), env=_env(), cwd=REPO, stdout=subprocess.DEVNULL,
                             stderr=subprocess.PIPE, start_new_session=True)
+    try:
+        yield proc
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+            proc.wait()
+        proc.stderr.close()
 
 
 def _wait_rows(proc: subprocess.Popen[bytes], report: Path, n: int) -> None:
@@ -94,17 +105,11 @@ def test_sigterm_and_sighup_stop_like_ctrl_c(folder: Path, model_dir: Path, tmp_
     report = tmp_path / "r.csv"
     base = ["flag", str(folder), "--output", str(report), "--model", str(model_dir),
             "--device", "cpu", "--workers", "1", "--batch-size", "2", "--quiet"]
-    proc = _start(base)
-    try:
+    with _running(base) as proc:
         _wait_rows(proc, report, 4)
         os.kill(proc.pid, getattr(signal, signame))
         proc.wait(120)
         err = proc.stderr.read().decode()
-    finally:
-        if proc.poll() is None:
-            proc.kill()
-            proc.wait()
-        proc.stderr.close()
     assert proc.returncode == status, err
     assert f"{signame}: finishing the rows in flight" in err and "Traceback" not in err
     manifest = rep.read_manifest(report)
@@ -136,8 +141,7 @@ def test_bundled_model_kill_concurrent_run_resume_shards_and_merge(tmp_path: Pat
     report = tmp_path / "r.csv"
     base = ["flag", str(data), "--output", str(report), "--device", "cpu", "--workers", "1",
             "--batch-size", "2", "--quiet"]
-    first = _start(base)
-    try:
+    with _running(base) as first:
         _wait_rows(first, report, 2)
         os.kill(first.pid, signal.SIGSTOP)  # frozen mid-run, holding the report
         second = _pv(*base, "--resume")
@@ -146,11 +150,6 @@ def test_bundled_model_kill_concurrent_run_resume_shards_and_merge(tmp_path: Pat
             in second.stderr
         os.kill(first.pid, signal.SIGKILL)
         first.wait(30)
-    finally:
-        if first.poll() is None:
-            first.kill()
-            first.wait()
-        first.stderr.close()
     assert rep.lock_path(report).exists()  # left behind by the killed run
     partial = len(rep.read_report(report))
     assert 2 <= partial < 16
@@ -165,16 +164,10 @@ def test_bundled_model_kill_concurrent_run_resume_shards_and_merge(tmp_path: Pat
     # shards with the default threshold, one of them killed and resumed, then merged
     shards = [tmp_path / f"s{k}.csv" for k in range(2)]
     shard0 = [*base[:3], str(shards[0]), *base[4:], "--shard", "0/2"]
-    proc = _start(shard0)
-    try:
+    with _running(shard0) as proc:
         _wait_rows(proc, shards[0], 1)
         os.kill(proc.pid, signal.SIGKILL)
         proc.wait(30)
-    finally:
-        if proc.poll() is None:
-            proc.kill()
-            proc.wait()
-        proc.stderr.close()
     for args in ([*shard0, "--resume"],
                  [*base[:3], str(shards[1]), *base[4:], "--shard", "1/2", "--resume"]):
         res = _pv(*args)

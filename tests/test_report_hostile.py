@@ -6,6 +6,7 @@ from __future__ import annotations
 import csv
 import json
 import os
+import stat
 import subprocess
 import sys
 import time
@@ -329,6 +330,25 @@ def test_writing_through_a_symlink_replaces_the_link_not_its_target(tmp_path: Pa
     writer.close()
     assert victim.read_text() == "precious"
     assert not link.is_symlink() and len(rep.read_report(link)) == 1
+
+
+def test_a_replaced_report_keeps_its_mode(tmp_path: Path) -> None:
+    """The GUI creates its reports 0600; writing by rename must not widen them."""
+    report = tmp_path / "r.csv"
+    report.touch()
+    os.chmod(report, 0o600)
+    rep.write_report_atomic(report, [_row("/a/1.dcm", "1.dcm")])
+    rep.manifest_path(report).touch()
+    os.chmod(rep.manifest_path(report), 0o600)
+    rep.write_manifest(report, {"shard_index": 0, "shard_count": 1, "files": 1,
+                                "model_sha256": "ab" * 32, "threshold": 0.5, "finished": True})
+    assert stat.S_IMODE(report.stat().st_mode) == 0o600
+    assert stat.S_IMODE(rep.manifest_path(report).stat().st_mode) == 0o600
+    fresh = tmp_path / "new.csv"
+    rep.write_report_atomic(fresh, [])
+    mask = os.umask(0)
+    os.umask(mask)
+    assert stat.S_IMODE(fresh.stat().st_mode) == 0o666 & ~mask
 
 
 def test_temporary_files_are_not_predictable_links(tmp_path: Path) -> None:

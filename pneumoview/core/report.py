@@ -328,10 +328,16 @@ def _row_line(row: Mapping[str, Any]) -> str:
 
 
 def _temp_beside(target: Path) -> tuple[int, Path]:
-    """A new private temporary file beside ``target`` (``.NAME.tmp-XXXX``), never a link."""
+    """A new temporary file beside ``target`` (``.NAME.tmp-XXXX``, never a link) with the mode
+    the file it replaces had (a private 0600 report stays private), else the umask's."""
     fd, name = tempfile.mkstemp(prefix=f".{target.name}.tmp-", dir=target.parent or ".")
-    with contextlib.suppress(OSError):
-        os.fchmod(fd, 0o666 & ~_umask())
+    try:
+        st = os.stat(target, follow_symlinks=False)
+        mode = stat.S_IMODE(st.st_mode) if stat.S_ISREG(st.st_mode) else None
+    except OSError:
+        mode = None
+    with contextlib.suppress(OSError, AttributeError):
+        os.fchmod(fd, 0o666 & ~_umask() if mode is None else mode)
     return fd, Path(name)
 
 
