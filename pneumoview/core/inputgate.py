@@ -39,19 +39,21 @@ GATE_FORMAT = "pv-gate-1"
 TENSOR_PREFIX = "gate."
 HEAD_NAMES = ("content", "orientation", "polarity")
 
-# Rule limits: policy of the app, not learned, so they live here and not in the model. The smallest films in the training
-# data are Kermany's 224 x 224 (redistributed at that size); 160 px leaves room for a cropped
+# Rule limits: policy of the app, not learned, so they live here and not in the model. The
+# smallest films in the training data are Kermany's 224 x 224 (redistributed at that size); 160 px leaves room for a cropped
 # Kermany film and refuses thumbnails (pydicom's 16 x 16 and 64 x 64 frames, 32 x 32 icons).
 MIN_SIDE = 160
 # Chest films are 0.8-1.25 wide-to-high; a cropped one rarely exceeds 1.6. 2.5 refuses strips
 # such as nuclear-medicine whole-body scans (4:1) and banners.
 MAX_ASPECT = 2.5
-# Neighbouring pixels of a film at the model's resolution correlate above 0.9 (the lowest
-# measured on 5,700 real and degraded films is in the model card); pixel noise correlates ~0.
-MIN_NEIGHBOUR_CORRELATION = 0.35
-# A quadratic surface explains at most ~0.9 of a film's variance on a 32 x 32 grid; a uniform
-# page, a ramp or a vignette is explained almost entirely.
-MAX_SMOOTH_FRACTION = 0.985
+# Neighbouring pixels of a film at the model's resolution correlate strongly (lowest 0.82 over
+# 6,100 real, degraded, rotated and inverted films; 0.1 % below 0.91); pixel noise and a blank
+# page with scanner noise (stretched by the contract) correlate at most 0.02. Text pages and
+# tables (0.15-0.65) are left to the content head.
+MIN_NEIGHBOUR_CORRELATION = 0.1
+# A quadratic surface explains at most 0.92 of a film's variance on a 32 x 32 grid (0.1 % of
+# them above 0.89); linear ramps and radial vignettes are explained to at least 0.948.
+MAX_SMOOTH_FRACTION = 0.945
 _SMOOTH_GRID = 32
 
 
@@ -164,13 +166,33 @@ def judge_content_statistics(stats: Mapping[str, float]) -> GateVerdict | None:
         return GateVerdict(GateKind.NO_CONTENT,
                            "no usable image content (uniform or gradient)")
     if stats["neighbour_correlation"] < MIN_NEIGHBOUR_CORRELATION:
-        return GateVerdict(GateKind.NO_CONTENT, "no usable image content (noise)")
+        return GateVerdict(GateKind.NO_CONTENT, "no usable image content (noise or blank)")
     return None
 
 
 def check_content_rules(x: np.ndarray) -> GateVerdict | None:
     """Refuse a model input with no usable content: flat, a smooth ramp, or pixel noise."""
     return judge_content_statistics(content_statistics(x))
+
+
+# -- features --------------------------------------------------------------------------------
+def gate_features(activations: np.ndarray) -> np.ndarray:
+    """The heads' input from the last block's activations A ((C, h, w) or (N, C, h, w)):
+    pooled (the mean over h, w, as the logit reads it), then the top-minus-bottom and
+    left-minus-right differences of the outer thirds' means (3 C values).
+
+    Global pooling forgets where things are, so a film turned by 90 degrees pools to nearly
+    the same vector as the upright film; the half differences keep the layout (apices above
+    the diaphragm) that tells the orientation. The atypicality reads the pooled part.
+    """
+    a = np.asarray(activations, dtype=np.float32)
+    h, w = a.shape[-2:]
+    t = max(1, h // 3)
+    u = max(1, w // 3)
+    pooled = a.mean(axis=(-2, -1))
+    tb = a[..., :t, :].mean(axis=(-2, -1)) - a[..., h - t:, :].mean(axis=(-2, -1))
+    lr = a[..., :, :u].mean(axis=(-2, -1)) - a[..., :, w - u:].mean(axis=(-2, -1))
+    return np.concatenate([pooled, tb, lr], axis=-1)
 
 
 # -- heads and atypicality -------------------------------------------------------------------
@@ -220,8 +242,9 @@ class Atypicality:
     reference: np.ndarray  # sorted distances of the reference films
     refuse_above: float  # distance bound (inf: never refuses)
 
-    def distance(self, pooled: np.ndarray) -> np.ndarray:
-        f = np.asarray(pooled, dtype=np.float32) - self.mean
+    def distance(self, features: np.ndarray) -> np.ndarray:
+        """Distance of gate features (their pooled part: the first ``dim`` values)."""
+        f = np.asarray(features, dtype=np.float32)[..., :self.mean.shape[0]] - self.mean
         z = f @ self.whiten.T
         return np.sqrt((z.astype(np.float64) ** 2).sum(axis=-1) / self.mean.shape[0])
 
@@ -297,7 +320,8 @@ class InputGate:
         try:
             if spec.get("format") != GATE_FORMAT:
                 raise GateFormatError(f"unknown gate format {spec.get('format')!r}")
-            dim = int(spec.get("feature_dim", 512))
+            dim = int(spec["feature_dim"])
+            pooled_dim = int(spec.get("pooled_dim", dim))
             heads = {name: _head(name, hs, tensors, dim)
                      for name, hs in dict(spec.get("heads", {})).items()}
             unknown = set(heads) - set(HEAD_NAMES)
@@ -309,7 +333,8 @@ class InputGate:
                 mean, whiten = _array(tensors, "atypicality.mean"), \
                     _array(tensors, "atypicality.whiten")
                 ref = np.sort(_array(tensors, "atypicality.reference").astype(np.float64))
-                if mean.shape != (dim,) or whiten.ndim != 2 or whiten.shape[1] != dim or \
+                if mean.shape != (pooled_dim,) or whiten.ndim != 2 or \
+                        whiten.shape[1] != pooled_dim or \
                         ref.size == 0:
                     raise GateFormatError("gate atypicality tensors have the wrong shapes")
                 bound = a.get("refuse_above")
@@ -327,17 +352,22 @@ class InputGate:
         """The rules (no forward pass needed): a refusal, or None to go on."""
         return check_geometry(shape) or check_content_rules(x)
 
-    def judge(self, shape: tuple[int, ...], x: np.ndarray, pooled: np.ndarray) -> GateVerdict:
+    def judge(self, shape: tuple[int, ...], x: np.ndarray,
+              activations: np.ndarray) -> GateVerdict:
         """Rules, then heads (content, orientation, polarity), then the atypicality bound.
 
         ``shape`` is the decoded image's (height, width), ``x`` the model input (contract step
-        4) and ``pooled`` its pooled features from the same forward pass as the score.
+        4) and ``activations`` the last block's A (512, h, w) from the forward pass that gave
+        the score (:func:`pneumoview.core.model.predict_activations`).
         """
-        return self.judge_statistics(shape, content_statistics(x), pooled)
+        return self.judge_statistics(shape, content_statistics(x),
+                                     gate_features(activations))
 
     def judge_statistics(self, shape: tuple[int, ...], stats: Mapping[str, float],
-                         pooled: np.ndarray) -> GateVerdict:
-        """:meth:`judge` given the model input's :func:`content_statistics`."""
+                         features: np.ndarray) -> GateVerdict:
+        """:meth:`judge` given the model input's :func:`content_statistics` and the
+        :func:`gate_features` of its activations."""
+        pooled = features
         distance = percentile = None
         if self.atypicality is not None:
             distance = float(self.atypicality.distance(pooled))

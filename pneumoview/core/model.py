@@ -291,15 +291,17 @@ def last_block_activations(module: torch.nn.Module, x: torch.Tensor) -> torch.Te
     return m.layer4(m.layer3(m.layer2(m.layer1(x))))
 
 
-def predict_features(model: LoadedModel, batch: torch.Tensor) -> tuple[np.ndarray, np.ndarray]:
-    """One forward pass: raw logits float64 ``(N,)`` and pooled features float32 ``(N, 512)``
-    (the mean of A over h, w; the logit is ``fc`` of it, as in the network's own forward)."""
+def predict_activations(model: LoadedModel,
+                        batch: torch.Tensor) -> tuple[np.ndarray, np.ndarray]:
+    """One forward pass: raw logits float64 ``(N,)`` and the last block's activations A,
+    float32 ``(N, 512, h, w)`` (the logit is ``fc`` of A's mean over h, w, as in the network's
+    own forward; the input gate reads A too)."""
     with torch.inference_mode():
         x = batch.to(model.device, dtype=torch.float32, memory_format=torch.channels_last)
-        pooled = last_block_activations(model.module, x).mean(dim=(2, 3))
-        logits = model.module.fc(pooled).reshape(-1)
+        act = last_block_activations(model.module, x)
+        logits = model.module.fc(act.mean(dim=(2, 3))).reshape(-1)
         return (logits.detach().to("cpu", torch.float64).numpy(),
-                pooled.detach().to("cpu", torch.float32).numpy())
+                act.detach().to("cpu", torch.float32).contiguous().numpy())
 
 
 def calibrated_probability(logits: np.ndarray, temperature: float) -> np.ndarray:

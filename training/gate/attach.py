@@ -134,3 +134,21 @@ def attach_gate(model_dir: Path | str, gate_dir: Path | str,
         os.replace(f, out / f.name)
     staging.rmdir()
     return out
+
+
+def record_figures(model_dir: Path | str, markdown: str) -> None:
+    """Put the gate's figures (``gate-eval``) into the model's ``gate_training`` record and its
+    card's "Input gate" section; weights and behavioural metadata are not touched."""
+    from pneumoview.core.model import CARD_FILE, METADATA_FILE
+
+    d = Path(model_dir)
+    meta = json.loads((d / METADATA_FILE).read_text(encoding="utf-8"))
+    if "gate" not in meta:
+        raise PneumoViewError("the model has no input gate", d)
+    meta.setdefault("gate_training", {})["figures_markdown"] = markdown
+    (d / METADATA_FILE).write_text(json.dumps(meta, indent=2) + "\n", encoding="utf-8")
+    card_path = d / CARD_FILE
+    card = card_path.read_text(encoding="utf-8") if card_path.is_file() else ""
+    card_path.write_text(_card_with_section(card, card_section(meta["gate"],
+                                                               meta["gate_training"])),
+                         encoding="utf-8")

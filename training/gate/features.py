@@ -25,6 +25,7 @@ from training.gate.samples import Sample
 
 log = logging.getLogger("training.gate")
 
+FEATURES_VERSION = "f2"  # inputgate.gate_features: pooled + half differences
 STAT_KEYS = ("range", "neighbour_correlation", "smooth_fraction")
 
 
@@ -32,7 +33,7 @@ STAT_KEYS = ("range", "neighbour_correlation", "smooth_fraction")
 class Features:
     """Rows aligned with a list of samples."""
 
-    pooled: np.ndarray  # (N, 512) float32
+    pooled: np.ndarray  # (N, 1536) float32: inputgate.gate_features (pooled first)
     logit: np.ndarray  # (N,) float64
     shape: np.ndarray  # (N, 2) int: decoded height, width
     stats: np.ndarray  # (N, 3) float: STAT_KEYS of the model input
@@ -64,7 +65,7 @@ class FeatureStore:
     def __init__(self, loaded, work: Path | str, batch_size: int = 32,  # noqa: ANN001
                  chunk: int = 256) -> None:
         self.loaded = loaded
-        self.dir = Path(work) / "features" / backbone_id(loaded)
+        self.dir = Path(work) / "features" / f"{backbone_id(loaded)}-{FEATURES_VERSION}"
         self.dir.mkdir(parents=True, exist_ok=True)
         self.batch_size = batch_size
         self.chunk = chunk
@@ -85,9 +86,11 @@ class FeatureStore:
         tmp.rename(self.dir / f"chunk-{n:05d}.npz")
 
     def _forward(self, inputs: list[np.ndarray]) -> tuple[np.ndarray, np.ndarray]:
-        from pneumoview.core.model import predict_features, prepare_batch
+        from pneumoview.core.inputgate import gate_features
+        from pneumoview.core.model import predict_activations, prepare_batch
 
-        return predict_features(self.loaded, prepare_batch(inputs, self.loaded.info))
+        logits, act = predict_activations(self.loaded, prepare_batch(inputs, self.loaded.info))
+        return logits, gate_features(act)
 
     def compute(self, samples: Sequence[Sample], label: str = "") -> Features:
         """Features of ``samples`` (cached ones read, the rest computed and stored)."""
@@ -116,7 +119,7 @@ class FeatureStore:
                 log.info("features %s: %d/%d new (%.1f/s)", label, done, len(todo), rate)
         rows = [self.rows[s.key] for s in samples]
         if not rows:
-            return Features(np.zeros((0, 512), np.float32), np.zeros(0), np.zeros((0, 2)),
+            return Features(np.zeros((0, 1536), np.float32), np.zeros(0), np.zeros((0, 2)),
                             np.zeros((0, 3)))
         return Features(np.stack([r[0] for r in rows]).astype(np.float32),
                         np.array([r[1] for r in rows]), np.stack([r[2] for r in rows]),

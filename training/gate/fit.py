@@ -29,6 +29,7 @@ from training.gate.samples import (
 from training.gate.sources import CONTENT_CLASSES, EVAL_ONLY_GROUPS, BaseImage, Film
 
 log = logging.getLogger("training.gate")
+POOLED_DIM = 512
 
 CONTENT_REASONS = {
     "photograph": "not a chest radiograph (photograph-like)",
@@ -51,7 +52,7 @@ class Budget:
     passes: 10-20 minutes on two busy CPU cores)."""
 
     train_clean: int = 1500
-    train_degraded: int = 700
+    train_degraded: int = 1200
     train_rotated: int = 1200
     train_inverted: int = 500
     val_degraded: int | None = None  # None: every validation film
@@ -60,6 +61,7 @@ class Budget:
     negative_variants: int = 8
     pages_per_kind: int = 25
     hidden: int = 0  # width of the heads' hidden layer (0: linear)
+    weight_decay: float = 1e-2
     pass_quantile: float = 0.002  # validation films each head may refuse
     atypicality_keep: float = 0.985  # degraded validation films within the atypicality bound
 
@@ -99,8 +101,8 @@ class GateRecipe:
             "train_degraded": [film_sample(f, s, degraded=True, mirror=mirror(i))
                                for i, f in enumerate(self._films("train", b.train_degraded,
                                                                  "degraded"))],
-            "train_rotated": [film_sample(f, s, degraded=bool(i % 3 == 0), k=1 + i % 3,
-                                          mirror=mirror(i // 3))
+            "train_rotated": [film_sample(f, s, degraded=bool((i // 3) % 2), k=1 + i % 3,
+                                          mirror=mirror(i // 6))
                               for i, f in enumerate(self._films("train", b.train_rotated,
                                                                 "rotated"))],
             "train_inverted": [film_sample(f, s, degraded=mirror(i), invert=True,
@@ -144,8 +146,10 @@ class GateRecipe:
         return np.concatenate([self.features["val_clean"].pooled,
                                self.features["val_degraded"].pooled])
 
-    def fit(self, exclude_groups: Iterable[str] = ()) -> FittedGate:
-        """Heads, atypicality and thresholds, trained without ``exclude_groups``."""
+    def fit(self, exclude_groups: Iterable[str] = (),
+            base: FittedGate | None = None) -> FittedGate:
+        """Heads, atypicality and thresholds, trained without ``exclude_groups``; with
+        ``base``, only the content head is refitted (the others see no negatives)."""
         b = self.budget
         exclude = frozenset(exclude_groups)
         x_chest, orient, polar = self._chest_train()
@@ -160,7 +164,13 @@ class GateRecipe:
                  ("orientation", x_chest, orient, list(ORIENTATIONS), ORIENTATION_REASONS),
                  ("polarity", x_chest, polar, list(POLARITIES), POLARITY_REASONS))
         for name, x, y, cls, reasons in specs:
-            layers = H.train_head(x, y, len(cls), hidden=b.hidden, seed=self.seed)
+            if base is not None and name != "content":
+                heads[name] = base.metadata["heads"][name]
+                tensors.update({k: v for k, v in base.tensors.items()
+                                if k.startswith(f"{TENSOR_PREFIX}{name}.")})
+                continue
+            layers = H.train_head(x, y, len(cls), hidden=b.hidden, seed=self.seed,
+                                  weight_decay=b.weight_decay)
             p_pass = H.head_probabilities(layers, val)[:, 0]
             thr = H.pass_threshold(p_pass, b.pass_quantile)
             for i, (w, bias) in enumerate(layers):
@@ -168,10 +178,11 @@ class GateRecipe:
                 tensors[f"{TENSOR_PREFIX}{name}.{i}.bias"] = bias
             heads[name] = {"classes": cls, "layers": len(layers), "refuse_below": thr,
                            "reasons": {c: reasons[c] for c in cls[1:]}}
-        mean, cov, shrink = H.ledoit_wolf(self.features["train_clean"].pooled)
+        pd = POOLED_DIM
+        mean, cov, shrink = H.ledoit_wolf(self.features["train_clean"].pooled[:, :pd])
         whiten = H.whitening(cov)
-        ref = np.sort(H.mahalanobis(self.features["val_clean"].pooled, mean, whiten))
-        deg = H.mahalanobis(self.features["val_degraded"].pooled, mean, whiten)
+        ref = np.sort(H.mahalanobis(self.features["val_clean"].pooled[:, :pd], mean, whiten))
+        deg = H.mahalanobis(self.features["val_degraded"].pooled[:, :pd], mean, whiten)
         bound = float(np.quantile(deg, b.atypicality_keep))
         tensors[f"{TENSOR_PREFIX}atypicality.mean"] = mean.astype(np.float32)
         tensors[f"{TENSOR_PREFIX}atypicality.whiten"] = whiten.astype(np.float32)
@@ -180,7 +191,9 @@ class GateRecipe:
         metadata = {
             "format": GATE_FORMAT,
             "feature_dim": int(x_chest.shape[1]),
-            "features": "pooled: mean over h, w of the last block's activations",
+            "pooled_dim": POOLED_DIM,
+            "features": "inputgate.gate_features: pooled A, then top-bottom and left-right "
+                        "differences of A's outer thirds",
             "heads": heads,
             "atypicality": {
                 "method": "mahalanobis, Ledoit-Wolf shrinkage covariance of training films",
