@@ -73,12 +73,13 @@ def provenance(recipe, loaded, store, command: str) -> dict:  # noqa: ANN001
     from collections import Counter
 
     from training.gate.draw import font_files
+    from training.gate.features import backbone_id
 
     neg = recipe.sets["negatives"]
     return {
         "command": command,
         "seed": recipe.seed,
-        "backbone_id": store.dir.name,
+        "backbone_id": backbone_id(loaded),
         "backbone_weights_sha256": loaded.info.weights_sha256,
         "sets": {k: len(v) for k, v in recipe.sets.items()},
         "negative_groups": dict(sorted(Counter(s.group for s in neg).items())),
