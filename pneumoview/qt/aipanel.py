@@ -28,6 +28,7 @@ from PySide6.QtWidgets import (
 )
 
 from pneumoview.qt.camoverlay import CamColourBar
+from pneumoview.qt.plaintext import make_plain, tip
 
 FLAGGED_COLOUR = "#c62828"
 NOT_FLAGGED_COLOUR = "#2e7d32"
@@ -275,6 +276,8 @@ class AIPanel(QWidget):
         facts.addRow("Inference:", self.time_label)
         layout.addLayout(facts)
         layout.addStretch(1)
+        for label in self.findChildren(QLabel):  # model metadata and header text: never markup
+            make_plain(label)
         self._set_threshold_widgets(self.threshold)
 
     # -- model and threshold ---------------------------------------------------------------
@@ -289,7 +292,7 @@ class AIPanel(QWidget):
             return
         self.model_label.setText(info.label)
         self.model_label.setStyleSheet("")
-        self.model_label.setToolTip(str(info.directory))
+        self.model_label.setToolTip(tip(str(info.directory)))
         self.device_label.setText(device or "-")
         self.default_threshold = float(info.threshold)
         self._set_metrics(info.metrics)
@@ -360,6 +363,10 @@ class AIPanel(QWidget):
         """Show a Prediction (re-labelled at the panel's threshold)."""
         if prediction.scored and abs(prediction.threshold - self.threshold) > 1e-12:
             prediction = prediction.with_threshold(self.threshold)
+        if prediction.scored and _number(prediction.probability) is None:
+            self.show_error("Not scored: the model gave no valid probability (NaN or "
+                            "infinity); the model may be damaged")
+            return
         self.prediction = prediction
         if prediction.scored:
             colour = FLAGGED_COLOUR if prediction.flagged else NOT_FLAGGED_COLOUR

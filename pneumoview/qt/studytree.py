@@ -16,6 +16,7 @@ from PySide6.QtCore import Qt, Signal
 from PySide6.QtWidgets import QAbstractItemView, QTreeWidget, QTreeWidgetItem, QWidget
 
 from pneumoview.core.indexer import Instance
+from pneumoview.qt.plaintext import tip
 
 COLUMNS = ("Name", "ID", "Date", "Description", "Modality", "Count", "AI")
 NAME, ID, DATE, DESCRIPTION, MODALITY, COUNT, AI_COLUMN = range(len(COLUMNS))
@@ -89,7 +90,7 @@ class StudyTree(QTreeWidget):
                          + (f", {inst.view_position}" if inst.view_position else ""))
             item.setText(MODALITY, inst.modality)
             item.setText(COUNT, f"{inst.n_frames} fr" if inst.n_frames > 1 else "")
-            item.setToolTip(NAME, inst.path)
+            item.setToolTip(NAME, tip(inst.path))  # the name as the OS has it, escaped
             item.setData(NAME, INSTANCE_ROLE, inst)
             item.setData(NAME, KIND_ROLE, "instance")
             self._insert_sorted(series, item, (_num(inst.instance_number), inst.path))
