@@ -40,8 +40,9 @@ TENSOR_PREFIX = "gate."
 HEAD_NAMES = ("content", "orientation", "polarity")
 
 # Rule limits: policy of the app, not learned, so they live here and not in the model. The
-# smallest films in the training data are Kermany's 224 x 224 (redistributed at that size); 160 px leaves room for a cropped
-# Kermany film and refuses thumbnails (pydicom's 16 x 16 and 64 x 64 frames, 32 x 32 icons).
+# smallest films in the training data are Kermany's 224 x 224 (redistributed at that size);
+# 160 px leaves room for a cropped Kermany film and refuses thumbnails (pydicom's 16 x 16 and
+# 64 x 64 frames, 32 x 32 icons).
 MIN_SIDE = 160
 # Chest films are 0.8-1.25 wide-to-high; a cropped one rarely exceeds 1.6. 2.5 refuses strips
 # such as nuclear-medicine whole-body scans (4:1) and banners.
