@@ -1,4 +1,4 @@
-"""``python -m training {prepare,train,export,evaluate} ...``."""
+"""``python -m training {prepare,train,export,evaluate,reproduce,gate,gate-eval} ...``."""
 
 from __future__ import annotations
 
@@ -16,6 +16,8 @@ COMMANDS = {
     "export": ("training.export", "calibrate, measure on test, write the model folder"),
     "evaluate": ("training.evaluate", "score a model on any source; metrics and plots"),
     "reproduce": ("training.reproduce", "prepare + train + export the bundled model's recipe"),
+    "gate": ("training.gate.command", "train the input gate's heads on a model's backbone"),
+    "gate-eval": ("training.gate.evaluate", "the input gate's figures (markdown tables)"),
 }
 
 

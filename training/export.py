@@ -57,6 +57,8 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--device", default="cpu")
     p.add_argument("--plots-dir", default=None,
                    help="also write test ROC/reliability PNGs here (not into the model folder)")
+    p.add_argument("--gate", default=None, metavar="GATE_DIR",
+                   help="attach this input gate (python -m training gate --out GATE_DIR)")
 
 
 def _git_commit() -> str:
@@ -185,7 +187,8 @@ def model_card(meta: dict) -> str:
         "aspect ratio by the redistributor.",
         "- Trained on frontal (PA/AP) radiographs only; lateral views, other body parts, "
         "children under the Kermany age range, and images from other scanners or hospitals are "
-        "out of distribution. The app checks the image is a chest film only loosely.",
+        "out of distribution. The input gate (section above, when attached) refuses rotated, "
+        "inverted and non-chest images by content; laterals only by tags and a weak proxy.",
         "- Trained from scratch on about 4,000 images on a CPU; a model initialised from "
         "ImageNet weights or trained on RSNA would likely be better (see README, Training).",
         "- Calibration was fitted on the validation mix of sources; probabilities are not "
@@ -309,6 +312,11 @@ def export(args: argparse.Namespace) -> dict:
     for f in staging.iterdir():
         os.replace(f, out / f.name)
     staging.rmdir()
+    if getattr(args, "gate", None):
+        from training.gate.attach import attach_gate
+
+        attach_gate(out, args.gate)
+        meta = json.loads((out / "metadata.json").read_text(encoding="utf-8"))
     if args.plots_dir:
         from training.evaluate import plot
 

@@ -21,7 +21,7 @@ from __future__ import annotations
 import json
 import math
 from collections.abc import Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from os import PathLike
 from pathlib import Path
 from typing import Any
@@ -91,6 +91,8 @@ class LoadedModel:
     info: ModelInfo
     module: torch.nn.Module
     device: torch.device
+    # ``gate.*`` tensors of the weights file (the input gate's heads, numpy), see inputgate
+    gate_tensors: dict[str, np.ndarray] = field(default_factory=dict)
 
 
 def load_state_dict_file(path: Path) -> dict[str, torch.Tensor]:
@@ -111,7 +113,9 @@ def load_model(model_dir: Path | str | PathLike[str] | None = None,
     info = read_model_info(model_dir)
     verify_weights(info)
     dev = select_device(device)
-    state = load_state_dict_file(info.weights_path)
+    from pneumoview.core.inputgate import split_gate_tensors
+
+    state, gate = split_gate_tensors(load_state_dict_file(info.weights_path))
     module = build_model()
     try:
         module.load_state_dict(state, strict=True)
@@ -119,7 +123,8 @@ def load_model(model_dir: Path | str | PathLike[str] | None = None,
         raise PneumoViewError(f"the weights do not fit {ARCHITECTURE} ({str(exc)[:300]})",
                               info.weights_path) from exc
     module = module.to(dev, memory_format=torch.channels_last).eval()
-    return LoadedModel(info=info, module=module, device=dev)
+    return LoadedModel(info=info, module=module, device=dev,
+                       gate_tensors={k: v.numpy() for k, v in gate.items()})
 
 
 def prepare_batch(inputs: Sequence[np.ndarray], info: ModelInfo) -> torch.Tensor:
@@ -143,6 +148,27 @@ def predict_logits(model: LoadedModel, batch: torch.Tensor) -> np.ndarray:
         x = batch.to(model.device, dtype=torch.float32, memory_format=torch.channels_last)
         out = model.module(x).reshape(-1)
         return out.detach().to("cpu", torch.float64).numpy()
+
+
+def last_block_activations(module: torch.nn.Module, x: torch.Tensor) -> torch.Tensor:
+    """Activations A (N, 512, h, w) of the ResNet's last block: everything after it (pooled
+    features, logit, CAM, input-gate heads) is computed from A."""
+    m = module
+    x = m.maxpool(m.relu(m.bn1(m.conv1(x))))
+    return m.layer4(m.layer3(m.layer2(m.layer1(x))))
+
+
+def predict_activations(model: LoadedModel,
+                        batch: torch.Tensor) -> tuple[np.ndarray, np.ndarray]:
+    """One forward pass: raw logits float64 ``(N,)`` and the last block's activations A,
+    float32 ``(N, 512, h, w)`` (the logit is ``fc`` of A's mean over h, w, as in the network's
+    own forward; the input gate reads A too)."""
+    with torch.inference_mode():
+        x = batch.to(model.device, dtype=torch.float32, memory_format=torch.channels_last)
+        act = last_block_activations(model.module, x)
+        logits = model.module.fc(act.mean(dim=(2, 3))).reshape(-1)
+        return (logits.detach().to("cpu", torch.float64).numpy(),
+                act.detach().to("cpu", torch.float32).contiguous().numpy())
 
 
 def calibrated_probability(logits: np.ndarray, temperature: float) -> np.ndarray:

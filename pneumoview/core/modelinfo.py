@@ -70,6 +70,7 @@ DESCRIPTIVE_KEYS = frozenset({
     "name", "version", "target_sensitivity", "threshold_applies_to", "metrics", "data",
     "training", "seed", "command", "init_from", "versions", "git_commit", "created", "note",
     "description", "license", "authors", "intended_use",
+    "gate_training",  # how the input gate was made and its figures (the gate itself: "gate")
 })
 
 #: The scheme of :func:`model_id` (its prefix); a new scheme gets a new prefix.
