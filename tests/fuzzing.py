@@ -99,10 +99,16 @@ def _pydicom_file(name: str) -> str | None:
 
 
 def _chest_pixels() -> tuple[Any, str]:
-    """A real chest radiograph as uint8 (H, W), or a synthetic one when none is available."""
+    """A real chest radiograph as uint8 (H, W), or a synthetic one when none is available.
+
+    pydicom-data's chest first: it is installed wherever PneumoView is, so the built seeds,
+    and with them every (seed, rng) case, are the same bytes on CI and on a fresh machine.
+    """
     import numpy as np
 
-    for path in (shared_path("dicom", "nhsx_nih_cxr.dcm"), _pydicom_file("RG1_UNCI.dcm")):
+    for find in (lambda: _pydicom_file("RG1_UNCI.dcm"),
+                 lambda: shared_path("dicom", "nhsx_nih_cxr.dcm")):
+        path = find()
         if path and os.path.exists(path):
             try:
                 import pydicom

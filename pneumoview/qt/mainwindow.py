@@ -27,6 +27,7 @@ from dataclasses import dataclass
 from PySide6.QtCore import QByteArray, Qt, QTimer, Signal
 from PySide6.QtGui import QAction, QActionGroup, QDragEnterEvent, QDropEvent, QKeySequence
 from PySide6.QtWidgets import (
+    QApplication,
     QDockWidget,
     QFileDialog,
     QHBoxLayout,
@@ -49,6 +50,7 @@ from pneumoview.core.isolated import IsolatedDecoder, is_codec_syntax
 from pneumoview.core.settings import Settings, save_settings
 from pneumoview.qt.imageview import ImageView, PreparedImage, prepare
 from pneumoview.qt.logpanel import LogPanel, QtLogHandler
+from pneumoview.qt.navkeys import NavigationKeys
 from pneumoview.qt.studytree import StudyTree
 from pneumoview.qt.tagbrowser import TagBrowser
 from pneumoview.qt.workers import Job, WorkRunner
@@ -162,6 +164,7 @@ class MainWindow(QMainWindow):
         self.batch.attach(self)
         for dock in self.findChildren(QDockWidget):
             dock.visibilityChanged.connect(self._tidy_tab_bars_later)
+        self._add_panel_actions()
         self._restore_geometry()
 
     # -- construction ------------------------------------------------------------------------
@@ -272,6 +275,15 @@ class MainWindow(QMainWindow):
         self.act_prev_series = a("Previous S&eries", lambda: self.tree.step_series(-1), "PgUp")
         self.preset_actions = [a(f"Preset {i}", lambda _=False, i=i: self.apply_preset(i - 1),
                                  str(i)) for i in range(1, 10)]
+        self.act_reset_layout = a("Reset Window &Layout", self.reset_layout)
+        self.act_reset_layout.setToolTip("Show every panel again where it started")
+        key = Qt.Key
+        self.nav_keys = NavigationKeys(self, {
+            key.Key_Down: self.act_next, key.Key_Right: self.act_next,
+            key.Key_Up: self.act_prev, key.Key_Left: self.act_prev,
+            key.Key_PageDown: self.act_next_series, key.Key_PageUp: self.act_prev_series,
+        }, active=lambda: self.stack.currentWidget() is self.viewer_page)
+        QApplication.instance().installEventFilter(self.nav_keys)
 
     def _build_menus(self) -> None:
         bar = self.menuBar()
@@ -289,8 +301,8 @@ class MainWindow(QMainWindow):
         view_menu.addSeparator()
         view_menu.addAction(self.act_patient)
         view_menu.addSeparator()
-        for dock in (self.tree_dock, self.details_dock, self.log_dock):
-            view_menu.addAction(dock.toggleViewAction())
+        view_menu.addAction(self.act_reset_layout)  # the panels go above it (_add_panel_actions)
+        self.view_menu = view_menu
         go_menu = bar.addMenu("&Go")
         for act in (self.act_next, self.act_prev, self.act_next_series, self.act_prev_series):
             go_menu.addAction(act)
@@ -312,6 +324,27 @@ class MainWindow(QMainWindow):
         logging.getLogger("pneumoview").addHandler(self._log_handler)
         if logging.getLogger("pneumoview").getEffectiveLevel() > logging.INFO:
             logging.getLogger("pneumoview").setLevel(logging.INFO)
+
+    def _add_panel_actions(self) -> None:
+        """View menu: a show/hide entry for every dock (the AI and Batch ones included), so a
+        closed panel can always come back, then Reset Window Layout."""
+        for dock in self.findChildren(QDockWidget):
+            action = dock.toggleViewAction()
+            action.setToolTip(f"Show or hide the {dock.windowTitle()} panel")
+            self.view_menu.insertAction(self.act_reset_layout, action)
+
+    def reset_layout(self) -> None:
+        """Every dock back where it started, shown (the Batch dock while a batch runs)."""
+        self.restoreState(self._initial_state)
+        self._default_layout()
+        ai_dock = getattr(self.ai, "dock", None)
+        if ai_dock is not None:
+            ai_dock.raise_()
+        if self.batch.running:
+            self.batch.dock.show()
+            self.batch.dock.raise_()
+        self._tidy_tab_bars_later()
+        self.report("Window layout reset")
 
     def _default_layout(self) -> None:
         """Dock sizes, applied after every panel (AI, batch) has been added."""
@@ -360,6 +393,7 @@ class MainWindow(QMainWindow):
     def _restore_geometry(self) -> None:
         self.resize(1400, 900)
         self._default_layout()
+        self._initial_state = self.saveState()  # what View > Reset Window Layout goes back to
         if self.options.screenshot_mode:
             return  # screenshots use the default layout, whatever the user last arranged
         try:
@@ -658,4 +692,7 @@ class MainWindow(QMainWindow):
         self.decoder.close()  # first: a decode in flight then ends at once
         self.runner.shutdown(timeout=10.0)
         logging.getLogger("pneumoview").removeHandler(self._log_handler)
+        app = QApplication.instance()
+        if app is not None:
+            app.removeEventFilter(self.nav_keys)
 
