@@ -125,9 +125,9 @@ class AIController(QObject):
             from pneumoview.qt.studytree import AI_COLUMN
 
             # the AI column right after the name, so it is seen without scrolling sideways
+            # (the tree sizes it to its text as results arrive)
             header = self.tree.header()
             header.moveSection(header.visualIndex(AI_COLUMN), 1)
-            header.resizeSection(AI_COLUMN, max(header.sectionSize(AI_COLUMN), 110))
         window.statusBar().addPermanentWidget(self.status_label)
         window.currentInstanceChanged.connect(self.on_instance_changed)
         window.imageShown.connect(self.on_image_shown)

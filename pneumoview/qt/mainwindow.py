@@ -175,6 +175,7 @@ class MainWindow(QMainWindow):
         text = QLabel(WELCOME)
         text.setWordWrap(True)
         text.setMaximumWidth(560)
+        self.welcome_text = text
         self.demo_button = QPushButton("Open the demo")
         self.open_button = QPushButton("Open Folder...")
         buttons = QHBoxLayout()
@@ -182,8 +183,14 @@ class MainWindow(QMainWindow):
         buttons.addWidget(self.demo_button)
         buttons.addWidget(self.open_button)
         buttons.addStretch(1)
+        # centred by stretches, not by an alignment flag: an aligned word-wrapped label gets
+        # the height of its unwrapped size hint and loses its last lines
+        row = QHBoxLayout()
+        row.addStretch(1)
+        row.addWidget(text, 10)
+        row.addStretch(1)
         wl.addStretch(1)
-        wl.addWidget(text, 0, Qt.AlignmentFlag.AlignHCenter)
+        wl.addLayout(row)
         wl.addLayout(buttons)
         wl.addStretch(2)
 
@@ -347,10 +354,22 @@ class MainWindow(QMainWindow):
         self.report("Window layout reset")
 
     def _default_layout(self) -> None:
-        """Dock sizes, applied after every panel (AI, batch) has been added."""
-        self.resizeDocks([self.tree_dock, self.details_dock], [380, 340],
+        """Dock sizes for the window's width, applied after every panel (AI, batch) has been
+        added and again when the window is first shown at its real size (a saved layout
+        wins): the tree and the tag browser get room for their text on a wide screen too."""
+        width = self.width()
+        tree = int(min(max(width * 0.25, 300), 520))
+        details = int(min(max(width * 0.32, 400), 600))
+        self.resizeDocks([self.tree_dock, self.details_dock], [tree, details],
                          Qt.Orientation.Horizontal)
         self.resizeDocks([self.log_dock], [110], Qt.Orientation.Vertical)
+
+    def showEvent(self, event) -> None:  # noqa: ANN001, N802 - Qt's name
+        super().showEvent(event)
+        if not self._shown_once:
+            self._shown_once = True
+            if not self._layout_restored:
+                self._default_layout()
 
     def hide_stray_tab_bars(self) -> int:
         """Hide dock tab bars Qt left behind; returns how many.
@@ -394,13 +413,16 @@ class MainWindow(QMainWindow):
         self.resize(1400, 900)
         self._default_layout()
         self._initial_state = self.saveState()  # what View > Reset Window Layout goes back to
+        self._shown_once = False
+        self._layout_restored = False
         if self.options.screenshot_mode:
             return  # screenshots use the default layout, whatever the user last arranged
         try:
             if self.settings.window_geometry:
                 self.restoreGeometry(QByteArray(base64.b64decode(self.settings.window_geometry)))
             if self.settings.window_state:
-                self.restoreState(QByteArray(base64.b64decode(self.settings.window_state)))
+                self._layout_restored = self.restoreState(
+                    QByteArray(base64.b64decode(self.settings.window_state)))
         except (ValueError, TypeError):
             log.warning("saved window layout is unreadable; using the default layout")
 
