@@ -108,8 +108,8 @@ def _cli(monkeypatch: pytest.MonkeyPatch, *argv: str) -> None:
 
 
 @pytest.mark.slow
-def test_exporter_records_commands_relative_to_the_checkout(tmp_path: Path,
-                                                            monkeypatch: pytest.MonkeyPatch) -> None:
+def test_exporter_records_commands_relative_to_the_checkout(
+        tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     """Two stages, as the bundled recipe: absolute paths and paths relative to another
     folder must both come out relative to the checkout, in metadata.json and the card."""
     pytest.importorskip("torch")
