@@ -22,6 +22,8 @@ SUBCOMMANDS: dict[str, tuple[str, str]] = {
     "flag": ("pneumoview.commands.flag", "score and flag every file in a folder (CSV report)"),
     "merge-reports": ("pneumoview.commands.merge_reports",
                       "join the reports of a sharded flag run into one"),
+    "cache": ("pneumoview.commands.cache",
+              "show what PneumoView stores where (info), delete the index cache (clear)"),
 }
 
 

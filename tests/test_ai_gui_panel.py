@@ -104,7 +104,7 @@ def test_threshold_relabels_without_inference(qtbot, controller, images) -> None
     assert controller.threshold == pytest.approx(max(0.0, p - 0.01), abs=1e-3)
     controller.panel.slider.setValue(min(1000, int(p * 1000) + 10))  # above p: not flagged
     assert controller.panel.state.text().startswith("Not flagged")
-    sha = controller.info.weights_sha256
+    sha = controller.info.model_id  # thresholds are per model_id
     assert controller.settings.ai_thresholds[sha] == pytest.approx(controller.threshold)
     controller.panel.reset_button.click()
     assert controller.threshold == controller.info.threshold

@@ -7,7 +7,7 @@ import sys
 
 import numpy as np
 
-from pneumoview.core import dicomio, windowing
+from pneumoview.core import dicomio, functional_groups, windowing
 from pneumoview.core.errors import PneumoViewError
 
 _HEADER_FIELDS = (
@@ -36,8 +36,10 @@ def describe(path: str, decode: bool = True) -> list[str]:
         if label == "Bits allocated/stored":
             value = f"{text(ds, 'BitsAllocated')}/{text(ds, 'BitsStored')}"
         elif label == "Rescale slope/intercept":
-            value = f"{text(ds, 'RescaleSlope') or '1'}/{text(ds, 'RescaleIntercept') or '0'}" + (
-                " + Modality LUT Sequence" if "ModalityLUTSequence" in ds else "")
+            src = functional_groups.rescale_source(ds, 0)  # Enhanced: frame 1's functional group
+            value = f"{text(src, 'RescaleSlope') or '1'}/{text(src, 'RescaleIntercept') or '0'}" \
+                + (" + Modality LUT Sequence" if "ModalityLUTSequence" in src else "") \
+                + (" (functional groups, frame 1)" if src is not ds else "")
         else:
             value = text(ds, key) if key else ""
         lines.append(f"{label}: {value}")
@@ -48,7 +50,7 @@ def describe(path: str, decode: bool = True) -> list[str]:
         values = decoded.values
         lines.append(f"Decoded: {values.shape} float32, modality values "
                      f"{float(np.min(values)):g} .. {float(np.max(values)):g}")
-        for w in windowing.presets(values, decoded.windows, decoded.modality):
+        for w in windowing.presets(values, decoded.windows, decoded.modality, decoded.identity):
             kind = "VOI LUT" if w.lut is not None else w.function
             lines.append(f"Preset: '{w.name}' C={w.center:g} W={w.width:g} ({kind})")
     return lines

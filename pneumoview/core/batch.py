@@ -19,6 +19,7 @@ and flushed as results arrive. Nothing here imports Qt, and torch only once a mo
 from __future__ import annotations
 
 import logging
+import math
 import os
 import stat
 import time
@@ -341,7 +342,7 @@ def _base_row(path: str, rel: str, st: os.stat_result | None, threshold: float,
         "message": "", "patient_id": "", "study_instance_uid": "", "series_instance_uid": "",
         "sop_instance_uid": "", "view_position": "", "model_sha256": info.weights_sha256,
         "study_date": "", "modality": "", "frame": None, "model_label": info.label,
-        "elapsed_ms": None,
+        "elapsed_ms": None, "model_id": info.model_id,
     }
 
 
@@ -423,7 +424,8 @@ def run_batch(options: BatchOptions, *,
     kept: dict[str, dict[str, str]] = {}
     if output is not None and options.resume and regular_out:
         previous = rep.load_for_resume(output, model_sha256=info.weights_sha256,
-                                       threshold=threshold, shard=options.shard)
+                                       threshold=threshold, shard=options.shard,
+                                       model_id=info.model_id)
         for rel, row in previous.items():
             st = stats_by_rel.get(rel, "absent")
             if st is None or st == "absent":
@@ -435,7 +437,8 @@ def run_batch(options: BatchOptions, *,
     shard_k, shard_n = options.shard or (0, 1)
     manifest_base = {
         "root": root, "shard_index": shard_k, "shard_count": shard_n, "files": len(files),
-        "model_sha256": info.weights_sha256, "model_label": info.label,
+        "model_sha256": info.weights_sha256, "model_id": info.model_id,
+        "report_format": rep.REPORT_FORMAT, "model_label": info.label,
         "model_name": info.name, "model_version": info.version, "threshold": threshold,
         "pneumoview_version": _version(),
     }
@@ -504,7 +507,12 @@ def run_batch(options: BatchOptions, *,
         rows = []
         for (row, _), p in zip(pending, probs, strict=True):
             p = float(p)
-            row.update(probability=p, flagged=bool(p >= threshold))
+            if math.isfinite(p):
+                row.update(probability=p, flagged=bool(p >= threshold))
+            else:
+                from pneumoview.core.inference import NON_FINITE
+
+                row.update(status=ERROR, probability=None, flagged=None, message=NON_FINITE)
             rows.append(row)
         pending.clear()
         write(rows)

@@ -7,10 +7,13 @@ deflated syntax, ISO 2022 character sets, VR/syntax mismatches, oddly encoded va
 to :func:`pneumoview.core.dicomio.read_header`, i.e. pydicom, so the fast path never has to be
 clever. Tests check that both paths give identical :class:`Instance` records.
 
-An :class:`~pneumoview.core.indexcache.IndexCache` keyed by (path, size, mtime_ns) makes
-reopening a folder a walk plus one ``stat`` per file. A DICOMDIR is read for the files it
-references, which may not escape its folder. Symlink loops are cut by remembering visited
-folders by (st_dev, st_ino). Log messages carry paths at debug level only, never patient data.
+An :class:`~pneumoview.core.indexcache.IndexCache` keyed by path and
+:func:`~pneumoview.core.indexcache.stat_key` (size, mtime, ctime, inode, device) makes
+reopening a folder a walk plus one ``stat`` per file. Paths are kept exactly as the OS gives
+them (a name that is not valid UTF-8 is a str with surrogate escapes, as ``os.fsdecode``
+makes). A DICOMDIR is read for the files it references, which may not escape its folder.
+Symlink loops are cut by remembering visited folders by (st_dev, st_ino). Log messages carry
+paths at debug level only, never patient data.
 """
 
 from __future__ import annotations
@@ -28,7 +31,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from pneumoview.core.errors import PneumoViewError
-from pneumoview.core.indexcache import IndexCache
+from pneumoview.core.indexcache import IndexCache, stat_key
 
 __all__ = [
     "Instance", "Series", "Study", "Patient", "IndexProgress", "IndexResult", "IndexCache",
@@ -894,12 +897,13 @@ def index_folder(
             follow_dicomdir(path)
             return
         hit = cached.get(path)
-        if hit is not None and hit[0] == st.st_size and hit[1] == st.st_mtime_ns:
-            if hit[3] is None:
+        skey = stat_key(st)
+        if hit is not None and hit[0] == skey:
+            if hit[2] is None:
                 non_dicom.append(path)
                 counts["cache"] += 1
                 return
-            inst = _instance_from_cache(path, hit[3], st.st_size, st.st_mtime_ns)
+            inst = _instance_from_cache(path, hit[2], st.st_size, st.st_mtime_ns)
             if inst is not None:
                 counts["cache"] += 1
                 add_instance(inst)
@@ -914,14 +918,14 @@ def index_folder(
         if result is _NOT_DICOM:
             non_dicom.append(path)
             if store is not None:
-                store.put_not_dicom(path, st.st_size, st.st_mtime_ns)
+                store.put_not_dicom(path, skey)
             return
         assert isinstance(result, Instance)
         if result.sop_class_uid == DICOMDIR_SOP_CLASS:
             follow_dicomdir(path)
             return
         if store is not None:
-            store.put_instance(path, st.st_size, st.st_mtime_ns, _cache_fields(result))
+            store.put_instance(path, skey, _cache_fields(result))
             if counts["read"] % 500 == 0:
                 store.flush()
         add_instance(result)

@@ -32,12 +32,19 @@ from typing import Any
 from pneumoview.core.errors import PneumoViewError
 
 #: Report columns, in order. The first 15 are the documented interface; the rest are extras.
+#: Columns are only ever appended: a report of an older format has a prefix of these.
 COLUMNS: tuple[str, ...] = (
     "path", "relpath", "file_size", "mtime_ns", "status", "probability", "flagged", "threshold",
     "message", "patient_id", "study_instance_uid", "series_instance_uid", "sop_instance_uid",
     "view_position", "model_sha256",
     "study_date", "modality", "frame", "model_label", "elapsed_ms",
+    "model_id",
 )
+#: The manifest's ``report_format``: 1 = the first 20 columns (no field in the manifest), 2 =
+#: ``model_id`` appended. Each later appended column bumps it.
+REPORT_FORMAT = 2
+#: The columns of format 1; every report has at least these.
+LEGACY_COLUMNS = COLUMNS[:20]
 
 STATUSES = ("scored", "not_scored", "skipped", "error")
 MANIFEST_FORMAT = "pneumoview-batch-manifest-1"
@@ -254,7 +261,8 @@ def read_report(path: PathType, *, allow_partial_tail: bool = True) -> list[dict
         raise PneumoViewError(f"the report cannot be parsed ({exc})", path) from None
     if header is None:
         return []
-    if tuple(header) != COLUMNS:
+    columns = tuple(header)
+    if len(columns) < len(LEGACY_COLUMNS) or columns != COLUMNS[:len(columns)]:
         raise PneumoViewError("not a PneumoView batch report (unexpected columns); choose "
                               "another --output", path)
     rows = []
@@ -262,22 +270,36 @@ def read_report(path: PathType, *, allow_partial_tail: bool = True) -> list[dict
         lines = list(reader)
     except csv.Error as exc:
         raise PneumoViewError(f"the report cannot be parsed ({exc})", path) from None
+    missing = dict.fromkeys(COLUMNS[len(columns):], "")  # an older format: empty new columns
     for i, values in enumerate(lines):
-        if len(values) != len(COLUMNS):
+        if len(values) != len(columns):
             if i == len(lines) - 1 and allow_partial_tail:
                 break  # an interrupted last row
             raise PneumoViewError(f"report row {i + 2} is malformed ({len(values)} fields, "
-                                  f"expected {len(COLUMNS)})", path)
-        rows.append(dict(zip(COLUMNS, values, strict=True)))
+                                  f"expected {len(columns)})", path)
+        rows.append({**dict(zip(columns, values, strict=True)), **missing})
     return rows
 
 
+def _refuse_model_id(have: str, want: str, path: PathType) -> None:
+    """Refuse a report whose model_id differs: same weights, other behaviour (metadata)."""
+    if have and want and have != want:
+        raise PneumoViewError(
+            f"refusing to mix models: the report was made with model_id {have[:17]}..., this "
+            f"run uses {want[:17]}... (the same weights with other metadata: calibration, "
+            "threshold or input settings differ); write to a new --output or use the same "
+            "--model", path)
+
+
 def load_for_resume(path: PathType, *, model_sha256: str, threshold: float,
-                    shard: tuple[int, int] | None) -> dict[str, dict[str, str]]:
+                    shard: tuple[int, int] | None,
+                    model_id: str = "") -> dict[str, dict[str, str]]:
     """Rows already in a report (by relpath), after checking they can be continued.
 
-    Refuses (``PneumoViewError``) a report made with another model or threshold, or for
-    another shard: mixing them would give one report with two meanings.
+    Refuses (``PneumoViewError``) a report made with another model (weights sha256, or
+    ``model_id`` where the report has one: reports of format 1 have none and resume when the
+    weights match) or threshold, or for another shard: mixing them would give one report with
+    two meanings.
     """
     if not os.path.exists(path):
         return {}
@@ -291,6 +313,7 @@ def load_for_resume(path: PathType, *, model_sha256: str, threshold: float,
             raise PneumoViewError(
                 f"the report was written for shard {have[0]}/{have[1]}, this run is shard "
                 f"{want[0]}/{want[1]}; resume with the same --shard", path)
+        _refuse_model_id(str(manifest.get("model_id") or ""), model_id, path)
     rows = read_report(path)
     done: dict[str, dict[str, str]] = {}
     for row in rows:
@@ -300,6 +323,7 @@ def load_for_resume(path: PathType, *, model_sha256: str, threshold: float,
                 f"refusing to mix models: the report was made with model sha256 {sha[:12]}..., "
                 f"this run uses {model_sha256[:12]}...; write to a new --output or use the "
                 "same --model", path)
+        _refuse_model_id(row.get("model_id", ""), model_id, path)
         try:
             row_thr = float(row["threshold"]) if row["threshold"] else None
         except ValueError:
@@ -386,6 +410,7 @@ def merge_reports(inputs: Sequence[PathType], output: PathType) -> MergeResult:
     by_index: dict[int, tuple[str, dict[str, Any]]] = {}
     counts: set[int] = set()
     models: set[str] = set()
+    model_ids: set[str] = set()
     thresholds: set[float] = set()
     for report in inputs:
         if os.path.realpath(report) == out_real:
@@ -403,12 +428,18 @@ def merge_reports(inputs: Sequence[PathType], output: PathType) -> MergeResult:
         by_index[k] = (str(report), m)
         counts.add(n)
         models.add(str(m.get("model_sha256", "")))
+        if m.get("model_id"):  # format-1 manifests have none: the weights' sha256 decides
+            model_ids.add(str(m["model_id"]))
         thresholds.add(float(m.get("threshold", float("nan"))))
     if len(counts) != 1:
         raise PneumoViewError(f"the reports come from different shard counts {sorted(counts)}")
     if len(models) != 1:
         raise PneumoViewError("refusing to merge reports made with different models "
                               f"({', '.join(sorted(s[:12] for s in models))})")
+    if len(model_ids) > 1:
+        raise PneumoViewError("refusing to merge reports made with different model_ids (the "
+                              "same weights with other metadata: "
+                              f"{', '.join(sorted(s[:17] for s in model_ids))})")
     if len(thresholds) != 1:
         raise PneumoViewError("refusing to merge reports made with different thresholds "
                               f"({', '.join(f'{t:g}' for t in sorted(thresholds))})")
@@ -435,6 +466,12 @@ def merge_reports(inputs: Sequence[PathType], output: PathType) -> MergeResult:
             if n > 1 and shard_of(rel, n) != k:
                 raise PneumoViewError(f"file {rel!r} belongs to shard {shard_of(rel, n)}/{n} "
                                       f"but is in shard {k}'s report")
+            if row.get("model_id"):
+                model_ids.add(row["model_id"])
+                if len(model_ids) > 1:
+                    raise PneumoViewError(f"file {rel!r} was scored with another model_id "
+                                          f"({row['model_id'][:17]}...) than the other rows; "
+                                          "refusing to merge", report)
             seen[rel] = k
             merged.append(row)
     merged.sort(key=lambda r: r["relpath"])
@@ -442,7 +479,9 @@ def merge_reports(inputs: Sequence[PathType], output: PathType) -> MergeResult:
     first = by_index[0][1]
     write_manifest(output, {
         "shard_index": 0, "shard_count": 1, "files": len(merged),
-        "model_sha256": first.get("model_sha256"), "model_label": first.get("model_label"),
+        "model_sha256": first.get("model_sha256"),
+        **({"model_id": next(iter(model_ids))} if model_ids else {}),
+        "report_format": REPORT_FORMAT, "model_label": first.get("model_label"),
         "threshold": first.get("threshold"), "finished": True, "cancelled": False,
         "merged_from": [os.path.basename(by_index[k][0]) for k in range(n)],
     })

@@ -27,7 +27,9 @@ from PySide6.QtWidgets import (
     QWidget,
 )
 
+from pneumoview.core.paths import display_path
 from pneumoview.qt.camoverlay import CamColourBar
+from pneumoview.qt.plaintext import make_plain, tip
 
 FLAGGED_COLOUR = "#c62828"
 NOT_FLAGGED_COLOUR = "#2e7d32"
@@ -291,6 +293,8 @@ class AIPanel(QWidget):
         facts.addRow("Inference:", self.time_label)
         layout.addLayout(facts)
         layout.addStretch(1)
+        for label in self.findChildren(QLabel):  # model metadata and header text: never markup
+            make_plain(label)
         self._set_threshold_widgets(self.threshold)
 
     # -- model and threshold ---------------------------------------------------------------
@@ -300,7 +304,7 @@ class AIPanel(QWidget):
             self.model_label.setText(error or "no model")
             self.model_label.setStyleSheet(f"QLabel {{ color: {FLAGGED_COLOUR}; }}"
                                            if error else "")
-            self.model_label.setToolTip(error)
+            self.model_label.setToolTip(tip(error))
             self.device_label.setText("-")
             self.default_threshold = self.threshold = None
             self._set_threshold_widgets(None, THRESHOLD_NONE)
@@ -308,15 +312,15 @@ class AIPanel(QWidget):
             return
         self.model_label.setText(info.label)
         self.model_label.setStyleSheet("")
-        self.model_label.setToolTip(str(info.directory))
+        self.model_label.setToolTip(tip(str(info.directory)))
         self.device_label.setText(device or "-")
         self.default_threshold = float(info.threshold)
         self._set_metrics(info.metrics)
 
     def show_model_error(self, message: str) -> None:
         """Keep ``message`` (a refused model) on screen; an empty one clears it."""
-        self.model_error.setText(message)
-        self.model_error.setToolTip(message)
+        self.model_error.setText(display_path(message))
+        self.model_error.setToolTip(tip(message))
         self.model_error.setVisible(bool(message))
 
     def show_model_loading(self) -> None:
@@ -402,6 +406,10 @@ class AIPanel(QWidget):
         if prediction.scored and self.threshold is not None \
                 and abs(prediction.threshold - self.threshold) > 1e-12:
             prediction = prediction.with_threshold(self.threshold)
+        if prediction.scored and _number(prediction.probability) is None:
+            self.show_error("Not scored: the model gave no valid probability (NaN or "
+                            "infinity); the model may be damaged")
+            return
         self.prediction = prediction
         if prediction.scored:
             colour = FLAGGED_COLOUR if prediction.flagged else NOT_FLAGGED_COLOUR

@@ -47,10 +47,12 @@ from pneumoview.core import threads
 from pneumoview.core.errors import PneumoViewError
 from pneumoview.core.indexer import IndexProgress, IndexResult, Instance
 from pneumoview.core.isolated import IsolatedDecoder, is_codec_syntax
-from pneumoview.core.settings import Settings, save_settings
+from pneumoview.core.paths import display_path
+from pneumoview.core.settings import MAX_RECENT, Settings, save_settings
 from pneumoview.qt.imageview import ImageView, PreparedImage, prepare
 from pneumoview.qt.logpanel import LogPanel, QtLogHandler
 from pneumoview.qt.navkeys import NavigationKeys
+from pneumoview.qt.plaintext import make_plain, menu_text
 from pneumoview.qt.studytree import StudyTree
 from pneumoview.qt.tagbrowser import TagBrowser
 from pneumoview.qt.workers import Job, WorkRunner
@@ -173,6 +175,8 @@ class MainWindow(QMainWindow):
         self.welcome = QWidget()
         wl = QVBoxLayout(self.welcome)
         text = QLabel(WELCOME)
+        text.setObjectName("welcome")
+        text.setTextFormat(Qt.TextFormat.RichText)  # our own text only, never data
         text.setWordWrap(True)
         text.setMaximumWidth(560)
         self.welcome_text = text
@@ -206,8 +210,8 @@ class MainWindow(QMainWindow):
         fl.setContentsMargins(6, 2, 6, 2)
         self.frame_slider = QSlider(Qt.Orientation.Horizontal)
         self.frame_slider.setMinimum(0)
-        self.frame_label = QLabel()
-        fl.addWidget(QLabel("Frame"))
+        self.frame_label = make_plain(QLabel())
+        fl.addWidget(make_plain(QLabel("Frame")))
         fl.addWidget(self.frame_slider, 1)
         fl.addWidget(self.frame_label)
         self.frame_bar.hide()
@@ -249,7 +253,7 @@ class MainWindow(QMainWindow):
         self.progress.setRange(0, 0)
         self.progress.setTextVisible(False)
         self.progress.hide()
-        self.busy_label = QLabel()
+        self.busy_label = make_plain(QLabel())
         self.statusBar().addPermanentWidget(self.busy_label)
         self.statusBar().addPermanentWidget(self.progress)
 
@@ -269,12 +273,21 @@ class MainWindow(QMainWindow):
                                  QKeySequence.StandardKey.Open)
         self.act_open_file = a("Open F&ile...", self.choose_files, "Ctrl+Shift+O")
         self.act_demo = a("Open &Demo", self.open_demo)
+        self.act_clear_cache = a("Clear Index &Cache", self.clear_index_cache)
+        self.act_clear_cache.setStatusTip("Delete the cache of folder contents (it holds patient "
+                                          "names and IDs); folders are read again next time")
         self.act_quit = a("&Quit", self.close, QKeySequence.StandardKey.Quit)
         self.act_fit = a("&Fit to Window", self.view.fit, "F")
         self.act_one = a("&1:1 (Actual Pixels)", self.view.one_to_one, "Ctrl+0")
         self.act_invert = a("&Invert", lambda: self.view.toggle_invert(), "I", checkable=True)
         self.act_reset = a("&Reset", self.view.reset, "R")
         self.act_patient = a("Show &Patient Text", self.set_patient_text, "P", checkable=True)
+        self.act_overlays = a("Show File &Overlays", lambda on: self.view.set_show_overlays(
+            graphics=on), "O", checkable=True)
+        self.act_overlays.setChecked(self.view.show_graphics_overlays)
+        self.act_roi_overlays = a("Show File &ROI Overlays", lambda on: self.view.set_show_overlays(
+            roi=on), checkable=True)
+        self.act_roi_overlays.setChecked(self.view.show_roi_overlays)
         self.act_patient.setChecked(self.settings.show_patient_overlay)
         self.act_next = a("&Next Image", lambda: self.tree.step_instance(1), ["Down", "Right"])
         self.act_prev = a("&Previous Image", lambda: self.tree.step_instance(-1), ["Up", "Left"])
@@ -300,6 +313,8 @@ class MainWindow(QMainWindow):
         self.recent_menu = file_menu.addMenu("Open &Recent")
         file_menu.addAction(self.act_demo)
         file_menu.addSeparator()
+        file_menu.addAction(self.act_clear_cache)
+        file_menu.addSeparator()
         file_menu.addAction(self.act_quit)
         view_menu = bar.addMenu("&View")
         for act in (self.act_fit, self.act_one, self.act_invert, self.act_reset):
@@ -307,6 +322,8 @@ class MainWindow(QMainWindow):
         self.preset_menu = view_menu.addMenu("&Window Presets")
         view_menu.addSeparator()
         view_menu.addAction(self.act_patient)
+        view_menu.addAction(self.act_overlays)
+        view_menu.addAction(self.act_roi_overlays)
         view_menu.addSeparator()
         view_menu.addAction(self.act_reset_layout)  # the panels go above it (_add_panel_actions)
         self.view_menu = view_menu
@@ -429,12 +446,26 @@ class MainWindow(QMainWindow):
     # -- messages ----------------------------------------------------------------------------
     def report_error(self, message: str) -> None:
         """The one place errors go: the status bar and the log panel (no dialogs)."""
+        message = display_path(message)
         self.statusBar().showMessage(message, 15000)
         log.warning(message)
 
     def report(self, message: str) -> None:
+        message = display_path(message)
         self.statusBar().showMessage(message, 8000)
         log.info(message)
+
+    def clear_index_cache(self) -> None:
+        """File > Clear Index Cache: delete the per-user cache of indexed headers."""
+        from pneumoview.core.indexcache import clear_cache
+
+        try:
+            entries = clear_cache()
+        except OSError as exc:
+            self.report_error(f"cannot clear the index cache: {exc.strerror or exc}")
+            return
+        self.report("the index cache was empty" if entries is None
+                    else f"index cache cleared ({entries} files forgotten)")
 
     def _on_busy_changed(self, pending: int) -> None:
         self.busy_label.setText("working..." if pending else "")
@@ -501,14 +532,15 @@ class MainWindow(QMainWindow):
         self.settings.add_recent(root)
         save_settings(self.settings)
         self._rebuild_recent_menu()
-        self.setWindowTitle(f"PneumoView - {root}")
-        self.statusBar().showMessage(f"Reading {root} ...")
+        self.setWindowTitle(f"PneumoView - {display_path(root)}")
+        self.statusBar().showMessage(f"Reading {display_path(root)} ...")
         self._start_index(root, Job(index_folder, root, name="index"))
         self.folderOpened.emit(root)
 
     def open_files(self, paths: list[str]) -> None:
         paths = [os.path.abspath(p) for p in paths]
-        self.setWindowTitle(f"PneumoView - {paths[0]}" if len(paths) == 1 else "PneumoView")
+        self.setWindowTitle(f"PneumoView - {display_path(paths[0])}" if len(paths) == 1
+                            else "PneumoView")
         job = Job(_read_files_task, paths, name="open-files")
         self._start_index(os.path.dirname(paths[0]), job)
 
@@ -593,7 +625,7 @@ class MainWindow(QMainWindow):
             self.runner.cancel_lane("decode")
             self._display(cached)
             return
-        self.statusBar().showMessage(f"Loading {os.path.basename(path)} ...")
+        self.statusBar().showMessage(f"Loading {display_path(os.path.basename(path))} ...")
         job = Job(_decode_task, self.decoder, path, frame, self.settings.max_image_bytes,
                   name="decode", tag=key)
         job.bind(cancelled=job.is_cancelled)
@@ -672,8 +704,8 @@ class MainWindow(QMainWindow):
 
     def _rebuild_recent_menu(self) -> None:
         self.recent_menu.clear()
-        for path in self.settings.recent_folders:
-            act = self.recent_menu.addAction(path)
+        for path in self.settings.recent_folders[:MAX_RECENT]:
+            act = self.recent_menu.addAction(menu_text(path))
             act.triggered.connect(lambda _=False, p=path: self.open_path(p))
         self.recent_menu.setEnabled(bool(self.settings.recent_folders))
 

@@ -17,6 +17,7 @@ from PySide6.QtWidgets import QAbstractItemView, QTreeWidget, QTreeWidgetItem, Q
 
 from pneumoview.core.indexer import Instance
 from pneumoview.qt.columns import ColumnFitter
+from pneumoview.qt.plaintext import tip
 
 COLUMNS = ("Name", "ID", "Date", "Description", "Modality", "Count", "AI")
 NAME, ID, DATE, DESCRIPTION, MODALITY, COUNT, AI_COLUMN = range(len(COLUMNS))
@@ -40,7 +41,7 @@ def _cell(item: QTreeWidgetItem, column: int, text: str) -> None:
     """A cell's text, also as its tooltip (whole, should a narrow column cut it)."""
     item.setText(column, text)
     if text:
-        item.setToolTip(column, text)
+        item.setToolTip(column, tip(text))
 
 
 class StudyTree(QTreeWidget):
@@ -100,7 +101,7 @@ class StudyTree(QTreeWidget):
                   + (f", {inst.view_position}" if inst.view_position else ""))
             item.setText(MODALITY, inst.modality)
             item.setText(COUNT, f"{inst.n_frames} fr" if inst.n_frames > 1 else "")
-            item.setToolTip(NAME, inst.path)
+            item.setToolTip(NAME, tip(inst.path))  # the name as the OS has it, escaped
             item.setData(NAME, INSTANCE_ROLE, inst)
             item.setData(NAME, KIND_ROLE, "instance")
             self._insert_sorted(series, item, (_num(inst.instance_number), inst.path))
@@ -166,7 +167,7 @@ class StudyTree(QTreeWidget):
             _cell(item, NAME, number)
             _cell(item, DESCRIPTION, inst.series_description)
             if inst.series_description:  # what the row is, also from the Name column
-                item.setToolTip(NAME, f"{number}: {inst.series_description}")
+                item.setToolTip(NAME, tip(f"{number}: {inst.series_description}"))
             item.setText(MODALITY, inst.modality)
             item.setData(NAME, KIND_ROLE, "series")
             self._insert_sorted(study, item, (_num(inst.series_number), inst.series_instance_uid))

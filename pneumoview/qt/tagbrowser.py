@@ -6,6 +6,7 @@ from pydicom.dataset import Dataset
 from PySide6.QtWidgets import QLineEdit, QTreeWidget, QTreeWidgetItem, QVBoxLayout, QWidget
 
 from pneumoview.qt.columns import ColumnFitter
+from pneumoview.qt.plaintext import tip
 
 MAX_VALUE_CHARS = 200
 TAG, NAME, VR, VALUE = range(4)
@@ -68,8 +69,8 @@ class TagBrowser(QWidget):
             else:
                 item = QTreeWidgetItem(parent, [tag, name, str(elem.VR), _value_text(elem)])
             keyword = f" - {elem.keyword}" if elem.keyword else ""
-            item.setToolTip(NAME, f"{tag} {item.text(VR)}  {name}{keyword}")
-            item.setToolTip(VALUE, item.text(VALUE))
+            item.setToolTip(NAME, tip(f"{tag} {item.text(VR)}  {name}{keyword}"))
+            item.setToolTip(VALUE, tip(item.text(VALUE)))
 
     def _show_columns(self, width: int) -> None:
         narrow = width < WIDE_PX
