@@ -10,10 +10,11 @@ from types import SimpleNamespace
 import numpy as np
 import pytest
 
-from tests.ai_support import chest_dicoms, pydicom_testdata
+from tests.ai_support import chest_folder, pydicom_testdata
 from tests.model_fixture import make_random_model_dir
 
-pytestmark = pytest.mark.gui
+# real chest radiographs from ../shared/data, or pydicom-data's RG1 chest where it is absent
+pytestmark = [pytest.mark.gui, pytest.mark.shared_data]
 
 
 def _settings() -> SimpleNamespace:
@@ -27,13 +28,11 @@ def model_dir(tmp_path_factory: pytest.TempPathFactory) -> Path:
 
 
 @pytest.fixture(scope="module")
-def images() -> list:
+def images(tmp_path_factory: pytest.TempPathFactory) -> list:
     from pneumoview.core.dicomio import decode
 
-    files = chest_dicoms()
-    if len(files) < 2:
-        pytest.skip("needs the chest files in ../shared/data/dicom")
-    return [decode(f) for f in files]
+    folder = chest_folder(tmp_path_factory.mktemp("chest") / "demo", minimum=2)
+    return [decode(f) for f in sorted(folder.glob("*.dcm"))]
 
 
 @pytest.fixture()
@@ -105,7 +104,7 @@ def test_threshold_relabels_without_inference(qtbot, controller, images) -> None
     assert controller.threshold == pytest.approx(max(0.0, p - 0.01), abs=1e-3)
     controller.panel.slider.setValue(min(1000, int(p * 1000) + 10))  # above p: not flagged
     assert controller.panel.state.text().startswith("Not flagged")
-    sha = controller.info.weights_sha256
+    sha = controller.info.model_id  # thresholds are per model_id
     assert controller.settings.ai_thresholds[sha] == pytest.approx(controller.threshold)
     controller.panel.reset_button.click()
     assert controller.threshold == controller.info.threshold

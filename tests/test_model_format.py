@@ -66,7 +66,7 @@ def test_write_read_roundtrip(model_dir):
     assert info.input_size == 64
     assert info.temperature == 1.0 and info.threshold == 0.5
     assert info.weights_sha256 == pm.sha256_file(model_dir / pm.WEIGHTS_FILE)
-    assert info.label.endswith(f"(sha256 {info.weights_sha256[:8]})")
+    assert info.label.endswith(f"(sha256 {info.weights_sha256[:8]}, id {info.model_id[5:13]})")
     assert (model_dir / pm.CARD_FILE).is_file()
     pm.verify_weights(info)
 

@@ -1,4 +1,4 @@
-"""``python -m training {prepare,train,export,evaluate,reproduce,cv,search} ...``."""
+"""``python -m training {prepare,train,export,evaluate,reproduce,cv,search,gate,gate-eval} ...``."""
 
 from __future__ import annotations
 
@@ -19,6 +19,8 @@ COMMANDS = {
                   "(resumable)"),
     "cv": ("training.cv", "patient-grouped k-fold cross-validation of a fine-tune (adults)"),
     "search": ("training.search", "cross-validate several fine-tune configurations, tabulate"),
+    "gate": ("training.gate.command", "train the input gate's heads on a model's backbone"),
+    "gate-eval": ("training.gate.evaluate", "the input gate's figures (markdown tables)"),
 }
 
 

@@ -37,6 +37,13 @@ from pneumoview.core.errors import PneumoViewError
 from training import metrics as M
 from training import oppoints
 from training.card import SOURCE_NOTES, fmt_ci, model_card
+from training.provenance import (
+    command_line,
+    portable_args,
+    portable_commands,
+    portable_path,
+    portable_provenance,
+)
 
 __all__ = ["SOURCE_NOTES", "add_arguments", "export", "model_card", "run"]
 
@@ -106,13 +113,13 @@ def _init_provenance(init: str) -> dict | None:
     if not init:
         return None
     meta_path = Path(init).parent / "metadata.json"
-    info: dict = {"path": init}
+    info: dict = {"path": portable_path(init, cwd=Path.cwd())}
     if meta_path.is_file():
         prev = json.loads(meta_path.read_text(encoding="utf-8"))
         info.update({"weights_sha256": prev.get("weights_sha256"),
                      "command": prev.get("command"), "training": prev.get("training"),
                      "init_from": prev.get("init_from")})
-    return info
+    return portable_provenance(info)
 
 
 class Scores:
@@ -161,12 +168,13 @@ class Exporter:
                                   f"{self.prepared['image_size']} px cache; export needs the "
                                   "cache size (app inputs are not resized)")
         norm = self.ck.get("normalisation") or self.prepared
-        self.base = {
+        base = {
             "name": args.name, "version": args.version, "architecture": _architecture(),
             "input_contract": self.prepared.get("input_contract", "pv-input-1"),
             "input_size": self.size, "mean": float(norm["mean"]), "std": float(norm["std"]),
             "temperature": 1.0, "threshold": 0.5, "target_sensitivity": args.target_sensitivity,
         }
+        self.base = base
 
     # ------------------------------------------------------------------ scoring
     def score(self) -> None:
@@ -324,8 +332,8 @@ class Exporter:
         for name, d in self.prepared["sources"].items():
             sources[name] = {"content_sha256": d["content_sha256"], "n_images": d["n_images"],
                              "splits": {s: counts[s][name] for s in counts if name in counts[s]}}
-        export_cmd = " ".join(["python -m training", *sys.argv[1:]]) if sys.argv[1:2] == [
-            "export"] else "python -m training export"
+        export_cmd = command_line(sys.argv[1:]) if sys.argv[1:2] == ["export"] \
+            else "python -m training export"
         if a.cv_summary:
             metrics["cross_validation"] = _read_json(a.cv_summary)
         comparison = self.compare()
@@ -335,8 +343,9 @@ class Exporter:
                     "exported_epoch": int(ck["epoch"]),
                     "exported_weights": "ema" if self.state is ck.get("model_ema") else "raw",
                     "val_auroc": float(ck["row"]["val_auroc"]), "seed": int(ck["args"]["seed"]),
-                    "args": {k: v for k, v in ck["args"].items()
-                             if isinstance(v, str | int | float | bool)},
+                    "args": portable_args({k: v for k, v in ck["args"].items()
+                                           if isinstance(v, str | int | float | bool)},
+                                          cwd=Path.cwd()),
                     "torch_version": ck.get("torch_version"),
                     "precision": ck.get("precision") or _legacy_precision(ck["args"])}
         if a.stage_log and Path(a.stage_log).is_file():
@@ -365,7 +374,7 @@ class Exporter:
                      "fractions": self.prepared["fractions"]},
             "training": training,
             "seed": int(ck["args"]["seed"]),
-            "command": command,
+            "command": portable_commands(command),
             "init_from": _init_provenance(ck["args"].get("init") or ""),
             "versions": _versions(),
             "git_commit": _git_commit(),

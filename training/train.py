@@ -17,7 +17,6 @@ import logging
 import math
 import os
 import random
-import shlex
 import sys
 import time
 from pathlib import Path
@@ -37,6 +36,7 @@ from training.data import (
     read_prepared,
     sample_weights,
 )
+from training.provenance import command_line
 
 log = logging.getLogger("training.train")
 
@@ -526,8 +526,7 @@ def main(args: argparse.Namespace) -> dict:
                  "size %d, threads %d, frozen %s, EMA %s", len(train_ds), len(val_ds), steps,
                  world, args.batch_size, device, size, torch.get_num_threads(),
                  ",".join(frozen) or "none", args.ema or "off")
-    command = " ".join(shlex.quote(a) for a in ["python", "-m", "training",
-                                                *getattr(args, "argv", [])])
+    command = command_line(getattr(args, "argv", []))  # paths relative to the checkout
     last: dict = {}
     for epoch in range(start_epoch, args.epochs):
         sampler.set_epoch(epoch)

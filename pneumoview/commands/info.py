@@ -7,7 +7,7 @@ import sys
 
 import numpy as np
 
-from pneumoview.core import dicomio, windowing
+from pneumoview.core import dicomio, functional_groups, windowing
 from pneumoview.core.errors import PneumoViewError
 
 _HEADER_FIELDS = (
@@ -36,8 +36,10 @@ def describe(path: str, decode: bool = True) -> list[str]:
         if label == "Bits allocated/stored":
             value = f"{text(ds, 'BitsAllocated')}/{text(ds, 'BitsStored')}"
         elif label == "Rescale slope/intercept":
-            value = f"{text(ds, 'RescaleSlope') or '1'}/{text(ds, 'RescaleIntercept') or '0'}" + (
-                " + Modality LUT Sequence" if "ModalityLUTSequence" in ds else "")
+            src = functional_groups.rescale_source(ds, 0)  # Enhanced: frame 1's functional group
+            value = f"{text(src, 'RescaleSlope') or '1'}/{text(src, 'RescaleIntercept') or '0'}" \
+                + (" + Modality LUT Sequence" if "ModalityLUTSequence" in src else "") \
+                + (" (functional groups, frame 1)" if src is not ds else "")
         else:
             value = text(ds, key) if key else ""
         lines.append(f"{label}: {value}")
@@ -48,16 +50,23 @@ def describe(path: str, decode: bool = True) -> list[str]:
         values = decoded.values
         lines.append(f"Decoded: {values.shape} float32, modality values "
                      f"{float(np.min(values)):g} .. {float(np.max(values)):g}")
-        for w in windowing.presets(values, decoded.windows, decoded.modality):
+        for w in windowing.presets(values, decoded.windows, decoded.modality, decoded.identity):
             kind = "VOI LUT" if w.lut is not None else w.function
             lines.append(f"Preset: '{w.name}' C={w.center:g} W={w.width:g} ({kind})")
     return lines
 
 
 def run(args: argparse.Namespace) -> int:
+    from pneumoview.commands.console import say, say_lines
+
     try:
-        print("\n".join(describe(args.file, decode=not args.no_decode)))
+        lines = describe(args.file, decode=not args.no_decode)
     except PneumoViewError as exc:
-        print(f"pneumoview info: {exc}", file=sys.stderr)
+        say(f"pneumoview info: {exc}", sys.stderr)
         return 1
+    except MemoryError:
+        say(f"pneumoview info: {args.file}: not enough memory to decode this image; try "
+            "--no-decode for the header", sys.stderr)
+        return 1
+    say_lines(lines)  # header text and the file name may hold terminal escape sequences
     return 0

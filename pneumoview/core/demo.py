@@ -22,7 +22,7 @@ import pydicom
 from pydicom.uid import generate_uid
 
 from pneumoview.core.errors import PneumoViewError
-from pneumoview.core.paths import cache_dir
+from pneumoview.core.paths import cache_dir, private_dir
 
 DEMO_VERSION = "1"
 #: (output name, pydicom-data file, series number, series description)
@@ -99,8 +99,8 @@ def prepare_demo(dest: Path | None = None) -> Path:
             and all((dest / name).is_file() for name, *_ in _SERIES):
         return dest
     try:
-        dest.parent.mkdir(parents=True, exist_ok=True)
-        tmp = Path(tempfile.mkdtemp(prefix=".demo-", dir=dest.parent))
+        private_dir(dest.parent)
+        tmp = Path(tempfile.mkdtemp(prefix=".demo-", dir=dest.parent))  # 0700 itself
         try:
             _build(tmp)
             marker.unlink(missing_ok=True)

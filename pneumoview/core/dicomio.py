@@ -11,6 +11,7 @@ from __future__ import annotations
 import logging
 import math
 import os
+import zlib
 from dataclasses import dataclass, field
 from os import PathLike
 from typing import Any
@@ -20,7 +21,9 @@ import pydicom
 from pydicom.dataset import Dataset
 from pydicom.errors import InvalidDicomError
 
+from pneumoview.core import codecs, colour, functional_groups, windowing
 from pneumoview.core.errors import PneumoViewError
+from pneumoview.core.overlays import Overlay, frame_overlays
 from pneumoview.core.windowing import Window, declared_windows
 
 log = logging.getLogger(__name__)
@@ -49,6 +52,9 @@ class DecodedImage:
     modality: str
     windows: tuple[Window, ...] = field(default=())
     header: Dataset | None = None
+    colour_bits: int = 8  # depth of colour values: BitsStored, or the palette's entry size
+    identity: Window | None = None  # the no-VOI window, for grey data of <= 8 bits stored
+    overlays: tuple[Overlay, ...] = field(default=())  # this frame's overlay planes (60xx)
 
     @property
     def is_colour(self) -> bool:
@@ -67,27 +73,145 @@ def _looks_like_dicom(ds: Dataset) -> bool:
 
 
 def read_header(path: PathType, specific_tags: list[str] | None = None) -> Dataset:
-    """Read the header only (never the pixel data); files with or without a preamble."""
+    """Read the header only (never the pixel data); files with or without a preamble.
+
+    A deflated file is inflated only as far as its header goes (at most
+    :data:`MAX_INFLATED_HEADER`), never whole: a 4 MB deflate bomb costs no memory here.
+    """
     return _read(path, stop_before_pixels=True, specific_tags=specific_tags)
 
 
-def read_dataset(path: PathType) -> Dataset:
+def read_dataset(path: PathType, max_bytes: int = DEFAULT_MAX_PIXEL_BYTES) -> Dataset:
     """Read the whole dataset; elements over 16 MB (the pixel data) are read only when used,
-    so the size guard can refuse a huge image before its bytes are loaded."""
-    return _read(path, stop_before_pixels=False, defer_size="16 MB")
+    so the size guard can refuse a huge image before its bytes are loaded. A deflated file is
+    refused when it inflates to more than ``max_bytes`` plus :data:`MAX_INFLATED_HEADER`
+    (counted in a streaming pass before pydicom inflates it in memory)."""
+    return _read(path, stop_before_pixels=False, defer_size="16 MB",
+                 max_inflated=max_bytes + MAX_INFLATED_HEADER)
 
 
-def _read(path: PathType, **kwargs: Any) -> Dataset:
+# --------------------------------------------------------------------------------------------
+# Deflated files: bounded inflation
+# --------------------------------------------------------------------------------------------
+DEFLATED_SYNTAX = "1.2.840.10008.1.2.1.99"
+#: Everything before the pixel data, inflated, may take at most this (real headers: KiBs).
+MAX_INFLATED_HEADER = 64 * 2**20
+_INFLATE_CHUNK = 1 << 16
+
+
+@dataclass(frozen=True)
+class _Deflated:
+    meta: Any  # FileMetaDataset
+    offset: int  # where the deflated stream starts
+    preamble: bytes | None
+
+
+def _deflated(path: PathType) -> _Deflated | None:
+    """The file meta and stream offset of a deflated file, None for any other file."""
+    with open(path, "rb") as fh:
+        head = fh.read(8192)
+    if DEFLATED_SYNTAX.encode("ascii") not in head:
+        return None
+    meta = pydicom.filereader.read_file_meta_info(path)
+    if str(meta.get("TransferSyntaxUID", "")).strip() != DEFLATED_SYNTAX:
+        return None
+    glen = meta.get("FileMetaInformationGroupLength")
+    start = 132 if head[128:132] == b"DICM" else 0
+    if glen is None:
+        raise PneumoViewError("deflated file without a file meta group length: its size "
+                              "cannot be checked before inflating it; refused", path)
+    return _Deflated(meta, start + 12 + int(glen), head[:128] if start else None)
+
+
+def _inflate(path: PathType, offset: int, limit: int, keep: bool) -> tuple[bytes, bool]:
+    """Inflate the stream at ``offset`` up to ``limit`` bytes: (what was kept, whether the
+    stream ended within the limit). Memory stays at one chunk when ``keep`` is False."""
+    inflater = zlib.decompressobj(-zlib.MAX_WBITS)
+    kept: list[bytes] = []
+    total = 0
+    with open(path, "rb") as fh:
+        fh.seek(offset)
+        while not inflater.eof:
+            data = fh.read(_INFLATE_CHUNK)
+            if not data:
+                break
+            while data:
+                piece = inflater.decompress(data, max(1, min(_INFLATE_CHUNK * 16,
+                                                             limit + 1 - total)))
+                total += len(piece)
+                if keep:
+                    kept.append(piece)
+                if total > limit:
+                    return b"".join(kept)[:limit], False
+                data = inflater.unconsumed_tail
+                if inflater.eof:
+                    break
+    return b"".join(kept), True
+
+
+def _read_deflated_header(path: PathType, info: _Deflated,
+                          specific_tags: list[str] | None) -> Dataset:
+    from pydicom.filebase import DicomBytesIO
+    from pydicom.tag import Tag
+
+    data, complete = _inflate(path, info.offset, MAX_INFLATED_HEADER, keep=True)
+    buffer = DicomBytesIO(data)
+    tags = None if specific_tags is None else [Tag(t) for t in
+                                               [*specific_tags, "SpecificCharacterSet"]]
+    reached_pixels = False
+
+    def stop(tag: Any, _vr: Any, _length: Any) -> bool:
+        nonlocal reached_pixels
+        reached_pixels = reached_pixels or int(tag) in _PIXEL_TAGS
+        return reached_pixels
+
+    try:
+        ds = pydicom.filereader.read_dataset(buffer, False, True, stop_when=stop,
+                                             specific_tags=tags)
+    except Exception:  # noqa: BLE001 - a cut element: decided below
+        if complete:
+            raise
+        ds = None
+    if not complete and not reached_pixels:
+        raise PneumoViewError(f"deflated header inflates to more than "
+                              f"{MAX_INFLATED_HEADER // 2**20} MiB (a decompression bomb?); "
+                              "refused", path)
+    assert ds is not None
+    return pydicom.dataset.FileDataset(str(path), ds, preamble=info.preamble,
+                                       file_meta=info.meta, is_implicit_VR=False,
+                                       is_little_endian=True)
+
+
+def _read_pydicom(path: PathType, max_inflated: int | None, **kwargs: Any) -> Dataset:
+    """``dcmread``, with a deflated file's inflation bounded first (see :func:`read_header`)."""
+    info = _deflated(path)
+    if info is not None:
+        if kwargs.get("stop_before_pixels"):
+            return _read_deflated_header(path, info, kwargs.get("specific_tags"))
+        limit = DEFAULT_MAX_PIXEL_BYTES + MAX_INFLATED_HEADER if max_inflated is None \
+            else max_inflated
+        if not _inflate(path, info.offset, limit, keep=False)[1]:
+            raise PneumoViewError(f"deflated data inflates to more than {limit // 2**20} MiB "
+                                  "(a decompression bomb, or an image over the size guard); "
+                                  "refused", path)
+    try:
+        return pydicom.dcmread(path, **kwargs)
+    except InvalidDicomError:
+        ds = pydicom.dcmread(path, force=True, **kwargs)
+        if not _looks_like_dicom(ds):
+            raise PneumoViewError("not a DICOM file (no DICM preamble, no DICOM content)",
+                                  path) from None
+        return ds
+
+
+def _read(path: PathType, max_inflated: int | None = None, **kwargs: Any) -> Dataset:
     try:
         if os.path.isdir(path):
             raise PneumoViewError("is a folder, not a DICOM file", path)
         try:
-            ds = pydicom.dcmread(path, **kwargs)
-        except InvalidDicomError:
-            ds = pydicom.dcmread(path, force=True, **kwargs)
-            if not _looks_like_dicom(ds):
-                raise PneumoViewError("not a DICOM file (no DICM preamble, no DICOM content)",
-                                      path) from None
+            ds = _read_pydicom(path, max_inflated, **kwargs)
+        except zlib.error as exc:
+            raise PneumoViewError(f"deflated data is corrupt ({exc})", path) from None
         _drop_unconvertible(ds)
         if "TransferSyntaxUID" not in ds.file_meta:
             ds.file_meta.TransferSyntaxUID = pydicom.uid.ImplicitVRLittleEndian
@@ -198,6 +322,7 @@ def check_decodable(ds: Dataset, path: PathType, max_bytes: int = DEFAULT_MAX_PI
     rows, cols = header_int(ds, "Rows", 0, path), header_int(ds, "Columns", 0, path)
     if rows < 1 or cols < 1:
         raise PneumoViewError(f"declares an empty image ({rows}x{cols})", path)
+    header_int(ds, "NumberOfFrames", 1, path)  # "1A" is not a frame count: say so, by name
     need = declared_pixel_bytes(ds, path)
     if need > max_bytes:
         raise PneumoViewError(
@@ -236,31 +361,14 @@ def _check_codec(tsyntax: pydicom.uid.UID, path: PathType, bits_stored: int = 8)
     if _needs_gpl_plugin(str(tsyntax), bits_stored):
         label = f"{bits_stored}-bit {label}"
         hint = (" It can be read by installing the optional GPL-licensed plugin "
-                "'pylibjpeg-libjpeg' (pip install pylibjpeg pylibjpeg-libjpeg); PneumoView does "
-                "not bundle it because of its licence.")
+                "'pylibjpeg-libjpeg' yourself (pip install pylibjpeg pylibjpeg-libjpeg, in the "
+                "Python environment PneumoView runs in); PneumoView uses it once installed but "
+                "does not bundle it because of its licence.")
     else:
-        missing = sorted({dep for deps in decoder.missing_dependencies.values() for dep in deps})
+        missing = list(decoder.missing_dependencies)  # e.g. "pylibjpeg - requires ..."
         if missing:
-            hint = f" Install one of: {', '.join(missing)}."
+            hint = f" Plugins that would: {'; '.join(missing)}."
     raise PneumoViewError(f"no installed codec decodes {label} ({tsyntax}).{hint}", path)
-
-
-def _safe_plugin(ds: Dataset) -> str:
-    """The decoding plugin to use: any available one but gdcm, which is kept as the last resort.
-
-    On a malformed stream (e.g. a JPEG-LS frame smaller than Rows x Columns) gdcm throws a C++
-    exception that aborts the whole process (SIGABRT), where pyjpegls, Pillow and pylibjpeg
-    raise a Python error; they decode valid files to identical values. Found by the fuzzer
-    (tests/test_fuzz_short.py).
-    """
-    try:
-        from pydicom.pixels.decoders.base import get_decoder
-
-        plugins = get_decoder(ds.file_meta.TransferSyntaxUID).available_plugins
-    except Exception:  # noqa: BLE001 - uncompressed or unknown: pydicom decides
-        return ""
-    safe = [p for p in plugins if p != "gdcm"]
-    return safe[0] if safe else ""
 
 
 def decode(path: PathType, frame: int = 0, max_bytes: int = DEFAULT_MAX_PIXEL_BYTES,
@@ -273,40 +381,100 @@ def decode(path: PathType, frame: int = 0, max_bytes: int = DEFAULT_MAX_PIXEL_BY
     """
     if ds is not None and not _has_pixels(ds):
         check_decodable(ds, path, max_bytes)
-        ds = None
-    full = read_dataset(path) if ds is None else ds
+    header = ds
+    full = read_dataset(path, max_bytes) if ds is None or not _has_pixels(ds) else ds
+    _check_not_truncated(full, header, path)
     check_decodable(full, path, max_bytes)
     n_frames = number_of_frames(full)
     if not 0 <= frame < n_frames:
         raise PneumoViewError(f"frame {frame} does not exist (the file has {n_frames})", path)
     if not _has_pixels(full):
         raise PneumoViewError("has no pixel data", path)
+    photometric = str(full.get("PhotometricInterpretation", "MONOCHROME2")).strip().upper()
     try:
-        from pydicom.pixels import apply_modality_lut, pixel_array
-
-        # always one frame: with NumberOfFrames 0 or missing, pydicom may infer the frame count
-        # from the data length and return them all
-        stored = pixel_array(full, index=frame, decoding_plugin=_safe_plugin(full))
+        stored = codecs.decode_frame(full, frame)
         _check_shape(stored, full, path)
-        values = _modality(stored, full, apply_modality_lut)
+        values, bits = _display_values(stored, full, frame, photometric)
     except PneumoViewError:
         raise
+    except codecs.DecodeFailure as exc:
+        raise PneumoViewError(f"cannot decode pixel data: {exc}", path) from None
     except MemoryError:
         raise PneumoViewError("not enough memory to decode this image", path) from None
     except (KeyboardInterrupt, SystemExit):
         raise
     except BaseException as exc:  # noqa: BLE001 - Rust codecs raise pyo3's PanicException
-        raise PneumoViewError(f"cannot decode pixel data ({type(exc).__name__}: {exc})",
+        raise PneumoViewError(f"cannot decode pixel data ({codecs.one_line(exc)})",
                               path) from exc
-    photometric = str(full.get("PhotometricInterpretation", "MONOCHROME2")).strip().upper()
-    header = full.copy()
-    for key in _PIXEL_KEYWORDS:
-        if key in header:
-            del header[key]
+    grey = values.ndim == 2
+    little = colour.is_little_endian(full)
+    windows = declared_windows(functional_groups.voi_source(full, frame), values, little) \
+        if grey else ()
     return DecodedImage(
         path=str(path), values=values, frame=frame, n_frames=n_frames, photometric=photometric,
         invert=display_inverts(full), modality=str(full.get("Modality", "") or ""),
-        windows=declared_windows(full, values) if values.ndim == 2 else (), header=header)
+        windows=windows, header=_header_copy(full), colour_bits=bits,
+        identity=_identity(full, frame) if grey else None,
+        overlays=frame_overlays(full, frame, values.shape[:2]))
+
+
+def _header_copy(ds: Dataset) -> Dataset:
+    header = ds.copy()
+    for key in _PIXEL_KEYWORDS:
+        if key in header:
+            del header[key]
+    return header
+
+
+def _check_not_truncated(full: Dataset, header: Dataset | None, path: PathType) -> None:
+    """A file cut short inside encapsulated pixel data reads (in pydicom) as an empty dataset;
+    when its header alone reads with Rows/Columns, say that the pixel data is what is damaged
+    rather than calling it "not an image"."""
+    if "Rows" in full and "Columns" in full:
+        return
+    if header is None or "Rows" not in header:
+        try:
+            header = read_header(path)
+        except PneumoViewError:
+            return
+    if "Rows" in header and "Columns" in header:
+        raise PneumoViewError(
+            "the pixel data is cut short or damaged (the file ends inside it, or its item "
+            "structure is broken): the header reads, the image does not", path)
+
+
+def _display_values(stored: np.ndarray, ds: Dataset, frame: int,
+                    photometric: str) -> tuple[np.ndarray, int]:
+    """(values, colour bit depth): grey after the frame's Modality LUT, PALETTE COLOR indices
+    through the palette, true colour as stored (exact in float32)."""
+    bits = header_int(ds, "BitsStored", 8)
+    if stored.ndim == 2 and photometric == "PALETTE COLOR":
+        return colour.apply_palette(stored, ds).astype(np.float32), colour.palette_bits(ds)
+    if stored.ndim == 3:
+        return colour.exact_float_depth(stored, bits)
+    from pydicom.pixels import apply_modality_lut
+
+    source = functional_groups.rescale_source(ds, frame)
+    return _modality(stored, source, apply_modality_lut), bits
+
+
+def _identity(ds: Dataset, frame: int) -> Window | None:
+    """The no-VOI window over every value the stored bits can hold, after the frame's
+    Modality LUT; only for data of at most ``windowing.IDENTITY_MAX_BITS`` bits stored."""
+    from pydicom.pixels import apply_modality_lut
+
+    bits = header_int(ds, "BitsStored", 8)
+    if not 1 <= bits <= windowing.IDENTITY_MAX_BITS:
+        return None
+    signed = header_int(ds, "PixelRepresentation", 0) == 1
+    lo, hi = (-(1 << (bits - 1)), (1 << (bits - 1)) - 1) if signed else (0, (1 << bits) - 1)
+    stored = np.arange(lo, hi + 1, dtype=np.int32).reshape(1, -1)
+    try:
+        values = _modality(stored, functional_groups.rescale_source(ds, frame),
+                           apply_modality_lut)
+    except Exception:  # noqa: BLE001 - a Modality LUT that cannot map every value: no identity
+        return None
+    return windowing.identity_window(float(values.min()), float(values.max()))
 
 
 def _check_shape(stored: np.ndarray, ds: Dataset, path: PathType) -> None:
@@ -337,8 +505,9 @@ def _modality(stored: np.ndarray, ds: Dataset, apply_modality_lut: Any) -> np.nd
     except (TypeError, ValueError) as exc:
         raise ValueError(f"invalid RescaleSlope/RescaleIntercept: {exc}") from None
     if not (np.isfinite(slope) and np.isfinite(intercept)):
+        name = getattr(ds, "filename", None)  # None for a functional group's item
         raise PneumoViewError(f"invalid rescale (slope {slope}, intercept {intercept})",
-                              ds.filename if isinstance(ds.filename, str) else None)
+                              name if isinstance(name, str) else None)
     values = stored.astype(np.float32)
     if slope != 1:
         values *= np.float32(slope)

@@ -7,15 +7,19 @@ deflated syntax, ISO 2022 character sets, VR/syntax mismatches, oddly encoded va
 to :func:`pneumoview.core.dicomio.read_header`, i.e. pydicom, so the fast path never has to be
 clever. Tests check that both paths give identical :class:`Instance` records.
 
-An :class:`~pneumoview.core.indexcache.IndexCache` keyed by (path, size, mtime_ns) makes
-reopening a folder a walk plus one ``stat`` per file. A DICOMDIR is read for the files it
-references, which may not escape its folder. Symlink loops are cut by remembering visited
-folders by (st_dev, st_ino). Log messages carry paths at debug level only, never patient data.
+An :class:`~pneumoview.core.indexcache.IndexCache` keyed by path and
+:func:`~pneumoview.core.indexcache.stat_key` (size, mtime, ctime, inode, device) makes
+reopening a folder a walk plus one ``stat`` per file. Paths are kept exactly as the OS gives
+them (a name that is not valid UTF-8 is a str with surrogate escapes, as ``os.fsdecode``
+makes). A DICOMDIR is read for the files it references, which may not escape its folder.
+Symlink loops are cut by remembering visited folders by (st_dev, st_ino). Log messages carry
+paths at debug level only, never patient data.
 """
 
 from __future__ import annotations
 
 import dataclasses
+import errno
 import functools
 import logging
 import os
@@ -28,7 +32,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from pneumoview.core.errors import PneumoViewError
-from pneumoview.core.indexcache import IndexCache
+from pneumoview.core.indexcache import IndexCache, stat_key
 
 __all__ = [
     "Instance", "Series", "Study", "Patient", "IndexProgress", "IndexResult", "IndexCache",
@@ -667,12 +671,30 @@ def _file_key(path: str, st: os.stat_result) -> tuple[Any, ...]:
     return ("path", os.path.normcase(os.path.realpath(path)))
 
 
+#: ``on_issue(path, reason, is_folder)``: what the walk passes over and why (a folder it cannot
+#: list; a dangling link, a FIFO, a socket, a device). Called as they are met.
+IssueCallback = Callable[[str, str, bool], None]
+
+
+def _special_kind(mode: int) -> str:
+    if stat_mod.S_ISFIFO(mode):
+        return "a named pipe (FIFO)"
+    if stat_mod.S_ISSOCK(mode):
+        return "a socket"
+    if stat_mod.S_ISCHR(mode):
+        return "a character device"
+    if stat_mod.S_ISBLK(mode):
+        return "a block device"
+    return "not a regular file"
+
+
 def _walk(root: str, follow_symlinks: bool = True, cancel: Callable[[], bool] | None = None,
-          state: dict[str, bool] | None = None) -> Iterator[tuple[str, os.stat_result]]:
+          state: dict[str, bool] | None = None,
+          on_issue: IssueCallback | None = None) -> Iterator[tuple[str, os.stat_result]]:
     """Depth-first walk yielding (path, stat) of regular files, each folder visited once.
 
     When ``cancel()`` turns true while a folder is listed, the walk stops and sets
-    ``state["cancelled"]``."""
+    ``state["cancelled"]``. Entries are only ``stat``-ed, never opened (a FIFO cannot block)."""
     try:
         st_root = os.stat(root)
     except OSError:
@@ -686,6 +708,8 @@ def _walk(root: str, follow_symlinks: bool = True, cancel: Callable[[], bool] | 
                 entries = sorted(it, key=lambda e: e.name)
         except OSError as exc:
             log.debug("skipping unreadable folder (%s)", type(exc).__name__)
+            if on_issue is not None:
+                on_issue(folder, f"cannot list this folder ({exc.strerror or exc})", True)
             continue
         subdirs: list[str] = []
         for entry in entries:
@@ -695,10 +719,16 @@ def _walk(root: str, follow_symlinks: bool = True, cancel: Callable[[], bool] | 
                 return
             try:
                 if entry.is_symlink() and not follow_symlinks:
+                    if on_issue is not None:
+                        on_issue(entry.path, "a symbolic link (links are not followed)", False)
                     continue
                 st = entry.stat(follow_symlinks=True)
-            except OSError:
-                continue  # dangling symlink, vanished file
+            except OSError as exc:
+                if on_issue is not None:  # dangling symlink, vanished file
+                    dangling = entry.is_symlink() and exc.errno in (errno.ENOENT, errno.ELOOP)
+                    on_issue(entry.path, "a dangling symbolic link (its target does not exist)"
+                             if dangling else f"cannot stat it ({exc.strerror or exc})", False)
+                continue
             if stat_mod.S_ISDIR(st.st_mode):
                 if not st.st_ino:  # Windows DirEntry.stat() leaves st_ino at 0
                     try:
@@ -718,16 +748,22 @@ def _walk(root: str, follow_symlinks: bool = True, cancel: Callable[[], bool] | 
                     except OSError:
                         continue
                 yield entry.path, st
+            elif on_issue is not None:
+                on_issue(entry.path, f"{_special_kind(st.st_mode)}, not a regular file",
+                         False)
         stack.extend(reversed(subdirs))
 
 
-def iter_files(root: PathType, follow_symlinks: bool = True) -> Iterator[str]:
+def iter_files(root: PathType, follow_symlinks: bool = True,
+               on_issue: IssueCallback | None = None) -> Iterator[str]:
     """Every regular file below ``root``, recursively, in a stable (sorted) order.
 
     Symlinked folders are followed once each (visited folders are remembered by device and
-    inode), so a link to a parent cannot loop; unreadable folders are skipped.
+    inode), so a link to a parent cannot loop; unreadable folders, special files and dangling
+    links are passed over, and told to ``on_issue`` when given.
     """
-    for path, _st in _walk(os.path.abspath(os.fspath(root)), follow_symlinks):
+    for path, _st in _walk(os.path.abspath(os.fspath(root)), follow_symlinks,
+                           on_issue=on_issue):
         yield path
 
 
@@ -894,12 +930,13 @@ def index_folder(
             follow_dicomdir(path)
             return
         hit = cached.get(path)
-        if hit is not None and hit[0] == st.st_size and hit[1] == st.st_mtime_ns:
-            if hit[3] is None:
+        skey = stat_key(st)
+        if hit is not None and hit[0] == skey:
+            if hit[2] is None:
                 non_dicom.append(path)
                 counts["cache"] += 1
                 return
-            inst = _instance_from_cache(path, hit[3], st.st_size, st.st_mtime_ns)
+            inst = _instance_from_cache(path, hit[2], st.st_size, st.st_mtime_ns)
             if inst is not None:
                 counts["cache"] += 1
                 add_instance(inst)
@@ -914,14 +951,14 @@ def index_folder(
         if result is _NOT_DICOM:
             non_dicom.append(path)
             if store is not None:
-                store.put_not_dicom(path, st.st_size, st.st_mtime_ns)
+                store.put_not_dicom(path, skey)
             return
         assert isinstance(result, Instance)
         if result.sop_class_uid == DICOMDIR_SOP_CLASS:
             follow_dicomdir(path)
             return
         if store is not None:
-            store.put_instance(path, st.st_size, st.st_mtime_ns, _cache_fields(result))
+            store.put_instance(path, skey, _cache_fields(result))
             if counts["read"] % 500 == 0:
                 store.flush()
         add_instance(result)

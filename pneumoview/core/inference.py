@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import dataclasses
 import logging
+import math
 import time
 from collections.abc import Callable, Sequence
 from contextlib import AbstractContextManager, nullcontext
@@ -39,6 +40,9 @@ log = logging.getLogger(__name__)
 
 SCORED = "scored"
 NOT_SCORED = "not_scored"
+#: Why an image whose logit or probability is NaN or infinite is an error, never "scored".
+NON_FINITE = ("the model gave a non-finite output (NaN or infinity) for this image; the model "
+              "or its metadata is damaged: re-export or reinstall it")
 
 
 def label_state(probability: float, threshold: float) -> bool:
@@ -60,6 +64,7 @@ class Prediction:
     reason: str  # why not scored, or what the gate said when scored anyway; "" otherwise
     model_label: str
     model_sha256: str
+    model_id: str = ""  # ModelInfo.model_id: weights plus behavioural metadata
     timings: dict[str, float] = field(default_factory=dict, compare=False)
 
     @property
@@ -200,7 +205,8 @@ class Engine:
         reason = self.gate(decoded) or ""
         timings: dict[str, float] = {}
         common: dict[str, Any] = dict(path=decoded.path, frame=decoded.frame, threshold=thr,
-                                      model_label=info.label, model_sha256=info.weights_sha256)
+                                      model_label=info.label, model_sha256=info.weights_sha256,
+                                      model_id=info.model_id)
         if reason and not force:
             timings["total_ms"] = (time.perf_counter() - t0) * 1000
             return Prediction(status=NOT_SCORED, probability=None, logit=None, flagged=None,
@@ -218,12 +224,14 @@ class Engine:
         info = self._require().info
         prob = float(_model_module().calibrated_probability(np.array([logit]),
                                                             info.temperature)[0])
+        if not (math.isfinite(logit) and math.isfinite(prob)):
+            raise PneumoViewError(NON_FINITE, decoded.path)
         return Prediction(path=decoded.path, frame=decoded.frame, status=SCORED,
                           probability=prob, logit=logit, threshold=threshold,
                           flagged=label_state(prob, threshold),
                           reason=f"scored anyway despite: {reason}" if reason else "",
                           model_label=info.label, model_sha256=info.weights_sha256,
-                          timings=timings)
+                          model_id=info.model_id, timings=timings)
 
     # -- CAM -----------------------------------------------------------------------------
     def _gradcam(self, x: np.ndarray,

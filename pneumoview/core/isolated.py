@@ -1,21 +1,30 @@
-"""Decode compressed pixel data in a separate process, so a codec crash cannot close the viewer.
+"""The viewer's decoder: bounded like the batch, so no file can close or exhaust the viewer.
 
 Compressed transfer syntaxes are decoded by C and Rust libraries (OpenJPEG, CharLS, GDCM,
 libjpeg) fed with bytes nobody checked. A segfault or an abort in one of them ends the process
 it runs in; the fuzzing campaigns found no such file for the installed codecs, but GDCM is the
-only decoder for JPEG Lossless here and no guarantee exists. The batch engine therefore decodes
-in supervised worker processes (:mod:`pneumoview.core.procpool`); this module gives the viewer
-the same protection for the image it opens, with one long-lived worker:
+only decoder for JPEG Lossless here and no guarantee exists. Small files can also ask for a lot
+of memory: a sparse file of 4 KB on disk declaring a 16384 x 16384 image, a 4 MB deflated file
+that inflates to 4 GB. The batch engine decodes in supervised worker processes
+(:mod:`pneumoview.core.procpool`); this module gives the viewer the same protection for the
+image it opens, with one long-lived worker:
 
-* native (uncompressed) and deflated pixel data is decoded in-process: that is numpy on a
-  buffer pydicom has length-checked, and the common case stays as fast as it was;
-* everything else (encapsulated or unknown transfer syntaxes) goes to the worker, with a time
-  limit and a memory limit; a crash, hang or runaway allocation there becomes a
-  :class:`PneumoViewError` naming the file, the worker is restarted, the viewer carries on.
+* before anything is allocated, the header is checked against the size guard twice: the
+  declared pixel data (all frames, :func:`dicomio.check_decodable`) and what showing one frame
+  costs the viewer (:func:`check_view_budget`: stored samples, float32 values and the display
+  copies), so a sparse giant is refused with a message, not decoded;
+* small native (uncompressed) pixel data is decoded in-process: numpy on a buffer pydicom has
+  length-checked, and the common case stays as fast as it was;
+* everything else goes to the worker, with a time limit and a memory limit: encapsulated or
+  unknown transfer syntaxes, deflated files (inflation is also bounded, see
+  :func:`dicomio.read_dataset`) and files whose pixel data is larger than
+  :data:`IN_PROCESS_MAX_BYTES` (pydicom reads the whole element to give one frame). A crash,
+  hang or runaway allocation there becomes a :class:`PneumoViewError` naming the file, the
+  worker is restarted, the viewer carries on.
 
-The worker is started on the first compressed file (about a second of imports) and kept. The
-decoded image crosses back by pickling (a 1841 x 1955 frame is 14 MB of float32, ~10 ms), small
-next to the codecs' own time (50 ms to 1 s for such a frame).
+The worker is started on the first such file (about a second of imports) and kept. The decoded
+frame crosses back by pickling (a 1841 x 1955 frame is 14 MB of float32, ~10 ms), small next to
+the codecs' own time (50 ms to 1 s for such a frame).
 """
 
 from __future__ import annotations
@@ -32,6 +41,12 @@ from pydicom.uid import UID
 from pneumoview.core import dicomio
 from pneumoview.core.errors import PneumoViewError
 from pneumoview.core.procpool import ProcessPool, default_memory_limit_mb
+
+#: Native pixel data larger than this (all frames) is decoded in the worker, not in-process.
+IN_PROCESS_MAX_BYTES = 128 * 2**20
+#: Bytes per sample the viewer holds for a shown frame besides the stored one: float32 modality
+#: values, the display copy and the temporaries of preparing it.
+VIEW_BYTES_PER_SAMPLE = 12
 
 #: The worker's entry point (``module:function``, imported inside the worker).
 TARGET = "pneumoview.core.isolated:decode_payload"
@@ -52,9 +67,26 @@ def decode_payload(payload: tuple[str, int, int]) -> tuple[bool, Any]:
     """
     path, frame, max_bytes = payload
     try:
-        return True, dicomio.decode(path, frame, max_bytes=max_bytes)
+        header = dicomio.read_header(path)  # a deflated header is inflated only so far
+        check_view_budget(header, path, max_bytes)
+        return True, dicomio.decode(path, frame, max_bytes=max_bytes, ds=header)
     except PneumoViewError as exc:
         return False, exc.reason
+
+
+def check_view_budget(ds: Any, path: PathType, max_bytes: int) -> None:
+    """Refuse, from the header alone, a frame whose display would need more than the guard."""
+    dicomio.check_decodable(ds, path, max_bytes)
+    rows = dicomio.header_int(ds, "Rows", 0, path)
+    cols = dicomio.header_int(ds, "Columns", 0, path)
+    samples = dicomio.header_int(ds, "SamplesPerPixel", 1, path) or 1
+    stored = max(1, -(-(dicomio.header_int(ds, "BitsAllocated", 16, path) or 16) // 8))
+    need = rows * cols * samples * (stored + VIEW_BYTES_PER_SAMPLE)
+    if need > max_bytes:
+        raise PneumoViewError(
+            f"image too large to display safely: one {rows}x{cols} frame needs about "
+            f"{need / 2**20:.0f} MiB to decode and show, the limit is {max_bytes / 2**20:.0f} "
+            "MiB (raise 'max image MiB' in the settings to open it)", path)
 
 
 def file_transfer_syntax(path: PathType) -> str | None:
@@ -109,8 +141,13 @@ class IsolatedDecoder:
         for ``KILL_AFTER_S``, the worker is killed (restarted on the next compressed file) and
         the call raises, so a reader who moved on does not wait for a stuck codec.
         """
-        if not is_codec_syntax(file_transfer_syntax(path)):
-            return dicomio.decode(path, frame, max_bytes=max_bytes)
+        syntax = file_transfer_syntax(path)
+        header = None
+        if not (is_codec_syntax(syntax) or syntax == dicomio.DEFLATED_SYNTAX):
+            header = dicomio.read_header(path)
+            check_view_budget(header, path, max_bytes)
+            if dicomio.declared_pixel_bytes(header, path) <= IN_PROCESS_MAX_BYTES:
+                return dicomio.decode(path, frame, max_bytes=max_bytes, ds=header)
         with self._lock:
             return self._decode_isolated(str(path), frame, max_bytes, cancelled)
 

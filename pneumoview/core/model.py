@@ -1,4 +1,4 @@
-"""The model file format (a directory) and its loader, shared by the app and ``training/``.
+"""The model network and its loader, shared by the app and ``training/``.
 
 A model directory holds three files:
 
@@ -7,15 +7,17 @@ A model directory holds three files:
   calibration temperature, the operating threshold, test metrics and ``weights_sha256``;
 * ``MODEL_CARD.md`` - intended use, data, metrics with intervals, known limits.
 
-The loader refuses a directory whose input contract differs from :data:`contract.INPUT_CONTRACT`
-(the model would see different pixels than it was trained on) and weights whose sha256 differs
-from the metadata (an altered or corrupt file). ``torch`` is imported by this module, which is
-only imported on the AI paths; :mod:`pneumoview.core` itself never imports it.
+Reading and checking the metadata, and the model's identity (``weights_sha256`` and
+``model_id``), live in the torch-free :mod:`pneumoview.core.modelinfo` (re-exported here). The
+loader refuses a directory whose input contract differs from :data:`contract.INPUT_CONTRACT`
+(the model would see different pixels than it was trained on), metadata values out of range,
+and weights whose sha256 differs from the metadata (an altered or corrupt file). ``torch`` is
+imported by this module, which is only imported on the AI paths; :mod:`pneumoview.core` itself
+never imports it.
 """
 
 from __future__ import annotations
 
-import hashlib
 import json
 import math
 from collections.abc import Sequence
@@ -29,14 +31,17 @@ import torch
 
 from pneumoview.core import contract
 from pneumoview.core.errors import PneumoViewError
-
-ARCHITECTURE = "resnet18-1ch-1logit"
-WEIGHTS_FILE = "model.safetensors"
-METADATA_FILE = "metadata.json"
-CARD_FILE = "MODEL_CARD.md"
-
-_REQUIRED_KEYS = ("architecture", "input_contract", "input_size", "mean", "std", "temperature",
-                  "threshold", "weights_sha256")
+from pneumoview.core.modelinfo import (  # noqa: F401 - re-exported: the historical home
+    ARCHITECTURE,
+    CARD_FILE,
+    METADATA_FILE,
+    WEIGHTS_FILE,
+    ModelInfo,
+    model_id,
+    read_model_info,
+    sha256_file,
+    verify_weights,
+)
 
 
 def build_model() -> torch.nn.Module:
@@ -46,144 +51,6 @@ def build_model() -> torch.nn.Module:
     model = resnet18(weights=None, num_classes=1)
     model.conv1 = torch.nn.Conv2d(1, 64, kernel_size=7, stride=2, padding=3, bias=False)
     return model
-
-
-@dataclass(frozen=True)
-class ModelInfo:
-    """The parsed ``metadata.json`` of a model directory."""
-
-    name: str
-    version: str
-    architecture: str
-    input_contract: str
-    input_size: int
-    mean: float
-    std: float
-    temperature: float
-    threshold: float
-    target_sensitivity: float
-    weights_sha256: str
-    metrics: dict = field(hash=False, compare=False)
-    directory: Path = field(compare=False)
-    raw: dict = field(hash=False, compare=False, repr=False)
-
-    @property
-    def weights_path(self) -> Path:
-        return self.directory / WEIGHTS_FILE
-
-    @property
-    def label(self) -> str:
-        """Shown with every result so a reader knows which model produced it."""
-        return f"{self.name} {self.version} (sha256 {self.weights_sha256[:8]})"
-
-
-def sha256_file(path: Path | str) -> str:
-    h = hashlib.sha256()
-    with open(path, "rb") as fh:
-        for chunk in iter(lambda: fh.read(1 << 20), b""):
-            h.update(chunk)
-    return h.hexdigest()
-
-
-def _resolve_dir(model_dir: Path | str | PathLike[str] | None) -> Path:
-    if model_dir is None:
-        from pneumoview.core.resources import bundled_model_dir
-
-        return bundled_model_dir()
-    return Path(model_dir)
-
-
-def _finite_float(raw: dict, key: str, path: Path, positive: bool = False) -> float:
-    try:
-        value = float(raw[key])
-    except (TypeError, ValueError):
-        raise PneumoViewError(f"metadata field {key!r} is not a number; re-export the model",
-                              path) from None
-    if not math.isfinite(value) or (positive and value <= 0):
-        raise PneumoViewError(f"metadata field {key!r} has an invalid value {value!r}; "
-                              "re-export the model", path)
-    return value
-
-
-def read_model_info(model_dir: Path | str | PathLike[str] | None = None) -> ModelInfo:
-    """Parse and check ``metadata.json`` (``None`` = the bundled model)."""
-    directory = _resolve_dir(model_dir)
-    meta_path = directory / METADATA_FILE
-    if not directory.is_dir():
-        raise PneumoViewError("model folder not found; reinstall PneumoView or pass a model "
-                              "folder that holds metadata.json and model.safetensors", directory)
-    try:
-        raw = json.loads(meta_path.read_text(encoding="utf-8"))
-    except FileNotFoundError:
-        raise PneumoViewError(f"no {METADATA_FILE} in the model folder; it is not a PneumoView "
-                              "model (export one with `python -m training export`)",
-                              directory) from None
-    except (OSError, UnicodeDecodeError, json.JSONDecodeError) as exc:
-        raise PneumoViewError(f"model metadata is not valid JSON ({exc}); re-export the model",
-                              meta_path) from exc
-    if not isinstance(raw, dict):
-        raise PneumoViewError("model metadata is not a JSON object; re-export the model",
-                              meta_path)
-    missing = [k for k in _REQUIRED_KEYS if k not in raw]
-    if missing:
-        raise PneumoViewError(f"model metadata lacks {', '.join(missing)}; re-export the model",
-                              meta_path)
-    if raw["architecture"] != ARCHITECTURE:
-        raise PneumoViewError(f"unknown model architecture {raw['architecture']!r} (this "
-                              f"version of PneumoView runs {ARCHITECTURE!r})", meta_path)
-    if raw["input_contract"] != contract.INPUT_CONTRACT:
-        raise PneumoViewError(f"the model was trained for input contract "
-                              f"{raw['input_contract']!r} but this PneumoView prepares images "
-                              f"as {contract.INPUT_CONTRACT!r}; use a matching model or version",
-                              meta_path)
-    try:
-        input_size = int(raw["input_size"])
-    except (TypeError, ValueError):
-        input_size = 0
-    if not 16 <= input_size <= 4096:
-        raise PneumoViewError(f"metadata input_size {raw['input_size']!r} is invalid; "
-                              "re-export the model", meta_path)
-    sha = str(raw["weights_sha256"]).lower()
-    if len(sha) != 64 or any(c not in "0123456789abcdef" for c in sha):
-        raise PneumoViewError("metadata weights_sha256 is not a sha256 digest; re-export the "
-                              "model", meta_path)
-    threshold = _finite_float(raw, "threshold", meta_path)
-    if not 0.0 <= threshold <= 1.0:
-        raise PneumoViewError(f"metadata threshold {threshold} is outside [0, 1]", meta_path)
-    metrics = raw.get("metrics") or {}
-    return ModelInfo(
-        name=str(raw.get("name", "pneumoview-model")),
-        version=str(raw.get("version", "0")),
-        architecture=raw["architecture"],
-        input_contract=raw["input_contract"],
-        input_size=input_size,
-        mean=_finite_float(raw, "mean", meta_path),
-        std=_finite_float(raw, "std", meta_path, positive=True),
-        temperature=_finite_float(raw, "temperature", meta_path, positive=True),
-        threshold=threshold,
-        target_sensitivity=float(raw.get("target_sensitivity", float("nan"))),
-        weights_sha256=sha,
-        metrics=metrics if isinstance(metrics, dict) else {},
-        directory=directory,
-        raw=raw,
-    )
-
-
-def verify_weights(info: ModelInfo) -> None:
-    """The weights file must exist and match the sha256 recorded in the metadata."""
-    path = info.weights_path
-    if not path.is_file():
-        raise PneumoViewError(f"no {WEIGHTS_FILE} in the model folder; reinstall PneumoView or "
-                              "re-export the model", info.directory)
-    try:
-        digest = sha256_file(path)
-    except OSError as exc:
-        raise PneumoViewError(f"cannot read the model weights ({exc})", path) from exc
-    if digest != info.weights_sha256:
-        raise PneumoViewError("the model weights were altered or corrupt (sha256 "
-                              f"{digest[:12]}... differs from the metadata's "
-                              f"{info.weights_sha256[:12]}...); reinstall PneumoView or "
-                              "re-export the model", path)
 
 
 def select_device(preference: str | torch.device = "auto") -> torch.device:
@@ -224,6 +91,8 @@ class LoadedModel:
     info: ModelInfo
     module: torch.nn.Module
     device: torch.device
+    # ``gate.*`` tensors of the weights file (the input gate's heads, numpy), see inputgate
+    gate_tensors: dict[str, np.ndarray] = field(default_factory=dict)
 
 
 def load_state_dict_file(path: Path) -> dict[str, torch.Tensor]:
@@ -244,7 +113,9 @@ def load_model(model_dir: Path | str | PathLike[str] | None = None,
     info = read_model_info(model_dir)
     verify_weights(info)
     dev = select_device(device)
-    state = load_state_dict_file(info.weights_path)
+    from pneumoview.core.inputgate import split_gate_tensors
+
+    state, gate = split_gate_tensors(load_state_dict_file(info.weights_path))
     module = build_model()
     try:
         module.load_state_dict(state, strict=True)
@@ -252,7 +123,8 @@ def load_model(model_dir: Path | str | PathLike[str] | None = None,
         raise PneumoViewError(f"the weights do not fit {ARCHITECTURE} ({str(exc)[:300]})",
                               info.weights_path) from exc
     module = module.to(dev, memory_format=torch.channels_last).eval()
-    return LoadedModel(info=info, module=module, device=dev)
+    return LoadedModel(info=info, module=module, device=dev,
+                       gate_tensors={k: v.numpy() for k, v in gate.items()})
 
 
 def prepare_batch(inputs: Sequence[np.ndarray], info: ModelInfo) -> torch.Tensor:
@@ -276,6 +148,27 @@ def predict_logits(model: LoadedModel, batch: torch.Tensor) -> np.ndarray:
         x = batch.to(model.device, dtype=torch.float32, memory_format=torch.channels_last)
         out = model.module(x).reshape(-1)
         return out.detach().to("cpu", torch.float64).numpy()
+
+
+def last_block_activations(module: torch.nn.Module, x: torch.Tensor) -> torch.Tensor:
+    """Activations A (N, 512, h, w) of the ResNet's last block: everything after it (pooled
+    features, logit, CAM, input-gate heads) is computed from A."""
+    m = module
+    x = m.maxpool(m.relu(m.bn1(m.conv1(x))))
+    return m.layer4(m.layer3(m.layer2(m.layer1(x))))
+
+
+def predict_activations(model: LoadedModel,
+                        batch: torch.Tensor) -> tuple[np.ndarray, np.ndarray]:
+    """One forward pass: raw logits float64 ``(N,)`` and the last block's activations A,
+    float32 ``(N, 512, h, w)`` (the logit is ``fc`` of A's mean over h, w, as in the network's
+    own forward; the input gate reads A too)."""
+    with torch.inference_mode():
+        x = batch.to(model.device, dtype=torch.float32, memory_format=torch.channels_last)
+        act = last_block_activations(model.module, x)
+        logits = model.module.fc(act.mean(dim=(2, 3))).reshape(-1)
+        return (logits.detach().to("cpu", torch.float64).numpy(),
+                act.detach().to("cpu", torch.float32).contiguous().numpy())
 
 
 def calibrated_probability(logits: np.ndarray, temperature: float) -> np.ndarray:

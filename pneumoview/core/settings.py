@@ -1,9 +1,15 @@
 """User preferences as a typed dataclass, saved as JSON under :func:`paths.config_dir`.
 
 A missing, unreadable or corrupt settings file never stops the program: it falls back to the
-defaults and logs a warning. Unknown keys written by a newer version are kept in ``extra`` so an
-older version does not throw them away, and later features can add fields here without breaking
-files written before them.
+defaults and logs a warning. That includes hostile files: only a regular file of at most
+:data:`MAX_SETTINGS_BYTES` is read (:func:`paths.read_small_file`: a FIFO or a link to
+``/dev/zero`` is refused at once), JSON nested deeper than :data:`MAX_DEPTH` is refused (so
+neither loading nor saving can raise ``RecursionError``), and every list, map and string is cut
+to its bound (:data:`MAX_RECENT` folders, :data:`MAX_MAP_ENTRIES` map entries, :data:`MAX_TEXT`
+characters), so a file with 100,000 entries costs start-up no more than a normal one. Unknown
+keys written by a newer version are kept in ``extra`` so an older version does not throw them
+away (within the same bounds), and later features can add fields here without breaking files
+written before them. The file is written private to the user (0600 in a 0700 folder).
 """
 
 from __future__ import annotations
@@ -15,12 +21,19 @@ from dataclasses import asdict, dataclass, field, fields
 from pathlib import Path
 from typing import Any
 
-from pneumoview.core.paths import config_dir
+from pneumoview.core.errors import PneumoViewError
+from pneumoview.core.paths import config_dir, read_small_file, write_private_file
 
 log = logging.getLogger(__name__)
 
 SETTINGS_FILE = "settings.json"
 MAX_RECENT = 10
+#: Bounds on what a settings file may hold (a real one is a few KiB, three levels deep).
+MAX_SETTINGS_BYTES = 4 * 2**20
+MAX_DEPTH = 16
+MAX_MAP_ENTRIES = 256
+MAX_TEXT = 64 * 1024
+MAX_EXTRA_KEYS = 256
 
 
 @dataclass
@@ -32,7 +45,7 @@ class Settings:
     window_state: str = ""  # base64 of QMainWindow.saveState()
     show_patient_overlay: bool = True
     max_image_mib: int = 1024  # size guard: refuse to decode images needing more than this
-    # AI: the user's threshold per model (weights sha256 -> threshold; absent = model default),
+    # AI: the user's threshold per model (model_id -> threshold; absent = model default),
     # device preference ("auto", "cpu", "cuda[:N]", "mps"), model folder ("" = bundled), CAM
     # overlay opacity in percent
     ai_thresholds: dict[str, Any] = field(default_factory=dict)
@@ -57,18 +70,50 @@ def settings_path() -> Path:
 
 
 def _coerce(default: Any, value: Any) -> Any:
-    """Accept ``value`` only when it has the type of the default (bool is not an int here)."""
+    """Accept ``value`` only when it has the type of the default (bool is not an int here),
+    cut to the bounds: lists to MAX_RECENT strings, maps to MAX_MAP_ENTRIES, text to MAX_TEXT."""
     if isinstance(default, bool):
         return value if isinstance(value, bool) else default
     if isinstance(default, int):
-        return value if isinstance(value, int) and not isinstance(value, bool) else default
+        ok = isinstance(value, int) and not isinstance(value, bool) and abs(value) < 2**53
+        return value if ok else default
     if isinstance(default, str):
-        return value if isinstance(value, str) else default
+        return value if isinstance(value, str) and len(value) <= MAX_TEXT else default
     if isinstance(default, list):
-        return [v for v in value if isinstance(v, str)] if isinstance(value, list) else default
+        if not isinstance(value, list):
+            return default
+        return [v for v in value[:MAX_RECENT * 4]
+                if isinstance(v, str) and len(v) <= MAX_TEXT][:MAX_RECENT]
     if isinstance(default, dict):
-        return value if isinstance(value, dict) else default
+        if not isinstance(value, dict):
+            return default
+        return dict(list(value.items())[:MAX_MAP_ENTRIES])
     return value
+
+
+def _depth(value: Any, limit: int) -> int:
+    """Nesting depth of a JSON value, counted without recursion; stops once past ``limit``."""
+    deepest = 0
+    stack = [(value, 1)]
+    while stack:
+        item, level = stack.pop()
+        if isinstance(item, dict | list):
+            deepest = max(deepest, level)
+            if deepest > limit:
+                return deepest
+            stack.extend((c, level + 1) for c in (item.values() if isinstance(item, dict)
+                                                   else item))
+    return deepest
+
+
+def _parse(path: Path) -> Any:
+    """The JSON value of the settings file; raises what :func:`load_settings` turns into a
+    warning (a missing file raises FileNotFoundError)."""
+    text = read_small_file(path, MAX_SETTINGS_BYTES).decode("utf-8")
+    raw = json.loads(text)  # RecursionError when nested deeper than the interpreter allows
+    if _depth(raw, MAX_DEPTH) > MAX_DEPTH:
+        raise ValueError(f"nested deeper than {MAX_DEPTH} levels")
+    return raw
 
 
 def load_settings(path: Path | None = None) -> Settings:
@@ -76,8 +121,14 @@ def load_settings(path: Path | None = None) -> Settings:
     path = settings_path() if path is None else path
     defaults = Settings()
     try:
-        raw = json.loads(path.read_text(encoding="utf-8"))
+        raw = _parse(path)
     except FileNotFoundError:
+        return defaults
+    except PneumoViewError as exc:
+        log.warning("settings file %s %s; using the defaults", path, exc.reason)
+        return defaults
+    except RecursionError:
+        log.warning("settings file %s is nested too deeply; using the defaults", path)
         return defaults
     except (OSError, ValueError) as exc:
         log.warning("settings file %s is unreadable (%s); using the defaults", path, exc)
@@ -90,22 +141,20 @@ def load_settings(path: Path | None = None) -> Settings:
     for name in known - {"extra"}:
         if name in raw:
             values[name] = _coerce(getattr(defaults, name), raw[name])
-    extra = {k: v for k, v in raw.items() if k not in known}
-    return Settings(**values, extra=extra)
+    extra = [(k, v) for k, v in list(raw.items())[:MAX_EXTRA_KEYS + len(known)]
+             if k not in known]
+    return Settings(**values, extra=dict(extra[:MAX_EXTRA_KEYS]))
 
 
 def save_settings(settings: Settings, path: Path | None = None) -> bool:
-    """Write atomically (temp file + rename); returns False (and logs) when it cannot."""
+    """Write atomically and privately (0600); returns False (and logs) when it cannot."""
     path = settings_path() if path is None else path
     data = asdict(settings)
     extra = data.pop("extra")
     payload = {**extra, **data}
     try:
-        path.parent.mkdir(parents=True, exist_ok=True)
-        tmp = path.with_suffix(".tmp")
-        tmp.write_text(json.dumps(payload, indent=2), encoding="utf-8")
-        os.replace(tmp, path)
+        write_private_file(path, json.dumps(payload, indent=2))
         return True
-    except OSError as exc:
+    except (OSError, ValueError, RecursionError) as exc:
         log.warning("cannot save settings to %s (%s)", path, exc)
         return False

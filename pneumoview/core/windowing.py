@@ -12,11 +12,18 @@ from dataclasses import dataclass
 import numpy as np
 from pydicom.dataset import Dataset
 
+from pneumoview.core.colour import is_little_endian, ow_bytes
+
 FUNCTIONS = ("LINEAR", "LINEAR_EXACT", "SIGMOID")
 
 #: CT-style presets in Hounsfield units, offered only for CT.
 CT_PRESETS = (("Lung", -600.0, 1500.0), ("Mediastinum", 50.0, 350.0),
               ("Bone", 400.0, 1800.0), ("Soft tissue", 40.0, 400.0))
+
+#: Name of the no-VOI window (:func:`identity_window`), and the deepest stored data that gets
+#: it (and shows with it by default when the file declares no window: :func:`default_window`).
+IDENTITY = "Identity"
+IDENTITY_MAX_BITS = 8
 
 #: Percentile presets for radiographs (name, low percentile, high percentile).
 PERCENTILE_PRESETS = (("Auto", 1.0, 99.0), ("Soft", 0.1, 99.9), ("High contrast", 5.0, 95.0))
@@ -69,8 +76,16 @@ def _multi(value: object) -> list[float]:
     return out
 
 
-def declared_windows(ds: Dataset, values: np.ndarray | None = None) -> tuple[Window, ...]:
-    """Every window the file declares: each WindowCenter/Width pair and each VOI LUT item."""
+def declared_windows(ds: Dataset, values: np.ndarray | None = None,
+                     little_endian: bool | None = None) -> tuple[Window, ...]:
+    """Every window ``ds`` declares: each WindowCenter/Width pair and each VOI LUT item.
+
+    ``ds`` is the dataset or, for an Enhanced multi-frame image, the frame's Frame VOI LUT item
+    (:func:`~pneumoview.core.functional_groups.voi_source`); ``little_endian`` is the file's
+    byte order (read from ``ds`` when not given).
+    """
+    if little_endian is None:
+        little_endian = is_little_endian(ds)
     out: list[Window] = []
     centers, widths = _multi(ds.get("WindowCenter")), _multi(ds.get("WindowWidth"))
     raw_names = ds.get("WindowCenterWidthExplanation")
@@ -94,7 +109,7 @@ def declared_windows(ds: Dataset, values: np.ndarray | None = None) -> tuple[Win
         label = names[i] if i < len(names) and names[i].strip() else f"File window {i + 1}"
         out.append(Window(label, c, w, func))
     for i, item in enumerate(ds.get("VOILUTSequence", []) or []):
-        lut = _voi_lut(item)
+        lut = _voi_lut(item, little_endian)
         if lut is not None:
             first, table = lut
             label = str(item.get("LUTExplanation", "") or f"File VOI LUT {i + 1}")
@@ -103,23 +118,47 @@ def declared_windows(ds: Dataset, values: np.ndarray | None = None) -> tuple[Win
     return tuple(out)
 
 
-def _voi_lut(item: Dataset) -> tuple[int, tuple[float, ...]] | None:
+def _voi_lut(item: Dataset, little_endian: bool = True) -> tuple[int, tuple[float, ...]] | None:
+    """(first mapped value, table scaled to [0, 1]) of one VOI LUT Sequence item.
+
+    The table is scaled by the output range its LUT Descriptor declares, 0..2^n-1 for n bits
+    per entry (PS3.3 C.11.2.1.1, PS3.4 N.2.4.1), not by its own min..max: a table that uses
+    half of its range is meant to display at half brightness. OW data follows the file's byte
+    order (each 16-bit word swapped in a big-endian file).
+    """
     try:
         desc = [int(v) for v in item.LUTDescriptor]
+        n_entries, first, bits = (desc[0] or 65536), desc[1], desc[2]
         data = item.LUTData
-        if isinstance(data, bytes):
-            bits = desc[2]
-            dtype = np.uint8 if bits <= 8 and len(data) == (desc[0] or 65536) else np.uint16
-            table = np.frombuffer(data, dtype=dtype).astype(np.float64)
+        if isinstance(data, bytes | bytearray):
+            raw = ow_bytes(data, little_endian)
+            dtype = np.uint8 if bits <= 8 and len(raw) == n_entries else np.uint16
+            table = np.frombuffer(raw, dtype=np.dtype(dtype).newbyteorder("<"))
+            table = table.astype(np.float64)
         else:
             table = np.asarray(_multi(data), dtype=np.float64)
     except (AttributeError, ValueError, TypeError, IndexError, KeyError):
         return None
-    if table.size < 2:
+    if table.size < 2 or not 1 <= bits <= 16 or not np.isfinite(table).all():
         return None
+    norm = np.clip(table / float(2 ** bits - 1), 0.0, 1.0)
+    return first, tuple(float(v) for v in norm)
+
+
+def stretched(window: Window) -> Window | None:
+    """A VOI LUT window rescaled to its own min..max, offered when the table never reaches the
+    upper half of its declared output range: the mark of a table whose LUT Descriptor declares
+    more bits than its data uses (a 12-bit table labelled 16-bit), which shows nearly black
+    when followed to the letter. ``None`` for other windows."""
+    if window.lut is None:
+        return None
+    table = np.asarray(window.lut, dtype=np.float64)
     lo, hi = float(table.min()), float(table.max())
-    norm = (table - lo) / (hi - lo) if hi > lo else np.zeros_like(table)
-    return desc[1], tuple(float(v) for v in norm)
+    if hi >= 0.5 or hi <= lo:
+        return None
+    norm = (table - lo) / (hi - lo)
+    return Window(f"{window.name} (stretched)", window.center, window.width, window.function,
+                  window.lut_first, tuple(float(v) for v in norm))
 
 
 def window_unit(values: np.ndarray, window: Window) -> np.ndarray:
@@ -170,16 +209,32 @@ def percentile_window(values: np.ndarray, name: str, lo_pct: float, hi_pct: floa
     return _window_between(name, lo, hi)
 
 
-def presets(values: np.ndarray, declared: tuple[Window, ...] = (), modality: str = "") \
-        -> list[Window]:
-    """Windows to offer: the file's own first, then full range and percentile presets.
+def identity_window(lo: float, hi: float) -> Window:
+    """The display with no VOI transform: modality values ``lo``..``hi`` (the range the stored
+    bits can hold) mapped linearly onto black..white, as PS3.4 treats a missing VOI LUT and as
+    dcmtk shows such an image by default."""
+    return _window_between(IDENTITY, lo, hi)
+
+
+def presets(values: np.ndarray, declared: tuple[Window, ...] = (), modality: str = "",
+            identity: Window | None = None) -> list[Window]:
+    """Windows to offer: the file's own first (each VOI LUT followed by its stretched form when
+    it has one, :func:`stretched`), then the identity window when the image has one, full range
+    and the percentile presets.
 
     All percentiles come from one ``np.percentile`` call (one sort). CT presets in Hounsfield
     units are added only for CT, where the values are HU.
     """
-    out = list(declared)
+    out: list[Window] = []
+    for window in declared:
+        out.append(window)
+        extra = stretched(window)
+        if extra is not None:
+            out.append(extra)
     if values.ndim != 2:
         return out
+    if identity is not None:
+        out.append(identity)
     out.append(full_range(values))
     pcts = [p for _, lo, hi in PERCENTILE_PRESETS for p in (lo, hi)]
     levels = np.percentile(_sample(values), pcts)
@@ -190,8 +245,17 @@ def presets(values: np.ndarray, declared: tuple[Window, ...] = (), modality: str
     return out
 
 
-def default_window(values: np.ndarray, declared: tuple[Window, ...] = ()) -> Window:
-    """The window a reader expects first: the file's first, else the 'Auto' percentile one."""
+def default_window(values: np.ndarray, declared: tuple[Window, ...] = (),
+                   identity: Window | None = None) -> Window:
+    """The window a reader expects first (``render`` and the viewer both start with it).
+
+    The file's first declared window; else, for an image with an identity window (at most
+    :data:`IDENTITY_MAX_BITS` bits stored: an 8-bit film is already display-ready, and
+    restretching it would change the contrast it was saved with), that one; else 'Auto', the
+    1st-99th percentiles, since deeper data without a window shows nearly flat at identity.
+    """
     if declared:
         return declared[0]
+    if identity is not None:
+        return identity
     return percentile_window(values, *PERCENTILE_PRESETS[0])

@@ -32,6 +32,7 @@ from PySide6.QtWidgets import (
 from pneumoview.qt.aipanel import FLAGGED_COLOUR, NOT_FLAGGED_COLOUR, AIPanel
 from pneumoview.qt.camoverlay import CamOverlay
 from pneumoview.qt.inference_worker import AIResult, CamResult, InferenceWorker
+from pneumoview.qt.plaintext import make_plain, tip
 
 log = logging.getLogger("pneumoview.ai")
 
@@ -75,7 +76,7 @@ class AIController(QObject):
         self.view: Any = None
         self.tree: Any = None
         self.runner: Any = None
-        self.status_label = QLabel("AI: not started")
+        self.status_label = make_plain(QLabel("AI: not started"))  # shows the model's name
         self._token: int | None = None
         self._start_armed = False
         self._chosen_dir: str | None = None
@@ -125,9 +126,9 @@ class AIController(QObject):
             from pneumoview.qt.studytree import AI_COLUMN
 
             # the AI column right after the name, so it is seen without scrolling sideways
+            # (the tree sizes it to its text as results arrive)
             header = self.tree.header()
             header.moveSection(header.visualIndex(AI_COLUMN), 1)
-            header.resizeSection(AI_COLUMN, max(header.sectionSize(AI_COLUMN), 110))
         window.statusBar().addPermanentWidget(self.status_label)
         window.currentInstanceChanged.connect(self.on_instance_changed)
         window.imageShown.connect(self.on_image_shown)
@@ -206,17 +207,18 @@ class AIController(QObject):
 
     def _on_loading(self, model_dir: str) -> None:
         self.status_label.setText("AI: loading model...")
-        self.panel.model_label.setText("loading...")
+        self.panel.show_model_loading()
 
     def _on_ready(self, info: Any, device: str) -> None:
-        replaced = self.info is not None and self.info.weights_sha256 != info.weights_sha256
+        replaced = self.info is not None and self.info.model_id != info.model_id
         self.info, self.error = info, ""
         if self._chosen_dir is not None and hasattr(self.settings, "ai_model_dir"):
             self.settings.ai_model_dir = self._chosen_dir  # File > Load Model... is remembered
             self._chosen_dir = None
         self.panel.set_model(info, device)
+        self.panel.show_model_error("")
         self.status_label.setText(f"AI: {device} | {info.name} {info.version}")
-        self.status_label.setToolTip(info.label)
+        self.status_label.setToolTip(tip(info.label))
         self.threshold = self._saved_threshold(info)
         self.panel.set_threshold(self.threshold)
         if replaced:  # another model's results must not stay on screen
@@ -232,23 +234,32 @@ class AIController(QObject):
         self._chosen_dir = None
         if self.info is not None:  # a new model was refused: the loaded one stays in use
             self.panel.set_model(self.info, self.worker.device)
-            self.panel.model_label.setToolTip(f"The model you chose was refused: {message}")
+            self.panel.show_model_error(f"The model you chose was refused: {message}. Still "
+                                        f"using {self.info.label}.")
             self.status_label.setText(f"AI: {self.worker.device} | {self.info.name} "
                                       f"{self.info.version} (new model refused)")
-            self.status_label.setToolTip(message)
+            self.status_label.setToolTip(tip(message))
         else:
             self.panel.set_model(None, error=f"AI unavailable: {message}")
             self.status_label.setText("AI unavailable")
-            self.status_label.setToolTip(message)
+            self.status_label.setToolTip(tip(message))
             if self.current is not None:
                 self.panel.show_error(f"Not scored: AI unavailable ({message})")
+        text = (f"Load Model refused: {message} (still using {self.info.label})"
+                if self.info is not None else f"AI unavailable: {message}")
+        self._report_error(text)
+
+    def _report_error(self, message: str) -> None:
+        """Errors go to the window's one sink (status bar and Log panel), else the log."""
         if self.window is not None and hasattr(self.window, "report_error"):
-            self.window.report_error(f"AI: {message}")
+            self.window.report_error(message)
+        else:
+            log.warning(message)
 
     # -- threshold -------------------------------------------------------------------------
     def _saved_threshold(self, info: Any) -> float:
         saved = getattr(self.settings, "ai_thresholds", {}) or {}
-        value = saved.get(info.weights_sha256)
+        value = saved.get(info.model_id)
         try:
             value = float(value)
         except (TypeError, ValueError):
@@ -263,9 +274,9 @@ class AIController(QObject):
         if self.info is not None and self.settings is not None \
                 and hasattr(self.settings, "ai_thresholds"):
             if abs(self.threshold - float(self.info.threshold)) < 1e-12:
-                self.settings.ai_thresholds.pop(self.info.weights_sha256, None)
+                self.settings.ai_thresholds.pop(self.info.model_id, None)
             else:
-                self.settings.ai_thresholds[self.info.weights_sha256] = self.threshold
+                self.settings.ai_thresholds[self.info.model_id] = self.threshold
             self._save_timer.start()
         self._refresh_tree()
 
@@ -343,7 +354,7 @@ class AIController(QObject):
         pred = result.prediction
         self.inflight.discard((result.path, result.frame, result.force))
         if pred is not None:
-            if self.info is not None and pred.model_sha256 != self.info.weights_sha256:
+            if self.info is not None and pred.model_id != self.info.model_id:
                 return  # made by a model that has since been replaced
             rkey = (result.path, result.frame, result.force)
             self.results[rkey] = pred
@@ -454,11 +465,11 @@ class AIController(QObject):
                          + (" flagged" if pred.flagged else ""))
             item.setForeground(AI_COLUMN, QBrush(QColor(
                 FLAGGED_COLOUR if pred.flagged else NOT_FLAGGED_COLOUR)))
-            item.setToolTip(AI_COLUMN, f"{pred.state_text}; {pred.model_label}")
+            item.setToolTip(AI_COLUMN, tip(f"{pred.state_text}; {pred.model_label}"))
         else:
             item.setText(AI_COLUMN, "not scored")
             item.setForeground(AI_COLUMN, QBrush(QColor("#757575")))
-            item.setToolTip(AI_COLUMN, pred.state_text)
+            item.setToolTip(AI_COLUMN, tip(pred.state_text))
         self._update_study(item)
 
     def _update_study(self, instance_item: Any) -> None:
@@ -515,8 +526,7 @@ class AIController(QObject):
             out = ask_and_export(self.window, self.view, self.caption(),
                                  f"{stem}_pneumoview.png")
         except OSError as exc:
-            if self.window is not None and hasattr(self.window, "report_error"):
-                self.window.report_error(str(exc))
+            self._report_error(f"Export Image failed: {exc}")
             return
         if out is not None and self.window is not None and hasattr(self.window, "report"):
             self.window.report(f"Exported {out}")

@@ -38,7 +38,6 @@ from PySide6.QtWidgets import (
     QFileDialog,
     QHBoxLayout,
     QHeaderView,
-    QLabel,
     QMainWindow,
     QMenu,
     QProgressBar,
@@ -48,7 +47,9 @@ from PySide6.QtWidgets import (
     QWidget,
 )
 
+from pneumoview.core.paths import display_path
 from pneumoview.qt.batchworker import Started, copy_report, gui_batch
+from pneumoview.qt.plaintext import plain_label, tip
 from pneumoview.qt.workers import Job, WorkRunner
 
 log = logging.getLogger("pneumoview.batch")
@@ -187,7 +188,7 @@ class BatchResultsModel(QAbstractTableModel):
                 return QBrush(QColor(MUTED_COLOUR))
             return QBrush(QColor(FLAGGED_COLOUR if row.get("flagged") else NOT_FLAGGED_COLOUR))
         if role == Qt.ItemDataRole.ToolTipRole:
-            return row.get("path", "")
+            return tip(str(row.get("path", "")))
         if role == Qt.ItemDataRole.TextAlignmentRole and col == COL_PROB:
             return int(Qt.AlignmentFlag.AlignRight | Qt.AlignmentFlag.AlignVCenter)
         return None
@@ -200,7 +201,7 @@ class BatchResultsModel(QAbstractTableModel):
         if name == "Study date":
             return _date(str(row.get("study_date") or ""))
         if name == "File":
-            return str(row.get("relpath") or "")
+            return display_path(str(row.get("relpath") or ""))
         if name == "Probability":
             p = row.get("probability")
             return "" if p is None else f"{float(p):.3f}"
@@ -208,7 +209,7 @@ class BatchResultsModel(QAbstractTableModel):
             return _state(row)
         if name == "Status":
             return str(row.get("status") or "").replace("_", " ")
-        return str(row.get("message") or "")
+        return display_path(str(row.get("message") or ""))
 
 
 class FlaggedFilter(QSortFilterProxyModel):
@@ -255,7 +256,7 @@ class BatchPanel(QWidget):
 
     def __init__(self, parent: QWidget | None = None) -> None:
         super().__init__(parent)
-        self.folder_label = QLabel("No batch yet: File > Batch Flag Folder...")
+        self.folder_label = plain_label("No batch yet: File > Batch Flag Folder...")
         self.folder_label.setWordWrap(True)
         self.start_button = QPushButton("Flag Folder...")
         self.cancel_button = QPushButton("Cancel")
@@ -265,7 +266,7 @@ class BatchPanel(QWidget):
         self.progress = QProgressBar()
         self.progress.setRange(0, 1)
         self.progress.setValue(0)
-        self.progress_label = QLabel("")
+        self.progress_label = plain_label("")
         self.flagged_only = QCheckBox("Flagged only")
         self.study_level = QCheckBox("One row per study")
         self.next_button = QPushButton("Next Flagged (N)")
@@ -424,9 +425,10 @@ class BatchController(QObject):
         if go_menu is not None:
             go_menu.addSeparator()
             go_menu.addAction(self.act_next)
-        view_menu = _menu(window, "View")
-        if view_menu is not None:
-            view_menu.addAction(dock.toggleViewAction())
+        if not hasattr(window, "view_menu"):  # the main window lists every dock itself
+            view_menu = _menu(window, "View")
+            if view_menu is not None:
+                view_menu.addAction(dock.toggleViewAction())
 
     def _show_dock(self) -> None:
         """Show and raise the Batch dock; tall enough for a dozen result rows when it was
@@ -480,7 +482,7 @@ class BatchController(QObject):
         panel.model.clear()
         panel.progress.setRange(0, 0)  # busy until the scan has counted the files
         panel.progress_label.setText("Loading the model and scanning the folder...")
-        panel.folder_label.setText(folder)
+        panel.folder_label.setText(display_path(folder))
         panel.save_button.setEnabled(False)
         panel.set_running(True)
         self.summary, self.report_path, self.info = None, None, None
@@ -514,8 +516,8 @@ class BatchController(QObject):
         if isinstance(p, Started):
             self.info = p
             self.report_path = p.output
-            self.panel.folder_label.setText(
-                f"{p.folder}  —  {p.model_label}, threshold {p.threshold:.3f}")
+            self.panel.folder_label.setText(display_path(
+                f"{p.folder}  —  {p.model_label}, threshold {p.threshold:.3f}"))
             return
         self.panel.show_progress(p)
 
@@ -539,7 +541,7 @@ class BatchController(QObject):
     def _on_error(self, job: Job, exc: Exception) -> None:
         self.summary = None
         self.panel.progress.setRange(0, 1)
-        self.panel.progress_label.setText(f"Batch failed: {exc}")
+        self.panel.progress_label.setText(display_path(f"Batch failed: {exc}"))
         self._say(f"Batch failed: {exc}", error=True)
 
     def _on_finished(self, job: Job) -> None:

@@ -9,6 +9,7 @@ renamed ``...-cancelled.csv`` and marked cancelled in its manifest.
 
 from __future__ import annotations
 
+import contextlib
 import os
 import re
 import time
@@ -20,6 +21,7 @@ from typing import Any
 from pneumoview.core import report as rep
 from pneumoview.core.batch import BatchOptions, BatchSummary, run_batch
 from pneumoview.core.errors import PneumoViewError
+from pneumoview.core.paths import PRIVATE_FILE_MODE, create_private_file, private_dir
 
 #: Decode workers run below normal priority in the GUI so the viewer's own decoding is first.
 GUI_WORKER_NICE = 10
@@ -69,7 +71,7 @@ def gui_batch(folder: str, *, model_dir: str | None, device: str,
     engine = Engine(model_dir, device or "auto", with_cam=False)
     info = engine.load()
     threshold = float(info.threshold)
-    saved = (thresholds or {}).get(info.weights_sha256)
+    saved = (thresholds or {}).get(info.model_id)
     try:
         if saved is not None and 0.0 <= float(saved) <= 1.0:
             threshold = float(saved)
@@ -77,7 +79,10 @@ def gui_batch(folder: str, *, model_dir: str | None, device: str,
         pass
     target_dir = Path(out_dir) if out_dir is not None else reports_dir()
     try:
-        target_dir.mkdir(parents=True, exist_ok=True)
+        if out_dir is None:
+            private_dir(target_dir)  # reports hold patient IDs: 0700, whatever the umask
+        else:
+            target_dir.mkdir(parents=True, exist_ok=True)
     except OSError as exc:
         raise PneumoViewError(f"cannot create the reports folder ({exc.strerror or exc})",
                               target_dir) from exc
@@ -88,12 +93,17 @@ def gui_batch(folder: str, *, model_dir: str | None, device: str,
         output = output.with_name(f"{output.stem.rsplit('~', 1)[0]}~{n}.csv")
     on_started(Started(os.path.abspath(folder), str(output), info.label, info.version,
                        threshold))
+    if out_dir is None:
+        create_private_file(output)  # the writer truncates it and keeps its 0600 mode
     summary = run_batch(
         BatchOptions(folder, output, threshold=threshold, workers=workers,
-                     batch_size=batch_size, nice=GUI_WORKER_NICE),
+                     batch_size=batch_size, nice=GUI_WORKER_NICE, overwrite=True),
         engine=engine, on_rows=on_rows, on_progress=on_progress, cancel=cancel)
     if summary.cancelled and summary.output is not None:
         summary.output, summary.manifest = mark_cancelled(output)
+    if out_dir is None and summary.manifest:
+        with contextlib.suppress(OSError):
+            os.chmod(summary.manifest, PRIVATE_FILE_MODE)
     return summary
 
 

@@ -10,6 +10,10 @@ Display levels are explicit: a linear window becomes ``ImageItem.setLevels(windo
 (pyqtgraph's fast combined level+LUT path, helped by integral data stored as uint16/int16); a
 SIGMOID window or a VOI LUT from the file is computed with :func:`windowing.apply_window` to
 uint8. Inversion is ``decoded.invert XOR`` the user's toggle, applied once as a reversed LUT.
+Colour images (RGB, YBR, PALETTE COLOR with its palette applied) are shown as an RGB image,
+reduced to 8 bits by :func:`colour.to_display8` as ``render`` does. The file's own overlay
+planes (60xx) are a white RGBA layer above the heat map: graphics planes shown by default, ROI
+planes (as outlines) on request (:meth:`ImageView.set_show_overlays`).
 ``autoDownsample`` averages the data down to the screen resolution when zoomed out (fast and
 without aliasing); at 1:1 and above pixels are drawn as they are (no smoothing).
 
@@ -23,15 +27,24 @@ from dataclasses import dataclass
 
 import numpy as np
 import pyqtgraph as pg
-from PySide6.QtCore import QPointF, QRectF, Qt, Signal
-from PySide6.QtGui import QFont, QPainter
-from PySide6.QtWidgets import QLabel, QVBoxLayout, QWidget
+from PySide6.QtCore import QEvent, QObject, QPointF, QRectF, Qt, Signal
+from PySide6.QtGui import QFont, QHelpEvent, QPainter
+from PySide6.QtWidgets import QLabel, QToolTip, QVBoxLayout, QWidget
 
-from pneumoview.core import windowing
+from pneumoview.core import colour, overlays, windowing
 from pneumoview.core.dicomio import DecodedImage
+from pneumoview.core.paths import display_path
 from pneumoview.core.windowing import Window
+from pneumoview.qt.plaintext import make_plain
+
+#: Hover text of the "Frame 1/3" corner line: the viewer counts as DICOM does, scripts do not.
+FRAME_TOOLTIP = ("Frames are numbered from 1, as DICOM numbers them; pneumoview render --frame "
+                 "counts from 0")
 
 pg.setConfigOptions(imageAxisOrder="row-major", antialias=False)
+
+#: Z value of the file's overlay planes: above the AI heat map layer (10).
+OVERLAY_Z = 20.0
 
 #: Fraction of the width at the start of the drag moved per screen pixel of right-drag.
 WL_SENSITIVITY = 1.0 / 200.0
@@ -63,16 +76,19 @@ class PreparedImage:
     grey_data: np.ndarray | None  # display_data(values) for grey images
     presets: tuple[Window, ...]
     default: Window | None
+    rgb_data: np.ndarray | None = None  # 8-bit RGB for colour images (palette applied)
 
 
 def prepare(decoded: DecodedImage) -> PreparedImage:
     """Pure numpy (no Qt): safe to call in a worker thread right after decoding."""
     if decoded.is_colour:
-        return PreparedImage(decoded, None, (), None)
+        rgb = colour.to_display8(decoded.values[..., :3], decoded.colour_bits)
+        return PreparedImage(decoded, None, (), None, rgb)
     return PreparedImage(decoded, display_data(decoded.values),
                          tuple(windowing.presets(decoded.values, decoded.windows,
-                                                 decoded.modality)),
-                         windowing.default_window(decoded.values, decoded.windows))
+                                                 decoded.modality, decoded.identity)),
+                         windowing.default_window(decoded.values, decoded.windows,
+                                                  decoded.identity))
 
 
 def block_mean(image: np.ndarray, fy: int, fx: int) -> np.ndarray:
@@ -250,6 +266,12 @@ class ImageView(QWidget):
         self.image_item = DisplayImageItem(axisOrder="row-major", autoDownsample=True)
         self.image_item.setZValue(0)
         self.view_box.addItem(self.image_item)
+        # the file's overlay planes (60xx), above the AI heat map (z 10)
+        self.overlay_item = pg.ImageItem(axisOrder="row-major")
+        self.overlay_item.setZValue(OVERLAY_Z)
+        self.view_box.addItem(self.overlay_item, ignoreBounds=True)
+        self.show_graphics_overlays = True  # scanner annotations: shown unless turned off
+        self.show_roi_overlays = False  # region-of-interest planes: on request
         layout = QVBoxLayout(self)
         layout.setContentsMargins(0, 0, 0, 0)
         layout.addWidget(self.graphics)
@@ -266,7 +288,7 @@ class ImageView(QWidget):
         self._uint8_cache: tuple[Window, np.ndarray] | None = None
 
         self._corners = {k: self._make_label(k) for k in ("tl", "tr", "bl", "br")}
-        self._message = QLabel(self.graphics)
+        self._message = make_plain(QLabel(self.graphics))  # messages name files: plain text
         self._message.setAlignment(Qt.AlignmentFlag.AlignCenter)
         self._message.setWordWrap(True)
         self._message.setStyleSheet("color: #f0c060; background: transparent; font-size: 13px;")
@@ -274,6 +296,9 @@ class ImageView(QWidget):
         self._message.hide()
         self.view_box.sigWindowDrag.connect(self._on_window_drag)
         self.view_box.sigRangeChanged.connect(self._on_range_changed)
+        # corner labels let the mouse through (drags start anywhere), so their tooltips are
+        # shown from the viewport's tooltip events
+        self.graphics.viewport().installEventFilter(self)
 
     # -- public API --------------------------------------------------------------------------
     def add_layer(self, item: pg.GraphicsObject, z: float = 10.0) -> None:
@@ -294,11 +319,12 @@ class ImageView(QWidget):
         self._uint8_cache = None
         self._shown_data = None
         self.image_item.clear()
+        self.overlay_item.clear()
         self.show_message(message)
         self._update_text()
 
     def show_message(self, message: str) -> None:
-        self._message.setText(message)
+        self._message.setText(display_path(message))
         self._message.setVisible(bool(message))
         self._layout_labels()
 
@@ -321,6 +347,7 @@ class ImageView(QWidget):
         self.presets = list(prepared.presets)
         self.window = None if decoded.is_colour else (window or prepared.default)
         self._render()
+        self._render_overlays()
         if fit or (fit is None and old_shape != decoded.shape):
             self.fit()
         self._update_text()
@@ -368,6 +395,21 @@ class ImageView(QWidget):
             self.set_image(self.prepared, None, fit=True)
         self.invertChanged.emit(False)
 
+    def shown_overlays(self) -> tuple[overlays.Overlay, ...]:
+        """The current frame's overlay planes that the toggles let through."""
+        if self.decoded is None:
+            return ()
+        return tuple(o for o in self.decoded.overlays
+                     if (self.show_graphics_overlays if o.is_graphics else self.show_roi_overlays))
+
+    def set_show_overlays(self, graphics: bool | None = None, roi: bool | None = None) -> None:
+        """Show or hide the file's graphics and/or ROI overlay planes (``None``: unchanged)."""
+        if graphics is not None:
+            self.show_graphics_overlays = bool(graphics)
+        if roi is not None:
+            self.show_roi_overlays = bool(roi)
+        self._render_overlays()
+
     def set_show_patient_text(self, on: bool) -> None:
         self.show_patient_text = bool(on)
         self._update_text()
@@ -407,7 +449,9 @@ class ImageView(QWidget):
         if d is None:
             return
         if d.is_colour:
-            rgb = np.clip(d.values[..., :3], 0, 255).astype(np.uint8)
+            prepared = self.prepared
+            rgb = prepared.rgb_data if prepared is not None and prepared.rgb_data is not None \
+                else colour.to_display8(d.values[..., :3], d.colour_bits)
             if self.user_invert:
                 rgb = 255 - rgb
             self.image_item.setImage(rgb, autoLevels=False, levels=(0, 255), lut=None)
@@ -434,6 +478,16 @@ class ImageView(QWidget):
                                      lut=None)
             self._shown_data = self._uint8_cache[1]
 
+    def _render_overlays(self) -> None:
+        shown = self.shown_overlays()
+        if not shown or self.decoded is None:
+            self.overlay_item.clear()
+            self.overlay_item.setVisible(False)
+            return
+        layer = overlays.rgba_layer(shown, self.decoded.shape)
+        self.overlay_item.setImage(layer, autoLevels=False, levels=(0, 255))
+        self.overlay_item.setVisible(True)
+
     # -- interaction ---------------------------------------------------------------------------
     def _on_window_drag(self, dx: float, dy: float, start: bool, finish: bool) -> None:
         if self.window is None:
@@ -452,7 +506,7 @@ class ImageView(QWidget):
 
     # -- corner text ---------------------------------------------------------------------------
     def _make_label(self, corner: str) -> QLabel:
-        label = QLabel(self.graphics)
+        label = make_plain(QLabel(self.graphics))  # header text is never markup
         label.setAttribute(Qt.WidgetAttribute.WA_TransparentForMouseEvents)
         font = QFont()
         font.setStyleHint(QFont.StyleHint.Monospace)
@@ -494,7 +548,26 @@ class ImageView(QWidget):
         return {"tl": tl, "tr": "\n".join(x for x in tr_lines if x),
                 "bl": "\n".join(bl_lines), "br": "\n".join(br_lines)}
 
+    def corner_tooltip(self, pos: QPointF) -> str:
+        """The tooltip of the corner label under ``pos`` (graphics view coordinates), or ''."""
+        for label in self._corners.values():
+            if label.isVisible() and label.toolTip() and label.geometry().contains(pos.toPoint()):
+                return label.toolTip()
+        return ""
+
+    def eventFilter(self, watched: QObject, event: QEvent) -> bool:  # noqa: N802 - Qt API
+        if event.type() == QEvent.Type.ToolTip and isinstance(event, QHelpEvent):
+            pos = self.graphics.viewport().mapTo(self.graphics, event.pos())
+            tip = self.corner_tooltip(QPointF(pos))
+            if tip:
+                QToolTip.showText(event.globalPos(), tip, self.graphics)
+                return True
+        return super().eventFilter(watched, event)
+
     def _update_text(self) -> None:
+        d = self.decoded
+        multi = d is not None and d.n_frames > 1
+        self._corners["tr"].setToolTip(FRAME_TOOLTIP if multi else "")
         for corner, text in self.corner_text().items():
             label = self._corners[corner]
             label.setText(text)

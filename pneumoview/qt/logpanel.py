@@ -14,6 +14,8 @@ from PySide6.QtCore import QObject, Signal
 from PySide6.QtGui import QTextCursor
 from PySide6.QtWidgets import QPlainTextEdit, QWidget
 
+from pneumoview.core.paths import display_path
+
 MAX_LINES = 2000
 
 
@@ -55,5 +57,5 @@ class LogPanel(QPlainTextEdit):
     def add(self, message: str, level: int = logging.INFO) -> None:
         stamp = time.strftime("%H:%M:%S")
         name = logging.getLevelName(level)
-        self.appendPlainText(f"{stamp} {name:<7} {message}")
+        self.appendPlainText(f"{stamp} {name:<7} {display_path(message)}")
         self.moveCursor(QTextCursor.MoveOperation.End)

@@ -27,6 +27,7 @@ from dataclasses import dataclass
 from PySide6.QtCore import QByteArray, Qt, QTimer, Signal
 from PySide6.QtGui import QAction, QActionGroup, QDragEnterEvent, QDropEvent, QKeySequence
 from PySide6.QtWidgets import (
+    QApplication,
     QDockWidget,
     QFileDialog,
     QHBoxLayout,
@@ -46,9 +47,12 @@ from pneumoview.core import threads
 from pneumoview.core.errors import PneumoViewError
 from pneumoview.core.indexer import IndexProgress, IndexResult, Instance
 from pneumoview.core.isolated import IsolatedDecoder, is_codec_syntax
-from pneumoview.core.settings import Settings, save_settings
+from pneumoview.core.paths import display_path
+from pneumoview.core.settings import MAX_RECENT, Settings, save_settings
 from pneumoview.qt.imageview import ImageView, PreparedImage, prepare
 from pneumoview.qt.logpanel import LogPanel, QtLogHandler
+from pneumoview.qt.navkeys import NavigationKeys
+from pneumoview.qt.plaintext import make_plain, menu_text
 from pneumoview.qt.studytree import StudyTree
 from pneumoview.qt.tagbrowser import TagBrowser
 from pneumoview.qt.workers import Job, WorkRunner
@@ -162,6 +166,7 @@ class MainWindow(QMainWindow):
         self.batch.attach(self)
         for dock in self.findChildren(QDockWidget):
             dock.visibilityChanged.connect(self._tidy_tab_bars_later)
+        self._add_panel_actions()
         self._restore_geometry()
 
     # -- construction ------------------------------------------------------------------------
@@ -170,8 +175,11 @@ class MainWindow(QMainWindow):
         self.welcome = QWidget()
         wl = QVBoxLayout(self.welcome)
         text = QLabel(WELCOME)
+        text.setObjectName("welcome")
+        text.setTextFormat(Qt.TextFormat.RichText)  # our own text only, never data
         text.setWordWrap(True)
         text.setMaximumWidth(560)
+        self.welcome_text = text
         self.demo_button = QPushButton("Open the demo")
         self.open_button = QPushButton("Open Folder...")
         buttons = QHBoxLayout()
@@ -179,8 +187,14 @@ class MainWindow(QMainWindow):
         buttons.addWidget(self.demo_button)
         buttons.addWidget(self.open_button)
         buttons.addStretch(1)
+        # centred by stretches, not by an alignment flag: an aligned word-wrapped label gets
+        # the height of its unwrapped size hint and loses its last lines
+        row = QHBoxLayout()
+        row.addStretch(1)
+        row.addWidget(text, 10)
+        row.addStretch(1)
         wl.addStretch(1)
-        wl.addWidget(text, 0, Qt.AlignmentFlag.AlignHCenter)
+        wl.addLayout(row)
         wl.addLayout(buttons)
         wl.addStretch(2)
 
@@ -196,8 +210,8 @@ class MainWindow(QMainWindow):
         fl.setContentsMargins(6, 2, 6, 2)
         self.frame_slider = QSlider(Qt.Orientation.Horizontal)
         self.frame_slider.setMinimum(0)
-        self.frame_label = QLabel()
-        fl.addWidget(QLabel("Frame"))
+        self.frame_label = make_plain(QLabel())
+        fl.addWidget(make_plain(QLabel("Frame")))
         fl.addWidget(self.frame_slider, 1)
         fl.addWidget(self.frame_label)
         self.frame_bar.hide()
@@ -239,7 +253,7 @@ class MainWindow(QMainWindow):
         self.progress.setRange(0, 0)
         self.progress.setTextVisible(False)
         self.progress.hide()
-        self.busy_label = QLabel()
+        self.busy_label = make_plain(QLabel())
         self.statusBar().addPermanentWidget(self.busy_label)
         self.statusBar().addPermanentWidget(self.progress)
 
@@ -259,12 +273,21 @@ class MainWindow(QMainWindow):
                                  QKeySequence.StandardKey.Open)
         self.act_open_file = a("Open F&ile...", self.choose_files, "Ctrl+Shift+O")
         self.act_demo = a("Open &Demo", self.open_demo)
+        self.act_clear_cache = a("Clear Index &Cache", self.clear_index_cache)
+        self.act_clear_cache.setStatusTip("Delete the cache of folder contents (it holds patient "
+                                          "names and IDs); folders are read again next time")
         self.act_quit = a("&Quit", self.close, QKeySequence.StandardKey.Quit)
         self.act_fit = a("&Fit to Window", self.view.fit, "F")
         self.act_one = a("&1:1 (Actual Pixels)", self.view.one_to_one, "Ctrl+0")
         self.act_invert = a("&Invert", lambda: self.view.toggle_invert(), "I", checkable=True)
         self.act_reset = a("&Reset", self.view.reset, "R")
         self.act_patient = a("Show &Patient Text", self.set_patient_text, "P", checkable=True)
+        self.act_overlays = a("Show File &Overlays", lambda on: self.view.set_show_overlays(
+            graphics=on), "O", checkable=True)
+        self.act_overlays.setChecked(self.view.show_graphics_overlays)
+        self.act_roi_overlays = a("Show File &ROI Overlays", lambda on: self.view.set_show_overlays(
+            roi=on), checkable=True)
+        self.act_roi_overlays.setChecked(self.view.show_roi_overlays)
         self.act_patient.setChecked(self.settings.show_patient_overlay)
         self.act_next = a("&Next Image", lambda: self.tree.step_instance(1), ["Down", "Right"])
         self.act_prev = a("&Previous Image", lambda: self.tree.step_instance(-1), ["Up", "Left"])
@@ -272,6 +295,15 @@ class MainWindow(QMainWindow):
         self.act_prev_series = a("Previous S&eries", lambda: self.tree.step_series(-1), "PgUp")
         self.preset_actions = [a(f"Preset {i}", lambda _=False, i=i: self.apply_preset(i - 1),
                                  str(i)) for i in range(1, 10)]
+        self.act_reset_layout = a("Reset Window &Layout", self.reset_layout)
+        self.act_reset_layout.setToolTip("Show every panel again where it started")
+        key = Qt.Key
+        self.nav_keys = NavigationKeys(self, {
+            key.Key_Down: self.act_next, key.Key_Right: self.act_next,
+            key.Key_Up: self.act_prev, key.Key_Left: self.act_prev,
+            key.Key_PageDown: self.act_next_series, key.Key_PageUp: self.act_prev_series,
+        }, active=lambda: self.stack.currentWidget() is self.viewer_page)
+        QApplication.instance().installEventFilter(self.nav_keys)
 
     def _build_menus(self) -> None:
         bar = self.menuBar()
@@ -281,6 +313,8 @@ class MainWindow(QMainWindow):
         self.recent_menu = file_menu.addMenu("Open &Recent")
         file_menu.addAction(self.act_demo)
         file_menu.addSeparator()
+        file_menu.addAction(self.act_clear_cache)
+        file_menu.addSeparator()
         file_menu.addAction(self.act_quit)
         view_menu = bar.addMenu("&View")
         for act in (self.act_fit, self.act_one, self.act_invert, self.act_reset):
@@ -288,9 +322,11 @@ class MainWindow(QMainWindow):
         self.preset_menu = view_menu.addMenu("&Window Presets")
         view_menu.addSeparator()
         view_menu.addAction(self.act_patient)
+        view_menu.addAction(self.act_overlays)
+        view_menu.addAction(self.act_roi_overlays)
         view_menu.addSeparator()
-        for dock in (self.tree_dock, self.details_dock, self.log_dock):
-            view_menu.addAction(dock.toggleViewAction())
+        view_menu.addAction(self.act_reset_layout)  # the panels go above it (_add_panel_actions)
+        self.view_menu = view_menu
         go_menu = bar.addMenu("&Go")
         for act in (self.act_next, self.act_prev, self.act_next_series, self.act_prev_series):
             go_menu.addAction(act)
@@ -313,11 +349,44 @@ class MainWindow(QMainWindow):
         if logging.getLogger("pneumoview").getEffectiveLevel() > logging.INFO:
             logging.getLogger("pneumoview").setLevel(logging.INFO)
 
+    def _add_panel_actions(self) -> None:
+        """View menu: a show/hide entry for every dock (the AI and Batch ones included), so a
+        closed panel can always come back, then Reset Window Layout."""
+        for dock in self.findChildren(QDockWidget):
+            action = dock.toggleViewAction()
+            action.setToolTip(f"Show or hide the {dock.windowTitle()} panel")
+            self.view_menu.insertAction(self.act_reset_layout, action)
+
+    def reset_layout(self) -> None:
+        """Every dock back where it started, shown (the Batch dock while a batch runs)."""
+        self.restoreState(self._initial_state)
+        self._default_layout()
+        ai_dock = getattr(self.ai, "dock", None)
+        if ai_dock is not None:
+            ai_dock.raise_()
+        if self.batch.running:
+            self.batch.dock.show()
+            self.batch.dock.raise_()
+        self._tidy_tab_bars_later()
+        self.report("Window layout reset")
+
     def _default_layout(self) -> None:
-        """Dock sizes, applied after every panel (AI, batch) has been added."""
-        self.resizeDocks([self.tree_dock, self.details_dock], [380, 340],
+        """Dock sizes for the window's width, applied after every panel (AI, batch) has been
+        added and again when the window is first shown at its real size (a saved layout
+        wins): the tree and the tag browser get room for their text on a wide screen too."""
+        width = self.width()
+        tree = int(min(max(width * 0.25, 300), 520))
+        details = int(min(max(width * 0.32, 400), 600))
+        self.resizeDocks([self.tree_dock, self.details_dock], [tree, details],
                          Qt.Orientation.Horizontal)
         self.resizeDocks([self.log_dock], [110], Qt.Orientation.Vertical)
+
+    def showEvent(self, event) -> None:  # noqa: ANN001, N802 - Qt's name
+        super().showEvent(event)
+        if not self._shown_once:
+            self._shown_once = True
+            if not self._layout_restored:
+                self._default_layout()
 
     def hide_stray_tab_bars(self) -> int:
         """Hide dock tab bars Qt left behind; returns how many.
@@ -360,25 +429,43 @@ class MainWindow(QMainWindow):
     def _restore_geometry(self) -> None:
         self.resize(1400, 900)
         self._default_layout()
+        self._initial_state = self.saveState()  # what View > Reset Window Layout goes back to
+        self._shown_once = False
+        self._layout_restored = False
         if self.options.screenshot_mode:
             return  # screenshots use the default layout, whatever the user last arranged
         try:
             if self.settings.window_geometry:
                 self.restoreGeometry(QByteArray(base64.b64decode(self.settings.window_geometry)))
             if self.settings.window_state:
-                self.restoreState(QByteArray(base64.b64decode(self.settings.window_state)))
+                self._layout_restored = self.restoreState(
+                    QByteArray(base64.b64decode(self.settings.window_state)))
         except (ValueError, TypeError):
             log.warning("saved window layout is unreadable; using the default layout")
 
     # -- messages ----------------------------------------------------------------------------
     def report_error(self, message: str) -> None:
         """The one place errors go: the status bar and the log panel (no dialogs)."""
+        message = display_path(message)
         self.statusBar().showMessage(message, 15000)
         log.warning(message)
 
     def report(self, message: str) -> None:
+        message = display_path(message)
         self.statusBar().showMessage(message, 8000)
         log.info(message)
+
+    def clear_index_cache(self) -> None:
+        """File > Clear Index Cache: delete the per-user cache of indexed headers."""
+        from pneumoview.core.indexcache import clear_cache
+
+        try:
+            entries = clear_cache()
+        except OSError as exc:
+            self.report_error(f"cannot clear the index cache: {exc.strerror or exc}")
+            return
+        self.report("the index cache was empty" if entries is None
+                    else f"index cache cleared ({entries} files forgotten)")
 
     def _on_busy_changed(self, pending: int) -> None:
         self.busy_label.setText("working..." if pending else "")
@@ -445,14 +532,15 @@ class MainWindow(QMainWindow):
         self.settings.add_recent(root)
         save_settings(self.settings)
         self._rebuild_recent_menu()
-        self.setWindowTitle(f"PneumoView - {root}")
-        self.statusBar().showMessage(f"Reading {root} ...")
+        self.setWindowTitle(f"PneumoView - {display_path(root)}")
+        self.statusBar().showMessage(f"Reading {display_path(root)} ...")
         self._start_index(root, Job(index_folder, root, name="index"))
         self.folderOpened.emit(root)
 
     def open_files(self, paths: list[str]) -> None:
         paths = [os.path.abspath(p) for p in paths]
-        self.setWindowTitle(f"PneumoView - {paths[0]}" if len(paths) == 1 else "PneumoView")
+        self.setWindowTitle(f"PneumoView - {display_path(paths[0])}" if len(paths) == 1
+                            else "PneumoView")
         job = Job(_read_files_task, paths, name="open-files")
         self._start_index(os.path.dirname(paths[0]), job)
 
@@ -537,7 +625,7 @@ class MainWindow(QMainWindow):
             self.runner.cancel_lane("decode")
             self._display(cached)
             return
-        self.statusBar().showMessage(f"Loading {os.path.basename(path)} ...")
+        self.statusBar().showMessage(f"Loading {display_path(os.path.basename(path))} ...")
         job = Job(_decode_task, self.decoder, path, frame, self.settings.max_image_bytes,
                   name="decode", tag=key)
         job.bind(cancelled=job.is_cancelled)
@@ -616,8 +704,8 @@ class MainWindow(QMainWindow):
 
     def _rebuild_recent_menu(self) -> None:
         self.recent_menu.clear()
-        for path in self.settings.recent_folders:
-            act = self.recent_menu.addAction(path)
+        for path in self.settings.recent_folders[:MAX_RECENT]:
+            act = self.recent_menu.addAction(menu_text(path))
             act.triggered.connect(lambda _=False, p=path: self.open_path(p))
         self.recent_menu.setEnabled(bool(self.settings.recent_folders))
 
@@ -658,4 +746,7 @@ class MainWindow(QMainWindow):
         self.decoder.close()  # first: a decode in flight then ends at once
         self.runner.shutdown(timeout=10.0)
         logging.getLogger("pneumoview").removeHandler(self._log_handler)
+        app = QApplication.instance()
+        if app is not None:
+            app.removeEventFilter(self.nav_keys)
 
