@@ -7,8 +7,10 @@ report or the panel said: the probability is the report's value, never a recompu
 
 from __future__ import annotations
 
+import contextlib
 import math
-from collections.abc import Mapping
+import warnings
+from collections.abc import Iterator, Mapping
 from dataclasses import dataclass
 from typing import Any
 
@@ -138,3 +140,12 @@ def _valid(element: DataElement) -> bool:
     except (ValueError, TypeError, KeyError):
         return False
     return True
+
+
+@contextlib.contextmanager
+def quiet_names() -> Iterator[None]:
+    """highdicom warns about single-component person names, quoting the name: patient data
+    that must not reach a log or stderr. The names are copied as they are, unwarned."""
+    with warnings.catch_warnings():
+        warnings.filterwarnings("ignore", message=".*intended person name", category=UserWarning)
+        yield

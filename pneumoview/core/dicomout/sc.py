@@ -15,7 +15,7 @@ from pydicom.dataset import Dataset
 from pydicom.uid import generate_uid
 
 from pneumoview import __version__
-from pneumoview.core.dicomout.result import AIResult, reference_header
+from pneumoview.core.dicomout.result import AIResult, quiet_names, reference_header
 from pneumoview.core.dicomout.sr import DISCLAIMER, MANUFACTURER
 
 SC_SERIES_DESCRIPTION = "PneumoView AI CAM overlay (not for diagnostic use)"
@@ -41,6 +41,7 @@ def _copy_body_part(header: Dataset, sc: Dataset) -> None:
         sc.Laterality = None
 
 
+@quiet_names()
 def build_sc(result: AIResult, header: Dataset, pixels: np.ndarray, path: str = "",
              now: datetime | None = None) -> hd.sc.SCImage:
     """The Secondary Capture holding ``pixels`` ((H, W, 3) uint8 from

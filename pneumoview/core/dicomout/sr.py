@@ -24,7 +24,7 @@ from pydicom.uid import UID, generate_uid
 
 from pneumoview import __version__
 from pneumoview.core.dicomout import codes
-from pneumoview.core.dicomout.result import AIResult, reference_header
+from pneumoview.core.dicomout.result import AIResult, quiet_names, reference_header
 
 MANUFACTURER = "PneumoView"
 NOT_FOR_DIAGNOSTIC_USE = "NOT FOR DIAGNOSTIC USE"
@@ -106,6 +106,7 @@ def _observation_context(result: AIResult) -> hd.sr.ObservationContext:
         observer_type=codes.DEVICE, observer_identifying_attributes=device))
 
 
+@quiet_names()
 def build_sr(result: AIResult, header: Dataset, path: str = "",
              now: datetime | None = None) -> hd.sr.ComprehensiveSR:
     """The SR of ``result`` for the source image whose header is ``header`` (read from
