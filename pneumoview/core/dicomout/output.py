@@ -49,9 +49,9 @@ def check_output_folder(out: PathType, scanned: Iterable[PathType] = ()) -> Path
     return target
 
 
-def file_name(ds: Dataset) -> str:
+def file_name(ds: Dataset | str) -> str:
     """``<SOPInstanceUID>.dcm``; a UID that is not a plain UID is refused (it names a file)."""
-    uid = str(ds.get("SOPInstanceUID", "") or "").strip()
+    uid = (ds if isinstance(ds, str) else str(ds.get("SOPInstanceUID", "") or "")).strip()
     if not UID_PATTERN.match(uid) or len(uid) > 64:
         raise PneumoViewError(f"cannot name a file by the SOP Instance UID {uid[:80]!r}: "
                               "not a valid UID")
@@ -71,7 +71,21 @@ def write_object(ds: Dataset, out: PathType) -> Path:
     return write_private_file(folder / file_name(ds), part10_bytes(ds))
 
 
-def write_raw(data: bytes, ds: Dataset, out: PathType) -> Path:
-    """Write an already encoded Part-10 file (as received) named by ``ds``'s UID."""
+def write_raw(data: bytes, sop_instance_uid: str, out: PathType) -> Path:
+    """Write an already encoded Part-10 file (as received, byte for byte) named by its UID."""
     folder = private_dir(out)
-    return write_private_file(folder / file_name(ds), data)
+    return write_private_file(folder / file_name(sop_instance_uid), data)
+
+
+def is_object_folder(folder: PathType) -> bool:
+    """Whether ``folder`` is missing, empty or holds only ``<UID>.dcm`` files: a folder that
+    PneumoView filled, not a user's own folder that an output must not be mixed into."""
+    path = Path(folder)
+    if not path.exists():
+        return True
+    try:
+        names = os.listdir(path)
+    except OSError:
+        return False
+    return all(n.endswith(SUFFIX) and UID_PATTERN.match(n[:-len(SUFFIX)])
+               and (path / n).is_file() for n in names)
