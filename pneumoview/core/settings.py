@@ -52,6 +52,15 @@ class Settings:
     ai_device: str = "auto"
     ai_model_dir: str = ""
     cam_opacity: int = 60
+    # PACS: this node's calling AE title; the nodes the user keeps (dicom://AET@HOST:PORT,
+    # dicom+tls://..., http(s)://HOST/PATH); the network time limit in seconds; the calling AE
+    # titles `listen` accepts (empty: none but those given on its command line) and the address
+    # it binds (loopback unless configured)
+    pacs_calling_ae: str = "PNEUMOVIEW"
+    pacs_nodes: list[str] = field(default_factory=list)
+    pacs_timeout_s: int = 30
+    listen_allowed_aes: list[str] = field(default_factory=list)
+    listen_host: str = "127.0.0.1"
     extra: dict[str, Any] = field(default_factory=dict)  # unknown keys, kept for newer versions
 
     @property

@@ -71,10 +71,20 @@ def write_object(ds: Dataset, out: PathType) -> Path:
     return write_private_file(folder / file_name(ds), part10_bytes(ds))
 
 
-def write_raw(data: bytes, sop_instance_uid: str, out: PathType) -> Path:
-    """Write an already encoded Part-10 file (as received, byte for byte) named by its UID."""
+def write_raw(data: bytes, sop_instance_uid: str, out: PathType,
+              staging: PathType | None = None) -> Path:
+    """Write an already encoded Part-10 file (as received, byte for byte) named by its UID.
+
+    With ``staging`` (a private folder on the same file system, outside ``out``) the file is
+    written there and renamed into ``out``, so a folder that is being scanned while objects
+    arrive never shows a half-written or temporary file."""
     folder = private_dir(out)
-    return write_private_file(folder / file_name(sop_instance_uid), data)
+    name = file_name(sop_instance_uid)
+    if staging is None:
+        return write_private_file(folder / name, data)
+    staged = write_private_file(Path(staging) / name, data)
+    os.replace(staged, folder / name)
+    return folder / name
 
 
 def is_object_folder(folder: PathType) -> bool:

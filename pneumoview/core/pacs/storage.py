@@ -60,16 +60,17 @@ def uid_digest(uid: str) -> str:
 
 def store_handler(out: Path, outcome: Any,
                   on_stored: Callable[[Path, Any], None] | None = None,
-                  on_refused: Callable[[str, Any], None] | None = None
-                  ) -> Callable[[Any], int]:
-    """An EVT_C_STORE handler writing into ``out``; appends to ``outcome.done``/``failed``."""
+                  on_refused: Callable[[str, Any], None] | None = None,
+                  staging: Path | None = None) -> Callable[[Any], int]:
+    """An EVT_C_STORE handler writing into ``out`` (through ``staging``, see
+    :func:`output.write_raw`); appends to ``outcome.done``/``failed``."""
     from pneumoview.core.dicomout.output import write_raw
 
     def handle(event: Any) -> int:
         uid = str(getattr(event.request, "AffectedSOPInstanceUID", "") or "")
         try:
             data = event.encoded_dataset(include_meta=True)
-            path = write_raw(data, uid, out)
+            path = write_raw(data, uid, out, staging)
         except PneumoViewError as exc:
             outcome.failed.append((uid_digest(uid), exc.reason))
             if on_refused is not None:
