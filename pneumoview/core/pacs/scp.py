@@ -116,7 +116,12 @@ class StorageServer:
 
     def stop(self) -> None:
         if self._server is not None:
+            active = list(self._server.active_associations)
+            for assoc in active:  # a peer that went quiet must not keep a thread for minutes
+                assoc.abort()
             self._server.shutdown()
+            for assoc in active:
+                assoc.join(timeout=10)
             self._server = None
             self.audit.write("stopped", count=len(self.outcome.done))
 
