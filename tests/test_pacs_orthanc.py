@@ -147,3 +147,36 @@ def test_a_refused_object_is_named_with_its_reason(orthanc: Orthanc, tmp_path: P
     assert main(["send", str(junk), *map(str, good), "--to", orthanc.dimse_url, "-q"]) == 1
     err = capsys.readouterr().err
     assert "junk.dcm" in err and "not a DICOM file" in err and "1 of 2 files stored" in err
+
+
+def test_listen_scores_and_forwards_the_results_to_the_pacs(orthanc: Orthanc,
+                                                            tmp_path: Path) -> None:
+    """A modality sends a study to ``listen``; its SRs and Secondary Captures reach Orthanc."""
+    from model_fixture import make_random_model_dir
+
+    from pneumoview.core.pacs import dimse
+    from pneumoview.core.pacs.audit import AuditLog
+    from pneumoview.core.pacs.listen import ListenService, ScoreOptions
+    from pneumoview.core.pacs.scp import ServerOptions
+
+    model = make_random_model_dir(tmp_path / "model", seed=6)
+    films = _study(tmp_path / "src", "FORWARD", n=2, seed=11)
+    before = set(orthanc.rest("/instances"))  # type: ignore[arg-type]
+    service = ListenService(
+        ServerOptions(out=tmp_path / "in", port=0, allowed_aes=("MODALITY",)),
+        ScoreOptions(report=tmp_path / "r.csv", model_dir=str(model), quiet_s=0.5,
+                     dicom_out=tmp_path / "results", forward=parse_node(orthanc.dimse_url)),
+        AuditLog(tmp_path / "audit.jsonl"))
+    service.start()
+    try:
+        node = parse_node(f"dicom://PNEUMOVIEW@127.0.0.1:{service.server.port}")
+        assert not dimse.store(node, films, "MODALITY").failed
+        assert service.wait_idle(240)
+    finally:
+        service.stop()
+    new = set(orthanc.rest("/instances")) - before  # type: ignore[arg-type]
+    classes = sorted(orthanc.rest(f"/instances/{i}/simplified-tags")["SOPClassUID"]  # type: ignore[index]
+                     for i in new)
+    assert classes == sorted([SR_CLASS] * 2 + ["1.2.840.10008.5.1.4.1.1.7"] * 2)
+    events = (tmp_path / "audit.jsonl").read_text()
+    assert '"event": "sent"' in events and "FORWARD" not in events
