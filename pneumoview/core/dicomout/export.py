@@ -115,3 +115,16 @@ def export_report(report: str | os.PathLike[str], out: str | os.PathLike[str], *
     exporter = ResultExporter(engine, out, scanned)
     rows = [rep.parse_row(r) for r in rep.read_report(report)]
     return exporter.export_rows(rows, cancel)
+
+
+def write_prediction(decoded: Any, prediction: Any, cam: Any, info: Any,
+                     out: str | os.PathLike[str],
+                     scanned: Iterable[str | os.PathLike[str]] = ()) -> list[Path]:
+    """The viewer's File > Save AI Result as DICOM: the SR and the Secondary Capture of the
+    result on screen (its prediction and CAM, no second model run)."""
+    folder = check_output_folder(out, scanned)
+    result = AIResult.from_prediction(prediction, ModelIdentity.from_info(info))
+    path = str(decoded.path)
+    sr = build_sr(result, decoded.header, path)
+    sc = build_sc(result, decoded.header, compose(film_rgb(decoded), cam, result), path)
+    return [write_object(sr, folder), write_object(sc, folder)]
