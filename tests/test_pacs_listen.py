@@ -174,3 +174,21 @@ def test_listen_binds_loopback_and_needs_allowed_aes(tmp_path: Path,
     assert service.server.options.host == "127.0.0.1"
     assert main(["listen", "--port", "0", "--out", str(tmp_path / "in"), "--allow-ae", "S",
                  "--flag", str(tmp_path / "in" / "r.csv")]) == 2
+
+
+def test_retention_deletes_only_old_received_files(tmp_path: Path) -> None:
+    import os
+    import time
+
+    server = ServerOptions(out=tmp_path / "in", port=0, allowed_aes=("SENDER",),
+                           retain_days=2)
+    service = ListenService(server, None, AuditLog(tmp_path / "a.jsonl"))
+    (tmp_path / "in").mkdir()
+    old, new = tmp_path / "in" / "1.2.3.dcm", tmp_path / "in" / "1.2.4.dcm"
+    for f in (old, new):
+        f.write_bytes(b"x")
+    three_days_ago = time.time() - 3 * 86400
+    os.utime(old, (three_days_ago, three_days_ago))
+    assert service.expire() == 1
+    assert sorted(p.name for p in (tmp_path / "in").iterdir()) == ["1.2.4.dcm"]
+    assert '"event": "expired"' in (tmp_path / "a.jsonl").read_text()

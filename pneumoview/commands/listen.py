@@ -57,6 +57,8 @@ def _check(args: argparse.Namespace) -> str | None:
         return "--forward goes with --dicom-out"
     if bool(args.tls_cert) != bool(args.tls_key):
         return "--tls-cert and --tls-key go together"
+    if args.retain_days is not None and not args.retain_days > 0:
+        return "--retain-days must be more than 0"
     if not 0 <= args.port < 65536:
         return "--port must be from 0 to 65535"
     return None
@@ -78,7 +80,8 @@ def build_service(args: argparse.Namespace):  # noqa: ANN201 - a ListenService
                            host=args.host or settings.listen_host or "127.0.0.1",
                            allowed_aes=allowed, allow_any_ae=args.allow_any_ae,
                            tls_cert=args.tls_cert, tls_key=args.tls_key,
-                           timeout_s=float(settings.pacs_timeout_s))
+                           timeout_s=float(settings.pacs_timeout_s),
+                           retain_days=args.retain_days)
     score = None
     if args.flag:
         report = Path(args.flag).absolute()
@@ -88,7 +91,7 @@ def build_service(args: argparse.Namespace):  # noqa: ANN201 - a ListenService
         score = ScoreOptions(report=report, model_dir=args.model, device=args.device,
                              dicom_out=dicom_out,
                              forward=parse_node(args.forward) if args.forward else None,
-                             connection=connection(args), retain_days=args.retain_days)
+                             connection=connection(args))
     audit = AuditLog(Path(args.audit_log) if args.audit_log else None, echo=sys.stderr)
     return ListenService(server, score, audit)
 

@@ -38,7 +38,6 @@ class ScoreOptions:
     forward: PacsNode | None = None
     connection: Connection = Connection()
     quiet_s: float = 2.0
-    retain_days: float | None = None
 
 
 class ListenService:
@@ -49,6 +48,7 @@ class ListenService:
         self.audit = audit
         self.score = score
         self.server = StorageServer(server, audit, on_stored=self._arrived)
+        self.retain_days = server.retain_days
         self.out = Path(server.out)
         self._wake = threading.Event()
         self._stop = threading.Event()
@@ -84,7 +84,7 @@ class ListenService:
 
     @property
     def _retaining(self) -> bool:
-        return self.score is not None and self.score.retain_days is not None
+        return self.retain_days is not None
 
     def _arrived(self, path: Path) -> None:
         self._idle.clear()
@@ -104,7 +104,7 @@ class ListenService:
                 if woke and self.score is not None and self.out.is_dir():
                     engine = engine or self._engine()
                     self._round(engine)
-                self._expire()
+                self.expire()
             except PneumoViewError as exc:
                 self.errors.append(exc.reason)
                 self.audit.write("error", reason=exc.reason[:300])
@@ -114,10 +114,10 @@ class ListenService:
 
     def _quiet(self) -> None:
         """Wait until no object arrived for ``quiet_s``."""
-        assert self.score is not None
+        quiet = self.score.quiet_s if self.score is not None else 0.5
         while self._wake.is_set() and not self._stop.is_set():
             self._wake.clear()
-            self._stop.wait(self.score.quiet_s)
+            self._stop.wait(quiet)
 
     def _engine(self) -> Any:
         from pneumoview.core.inference import Engine
@@ -171,11 +171,11 @@ class ListenService:
             self.audit.write("sent", node=score.forward.label, count=len(outcome.done),
                              status=f"{len(outcome.failed)} failed")
 
-    def _expire(self) -> None:
-        if not self._retaining:
-            return
-        assert self.score is not None and self.score.retain_days is not None
-        limit = time.time() - self.score.retain_days * 86400
+    def expire(self) -> int:
+        """Delete received files older than the retention limit; how many were deleted."""
+        if self.retain_days is None or not self.out.is_dir():
+            return 0
+        limit = time.time() - self.retain_days * 86400
         removed = 0
         for entry in os.scandir(self.out):
             try:
@@ -186,3 +186,4 @@ class ListenService:
                 log.warning("cannot delete an expired file (%s)", exc.strerror)
         if removed:
             self.audit.write("expired", count=removed)
+        return removed

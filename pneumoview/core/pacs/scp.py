@@ -11,7 +11,7 @@ from __future__ import annotations
 
 import ssl
 from collections.abc import Callable
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -37,7 +37,7 @@ class ServerOptions:
     tls_cert: str | None = None  # PEM certificate and key: DICOM TLS
     tls_key: str | None = None
     timeout_s: float = 60.0
-    extra: dict[str, Any] = field(default_factory=dict)
+    retain_days: float | None = None  # received files older than this are deleted
 
     def __post_init__(self) -> None:
         check_ae_title(self.ae_title, "--ae-title")
