@@ -192,3 +192,35 @@ def test_retention_deletes_only_old_received_files(tmp_path: Path) -> None:
     assert service.expire() == 1
     assert sorted(p.name for p in (tmp_path / "in").iterdir()) == ["1.2.4.dcm"]
     assert '"event": "expired"' in (tmp_path / "a.jsonl").read_text()
+
+
+def _self_signed(folder: Path) -> tuple[Path, Path]:
+    import shutil
+    import subprocess
+
+    if shutil.which("openssl") is None:
+        pytest.skip("openssl is not installed (needed to make a test certificate)")
+    cert, key = folder / "cert.pem", folder / "key.pem"
+    subprocess.run(["openssl", "req", "-x509", "-newkey", "rsa:2048", "-nodes", "-keyout",
+                    str(key), "-out", str(cert), "-days", "1", "-subj", "/CN=localhost",
+                    "-addext", "subjectAltName=DNS:localhost,IP:127.0.0.1"],
+                   check=True, capture_output=True, timeout=60)
+    return cert, key
+
+
+def test_dicom_tls_verifies_the_peer_certificate(tmp_path: Path) -> None:
+    cert, key = _self_signed(tmp_path)
+    server = ServerOptions(out=tmp_path / "in", port=0, allowed_aes=("SENDER",),
+                           tls_cert=str(cert), tls_key=str(key), timeout_s=5)
+    service = ListenService(server, None, AuditLog(tmp_path / "a.jsonl"))
+    service.start()
+    try:
+        node = parse_node(f"dicom+tls://PNEUMOVIEW@127.0.0.1:{service.server.port}")
+        assert dimse.echo(node, "SENDER", ca_file=str(cert)) > 0
+        films = _films(tmp_path / "src", 1)
+        assert not dimse.store(node, films, "SENDER", ca_file=str(cert)).failed
+        with pytest.raises(PacsError):  # the system CAs do not know this certificate
+            dimse.echo(node, "SENDER", dimse.Timeouts.uniform(5))
+    finally:
+        service.stop()
+    assert len(list((tmp_path / "in").iterdir())) == 1
