@@ -224,3 +224,36 @@ def test_dicom_tls_verifies_the_peer_certificate(tmp_path: Path) -> None:
     finally:
         service.stop()
     assert len(list((tmp_path / "in").iterdir())) == 1
+
+
+def test_the_listen_command_receives_and_stops_on_sigterm(tmp_path: Path) -> None:
+    import os
+    import signal
+    import subprocess
+    import sys
+    import time
+
+    from orthanc_support import free_port
+
+    port = free_port()
+    cmd = [sys.executable, "-m", "pneumoview", "listen", "--port", str(port), "--out",
+           str(tmp_path / "in"), "--allow-ae", "SENDER", "--audit-log", str(tmp_path / "a.log")]
+    env = {**os.environ, "PYTHONPATH": str(Path(__file__).resolve().parents[1])}
+    proc = subprocess.Popen(cmd, stderr=subprocess.PIPE, text=True, env=env)
+    try:
+        node = parse_node(f"dicom://PNEUMOVIEW@127.0.0.1:{port}")
+        deadline = time.monotonic() + 60
+        while True:
+            try:
+                dimse.echo(node, "SENDER", dimse.Timeouts.uniform(2))
+                break
+            except PacsError:
+                assert time.monotonic() < deadline and proc.poll() is None
+                time.sleep(0.3)
+        assert not dimse.store(node, _films(tmp_path / "src", 1), "SENDER").failed
+    finally:
+        proc.send_signal(signal.SIGTERM)
+        _, err = proc.communicate(timeout=60)
+    assert proc.returncode == 0, err
+    assert "received" in err and "127.0.0.1" in err and PATIENT_ID not in err
+    assert len(list((tmp_path / "in").iterdir())) == 1

@@ -64,3 +64,22 @@ def test_echo_to_a_closed_port_fails_clearly(capsys: pytest.CaptureFixture[str])
     port = free_port()
     assert main(["echo", f"dicom://NOBODY@127.0.0.1:{port}", "--timeout", "3"]) == 1
     assert f"dicom://NOBODY@127.0.0.1:{port}" in capsys.readouterr().err
+
+
+def test_network_libraries_log_no_identifiers_even_at_debug(caplog: pytest.LogCaptureFixture,
+                                                            tmp_path) -> None:  # noqa: ANN001
+    """A C-FIND for a patient, with the root logger at DEBUG: nothing logs the patient ID."""
+    import logging
+
+    from orthanc_support import free_port
+
+    from pneumoview.core.pacs import dimse
+
+    caplog.set_level(logging.DEBUG)
+    secret = "PID-SHOULD-NOT-BE-LOGGED"
+    with pytest.raises(PacsError):
+        dimse.find_studies(parse_node(f"dicom://NOBODY@127.0.0.1:{free_port()}"),
+                           StudyQuery(patient_id=secret), timeouts=dimse.Timeouts.uniform(2))
+    assert secret not in caplog.text
+    for name in ("pynetdicom", "dicomweb_client", "urllib3.connectionpool"):
+        assert logging.getLogger(name).getEffectiveLevel() >= logging.WARNING

@@ -48,6 +48,28 @@ OUT_OF_RESOURCES = 0xA700
 CANNOT_UNDERSTAND = 0xC000
 
 
+#: Loggers that would write identifiers at DEBUG/INFO level: pynetdicom logs C-FIND
+#: identifiers (patient names and IDs), dicomweb-client and urllib3 log query URLs
+#: (``?PatientID=...``). Kept at WARNING: protocol errors only.
+IDENTIFYING_LOGGERS = ("pynetdicom", "dicomweb_client", "urllib3.connectionpool")
+
+
+def quiet_identifying_logs() -> None:
+    """No patient data in logs: pynetdicom's message dumps off, the loggers above at WARNING."""
+    import logging
+
+    from pynetdicom import _config
+
+    _config.LOG_HANDLER_LEVEL = "none"
+    for name in IDENTIFYING_LOGGERS:
+        logger = logging.getLogger(name)
+        if logger.level < logging.WARNING:  # NOTSET too: a DEBUG root must not reach them
+            logger.setLevel(logging.WARNING)
+
+
+quiet_identifying_logs()
+
+
 def retrieve_contexts() -> list[Any]:
     return [build_context(c, list(TRANSFER_SYNTAXES)) for c in STORAGE_CLASSES]
 

@@ -19,7 +19,7 @@ from pneumoview.core.errors import PneumoViewError
 from pneumoview.core.pacs.dimse import Cancel, Progress, TransferOutcome, plan_store
 from pneumoview.core.pacs.nodes import PacsError, PacsNode
 from pneumoview.core.pacs.query import StudyMatch, StudyQuery
-from pneumoview.core.pacs.storage import uid_digest
+from pneumoview.core.pacs.storage import uid_digest  # also quiets identifying loggers
 
 
 def client(node: PacsNode, timeout_s: float = 60.0, ca_file: str | None = None) -> Any:
