@@ -128,6 +128,7 @@ def test_release_queued_just_before_the_worker_is_deleted_is_dropped(qtbot) -> N
     busyChanged from a deleted QObject on the next event-loop turn ("Signal source has been
     deleted", an error in the Qt event loop that failed an unrelated GUI test under load)."""
     import shiboken6
+
     from pneumoview.qt.inference_worker import InferenceWorker
 
     worker = InferenceWorker(model_dir="/nonexistent", device="cpu")
