@@ -39,6 +39,7 @@ from dataclasses import dataclass
 from multiprocessing.connection import Connection, wait
 from typing import Any
 
+from pneumoview.core import defaults
 from pneumoview.core.errors import PneumoViewError
 
 log = logging.getLogger(__name__)
@@ -62,22 +63,10 @@ PARENT_SIGNALS = ("SIGINT", "SIGTERM", "SIGHUP")
 MAX_START_FAILURES = 3
 
 
-#: Address-space limit per decode worker, at most. The largest image dicomio opens by default
-#: (1 GiB of stored pixels) needs about 3.5 GiB once converted to float32 and resized; imports
-#: take ~0.5 GiB. :func:`default_memory_limit_mb` lowers it so all workers fit in the RAM.
-DEFAULT_MEMORY_LIMIT_MB = 6144
-MIN_MEMORY_LIMIT_MB = 1024
-
-
-def default_memory_limit_mb(workers: int) -> int:
-    """``min(6 GiB, RAM / (workers + 1))``, at least 1 GiB: N runaway decoders together cannot
-    take the machine's memory (the +1 leaves room for the model process)."""
-    try:
-        total = os.sysconf("SC_PAGE_SIZE") * os.sysconf("SC_PHYS_PAGES") // 2**20
-    except (AttributeError, ValueError, OSError):
-        return DEFAULT_MEMORY_LIMIT_MB
-    return int(max(MIN_MEMORY_LIMIT_MB, min(DEFAULT_MEMORY_LIMIT_MB,
-                                            total // (max(1, workers) + 1))))
+#: Address-space limits per decode worker (MiB); the rule is :func:`defaults.memory_limit_mib`.
+DEFAULT_MEMORY_LIMIT_MB = defaults.MEMORY_LIMIT_MAX_MIB
+MIN_MEMORY_LIMIT_MB = defaults.MEMORY_LIMIT_MIN_MIB
+default_memory_limit_mb = defaults.memory_limit_mib
 
 
 @dataclass(frozen=True)
@@ -91,9 +80,7 @@ class TaskResult:
     worker_restarted: bool = False
 
 
-def default_workers() -> int:
-    """Cores minus one (the main process runs the model), at least one."""
-    return max(1, (os.cpu_count() or 1) - 1)
+default_workers = defaults.decode_workers
 
 
 def signal_name(exitcode: int | None) -> str:
@@ -259,9 +246,10 @@ class ProcessPool:
     viewer's own decoding is served first).
     """
 
-    def __init__(self, target: str, workers: int | None = None, *, timeout_s: float = 120.0,
+    def __init__(self, target: str, workers: int | None = None, *,
+                 timeout_s: float = defaults.DECODE_TIMEOUT_S,
                  memory_limit_bytes: int | None = None, max_ahead: int | None = None,
-                 start_timeout_s: float = 120.0, nice: int = 0) -> None:
+                 start_timeout_s: float = defaults.WORKER_START_TIMEOUT_S, nice: int = 0) -> None:
         import multiprocessing
 
         self.target = target

@@ -45,18 +45,17 @@ from typing import Any
 from urllib.parse import unquote
 
 from pneumoview.core.errors import PneumoViewError
+from pneumoview.core.reportrow import COLUMNS as _COLUMNS
+from pneumoview.core.reportrow import STATUSES as STATUSES
+from pneumoview.core.reportrow import ReportRow as ReportRow
+from pneumoview.core.reportrow import Status as Status
 
 log = logging.getLogger(__name__)
 
-#: Report columns, in order. The first 15 are the documented interface; the rest are extras.
-#: Columns are only ever appended: a report of an older format has a prefix of these.
-COLUMNS: tuple[str, ...] = (
-    "path", "relpath", "file_size", "mtime_ns", "status", "probability", "flagged", "threshold",
-    "message", "patient_id", "study_instance_uid", "series_instance_uid", "sop_instance_uid",
-    "view_position", "model_sha256",
-    "study_date", "modality", "frame", "model_label", "elapsed_ms",
-    "model_id",
-)
+#: Report columns, in order: the fields of :class:`~pneumoview.core.reportrow.ReportRow`.
+#: The first 15 are the documented interface; the rest are extras. Columns are only ever
+#: appended: a report of an older format has a prefix of these.
+COLUMNS: tuple[str, ...] = _COLUMNS
 #: The manifest's ``report_format``: 1 = the first 20 columns (no field in the manifest), 2 =
 #: ``model_id`` appended, 3 = cells encoded by :func:`encode_cell` (paths exact and
 #: percent-escaped, formula-like cells behind an apostrophe; before, text was written as it
@@ -68,7 +67,6 @@ ENCODED_CELLS_FORMAT = 3
 #: The columns of format 1; every report has at least these.
 LEGACY_COLUMNS = COLUMNS[:20]
 
-STATUSES = ("scored", "not_scored", "skipped", "error")
 MANIFEST_FORMAT = "pneumoview-batch-manifest-1"
 
 #: Most shards one batch may be split into (a manifest claiming more is refused).
