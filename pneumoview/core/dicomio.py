@@ -174,8 +174,9 @@ def _read_deflated_header(path: PathType, info: _Deflated,
         return reached_pixels
 
     try:
-        ds = pydicom.filereader.read_dataset(buffer, False, True, stop_when=stop,
-                                             specific_tags=tags)
+        ds = pydicom.filereader.read_dataset(buffer, False, True,  # type: ignore[arg-type]
+                                             stop_when=stop,
+                                             specific_tags=tags)  # type: ignore[arg-type]
     except Exception:  # noqa: BLE001 - a cut element: decided below
         if complete:
             raise

@@ -354,8 +354,7 @@ def _fast_fields(path: str, size: int, f: Any = None, first: bytes = b"") -> dic
     if implicit:
         # pydicom corrects files whose data contradict the declared syntax; so do we, by
         # leaving them to it.
-        off = w.view(pos, pos + 8) if pos + 8 <= size else None
-        if off is not None and bytes(w.data[off + 4:off + 6]) in _VRS:
+        if pos + 8 <= size and bytes(w.data[(o := w.view(pos, pos + 8)) + 4:o + 6]) in _VRS:
             raise _Fallback
     elif not _known_syntax(syntax):
         raise _Fallback  # unknown private syntax: let pydicom probe it
@@ -416,7 +415,7 @@ def _decode_fields(raw: dict[int, tuple[bytes | None, bytes]], meta: dict[int, b
     encodings = {_SIMPLE_CHARSETS.get(t) for t in terms}
     if len(encodings) != 1 or None in encodings:
         raise _Fallback  # ISO 2022 code extensions, other single-byte sets: pydicom decodes
-    encoding = encodings.pop()
+    encoding = str(encodings.pop())
     out: dict[str, Any] = {"transfer_syntax": syntax}
     for tag, (vr, value) in raw.items():
         name, kind = _WANTED[tag]
@@ -740,7 +739,7 @@ def _instance_from_cache(path: str, values: Any, size: int, mtime_ns: int) -> In
     """Rebuild an Instance from its cached value list (None if the entry does not fit)."""
     if not isinstance(values, list) or len(values) != len(_CACHED_FIELDS):
         return None
-    return Instance(path, *values, size, mtime_ns)
+    return Instance(path, *values, size, mtime_ns)  # type: ignore[call-arg]
 
 
 def _cache_fields(inst: Instance) -> list[Any]:

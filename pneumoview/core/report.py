@@ -913,7 +913,7 @@ def merge_reports(inputs: Sequence[PathType], output: PathType) -> MergeResult:
         "merged_from": [escape_path(os.path.basename(by_index[k][0])) for k in range(n)],
     })
     return MergeResult(str(output), n, len(merged), str(first.get("model_sha256")),
-                       float(first.get("threshold")))
+                       float(first.get("threshold")))  # type: ignore[arg-type]
 
 
 def _missing_shards(given: Mapping[int, Any], n: int, show: int = 10) -> str:

@@ -36,6 +36,30 @@ def special_kind(mode: int) -> str:
     return "not a regular file"
 
 
+def _entry_stat(entry: os.DirEntry[str], follow_symlinks: bool,
+                on_issue: IssueCallback | None) -> os.stat_result | None:
+    """The entry's stat (its target's, for a link), with a real inode; None (told to
+    ``on_issue``) for a link not followed or one that cannot be stat-ed."""
+    try:
+        if entry.is_symlink() and not follow_symlinks:
+            if on_issue is not None:
+                on_issue(entry.path, "a symbolic link (links are not followed)", False)
+            return None
+        st = entry.stat(follow_symlinks=True)
+    except OSError as exc:
+        if on_issue is not None:  # dangling symlink, vanished file
+            dangling = entry.is_symlink() and exc.errno in (errno.ENOENT, errno.ELOOP)
+            on_issue(entry.path, "a dangling symbolic link (its target does not exist)"
+                     if dangling else f"cannot stat it ({exc.strerror or exc})", False)
+        return None
+    if not st.st_ino and (stat_mod.S_ISDIR(st.st_mode) or stat_mod.S_ISREG(st.st_mode)):
+        try:  # Windows DirEntry.stat() leaves st_ino at 0
+            st = os.stat(entry.path)
+        except OSError:
+            return None
+    return st
+
+
 def walk(root: str, follow_symlinks: bool = True, cancel: Callable[[], bool] | None = None,
           state: dict[str, bool] | None = None,
           on_issue: IssueCallback | None = None) -> Iterator[tuple[str, os.stat_result]]:
@@ -65,24 +89,10 @@ def walk(root: str, follow_symlinks: bool = True, cancel: Callable[[], bool] | N
                 if state is not None:
                     state["cancelled"] = True
                 return
-            try:
-                if entry.is_symlink() and not follow_symlinks:
-                    if on_issue is not None:
-                        on_issue(entry.path, "a symbolic link (links are not followed)", False)
-                    continue
-                st = entry.stat(follow_symlinks=True)
-            except OSError as exc:
-                if on_issue is not None:  # dangling symlink, vanished file
-                    dangling = entry.is_symlink() and exc.errno in (errno.ENOENT, errno.ELOOP)
-                    on_issue(entry.path, "a dangling symbolic link (its target does not exist)"
-                             if dangling else f"cannot stat it ({exc.strerror or exc})", False)
+            st = _entry_stat(entry, follow_symlinks, on_issue)
+            if st is None:
                 continue
             if stat_mod.S_ISDIR(st.st_mode):
-                if not st.st_ino:  # Windows DirEntry.stat() leaves st_ino at 0
-                    try:
-                        st = os.stat(entry.path)
-                    except OSError:
-                        continue
                 key = (st.st_dev, st.st_ino)
                 if key in visited:
                     log.debug("skipping a folder reached twice (symlink loop?)")
@@ -90,11 +100,6 @@ def walk(root: str, follow_symlinks: bool = True, cancel: Callable[[], bool] | N
                 visited.add(key)
                 subdirs.append(entry.path)
             elif stat_mod.S_ISREG(st.st_mode):
-                if not st.st_ino:
-                    try:
-                        st = os.stat(entry.path)
-                    except OSError:
-                        continue
                 yield entry.path, st
             elif on_issue is not None:
                 on_issue(entry.path, f"{special_kind(st.st_mode)}, not a regular file",

@@ -15,7 +15,7 @@ import math
 import os
 import stat
 import time
-from collections.abc import Callable, Iterator
+from collections.abc import Callable
 from typing import TYPE_CHECKING, Any
 
 from pneumoview.core import defaults
@@ -340,8 +340,7 @@ class BatchRun:
     # The pipeline
 
     def _drain(self, pool: ProcessPool) -> None:
-        results: Iterator[TaskResult | None] = pool.imap_unordered(self.tasks, poll_s=0.1,
-                                                                   ticks=True)
+        results = pool.imap_unordered(self.tasks, poll_s=0.1, ticks=True)
         for res in results:
             if self.cancel():
                 self.cancelled = True
@@ -354,7 +353,7 @@ class BatchRun:
             if now - self._last_progress >= self.progress_interval_s:
                 self._last_progress = now
                 self._emit_progress("flagging")
-        results.close()  # type: ignore[attr-defined]
+        results.close()
         self._flush_pending(pool)
 
     def _on_result(self, res: TaskResult, pool: ProcessPool) -> None:
