@@ -177,7 +177,7 @@ def _read_deflated_header(path: PathType, info: _Deflated,
         ds = pydicom.filereader.read_dataset(buffer, False, True,  # type: ignore[arg-type]
                                              stop_when=stop,
                                              specific_tags=tags)  # type: ignore[arg-type]
-    except Exception:  # noqa: BLE001 - a cut element: decided below
+    except Exception:  # a cut element: decided below
         if complete:
             raise
         ds = None
@@ -259,7 +259,7 @@ def _drop_unconvertible(ds: Dataset) -> None:
                 continue
             try:
                 dataset[tag]
-            except Exception as exc:  # noqa: BLE001 - any conversion failure
+            except Exception as exc:  # any conversion failure
                 log.debug("ignoring unreadable element %s (%s)", tag, type(exc).__name__)
                 del dataset[tag]
 
@@ -281,7 +281,7 @@ def header_text(ds: Any, keyword: str) -> str:
         if isinstance(value, list | tuple) or type(value).__name__ == "MultiValue":
             value = "\\".join(str(v) for v in value)
         return " ".join(str(value).split())
-    except Exception:  # noqa: BLE001 - a malformed element: treat as missing
+    except Exception:  # a malformed element: treat as missing
         return ""
 
 
@@ -411,7 +411,7 @@ def decode(path: PathType, frame: int = 0, max_bytes: int = DEFAULT_MAX_PIXEL_BY
         raise PneumoViewError("not enough memory to decode this image", path) from None
     except (KeyboardInterrupt, SystemExit):
         raise
-    except BaseException as exc:  # noqa: BLE001 - Rust codecs raise pyo3's PanicException
+    except BaseException as exc:  # Rust codecs raise pyo3's PanicException
         raise PneumoViewError(f"cannot decode pixel data ({codecs.one_line(exc)})",
                               path) from exc
     grey = values.ndim == 2
@@ -480,7 +480,7 @@ def _identity(ds: Dataset, frame: int) -> Window | None:
     try:
         values = _modality(stored, functional_groups.rescale_source(ds, frame),
                            apply_modality_lut)
-    except Exception:  # noqa: BLE001 - a Modality LUT that cannot map every value: no identity
+    except Exception:  # a Modality LUT that cannot map every value: no identity
         return None
     return windowing.identity_window(float(values.min()), float(values.max()))
 

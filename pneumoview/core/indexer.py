@@ -695,7 +695,7 @@ def _dicomdir_references(path: str) -> tuple[list[str], list[tuple[str, str]]]:
     errors: list[tuple[str, str]] = []
     try:
         records = list(ds.get("DirectoryRecordSequence", []) or [])
-    except Exception as exc:  # noqa: BLE001 - a damaged sequence (found by the fuzzer)
+    except Exception as exc:  # a damaged sequence (found by the fuzzer)
         raise PneumoViewError(f"unreadable directory records ({type(exc).__name__})",
                               path) from None
     for record in records:
@@ -703,7 +703,7 @@ def _dicomdir_references(path: str) -> tuple[list[str], list[tuple[str, str]]]:
             ref = record.get("ReferencedFileID")
             parts = None if ref is None else (
                 [str(p) for p in ref] if not isinstance(ref, str) else str(ref).split("\\"))
-        except Exception as exc:  # noqa: BLE001 - found by the fuzzer
+        except Exception as exc:  # found by the fuzzer
             errors.append((path, f"DICOMDIR record unreadable ({type(exc).__name__}); "
                                  "skipped (the DICOMDIR may be damaged)"))
             continue

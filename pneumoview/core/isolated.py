@@ -99,7 +99,7 @@ def file_transfer_syntax(path: PathType) -> str | None:
     """
     try:
         uid = pydicom.filereader.read_file_meta_info(path).get("TransferSyntaxUID")
-    except Exception:  # noqa: BLE001 - any failure here only means "decode it in the worker"
+    except Exception:  # any failure here only means "decode it in the worker"
         return "unknown"
     return None if uid is None else str(uid)
 

@@ -163,7 +163,7 @@ def _worker_main(conn: Connection, target: str, memory_limit: int | None,
     try:
         module_name, _, func_name = target.partition(":")
         func: Callable[[Any], Any] = getattr(importlib.import_module(module_name), func_name)
-    except BaseException as exc:  # noqa: BLE001 - reported as text, then exit
+    except BaseException as exc:  # reported as text, then exit
         with contextlib.suppress(Exception):
             conn.send(("failed", _describe(exc)))
         return
@@ -178,7 +178,7 @@ def _worker_main(conn: Connection, target: str, memory_limit: int | None,
         task_id, payload = msg
         try:
             reply = (task_id, True, func(payload), "")
-        except BaseException as exc:  # noqa: BLE001 - every failure becomes a message
+        except BaseException as exc:  # every failure becomes a message
             reply = (task_id, False, None, _describe(exc))
         try:
             conn.send(reply)
@@ -383,7 +383,7 @@ class ProcessPool:
         try:
             self._loop(items, out)
             out.put(_DONE)
-        except BaseException as exc:  # noqa: BLE001 - handed to the consumer
+        except BaseException as exc:  # handed to the consumer
             out.put(exc if isinstance(exc, PneumoViewError)
                     else PneumoViewError(f"the decode worker pool failed: {_describe(exc)}"))
 

@@ -313,7 +313,7 @@ def _row_line(row: Mapping[str, Any]) -> str:
         line = _csv_line(format_row(row))
         line.encode("utf-8")
         return line
-    except Exception as exc:  # noqa: BLE001 - one bad value must not lose the other rows
+    except Exception as exc:  # one bad value must not lose the other rows
         log.warning("a report row could not be formatted (%s)", type(exc).__name__)
         safe: dict[str, Any] = {}
         for key in ("path", "relpath", "file_size", "mtime_ns", "threshold", "model_sha256"):
@@ -362,7 +362,7 @@ class ReportWriter:
         tmp: Path | None = None
         try:
             fd, tmp = _temp_beside(target)
-            self._fh: io.TextIOWrapper = open(  # noqa: SIM115 - closed in close()
+            self._fh: io.TextIOWrapper = open(  # closed in close()
                 fd, "w", encoding="utf-8", newline="")
             self._fh.write(",".join(COLUMNS) + "\n")
             for row in keep:
