@@ -101,21 +101,28 @@ def test_size_guard_raises_its_own_type_with_the_numbers() -> None:
     assert info.value.need_bytes == 64 * 64 and info.value.limit_bytes == 100
 
 
-@pytest.mark.slow
-def test_flag_max_image_mib_refuses_a_larger_image(tmp_path: Path) -> None:
-    """``--max-image-mib`` is the size guard of a command-line run (before, only the
-    viewer's settings had one and the CLI used the fixed 1 GiB)."""
+def _big_image_folder(tmp_path: Path) -> Path:
+    """One chest-like 1100 x 1100 8-bit image: 1.15 MiB of pixels."""
     import numpy as np
     from dicom_factory import make_dataset, save
-    from model_fixture import make_random_model_dir
 
-    model = make_random_model_dir(tmp_path / "m", seed=3)
     data = tmp_path / "data"
     data.mkdir()
     rng = np.random.default_rng(0)
     base = rng.integers(0, 256, (69, 69)).astype(np.float32)
     img = np.kron(base, np.ones((16, 16), np.float32))[:1100, :1100]
     save(make_dataset(img.astype(np.uint8), ViewPosition="PA"), data / "big.dcm")
+    return data
+
+
+@pytest.mark.slow
+def test_flag_max_image_mib_refuses_a_larger_image(tmp_path: Path) -> None:
+    """``--max-image-mib`` is the size guard of a command-line run (before, only the
+    viewer's settings had one and the CLI used the fixed 1 GiB)."""
+    from model_fixture import make_random_model_dir
+
+    model = make_random_model_dir(tmp_path / "m", seed=3)
+    data = _big_image_folder(tmp_path)
     env = dict(os.environ, OMP_NUM_THREADS="1", PNEUMOVIEW_TORCH_THREADS="1")
     rows = {}
     for limit in ("1", "2"):
@@ -129,6 +136,24 @@ def test_flag_max_image_mib_refuses_a_larger_image(tmp_path: Path) -> None:
         rows[limit] = report.read_report(out)[0]
     assert rows["1"]["status"] == "error" and "too large" in rows["1"]["message"]
     assert rows["2"]["status"] == "scored"
+
+
+@pytest.mark.slow
+def test_gui_batch_honours_the_size_guard_setting(tmp_path: Path) -> None:
+    """The GUI batch used the fixed 1 GiB guard whatever ``max_image_mib`` said."""
+    from model_fixture import make_random_model_dir
+
+    from pneumoview.qt.batchworker import gui_batch
+
+    data = _big_image_folder(tmp_path)
+    model = make_random_model_dir(tmp_path / "m", seed=3)
+    rows: list[dict] = []
+    summary = gui_batch(str(data), model_dir=str(model), device="cpu", thresholds={},
+                        on_started=lambda s: None, on_rows=rows.extend,
+                        on_progress=lambda p: None, cancel=lambda: False, workers=1,
+                        out_dir=tmp_path / "reports", max_image_mib=1)
+    assert summary.finished
+    assert rows[0]["status"] == "error" and "too large" in rows[0]["message"]
 
 
 def test_flag_words_its_own_advice_for_an_existing_report(tmp_path: Path) -> None:
