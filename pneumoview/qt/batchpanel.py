@@ -47,6 +47,7 @@ from PySide6.QtWidgets import (
     QWidget,
 )
 
+from pneumoview.core import runoptions
 from pneumoview.core.paths import display_path
 from pneumoview.qt.batchworker import Started, copy_report, gui_batch
 from pneumoview.qt.plaintext import plain_label, tip
@@ -487,12 +488,12 @@ class BatchController(QObject):
         panel.set_running(True)
         self.summary, self.report_path, self.info = None, None, None
         settings = self.settings
-        model_dir = self.model_dir or (getattr(settings, "ai_model_dir", "") or None)
-        device = self.device or getattr(settings, "ai_device", "") or "auto"
+        chosen = runoptions.resolve({"model_dir": self.model_dir or None,
+                                     "device": self.device or None}, settings)
         thresholds = dict(getattr(settings, "ai_thresholds", {}) or {})
-        job = Job(gui_batch, os.path.abspath(folder), name="batch", model_dir=model_dir,
-                  device=device, thresholds=thresholds, workers=workers,
-                  batch_size=batch_size, out_dir=out_dir)
+        job = Job(gui_batch, os.path.abspath(folder), name="batch", model_dir=chosen.model_dir,
+                  device=chosen.device, thresholds=thresholds, workers=workers,
+                  batch_size=batch_size, out_dir=out_dir, max_image_mib=chosen.max_image_mib)
         job.bind(on_started=job.signals.progress.emit, on_progress=job.signals.progress.emit,
                  on_rows=job.signals.partial.emit, cancel=job.is_cancelled)
         job.signals.progress.connect(lambda p, j=job: self._on_progress(j, p))

@@ -18,13 +18,14 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+from pneumoview.core import defaults, runoptions
 from pneumoview.core import report as rep
 from pneumoview.core.batch import BatchOptions, BatchSummary, run_batch
 from pneumoview.core.errors import PneumoViewError
 from pneumoview.core.paths import PRIVATE_FILE_MODE, create_private_file, private_dir
 
 #: Decode workers run below normal priority in the GUI so the viewer's own decoding is first.
-GUI_WORKER_NICE = 10
+GUI_WORKER_NICE = defaults.GUI_WORKER_NICE
 
 
 def reports_dir() -> Path:
@@ -63,20 +64,15 @@ def gui_batch(folder: str, *, model_dir: str | None, device: str,
               on_rows: Callable[[list[dict[str, Any]]], None],
               on_progress: Callable[[Any], None],
               cancel: Callable[[], bool],
-              workers: int | None = None, batch_size: int = 32,
-              out_dir: str | os.PathLike[str] | None = None) -> BatchSummary:
-    """Flag ``folder`` with the viewer's model choice and per-model threshold."""
+              workers: int | None = None, batch_size: int = defaults.BATCH_SIZE,
+              out_dir: str | os.PathLike[str] | None = None,
+              max_image_mib: int = defaults.MAX_IMAGE_MIB) -> BatchSummary:
+    """Flag ``folder`` with the viewer's model choice, per-model threshold and size guard."""
     from pneumoview.core.inference import Engine
 
-    engine = Engine(model_dir, device or "auto", with_cam=False)
+    engine = Engine(model_dir, device or defaults.DEVICE, with_cam=False)
     info = engine.load()
-    threshold = float(info.threshold)
-    saved = (thresholds or {}).get(info.model_id)
-    try:
-        if saved is not None and 0.0 <= float(saved) <= 1.0:
-            threshold = float(saved)
-    except (TypeError, ValueError):
-        pass
+    threshold = runoptions.resolve_threshold(None, thresholds, info.model_id, info.threshold)
     target_dir = Path(out_dir) if out_dir is not None else reports_dir()
     try:
         if out_dir is None:
@@ -97,7 +93,8 @@ def gui_batch(folder: str, *, model_dir: str | None, device: str,
         create_private_file(output)  # the writer truncates it and keeps its 0600 mode
     summary = run_batch(
         BatchOptions(folder, output, threshold=threshold, workers=workers,
-                     batch_size=batch_size, nice=GUI_WORKER_NICE, overwrite=True),
+                     batch_size=batch_size, nice=GUI_WORKER_NICE, overwrite=True,
+                     max_image_mib=max_image_mib),
         engine=engine, on_rows=on_rows, on_progress=on_progress, cancel=cancel)
     if summary.cancelled and summary.output is not None:
         summary.output, summary.manifest = mark_cancelled(output)
