@@ -34,12 +34,9 @@ from PySide6.QtGui import QAction, QBrush, QColor, QKeySequence
 from PySide6.QtWidgets import (
     QAbstractItemView,
     QCheckBox,
-    QDockWidget,
     QFileDialog,
     QHBoxLayout,
     QHeaderView,
-    QMainWindow,
-    QMenu,
     QProgressBar,
     QPushButton,
     QTableView,
@@ -47,8 +44,10 @@ from PySide6.QtWidgets import (
     QWidget,
 )
 
+from pneumoview.core.aistate import AIState, resolve_choice
 from pneumoview.core.paths import display_path
 from pneumoview.qt.batchworker import Started, copy_report, gui_batch
+from pneumoview.qt.host import LOG_DOCK, DockArea, Host, MenuSlot
 from pneumoview.qt.plaintext import plain_label, tip
 from pneumoview.qt.workers import Job, WorkRunner
 
@@ -365,15 +364,15 @@ class BatchController(QObject):
 
     def __init__(self, settings: Any = None, runner: WorkRunner | None = None,
                  model_dir: str | None = None, device: str | None = None,
-                 parent: QObject | None = None) -> None:
+                 parent: QObject | None = None, *, state: AIState | None = None) -> None:
         super().__init__(parent)
         self.settings = settings
         self._own_runner = runner is None
         self.runner = runner or WorkRunner(self)
-        self.model_dir = model_dir
-        self.device = device
+        #: the viewer's AI state: the batch flags with the model and threshold the AI panel uses
+        self.state = state or AIState(settings, resolve_choice(model_dir, device, settings))
         self.panel = BatchPanel()
-        self.window: QMainWindow | None = None
+        self.window: Host | None = None
         self.job: Job | None = None
         self.info: Started | None = None
         self.summary: Any = None
@@ -386,71 +385,29 @@ class BatchController(QObject):
         self.panel.openRequested.connect(self._open)
 
     # -- wiring into the main window ---------------------------------------------------------
-    def attach(self, window: QMainWindow) -> None:
+    def attach(self, window: Host) -> None:
         """Add File > Batch Flag Folder..., Go > Next Flagged (N) and the Batch dock."""
         self.window = window
-        self.runner = getattr(window, "runner", None) or self.runner
-        self._own_runner = self._own_runner and getattr(window, "runner", None) is None
-        options = getattr(window, "options", None)
-        self.model_dir = self.model_dir or getattr(options, "model", None)
-        self.device = self.device or getattr(options, "device", None)
-        self.default_folder = lambda: getattr(window, "current_root", None)
-        self.open_image = getattr(window, "open_in_viewer", None) or self._open_in_window
-        dock = QDockWidget("Batch", window)
-        dock.setObjectName("dock-batch")
-        dock.setWidget(self.panel)
-        window.addDockWidget(Qt.DockWidgetArea.BottomDockWidgetArea, dock)
-        log_dock = getattr(window, "log_dock", None)
-        if log_dock is not None:
-            window.tabifyDockWidget(log_dock, dock)
-        dock.hide()
-        self.dock = dock
+        self.runner = window.runner
+        self._own_runner = False
+        self.default_folder = lambda: window.current_root
+        self.open_image = window.open_in_viewer
+        self.dock = window.add_dock("dock-batch", "Batch", self.panel, DockArea.BOTTOM,
+                                    tab_with=LOG_DOCK, hidden=True)
         self.act_batch = QAction("&Batch Flag Folder...", window)
         self.act_batch.setShortcut(QKeySequence("Ctrl+B"))
         self.act_batch.triggered.connect(self.choose_and_start)
         self.act_next = QAction("Next &Flagged (batch)", window)
         self.act_next.setShortcut(QKeySequence("N"))
         self.act_next.triggered.connect(self.panel.next_flagged)
-        window.addAction(self.act_batch)
-        window.addAction(self.act_next)
-        file_menu = _menu(window, "File")
-        if file_menu is not None:
-            actions = file_menu.actions()
-            after_open = next((i for i, a in enumerate(actions)
-                               if a.text().replace("&", "").startswith("Open Folder")), None)
-            before = actions[after_open + 1] if after_open is not None and \
-                after_open + 1 < len(actions) else None
-            file_menu.insertAction(before, self.act_batch)
-        go_menu = _menu(window, "Go")
-        if go_menu is not None:
-            go_menu.addSeparator()
-            go_menu.addAction(self.act_next)
-        if not hasattr(window, "view_menu"):  # the main window lists every dock itself
-            view_menu = _menu(window, "View")
-            if view_menu is not None:
-                view_menu.addAction(dock.toggleViewAction())
+        window.add_menu_action(MenuSlot.FILE_OPEN, self.act_batch)
+        window.add_menu_action(MenuSlot.GO_RESULTS, self.act_next)
 
     def _show_dock(self) -> None:
-        """Show and raise the Batch dock; tall enough for a dozen result rows when it was
-        hidden or squeezed (the bottom area is sized for the short Log), else as the user
-        left it."""
-        was_hidden = not self.dock.isVisible()
-        self.dock.show()
-        self.dock.raise_()
-        window = self.window
-        want = int(window.height() * BATCH_DOCK_FRACTION) if window is not None else 0
-        if window is not None and (was_hidden or self.dock.height() < want // 2):
-            window.resizeDocks([self.dock], [want], Qt.Orientation.Vertical)
-
-    def _open_in_window(self, path: str) -> None:
-        w = self.window
-        if w is None:
-            return
-        tree = getattr(w, "tree", None)
-        if tree is not None and tree.select_instance(path):
-            return
-        if hasattr(w, "open_files"):
-            w.open_files([path])
+        """Show and raise the Batch dock, tall enough for a dozen result rows (the bottom
+        area is sized for the short Log)."""
+        if self.window is not None:
+            self.window.show_dock(self.dock, BATCH_DOCK_FRACTION)
 
     def _open(self, path: str) -> None:
         if self.open_image is not None:
@@ -486,13 +443,10 @@ class BatchController(QObject):
         panel.save_button.setEnabled(False)
         panel.set_running(True)
         self.summary, self.report_path, self.info = None, None, None
-        settings = self.settings
-        model_dir = self.model_dir or (getattr(settings, "ai_model_dir", "") or None)
-        device = self.device or getattr(settings, "ai_device", "") or "auto"
-        thresholds = dict(getattr(settings, "ai_thresholds", {}) or {})
-        job = Job(gui_batch, os.path.abspath(folder), name="batch", model_dir=model_dir,
-                  device=device, thresholds=thresholds, workers=workers,
-                  batch_size=batch_size, out_dir=out_dir)
+        choice = self.state.choice
+        job = Job(gui_batch, os.path.abspath(folder), name="batch", model_dir=choice.model_dir,
+                  device=choice.device, thresholds=self.state.thresholds.snapshot(),
+                  workers=workers, batch_size=batch_size, out_dir=out_dir)
         job.bind(on_started=job.signals.progress.emit, on_progress=job.signals.progress.emit,
                  on_rows=job.signals.partial.emit, cancel=job.is_cancelled)
         job.signals.progress.connect(lambda p, j=job: self._on_progress(j, p))
@@ -579,9 +533,9 @@ class BatchController(QObject):
     # -- messages and shutdown ---------------------------------------------------------------
     def _say(self, message: str, error: bool = False) -> None:
         w = self.window
-        if w is not None and hasattr(w, "report_error") and error:
+        if w is not None and error:
             w.report_error(message)
-        elif w is not None and hasattr(w, "report"):
+        elif w is not None:
             w.report(message)
         else:
             (log.warning if error else log.info)("%s", message)
@@ -603,9 +557,3 @@ def _final_progress(summary: Any) -> Any:
                          summary.elapsed_s, summary.rate, 0.0 if summary.finished else None,
                          "finished" if summary.finished else "cancelled")
 
-
-def _menu(window: QMainWindow, title: str) -> QMenu | None:
-    for action in window.menuBar().actions():
-        if action.menu() is not None and action.text().replace("&", "") == title:
-            return action.menu()
-    return None

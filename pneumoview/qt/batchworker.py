@@ -19,6 +19,7 @@ from pathlib import Path
 from typing import Any
 
 from pneumoview.core import report as rep
+from pneumoview.core.aistate import saved_threshold
 from pneumoview.core.batch import BatchOptions, BatchSummary, run_batch
 from pneumoview.core.errors import PneumoViewError
 from pneumoview.core.paths import PRIVATE_FILE_MODE, create_private_file, private_dir
@@ -70,13 +71,7 @@ def gui_batch(folder: str, *, model_dir: str | None, device: str,
 
     engine = Engine(model_dir, device or "auto", with_cam=False)
     info = engine.load()
-    threshold = float(info.threshold)
-    saved = (thresholds or {}).get(info.model_id)
-    try:
-        if saved is not None and 0.0 <= float(saved) <= 1.0:
-            threshold = float(saved)
-    except (TypeError, ValueError):
-        pass
+    threshold = saved_threshold(thresholds or {}, info.model_id, float(info.threshold))
     target_dir = Path(out_dir) if out_dir is not None else reports_dir()
     try:
         if out_dir is None:

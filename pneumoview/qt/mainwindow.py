@@ -33,6 +33,7 @@ from PySide6.QtWidgets import (
     QHBoxLayout,
     QLabel,
     QMainWindow,
+    QMenu,
     QProgressBar,
     QPushButton,
     QSlider,
@@ -49,6 +50,7 @@ from pneumoview.core.indexer import IndexProgress, IndexResult, Instance
 from pneumoview.core.isolated import IsolatedDecoder, is_codec_syntax
 from pneumoview.core.paths import display_path
 from pneumoview.core.settings import MAX_RECENT, Settings, save_settings
+from pneumoview.qt.host import DETAILS_DOCK, LOG_DOCK, STUDIES_DOCK, DockArea, MenuSlot
 from pneumoview.qt.imageview import ImageView, PreparedImage, prepare
 from pneumoview.qt.logpanel import LogPanel, QtLogHandler
 from pneumoview.qt.navkeys import NavigationKeys
@@ -118,6 +120,39 @@ def _read_files_task(paths: list[str], on_instances, cancel, progress=None) -> I
                        errors=errors, cancelled=cancel(), from_cache=0)
 
 
+@dataclass
+class _Slot:
+    """A place in a menu: before ``anchor`` (``None``: at the end), in its own group when
+    ``leading`` / ``trailing`` ask for a separator before / after what is added."""
+
+    menu: Callable[[], QMenu]
+    anchor: QAction | None
+    leading: bool = False
+    trailing: bool = False
+    used: bool = False
+
+    def add(self, action: QAction) -> None:
+        menu = self.menu()
+        if not self.used:
+            self.used = True
+            if self.leading:
+                self._insert(menu, None)
+            if self.trailing:
+                self.anchor = self._insert(menu, None)
+        self._insert(menu, action)
+
+    def _insert(self, menu: QMenu, action: QAction | None) -> QAction:
+        if action is None:
+            if self.anchor is None:
+                return menu.addSeparator()
+            return menu.insertSeparator(self.anchor)
+        if self.anchor is None:
+            menu.addAction(action)
+        else:
+            menu.insertAction(self.anchor, action)
+        return action
+
+
 class MainWindow(QMainWindow):
     """The viewer window. See the module docstring for the hooks."""
 
@@ -141,6 +176,7 @@ class MainWindow(QMainWindow):
         self._index_job: Job | None = None
         self._cache: OrderedDict[tuple[str, int], PreparedImage] = OrderedDict()
         self._closed = False
+        self.tools_menu: QMenu | None = None
         self.setWindowTitle("PneumoView")
         self.setAcceptDrops(True)
         # the final size before any dock is added or tabified: Qt keeps tab bars laid out for
@@ -154,15 +190,18 @@ class MainWindow(QMainWindow):
         self._connect()
         self._install_log_handler()
         # AI panel, CAM overlay, tree column, menus (torch loads in its own thread after show)
+        # one AI state: the viewer and the GUI batch use the same model and thresholds
+        from pneumoview.core.aistate import AIState, resolve_choice
         from pneumoview.qt.aicontroller import AIController
 
-        self.ai = AIController(self.settings, model_dir=self.options.model,
-                               device=self.options.device, parent=self)
+        self.ai_state = AIState(self.settings, resolve_choice(
+            self.options.model, self.options.device, self.settings))
+        self.ai = AIController(self.settings, parent=self, state=self.ai_state)
         self.ai.attach(self)
         # File > Batch Flag Folder..., the Batch dock, Go > Next Flagged (N)
         from pneumoview.qt.batchpanel import BatchController
 
-        self.batch = BatchController(self.settings, parent=self)
+        self.batch = BatchController(self.settings, parent=self, state=self.ai_state)
         self.batch.attach(self)
         for dock in self.findChildren(QDockWidget):
             dock.visibilityChanged.connect(self._tidy_tab_bars_later)
@@ -224,24 +263,62 @@ class MainWindow(QMainWindow):
         # tabs of tabified docks (Log/Batch, Details/AI) above their panels
         self.setTabPosition(Qt.DockWidgetArea.AllDockWidgetAreas, QTabWidget.TabPosition.North)
         self.tree = StudyTree()
-        self.tree_dock = self._dock("Studies", "studies", self.tree,
-                                    Qt.DockWidgetArea.LeftDockWidgetArea)
+        self.tree_dock = self.add_dock(STUDIES_DOCK, "Studies", self.tree, DockArea.LEFT)
         self.tags = TagBrowser()
         self.details = QTabWidget()
         self.details.addTab(self.tags, "Tags")
-        self.details_dock = self._dock("Details", "details", self.details,
-                                       Qt.DockWidgetArea.RightDockWidgetArea)
+        self.details_dock = self.add_dock(DETAILS_DOCK, "Details", self.details, DockArea.RIGHT)
         self.log_panel = LogPanel()
-        self.log_dock = self._dock("Log", "log", self.log_panel,
-                                   Qt.DockWidgetArea.BottomDockWidgetArea)
+        self.log_dock = self.add_dock(LOG_DOCK, "Log", self.log_panel, DockArea.BOTTOM)
 
-    def _dock(self, title: str, name: str, widget: QWidget,
-              area: Qt.DockWidgetArea) -> QDockWidget:
+
+    # -- the host protocol (pneumoview.qt.host) ----------------------------------------------
+    def add_menu_action(self, slot: MenuSlot, action: QAction) -> None:
+        """Put ``action`` at ``slot`` (after what is there); its shortcut works window-wide."""
+        self._slots[slot].add(action)
+        self.addAction(action)
+
+    def _tools_menu(self) -> QMenu:
+        if self.tools_menu is None:
+            self.tools_menu = self.menuBar().addMenu("&Tools")
+        return self.tools_menu
+
+    def add_dock(self, name: str, title: str, widget: QWidget, area: DockArea, *,
+                 tab_with: str | None = None, raised: bool = False,
+                 hidden: bool = False) -> QDockWidget:
+        """A dock with the object name ``name`` (saved layouts find it by that name)."""
         dock = QDockWidget(title, self)
-        dock.setObjectName(f"dock-{name}")
+        dock.setObjectName(name)
         dock.setWidget(widget)
-        self.addDockWidget(area, dock)
+        self.addDockWidget(area.value, dock)
+        other = self.findChild(QDockWidget, tab_with) if tab_with else None
+        if other is not None:
+            self.tabifyDockWidget(other, dock)
+        if raised:
+            dock.raise_()
+        if hidden:
+            dock.hide()
         return dock
+
+    def show_dock(self, dock: QDockWidget, fraction: float | None = None) -> None:
+        """Show and raise ``dock``; with ``fraction``, at least that share of the window's
+        height when it was hidden or squeezed to under half of it, else as the user left it."""
+        was_hidden = not dock.isVisible()
+        dock.show()
+        dock.raise_()
+        if fraction is None:
+            return
+        want = int(self.height() * fraction)
+        if was_hidden or dock.height() < want // 2:
+            self.resizeDocks([dock], [want], Qt.Orientation.Vertical)
+
+    def add_status_widget(self, widget: QWidget) -> None:
+        self.statusBar().addPermanentWidget(widget)
+
+    def open_in_viewer(self, path: str) -> None:
+        """Select ``path`` in the study tree, or open the file when the tree does not hold it."""
+        if not self.tree.select_instance(path):
+            self.open_files([path])
 
     def add_detail_tab(self, widget: QWidget, title: str) -> int:
         """Add a panel to the right-hand tabs (the AI panel goes here); returns its index."""
@@ -316,6 +393,7 @@ class MainWindow(QMainWindow):
         file_menu.addAction(self.act_clear_cache)
         file_menu.addSeparator()
         file_menu.addAction(self.act_quit)
+        self.file_menu = file_menu
         view_menu = bar.addMenu("&View")
         for act in (self.act_fit, self.act_one, self.act_invert, self.act_reset):
             view_menu.addAction(act)
@@ -330,6 +408,14 @@ class MainWindow(QMainWindow):
         go_menu = bar.addMenu("&Go")
         for act in (self.act_next, self.act_prev, self.act_next_series, self.act_prev_series):
             go_menu.addAction(act)
+        self.go_menu = go_menu
+        self._slots = {
+            MenuSlot.FILE_OPEN: _Slot(lambda: file_menu, self.act_open_file),
+            MenuSlot.FILE_MODEL: _Slot(lambda: file_menu, self.act_quit, trailing=True),
+            MenuSlot.VIEW_OVERLAYS: _Slot(lambda: view_menu, None, leading=True),
+            MenuSlot.GO_RESULTS: _Slot(lambda: go_menu, None, leading=True),
+            MenuSlot.TOOLS: _Slot(lambda: self._tools_menu(), None),
+        }
         self._rebuild_recent_menu()
         self._rebuild_preset_menu()
 
