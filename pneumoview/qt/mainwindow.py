@@ -192,14 +192,14 @@ class MainWindow(QMainWindow):
         # AI panel, CAM overlay, tree column, menus (torch loads in its own thread after show)
         # one AI state: the viewer and the GUI batch use the same model and thresholds
         from pneumoview.core.aistate import AIState, resolve_choice
-        from pneumoview.qt.aicontroller import AIController
+        from pneumoview.qt.ai.controller import AIController
 
         self.ai_state = AIState(self.settings, resolve_choice(
             self.options.model, self.options.device, self.settings))
         self.ai = AIController(self.settings, parent=self, state=self.ai_state)
         self.ai.attach(self)
         # File > Batch Flag Folder..., the Batch dock, Go > Next Flagged (N)
-        from pneumoview.qt.batchpanel import BatchController
+        from pneumoview.qt.batch.controller import BatchController
 
         self.batch = BatchController(self.settings, parent=self, state=self.ai_state)
         self.batch.attach(self)

@@ -17,7 +17,7 @@ import os
 from typing import Any
 
 from PySide6.QtCore import QEvent, QObject, Qt, QTimer
-from PySide6.QtGui import QAction, QBrush, QColor
+from PySide6.QtGui import QAction
 from PySide6.QtWidgets import (
     QFileDialog,
     QFrame,
@@ -26,10 +26,11 @@ from PySide6.QtWidgets import (
 )
 
 from pneumoview.core.aistate import AIState, resolve_choice
-from pneumoview.qt.aipanel import FLAGGED_COLOUR, NOT_FLAGGED_COLOUR, AIPanel
-from pneumoview.qt.camoverlay import CamOverlay
+from pneumoview.qt.ai.cam import CamOverlay
+from pneumoview.qt.ai.panel import AIPanel
+from pneumoview.qt.ai.treecolumn import AITreeColumn
+from pneumoview.qt.ai.worker import AIResult, CamResult, InferenceWorker
 from pneumoview.qt.host import DETAILS_DOCK, DockArea, Host, MenuSlot
-from pneumoview.qt.inference_worker import AIResult, CamResult, InferenceWorker
 from pneumoview.qt.plaintext import make_plain, tip
 
 log = logging.getLogger("pneumoview.ai")
@@ -64,6 +65,7 @@ class AIController(QObject):
         self.window: Host | None = None
         self.view: Any = None
         self.tree: Any = None
+        self.tree_column: AITreeColumn | None = None
         self.runner: Any = None
         self.status_label = make_plain(QLabel("AI: not started"))  # shows the model's name
         self._token: int | None = None
@@ -115,12 +117,7 @@ class AIController(QObject):
                                     raised=True)
         window.installEventFilter(self)
         self.view.add_layer(self.overlay.item, z=10.0)
-        from pneumoview.qt.studytree import AI_COLUMN
-
-        # the AI column right after the name, so it is seen without scrolling sideways
-        # (the tree sizes it to its text as results arrive)
-        header = self.tree.header()
-        header.moveSection(header.visualIndex(AI_COLUMN), 1)
+        self.tree_column = AITreeColumn(self.tree, self._best_for_path)
         window.add_status_widget(self.status_label)
         window.currentInstanceChanged.connect(self.on_instance_changed)
         window.imageShown.connect(self.on_image_shown)
@@ -394,63 +391,12 @@ class AIController(QObject):
         return self.state.shown(self.results.best_for_path(path))
 
     def _update_tree_item(self, path: str) -> None:
-        if self.tree is None:
-            return
-        from pneumoview.qt.studytree import AI_COLUMN
-
-        item = self.tree.instance_item(path)
-        if item is None:
-            return
-        pred = self._best_for_path(path)
-        if pred is None:
-            item.setText(AI_COLUMN, "")
-            item.setToolTip(AI_COLUMN, "")
-        elif pred.scored:
-            item.setText(AI_COLUMN, f"{pred.probability * 100:.0f} %"
-                         + (" flagged" if pred.flagged else ""))
-            item.setForeground(AI_COLUMN, QBrush(QColor(
-                FLAGGED_COLOUR if pred.flagged else NOT_FLAGGED_COLOUR)))
-            item.setToolTip(AI_COLUMN, tip(f"{pred.state_text}; {pred.model_label}"))
-        else:
-            item.setText(AI_COLUMN, "not scored")
-            item.setForeground(AI_COLUMN, QBrush(QColor("#757575")))
-            item.setToolTip(AI_COLUMN, tip(pred.state_text))
-        self._update_study(item)
-
-    def _update_study(self, instance_item: Any) -> None:
-        from pneumoview.qt.studytree import AI_COLUMN, INSTANCE_ROLE, NAME
-
-        series = instance_item.parent()
-        study = series.parent() if series is not None else None
-        if study is None:
-            return
-        best = None
-        for s in range(study.childCount()):
-            ser = study.child(s)
-            for i in range(ser.childCount()):
-                inst = ser.child(i).data(NAME, INSTANCE_ROLE)
-                pred = self._best_for_path(inst.path) if inst is not None else None
-                if pred is not None and pred.scored and (best is None
-                                                         or pred.probability > best.probability):
-                    best = pred
-        if best is None:
-            study.setText(AI_COLUMN, "")
-            return
-        study.setText(AI_COLUMN, f"max {best.probability * 100:.0f} %"
-                      + (" flagged" if best.flagged else ""))
-        study.setForeground(AI_COLUMN, QBrush(QColor(
-            FLAGGED_COLOUR if best.flagged else NOT_FLAGGED_COLOUR)))
-        study.setToolTip(AI_COLUMN, "Study state: the highest probability of its scored images")
+        if self.tree_column is not None:
+            self.tree_column.update_path(path)
 
     def _refresh_tree(self) -> None:
-        if self.tree is None:
-            return
-        for item in list(self.tree.iter_instance_items()):
-            from pneumoview.qt.studytree import INSTANCE_ROLE, NAME
-
-            inst = item.data(NAME, INSTANCE_ROLE)
-            if inst is not None:
-                self._update_tree_item(inst.path)
+        if self.tree_column is not None:
+            self.tree_column.refresh()
 
     # -- export ----------------------------------------------------------------------------
     def caption(self) -> list[str]:
