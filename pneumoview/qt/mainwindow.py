@@ -51,10 +51,10 @@ from pneumoview.core.isolated import IsolatedDecoder, is_codec_syntax
 from pneumoview.core.paths import display_path
 from pneumoview.core.settings import MAX_RECENT, Settings, save_settings
 from pneumoview.qt.host import DETAILS_DOCK, LOG_DOCK, STUDIES_DOCK, DockArea, MenuSlot
-from pneumoview.qt.imageview import ImageView, PreparedImage, prepare
 from pneumoview.qt.logpanel import LogPanel, QtLogHandler
 from pneumoview.qt.navkeys import NavigationKeys
 from pneumoview.qt.plaintext import make_plain, menu_text
+from pneumoview.qt.radiographview import PreparedImage, RadiographView, prepare
 from pneumoview.qt.studytree import StudyTree
 from pneumoview.qt.tagbrowser import TagBrowser
 from pneumoview.qt.workers import Job, WorkRunner
@@ -241,7 +241,7 @@ class MainWindow(QMainWindow):
         vl = QVBoxLayout(self.viewer_page)
         vl.setContentsMargins(0, 0, 0, 0)
         vl.setSpacing(0)
-        self.view = ImageView()
+        self.view = RadiographView()
         self.view.set_show_patient_text(self.settings.show_patient_overlay)
         vl.addWidget(self.view, 1)
         self.frame_bar = QWidget()

@@ -32,6 +32,7 @@ from pneumoview.qt.ai.treecolumn import AITreeColumn
 from pneumoview.qt.ai.worker import AIResult, CamResult, InferenceWorker
 from pneumoview.qt.host import DETAILS_DOCK, DockArea, Host, MenuSlot
 from pneumoview.qt.plaintext import make_plain, tip
+from pneumoview.qt.radiographview import AI_LAYER_Z
 
 log = logging.getLogger("pneumoview.ai")
 
@@ -116,7 +117,7 @@ class AIController(QObject):
         self.dock = window.add_dock("ai", "AI", scroll, DockArea.RIGHT, tab_with=DETAILS_DOCK,
                                     raised=True)
         window.installEventFilter(self)
-        self.view.add_layer(self.overlay.item, z=10.0)
+        self.view.add_layer(self.overlay.item, z=AI_LAYER_Z)
         self.tree_column = AITreeColumn(self.tree, self._best_for_path)
         window.add_status_widget(self.status_label)
         window.currentInstanceChanged.connect(self.on_instance_changed)
