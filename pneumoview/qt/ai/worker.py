@@ -208,15 +208,15 @@ class InferenceWorker(QObject):
         if isinstance(result, CamResult) or not result.cam_follows:
             # after the receivers' slots already queued for this result have run, so whoever
             # waits for pending() == 0 sees the panel updated
-            QTimer.singleShot(0, lambda: self._change(-1))
+            QTimer.singleShot(0, self, lambda: self._change(-1))
 
     def _on_ready(self, info: Any, device: str) -> None:
         self.info, self.device, self.load_error = info, device, ""
-        QTimer.singleShot(0, lambda: self._change(-1))
+        QTimer.singleShot(0, self, lambda: self._change(-1))
 
     def _on_failed(self, message: str) -> None:
         self.load_error = message
-        QTimer.singleShot(0, lambda: self._change(-1))
+        QTimer.singleShot(0, self, lambda: self._change(-1))
 
     # -- the worker thread -----------------------------------------------------------------
     def _serve(self) -> None:
