@@ -31,38 +31,29 @@ def folder(tmp_path_factory: pytest.TempPathFactory) -> Path:
 
 
 def test_batch_after_load_model_flags_with_the_model_the_viewer_scores_with(  # noqa: ANN001
-        qtbot, two_models: tuple[Path, Path], folder: Path, tmp_path: Path) -> None:
+        qtbot, make_viewer_window, two_models: tuple[Path, Path], folder: Path,
+        tmp_path: Path) -> None:
     """`--model A`, then File > Load Model B: the viewer scores with B, and a batch started
     afterwards must flag with B too (it used to flag with A, the command line's model, which
     took precedence over the choice the user had just made)."""
-    from pneumoview.core.settings import Settings
-    from pneumoview.qt.mainwindow import MainWindow, ViewerOptions
-
     model_a, model_b = two_models
-    win = MainWindow(Settings(), ViewerOptions(model=str(model_a), device="cpu"))
-    qtbot.addWidget(win)
-    win.show()
-    qtbot.waitExposed(win)
-    try:
-        qtbot.waitUntil(lambda: win.ai.info is not None or bool(win.ai.error), timeout=TIMEOUT_MS)
-        assert win.ai.info is not None, win.ai.error
-        id_a = win.ai.info.model_id
-        win.ai.load_model(str(model_b))
-        qtbot.waitUntil(lambda: win.ai.info.model_id != id_a or bool(win.ai.error),
-                        timeout=TIMEOUT_MS)
-        id_b = win.ai.info.model_id
-        assert id_b != id_a and not win.ai.error
-        # a threshold the user set for B in the AI panel is the one the batch flags at
-        win.ai.panel.spin.setValue(37.5)
-        with qtbot.waitSignal(win.batch.finished, timeout=TIMEOUT_MS) as done:
-            win.batch.start(str(folder), workers=1, batch_size=4, out_dir=str(tmp_path / "r"))
-        summary = done.args[0]
-        assert summary is not None and summary.finished
-        manifest = rep.read_manifest(summary.output)
-        assert manifest["model_id"] == id_b
-        assert manifest["threshold"] == pytest.approx(0.375)
-        rows = rep.read_report(summary.output, allow_partial_tail=False)
-        assert rows and {r["model_id"] for r in rows} == {id_b}
-    finally:
-        win.close()
-    assert win.runner.threads() == []
+    win = make_viewer_window(model=model_a)
+    qtbot.waitUntil(lambda: win.ai.info is not None or bool(win.ai.error), timeout=TIMEOUT_MS)
+    assert win.ai.info is not None, win.ai.error
+    id_a = win.ai.info.model_id
+    win.ai.load_model(str(model_b))
+    qtbot.waitUntil(lambda: win.ai.info.model_id != id_a or bool(win.ai.error),
+                    timeout=TIMEOUT_MS)
+    id_b = win.ai.info.model_id
+    assert id_b != id_a and not win.ai.error
+    # a threshold the user set for B in the AI panel is the one the batch flags at
+    win.ai.panel.spin.setValue(37.5)
+    with qtbot.waitSignal(win.batch.finished, timeout=TIMEOUT_MS) as done:
+        win.batch.start(str(folder), workers=1, batch_size=4, out_dir=str(tmp_path / "r"))
+    summary = done.args[0]
+    assert summary is not None and summary.finished
+    manifest = rep.read_manifest(summary.output)
+    assert manifest["model_id"] == id_b
+    assert manifest["threshold"] == pytest.approx(0.375)
+    rows = rep.read_report(summary.output, allow_partial_tail=False)
+    assert rows and {r["model_id"] for r in rows} == {id_b}

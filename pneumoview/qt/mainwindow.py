@@ -1,18 +1,21 @@
 """The main window: study tree (left), image (centre), details tabs (right), log (bottom).
 
-Wiring is in small methods so later features can hook in without editing them:
+It is the :class:`~pneumoview.qt.host.Host` of the feature controllers (AI, batch): they add
+menu actions by :class:`~pneumoview.qt.host.MenuSlot`, docks by name, status widgets, and send
+every message to :meth:`report` / :meth:`report_error` (status bar + log panel; nothing pops up a
+dialog or prints a traceback). Besides that protocol:
 
 * signals: ``folderOpened(str)``, ``instancesAdded(list)``, ``indexFinished(IndexResult)``,
   ``currentInstanceChanged(Instance)``, ``imageShown(DecodedImage)``, ``imageFailed(str, str)``;
 * ``self.runner`` (:class:`WorkRunner`) runs background jobs and counts pending work that
   ``--screenshot`` waits for; submit jobs there (or wrap outside work in ``begin``/``end``);
+* ``self.ai_state`` (:class:`~pneumoview.core.aistate.AIState`): the model choice, thresholds
+  and results the AI panel and the GUI batch share;
+* ``self.frames`` (:class:`~pneumoview.core.framecache.FrameCache`): decoded frames;
 * ``self.details`` (a QTabWidget in the right dock) holds the tag browser; add panels with
   :meth:`add_detail_tab`; ``self.view.add_layer`` stacks an overlay on the image;
   ``self.tree`` has an empty ``AI_COLUMN`` (see :mod:`pneumoview.qt.studytree`);
 * ``self.options`` carries ``--model`` / ``--device`` from the command line.
-
-Every failure goes through :meth:`report_error` (status bar + log panel); nothing pops up a
-dialog or prints a traceback.
 """
 
 from __future__ import annotations
@@ -20,7 +23,6 @@ from __future__ import annotations
 import base64
 import logging
 import os
-from collections import OrderedDict
 from collections.abc import Callable
 from dataclasses import dataclass
 
@@ -46,6 +48,7 @@ from PySide6.QtWidgets import (
 
 from pneumoview.core import threads
 from pneumoview.core.errors import PneumoViewError
+from pneumoview.core.framecache import FrameCache
 from pneumoview.core.indexer import IndexProgress, IndexResult, Instance
 from pneumoview.core.isolated import IsolatedDecoder, is_codec_syntax
 from pneumoview.core.paths import display_path
@@ -60,12 +63,6 @@ from pneumoview.qt.tagbrowser import TagBrowser
 from pneumoview.qt.workers import Job, WorkRunner
 
 log = logging.getLogger("pneumoview.viewer")
-
-#: How many decoded frames to keep for quick back-and-forth, and how many bytes they may hold
-#: (the newest frame is always kept, however large): a few big images must not pile up.
-DECODE_CACHE = 3
-DECODE_CACHE_BYTES = 512 * 2**20
-
 
 def prepared_nbytes(prepared: PreparedImage) -> int:
     """Bytes a cached frame holds: modality values plus the display copy."""
@@ -174,7 +171,8 @@ class MainWindow(QMainWindow):
         self.current_root: str | None = None
         self._wanted: tuple[str, int] | None = None
         self._index_job: Job | None = None
-        self._cache: OrderedDict[tuple[str, int], PreparedImage] = OrderedDict()
+        #: decoded frames for quick back-and-forth (bounded by count and bytes)
+        self.frames: FrameCache[tuple[str, int], PreparedImage] = FrameCache(prepared_nbytes)
         self._closed = False
         self.tools_menu: QMenu | None = None
         self.setWindowTitle("PneumoView")
@@ -705,9 +703,8 @@ class MainWindow(QMainWindow):
     def request_frame(self, path: str, frame: int) -> None:
         key = (path, frame)
         self._wanted = key
-        cached = self._cache.get(key)
+        cached = self.frames.get(key)
         if cached is not None:
-            self._cache.move_to_end(key)
             self.runner.cancel_lane("decode")
             self._display(cached)
             return
@@ -720,19 +717,15 @@ class MainWindow(QMainWindow):
         self.runner.submit(job, lane="decode", latest_only=True)
 
     def _on_decoded(self, key: tuple[str, int], prepared: PreparedImage) -> None:
-        self._cache[key] = prepared
-        self._cache.move_to_end(key)
-        while len(self._cache) > DECODE_CACHE or (
-                len(self._cache) > 1 and self.cache_bytes() > DECODE_CACHE_BYTES):
-            self._cache.popitem(last=False)
+        self.frames.put(key, prepared)
         if key != self._wanted:
             return  # a stale result: the reader moved on
         self._display(prepared)
         self.statusBar().clearMessage()
 
     def cache_bytes(self) -> int:
-        """Bytes held by the decoded-frame cache (bounded by DECODE_CACHE_BYTES)."""
-        return sum(prepared_nbytes(p) for p in self._cache.values())
+        """Bytes held by the decoded-frame cache (bounded by ``frames.max_bytes``)."""
+        return self.frames.nbytes()
 
     def _display(self, prepared: PreparedImage) -> None:
         decoded = prepared.decoded
