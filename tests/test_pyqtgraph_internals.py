@@ -15,7 +15,6 @@ from pathlib import Path
 
 import numpy as np
 import pytest
-import tomllib
 
 pytest.importorskip("PySide6")
 pytestmark = pytest.mark.gui
@@ -33,6 +32,7 @@ def _version(text: str) -> tuple[int, ...]:
 
 
 def test_pyqtgraph_is_pinned_below_the_next_minor_and_installed_inside_the_pin() -> None:
+    tomllib = pytest.importorskip("tomllib")  # Python 3.11+
     deps = tomllib.loads((ROOT / "pyproject.toml").read_text())["project"]["dependencies"]
     spec = next(d for d in deps if d.replace(" ", "").startswith("pyqtgraph"))
     upper = re.search(r"<\s*([\d.]+)", spec)
