@@ -8,7 +8,8 @@ Kept out of :mod:`pneumoview.commands.flag` so that the batch command stays one 
 from __future__ import annotations
 
 import argparse
-from typing import TextIO
+from collections.abc import Callable
+from typing import Any, TextIO
 
 from pneumoview.commands.console import say
 from pneumoview.core.errors import PneumoViewError
@@ -34,15 +35,18 @@ def check(args: argparse.Namespace) -> str | None:
     return None
 
 
-def write(args: argparse.Namespace, err: TextIO, cancel=lambda: False) -> int:  # noqa: ANN001
-    """Write the objects of the finished report; 0, or 1 when any object could not be made."""
+def write(args: argparse.Namespace, chosen: Any, err: TextIO,
+          cancel: Callable[[], bool] = lambda: False) -> int:
+    """Write the objects of the finished report with the run's model and device (``chosen``,
+    the flag command's resolved :class:`~pneumoview.core.runoptions.RunOptions`); 0, or 1
+    when any object could not be made."""
     if not getattr(args, "dicom_out", None):
         return 0
     from pneumoview.core.dicomout.export import export_report
 
     try:
-        summary = export_report(args.output, args.dicom_out, model_dir=args.model,
-                                device=args.device, scanned=[args.folder], cancel=cancel)
+        summary = export_report(args.output, args.dicom_out, model_dir=chosen.model_dir,
+                                device=chosen.device, scanned=[args.folder], cancel=cancel)
     except PneumoViewError as exc:
         say(f"pneumoview flag: error: --dicom-out: {exc}", err)
         return 1

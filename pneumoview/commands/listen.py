@@ -18,13 +18,14 @@ from pathlib import Path
 
 from pneumoview.commands.console import say
 from pneumoview.commands.pacs_common import add_connection_arguments, connection
+from pneumoview.core import defaults
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
-    parser.add_argument("--port", type=int, default=11112, metavar="P",
-                        help="TCP port (default 11112)")
-    parser.add_argument("--ae-title", default="PNEUMOVIEW", metavar="AET",
-                        help="this SCP's AE title (default PNEUMOVIEW)")
+    parser.add_argument("--port", type=int, default=defaults.LISTEN_PORT, metavar="P",
+                        help=f"TCP port (default {defaults.LISTEN_PORT})")
+    parser.add_argument("--ae-title", default=defaults.CALLING_AE, metavar="AET",
+                        help=f"this SCP's AE title (default {defaults.CALLING_AE})")
     parser.add_argument("--out", required=True, metavar="DIR",
                         help="folder for received objects (private, one file per object)")
     parser.add_argument("--host", metavar="ADDR",
@@ -71,16 +72,18 @@ def build_service(args: argparse.Namespace):  # noqa: ANN201 - a ListenService
     from pneumoview.core.pacs.listen import ListenService, ScoreOptions
     from pneumoview.core.pacs.nodes import parse_node
     from pneumoview.core.pacs.scp import ServerOptions
+    from pneumoview.core.runoptions import resolve_network
     from pneumoview.core.settings import load_settings
 
     settings = load_settings()
+    network = resolve_network(args, settings)
     out = check_output_folder(args.out, settings.recent_folders)
     allowed = tuple(dict.fromkeys([*settings.listen_allowed_aes, *args.allow_ae]))
     server = ServerOptions(out=out, ae_title=args.ae_title, port=args.port,
-                           host=args.host or settings.listen_host or "127.0.0.1",
+                           host=network.host,
                            allowed_aes=allowed, allow_any_ae=args.allow_any_ae,
                            tls_cert=args.tls_cert, tls_key=args.tls_key,
-                           timeout_s=float(settings.pacs_timeout_s),
+                           timeout_s=float(network.timeout_s),
                            retain_days=args.retain_days)
     score = None
     if args.flag:

@@ -25,12 +25,12 @@ def add_connection_arguments(parser: argparse.ArgumentParser) -> None:
 def connection(args: argparse.Namespace) -> Any:
     """The :class:`~pneumoview.core.pacs.transfer.Connection` the options ask for."""
     from pneumoview.core.pacs.transfer import Connection
+    from pneumoview.core.runoptions import resolve_network
     from pneumoview.core.settings import load_settings
 
-    settings = load_settings()
-    timeout = args.timeout if args.timeout is not None else float(settings.pacs_timeout_s)
-    return Connection(calling_ae=args.calling_ae or settings.pacs_calling_ae or "PNEUMOVIEW",
-                      timeout_s=max(1.0, timeout), ca_file=args.ca_file)
+    chosen = resolve_network(args, load_settings())
+    return Connection(calling_ae=chosen.calling_ae, timeout_s=max(1.0, float(chosen.timeout_s)),
+                      ca_file=args.ca_file)
 
 
 def print_failures(failed: list[tuple[str, str]], err: TextIO, prog: str) -> None:

@@ -11,6 +11,7 @@ import re
 from dataclasses import dataclass
 from urllib.parse import urlsplit
 
+from pneumoview.core import defaults
 from pneumoview.core.errors import PneumoViewError
 
 DIMSE_SCHEMES = ("dicom", "dicom+tls")
@@ -18,7 +19,7 @@ WEB_SCHEMES = ("http", "https")
 #: PS3.5 AE title: 1-16 characters of the default repertoire, no backslash or control
 #: characters, not only spaces.
 _AE_TITLE = re.compile(r"^[\x20-\x5b\x5d-\x7e]{1,16}$")
-DEFAULT_CALLING_AE = "PNEUMOVIEW"
+DEFAULT_CALLING_AE = defaults.CALLING_AE
 
 
 class PacsError(PneumoViewError):

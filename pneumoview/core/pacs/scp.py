@@ -18,19 +18,20 @@ from typing import Any
 from pynetdicom import AE, evt
 from pynetdicom.sop_class import Verification
 
+from pneumoview.core import defaults
 from pneumoview.core.pacs import storage
 from pneumoview.core.pacs.audit import AuditLog
 from pneumoview.core.pacs.dimse import TransferOutcome
 from pneumoview.core.pacs.nodes import PacsError, check_ae_title
 
-LOOPBACK = "127.0.0.1"
+LOOPBACK = defaults.LISTEN_HOST
 
 
 @dataclass(frozen=True)
 class ServerOptions:
     out: Path
-    ae_title: str = "PNEUMOVIEW"
-    port: int = 11112  # 0: any free port (tests)
+    ae_title: str = defaults.CALLING_AE
+    port: int = defaults.LISTEN_PORT  # 0: any free port (tests)
     host: str = LOOPBACK
     allowed_aes: tuple[str, ...] = ()
     allow_any_ae: bool = False

@@ -7,12 +7,13 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
+from pneumoview.core import defaults
 from pneumoview.core.pacs import dimse, web
 from pneumoview.core.pacs.dimse import Cancel, Progress, Timeouts, TransferOutcome
 from pneumoview.core.pacs.nodes import DEFAULT_CALLING_AE, PacsNode, check_ae_title
 from pneumoview.core.pacs.query import StudyMatch, StudyQuery
 
-DEFAULT_TIMEOUT_S = 30.0
+DEFAULT_TIMEOUT_S = float(defaults.PACS_TIMEOUT_S)
 
 
 @dataclass(frozen=True)

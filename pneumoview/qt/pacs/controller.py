@@ -57,9 +57,8 @@ class PacsController(QObject):
         self.dialog.raise_()
 
     def _open_retrieved(self, folder: str) -> None:
-        opener = getattr(self.host, "open_folder", None)
-        if opener is not None:
-            opener(folder)
+        assert self.host is not None
+        self.host.open_folder(folder)
 
     # -- Save AI Result as DICOM -------------------------------------------------------------
     def result_on_screen(self) -> tuple[Any, Any, Any] | None:

@@ -124,10 +124,10 @@ class PacsDialog(QDialog):
 
     def _connection(self) -> Any:
         from pneumoview.core.pacs.transfer import Connection
+        from pneumoview.core.runoptions import resolve_network
 
-        s = self.settings
-        return Connection(calling_ae=getattr(s, "pacs_calling_ae", "") or "PNEUMOVIEW",
-                          timeout_s=float(getattr(s, "pacs_timeout_s", 30) or 30))
+        chosen = resolve_network(None, self.settings)
+        return Connection(calling_ae=chosen.calling_ae, timeout_s=float(chosen.timeout_s))
 
     def _fail(self, message: str) -> None:
         self.status.setText(message)
