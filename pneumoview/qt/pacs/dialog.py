@@ -225,8 +225,9 @@ class PacsDialog(QDialog):
         for what, reason in result.failed[:5]:
             self.report_error(f"PACS retrieval: {what}: {reason}")
         state = "cancelled" if result.cancelled else "done"
-        self.status.setText(f"Retrieval {state}: {result.instances} images in "
-                            f"{len(result.folders)} studies"
+        studies = len(result.folders)
+        self.status.setText(f"Retrieval {state}: {result.instances} images in {studies} "
+                            f"{'study' if studies == 1 else 'studies'}"
                             + (f", {len(result.failed)} failures" if result.failed else ""))
         self.report(self.status.text())
         if result.folders:
