@@ -75,7 +75,7 @@ class ResultExporter:
         decoded = decode(path, frame=result.frame)
         prediction, cam = self.engine.score_with_cam(decoded, result.threshold, force=True)
         self._check_same_result(result, prediction, path)
-        header = decoded.header
+        header = _header(decoded)
         sr = build_sr(result, header, path)
         sc = build_sc(result, header, compose(film_rgb(decoded), cam, result), path)
         return [write_object(sr, self.out), write_object(sc, self.out)]
@@ -102,6 +102,12 @@ class ResultExporter:
                                   path)
 
 
+def _header(decoded: Any) -> Any:
+    if decoded.header is None:
+        raise PneumoViewError("the decoded image has no header to reference", decoded.path)
+    return decoded.header
+
+
 def export_report(report: str | os.PathLike[str], out: str | os.PathLike[str], *,
                   model_dir: str | os.PathLike[str] | None = None, device: str = "auto",
                   scanned: Iterable[str | os.PathLike[str]] = (),
@@ -125,6 +131,7 @@ def write_prediction(decoded: Any, prediction: Any, cam: Any, info: Any,
     folder = check_output_folder(out, scanned)
     result = AIResult.from_prediction(prediction, ModelIdentity.from_info(info))
     path = str(decoded.path)
-    sr = build_sr(result, decoded.header, path)
-    sc = build_sc(result, decoded.header, compose(film_rgb(decoded), cam, result), path)
+    header = _header(decoded)
+    sr = build_sr(result, header, path)
+    sc = build_sc(result, header, compose(film_rgb(decoded), cam, result), path)
     return [write_object(sr, folder), write_object(sc, folder)]

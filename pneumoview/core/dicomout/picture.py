@@ -8,6 +8,8 @@ is never drawn (the object's own patient module carries it, where a PACS expects
 
 from __future__ import annotations
 
+from typing import Any
+
 import numpy as np
 from PIL import Image, ImageDraw, ImageFont
 
@@ -57,7 +59,7 @@ def shrink(rgb: np.ndarray, max_side: int = MAX_SIDE) -> np.ndarray:
     return np.rint(blocks.mean(axis=(1, 3))).astype(np.uint8)
 
 
-def _font(size: int) -> ImageFont.ImageFont | ImageFont.FreeTypeFont:
+def _font(size: int) -> Any:
     return ImageFont.load_default(size=size)
 
 
@@ -68,7 +70,7 @@ def _colour_bar(width: int, height: int) -> np.ndarray:
     return np.repeat(lut[idx][None, :, :], max(height, 1), axis=0)
 
 
-def _fitting_font(lines: list[str], width: int) -> tuple[ImageFont.FreeTypeFont, int]:
+def _fitting_font(lines: list[str], width: int) -> tuple[Any, int]:
     """The largest font (up to width / 64) in which every line fits ``width``."""
     size = max(12, width // 64)
     while True:

@@ -60,7 +60,7 @@ def build_sc(result: AIResult, header: Dataset, pixels: np.ndarray, path: str = 
         # below (Type 2), never invented
         patient_orientation=tuple(orientation) if known else ("L", "F"))
     if not known:
-        sc.PatientOrientation = None
+        sc.PatientOrientation = None  # type: ignore[assignment]
     _copy_body_part(header, sc)
     sc.SeriesDescription = SC_SERIES_DESCRIPTION
     sc.BurnedInAnnotation = "YES"
@@ -69,6 +69,6 @@ def build_sc(result: AIResult, header: Dataset, pixels: np.ndarray, path: str = 
                                 f"threshold {result.threshold:.6f}; CAM of {result.model.label}")
     sc.SourceImageSequence = [_source_reference(header, result)]
     sc.SoftwareVersions = __version__
-    sc.ContentDate = now.strftime("%Y%m%d")
-    sc.ContentTime = now.strftime("%H%M%S")
+    sc.ContentDate = now.strftime("%Y%m%d")  # type: ignore[assignment]
+    sc.ContentTime = now.strftime("%H%M%S")  # type: ignore[assignment]
     return sc

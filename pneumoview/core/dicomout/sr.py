@@ -40,12 +40,19 @@ def device_uid(model_id: str) -> UID:
     return generate_uid(entropy_srcs=["pneumoview-device", model_id])
 
 
+def algorithm_parameters(result: AIResult) -> list[str]:
+    """TID 4019 Algorithm Parameters (TEXT items): ``name=value`` for what identifies the
+    result's model and operating point."""
+    model = result.model
+    return [f"weights_sha256={model.weights_sha256}", f"model_id={model.model_id}",
+            f"threshold={result.threshold:.6f}"]
+
+
 def _algorithm(result: AIResult) -> hd.sr.AlgorithmIdentification:
     model = result.model
     return hd.sr.AlgorithmIdentification(
         name=model.name, version=model.version, family=codes.ALGORITHM_FAMILY,
-        parameters={"weights_sha256": model.weights_sha256, "model_id": model.model_id,
-                    "threshold": f"{result.threshold:.6f}"})
+        parameters=algorithm_parameters(result))
 
 
 def _measurements(result: AIResult, source: hd.sr.SourceImageForMeasurement,
@@ -103,7 +110,8 @@ def _observation_context(result: AIResult) -> hd.sr.ObservationContext:
         uid=device_uid(result.model.model_id), name=f"PneumoView {__version__}",
         manufacturer_name=MANUFACTURER, model_name=result.model.label[:64])
     return hd.sr.ObservationContext(observer_device_context=hd.sr.ObserverContext(
-        observer_type=codes.DEVICE, observer_identifying_attributes=device))
+        observer_type=hd.sr.CodedConcept.from_code(codes.DEVICE),
+        observer_identifying_attributes=device))
 
 
 @quiet_names()

@@ -17,17 +17,17 @@ from typing import Any
 
 import pydicom
 from pydicom.dataset import Dataset
-from pydicom.uid import ExplicitVRLittleEndian, ImplicitVRLittleEndian
+from pydicom.uid import UID, ExplicitVRLittleEndian, ImplicitVRLittleEndian
 from pynetdicom import AE, build_context, build_role, evt
-from pynetdicom.sop_class import (
-    StudyRootQueryRetrieveInformationModelFind,
-    StudyRootQueryRetrieveInformationModelGet,
-    Verification,
-)
 
 from pneumoview.core.pacs import storage
 from pneumoview.core.pacs.nodes import DEFAULT_CALLING_AE, PacsError, PacsNode, check_ae_title
 from pneumoview.core.pacs.query import StudyMatch, StudyQuery
+
+#: The SOP classes of the service calls (pynetdicom makes its names at run time).
+Verification = UID("1.2.840.10008.1.1")
+StudyRootQueryRetrieveInformationModelFind = UID("1.2.840.10008.5.1.4.1.2.2.1")
+StudyRootQueryRetrieveInformationModelGet = UID("1.2.840.10008.5.1.4.1.2.2.3")
 
 Cancel = Callable[[], bool]
 Progress = Callable[[int, int], None]  # (done, total); total 0 when not known yet
@@ -84,7 +84,7 @@ def tls_args(node: PacsNode, ca_file: str | None = None) -> tuple[Any, str] | No
 
 
 @contextlib.contextmanager
-def associate(node: PacsNode, ae: AE, *, ext_neg: Sequence[Any] | None = None,
+def associate(node: PacsNode, ae: AE, *, ext_neg: list[Any] | None = None,
               evt_handlers: Sequence[Any] | None = None,
               ca_file: str | None = None) -> Iterator[Any]:
     """An established association with ``node`` (released or aborted on exit)."""

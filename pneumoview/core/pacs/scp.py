@@ -16,12 +16,11 @@ from pathlib import Path
 from typing import Any
 
 from pynetdicom import AE, evt
-from pynetdicom.sop_class import Verification
 
 from pneumoview.core import defaults
 from pneumoview.core.pacs import storage
 from pneumoview.core.pacs.audit import AuditLog
-from pneumoview.core.pacs.dimse import TransferOutcome
+from pneumoview.core.pacs.dimse import TransferOutcome, Verification
 from pneumoview.core.pacs.nodes import PacsError, check_ae_title
 
 LOOPBACK = defaults.LISTEN_HOST
@@ -98,7 +97,7 @@ class StorageServer:
         return context
 
     def start(self) -> None:
-        handlers = [
+        handlers: list[Any] = [
             (evt.EVT_C_STORE, storage.store_handler(self.options.out, self.outcome,
                                                     self._stored, self._refused,
                                                     staging_folder(self.options.out))),

@@ -16,24 +16,23 @@ from typing import Any
 
 from pydicom import uid as uids
 from pynetdicom import build_context
-from pynetdicom import sop_class as sc
 
 from pneumoview.core.errors import PneumoViewError
 
 #: Storage classes a chest radiograph study holds (images, AI results, presentation states,
 #: reports): few enough that the C-GET context fits beside them (128 at most).
 STORAGE_CLASSES = (
-    sc.ComputedRadiographyImageStorage, sc.DigitalXRayImageStorageForPresentation,
-    sc.DigitalXRayImageStorageForProcessing, sc.SecondaryCaptureImageStorage,
-    sc.MultiFrameGrayscaleByteSecondaryCaptureImageStorage,
-    sc.MultiFrameGrayscaleWordSecondaryCaptureImageStorage,
-    sc.MultiFrameTrueColorSecondaryCaptureImageStorage, sc.CTImageStorage,
-    sc.EnhancedCTImageStorage, sc.MRImageStorage, sc.UltrasoundImageStorage,
-    sc.XRayAngiographicImageStorage, sc.DigitalMammographyXRayImageStorageForPresentation,
-    sc.BasicTextSRStorage, sc.EnhancedSRStorage, sc.ComprehensiveSRStorage,
-    sc.Comprehensive3DSRStorage, sc.KeyObjectSelectionDocumentStorage,
-    sc.GrayscaleSoftcopyPresentationStateStorage, sc.EncapsulatedPDFStorage,
-    sc.SegmentationStorage, sc.RawDataStorage,
+    uids.ComputedRadiographyImageStorage, uids.DigitalXRayImageStorageForPresentation,
+    uids.DigitalXRayImageStorageForProcessing, uids.SecondaryCaptureImageStorage,
+    uids.MultiFrameGrayscaleByteSecondaryCaptureImageStorage,
+    uids.MultiFrameGrayscaleWordSecondaryCaptureImageStorage,
+    uids.MultiFrameTrueColorSecondaryCaptureImageStorage, uids.CTImageStorage,
+    uids.EnhancedCTImageStorage, uids.MRImageStorage, uids.UltrasoundImageStorage,
+    uids.XRayAngiographicImageStorage, uids.DigitalMammographyXRayImageStorageForPresentation,
+    uids.BasicTextSRStorage, uids.EnhancedSRStorage, uids.ComprehensiveSRStorage,
+    uids.Comprehensive3DSRStorage, uids.KeyObjectSelectionDocumentStorage,
+    uids.GrayscaleSoftcopyPresentationStateStorage, uids.EncapsulatedPDFStorage,
+    uids.SegmentationStorage, uids.RawDataStorage,
 )
 #: Uncompressed first, then the lossless and lossy codecs PneumoView decodes.
 TRANSFER_SYNTAXES = (

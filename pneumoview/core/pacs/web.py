@@ -35,7 +35,7 @@ def client(node: PacsNode, timeout_s: float = 60.0, ca_file: str | None = None) 
     return DICOMwebClient(node.url, session=session, timeout=(min(timeout_s, 10.0), timeout_s))
 
 
-def _failure(node: PacsNode, what: str, exc: Exception) -> PacsError:
+def _failure(node: PacsNode, what: str, exc: BaseException) -> PacsError:
     """A requests/HTTP failure as a message naming the node, never the response body."""
     status = getattr(getattr(exc, "response", None), "status_code", None)
     detail = f"HTTP {status}" if status else type(exc).__name__
