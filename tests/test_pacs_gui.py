@@ -45,7 +45,7 @@ def _idle(qtbot, win) -> None:  # noqa: ANN001
 def test_menus_hold_the_pacs_actions(make_viewer_window) -> None:  # noqa: ANN001
     win = make_viewer_window(show=False)
     actions = [a for a in win.menuBar().actions()[0].menu().actions()]
-    assert win.pacs.act_open in actions and win.pacs.act_save in actions
+    assert {win.pacs.act_open, win.pacs.act_save, win.pacs.act_send} <= set(actions)
 
 
 def test_open_from_pacs_query_retrieve_and_tree(qtbot, make_viewer_window, tmp_path: Path,
@@ -127,3 +127,22 @@ def test_save_ai_result_as_dicom(qtbot, make_viewer_window, model_dir: Path,
     win.pacs.save_result(str(inside))
     _idle(qtbot, win)
     assert not inside.exists()
+
+
+def test_send_ai_result_to_pacs(qtbot, make_viewer_window, model_dir: Path,
+                                tmp_path: Path) -> None:  # noqa: ANN001
+    from orthanc_support import start_orthanc
+
+    server = start_orthanc(tmp_path / "orthanc")
+    try:
+        _films(tmp_path / "films", "GUI-SEND", n=1)
+        win = make_viewer_window(model=model_dir)
+        win.open_path(str(tmp_path / "films"))
+        _idle(qtbot, win)
+        win.pacs.send_result(server.dicomweb_url)
+        _idle(qtbot, win)
+        classes = sorted(server.rest(f"/instances/{i}/simplified-tags")["SOPClassUID"]
+                         for i in server.rest("/instances"))
+        assert classes == ["1.2.840.10008.5.1.4.1.1.7", "1.2.840.10008.5.1.4.1.1.88.33"]
+    finally:
+        server.stop()

@@ -8,6 +8,7 @@ the panel says; the folder must not be the open folder or inside it.
 
 from __future__ import annotations
 
+import os
 from typing import Any
 
 from PySide6.QtCore import QObject
@@ -38,6 +39,11 @@ class PacsController(QObject):
                                    "and a Secondary Capture with the CAM")
         self.act_save.triggered.connect(self.save_result)
         host.add_menu_action(MenuSlot.FILE_MODEL, self.act_save)
+        self.act_send = QAction("Send AI Result to PACS...", host)  # type: ignore[arg-type]
+        self.act_send.setStatusTip("Send the result on screen (SR and Secondary Capture) to a "
+                                   "PACS node")
+        self.act_send.triggered.connect(lambda: self.send_result())
+        host.add_menu_action(MenuSlot.FILE_MODEL, self.act_send)
         host.imageShown.connect(self._on_image)
 
     def _on_image(self, decoded: Any) -> None:
@@ -100,6 +106,56 @@ class PacsController(QObject):
                                           if isinstance(exc, PneumoViewError)
                                           else f"Save AI Result as DICOM failed: {exc!r}"))
         host.runner.submit(job, lane="dicomout")
+
+    def send_result(self, node_text: str | None = None) -> None:
+        """Send the result on screen to a node (asked for, from the kept nodes, when None)."""
+        host = self.host
+        assert host is not None
+        found = self.result_on_screen()
+        if found is None:
+            host.report_error("Send AI Result to PACS: no scored result on screen")
+            return
+        if node_text is None:
+            from PySide6.QtWidgets import QInputDialog
+
+            nodes = list(getattr(self.settings, "pacs_nodes", []) or [])
+            node_text, ok = QInputDialog.getItem(host, "Send AI Result to PACS",  # type: ignore[arg-type]
+                                                 "PACS node", nodes, 0, True)
+            if not ok or not node_text:
+                return
+        from pneumoview.core.pacs.nodes import parse_node
+        from pneumoview.core.pacs.transfer import Connection
+        from pneumoview.core.runoptions import resolve_network
+        from pneumoview.qt.pacs import jobs
+        from pneumoview.qt.workers import Job
+
+        try:
+            node = parse_node(node_text)
+        except PneumoViewError as exc:
+            host.report_error(f"Send AI Result to PACS: {exc}")
+            return
+        chosen = resolve_network(None, self.settings)
+        conn = Connection(calling_ae=chosen.calling_ae, timeout_s=float(chosen.timeout_s))
+        decoded, prediction, cam = found
+        scanned = [host.current_root] if host.current_root else []
+        job = Job(jobs.save_and_send, decoded, prediction, cam, self.ai.info, node, conn,
+                  scanned, name="pacs-send")
+        job.bind(cancel=job.is_cancelled, progress=job.signals.progress.emit)
+        job.signals.result.connect(lambda outcome: self._sent(node, outcome))
+        job.signals.error.connect(
+            lambda exc: host.report_error(f"Send AI Result to PACS: {exc}"
+                                          if isinstance(exc, PneumoViewError)
+                                          else f"Send AI Result to PACS failed: {exc!r}"))
+        host.report(f"Sending the AI result to {node.label}...")
+        host.runner.submit(job, lane="pacs")
+
+    def _sent(self, node: Any, outcome: Any) -> None:
+        host = self.host
+        assert host is not None
+        for what, reason in outcome.failed:
+            host.report_error(f"Send AI Result to PACS: {os.path.basename(what)}: {reason}")
+        if not outcome.failed:
+            host.report(f"AI result sent to {node.label}: {len(outcome.done)} objects")
 
     def shutdown(self) -> None:
         if self.dialog is not None:

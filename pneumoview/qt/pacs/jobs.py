@@ -12,6 +12,9 @@ from pneumoview.core.pacs.cache import study_folder
 from pneumoview.core.pacs.nodes import PacsNode
 from pneumoview.core.pacs.query import StudyMatch, StudyQuery
 
+#: Where Send AI Result to PACS keeps what it sends (private; kept for a resend).
+OUTBOX = "outbox"
+
 
 @dataclass
 class Retrieved:
@@ -48,3 +51,15 @@ def retrieve(node: PacsNode, study_uids: Sequence[str], conn: transfer.Connectio
             out.cancelled = True
             break
     return out
+
+
+def save_and_send(decoded: Any, prediction: Any, cam: Any, info: Any, node: PacsNode,
+                  conn: transfer.Connection, scanned: Sequence[str],
+                  cancel: Callable[[], bool], progress: Callable[[Any], None]) -> Any:
+    """The result on screen as an SR and a Secondary Capture in the private outbox
+    (``<cache>/outbox``), then sent to ``node``; the outcome of the send."""
+    from pneumoview.core.dicomout.export import write_prediction
+    from pneumoview.core.paths import cache_dir
+
+    paths = write_prediction(decoded, prediction, cam, info, cache_dir() / OUTBOX, scanned)
+    return transfer.send(node, paths, conn, cancel, lambda d, t: progress((d, t)))
