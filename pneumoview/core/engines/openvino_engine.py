@@ -40,8 +40,10 @@ def openvino_available() -> bool:
 
 
 def _core() -> Any:
+    from pneumoview.core.engines.ovimport import import_openvino
+
     try:
-        import openvino as ov
+        ov = import_openvino()
     except ImportError as exc:  # a broken install: the loader says so and may fall back
         raise EngineUnavailable(f"the openvino engine cannot be imported ({exc})") from exc
     return ov.Core()

@@ -18,6 +18,8 @@ from typing import Any
 
 import numpy as np
 
+from pneumoview.core.engines.ovimport import import_openvino
+
 BN_EPS = 1e-5
 LAYERS = ((1, 64, 1), (2, 128, 2), (3, 256, 2), (4, 512, 2))  # (index, channels, first stride)
 BLOCKS_PER_LAYER = 2
@@ -51,6 +53,7 @@ class _Builder:
     """Adds nodes for the network's parts; each method is one step of the ResNet."""
 
     def __init__(self, state: Mapping[str, np.ndarray]) -> None:
+        import_openvino()
         import openvino.opset15 as ops
 
         self.ops = ops
@@ -99,8 +102,7 @@ class _Builder:
 def build_resnet18(state: Mapping[str, np.ndarray]) -> Any:
     """An ``openvino.Model`` with input ``x`` (N, 1, H, W) float32 (contract step 5) and
     outputs ``logit`` (N,) and ``activations`` (N, 512, h, w)."""
-    import openvino as ov
-
+    ov = import_openvino()
     builder = _Builder(state)
     ops = builder.ops
     x = ops.parameter(ov.PartialShape([-1, 1, -1, -1]), ov.Type.f32, name="x")
