@@ -9,7 +9,10 @@ An explicit ``--engine openvino`` that cannot run is an error.
 
 from __future__ import annotations
 
+import glob
 import logging
+import os
+import sys
 from dataclasses import dataclass
 from os import PathLike
 from pathlib import Path
@@ -34,10 +37,19 @@ class LoadResult:
     fallback: str = ""  # why auto did not take the engine it would have preferred
 
 
+def no_gpu_possible() -> bool:
+    """True on Linux without NVIDIA or AMD (ROCm) GPU device nodes: torch could find no GPU
+    there, so ``auto`` need not import torch (seconds) just to learn that. Elsewhere (macOS's
+    MPS, Windows) only torch can tell."""
+    return (sys.platform.startswith("linux") and not glob.glob("/dev/nvidia[0-9]*")
+            and not os.path.exists("/dev/kfd"))
+
+
 def _device_type(device: str) -> str:
-    """'cpu' without importing torch when the preference says cpu; else torch's rule."""
+    """'cpu' without importing torch when the preference says cpu (or ``auto`` where no GPU
+    can exist); else torch's rule."""
     pref = str(device or "auto").strip().lower()
-    if pref == "cpu":
+    if pref == "cpu" or (pref == "auto" and no_gpu_possible()):
         return "cpu"
     from pneumoview.core.model import select_device
 
