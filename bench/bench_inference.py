@@ -7,7 +7,7 @@ decodes the file and shows it, the AI controller asks the inference thread, whic
 and maps it; the clock stops when the AI panel shows this file's probability, and when the CAM
 overlay holds this file's map. The model-only forward time of the same runs is shown beside it.
 
-    python bench/bench_inference.py [--model DIR] [--device cpu] [--n 20]
+    python bench/bench_inference.py [--model DIR] [--device cpu] [--engine E] [--n 20]
 
 Without a bundled model it uses a random model of the same architecture (timings are the same).
 Goals on this CPU: probability < 150 ms, CAM < 400 ms (medians).
@@ -87,6 +87,8 @@ def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--model", help="model folder (default: bundled, else a random model)")
     parser.add_argument("--device", default="auto")
+    parser.add_argument("--engine", default=None, help="auto (default), torch or openvino")
+    parser.add_argument("--precision", default=None, help="auto (default), bf16 or f32")
     parser.add_argument("--n", type=int, default=20)
     args = parser.parse_args(argv)
     os.environ.setdefault("QT_QPA_PLATFORM", "offscreen")
@@ -117,7 +119,9 @@ def main(argv: list[str] | None = None) -> int:
     folder.mkdir()
     files = make_files(folder, args.n + 1)  # the first is shown on opening: not timed
 
-    window = MainWindow(Settings(), ViewerOptions(model=model_dir, device=args.device))
+    window = MainWindow(Settings(), ViewerOptions(model=model_dir, device=args.device,
+                                                  engine=args.engine,
+                                                  precision=args.precision))
     window.resize(1400, 900)
     window.show()
     ai = window.ai

@@ -68,7 +68,9 @@ def test_selecting_fills_panel_and_tree(qtbot, window, folder) -> None:  # noqa:
     pred = window.ai.panel.prediction
     assert pred is not None and pred.path == shown.path and pred.scored
     assert window.ai.panel.percent.text() == f"{pred.probability * 100:.1f} %"
-    assert window.ai.status_label.text() == "AI: cpu | pneumoview-test-random 0.0-test"
+    assert window.ai.status_label.text() == (f"AI: {window.ai.worker.device} | "
+                                             "pneumoview-test-random 0.0-test")
+    assert window.ai.worker.device.endswith(" on cpu")
     item = window.tree.instance_item(shown.path)
     assert item.text(AI_COLUMN).startswith(f"{pred.probability * 100:.0f} %")
     study = item.parent().parent()

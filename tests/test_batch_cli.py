@@ -170,7 +170,7 @@ def test_disk_full_and_unwritable_output_are_clear_errors(folder: Path, model_di
 def test_headless_commands_do_not_import_qt_or_torch_early() -> None:
     code = ("import sys; from pneumoview.cli import build_parser; build_parser(); "
             "import pneumoview.core.batch, pneumoview.core.report, pneumoview.core.procpool; "
-            "bad = [m for m in sys.modules if m.startswith(('PySide6', 'torch'))]; "
+            "bad = [m for m in sys.modules if m.startswith(('PySide6', 'torch', 'openvino'))]; "
             "print(bad); sys.exit(1 if bad else 0)")
     res = subprocess.run([sys.executable, "-c", code], env=_env(), cwd=REPO,
                          capture_output=True, text=True, timeout=120)

@@ -20,6 +20,7 @@ from typing import Any, TextIO
 from pneumoview.commands import dicom_results
 from pneumoview.commands.argtypes import positive_seconds
 from pneumoview.commands.console import say
+from pneumoview.commands.engineargs import add_engine_arguments
 from pneumoview.core import defaults, runoptions
 from pneumoview.core.errors import PneumoViewError, ReportExistsError
 
@@ -38,6 +39,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
                         help="flag when probability >= T (default: the model's threshold)")
     parser.add_argument("--device", metavar="D",
                         help=f"{defaults.DEVICE} (default), cpu, cuda, cuda:N or mps")
+    add_engine_arguments(parser)
     parser.add_argument("--batch-size", type=int, metavar="N",
                         help=f"images per model batch (default {defaults.BATCH_SIZE})")
     parser.add_argument("--workers", type=int, metavar="N",
@@ -181,7 +183,8 @@ def summary_line(summary: Any) -> str:
         text += (f"; this run: {ran} files ({r.get('scored', 0)} scored, "
                  f"{summary.run_flagged} flagged, {r.get('error', 0)} errors{retried}), "
                  f"{summary.resumed} kept from the report")
-    return f"{text}; model {summary.model_label}; report {summary.output}"
+    engine = f" ({summary.engine})" if summary.engine else ""
+    return f"{text}; model {summary.model_label}{engine}; report {summary.output}"
 
 
 def run(args: argparse.Namespace) -> int:
@@ -202,6 +205,7 @@ def run(args: argparse.Namespace) -> int:
     chosen = runoptions.resolve(args)
     options = BatchOptions(
         root=args.folder, output=args.output, model_dir=chosen.model_dir, device=chosen.device,
+        engine=chosen.engine, precision=chosen.precision,
         threshold=args.threshold, batch_size=chosen.batch_size, workers=chosen.workers,
         resume=args.resume, overwrite=args.overwrite, shard=shard, timeout_s=chosen.timeout_s,
         max_image_mib=chosen.max_image_mib,

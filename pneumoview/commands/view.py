@@ -7,6 +7,8 @@ import os
 import sys
 from collections.abc import Callable, MutableMapping
 
+from pneumoview.commands.engineargs import add_engine_arguments
+
 #: what to install when Qt's xcb platform cannot load (Qt 6.5+ needs libxcb-cursor)
 XCB_PACKAGES = "libxcb-cursor0 (Debian/Ubuntu) or xcb-util-cursor (Fedora)"
 
@@ -18,6 +20,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
                         help="open PATH, wait for all pending work, save the window and exit")
     parser.add_argument("--model", metavar="DIR", help="model folder exported by training")
     parser.add_argument("--device", metavar="D", help="auto, cpu, cuda, cuda:N or mps")
+    add_engine_arguments(parser)
 
 
 def _can_load(soname: str) -> bool:

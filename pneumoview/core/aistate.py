@@ -15,6 +15,7 @@ study tree's AI column and File > Batch Flag Folder agree on three policies:
 
 from __future__ import annotations
 
+import dataclasses
 from collections import OrderedDict
 from collections.abc import Hashable, Iterator, MutableMapping
 from dataclasses import dataclass, field
@@ -39,15 +40,19 @@ class ModelChoice:
 
     model_dir: str | None = None
     device: str = "auto"
+    engine: str = "auto"  # auto, torch, openvino (pneumoview.core.engines)
+    precision: str = "auto"  # auto, bf16, f32
 
 
 def resolve_choice(cli_model: str | None, cli_device: str | None,
-                   settings: Any = None) -> ModelChoice:
+                   settings: Any = None, cli_engine: str | None = None,
+                   cli_precision: str | None = None) -> ModelChoice:
     """Command line, then the saved settings, then the bundled model on ``auto``
     (:func:`pneumoview.core.runoptions.resolve` is the one precedence rule)."""
-    chosen = runoptions.resolve({"model_dir": cli_model or None, "device": cli_device or None},
-                                settings)
-    return ModelChoice(chosen.model_dir, chosen.device)
+    chosen = runoptions.resolve({"model_dir": cli_model or None, "device": cli_device or None,
+                                 "engine": cli_engine or None,
+                                 "precision": cli_precision or None}, settings)
+    return ModelChoice(chosen.model_dir, chosen.device, chosen.engine, chosen.precision)
 
 
 def saved_threshold(saved: Any, model_id: str, default: float) -> float:
@@ -175,7 +180,7 @@ class AIState:
 
     def choose(self, model_dir: str | None) -> ModelChoice:
         """The user asked for ``model_dir`` (``None``: bundled); returns what to load."""
-        self._pending = ModelChoice(model_dir or None, self.choice.device)
+        self._pending = dataclasses.replace(self.choice, model_dir=model_dir or None)
         return self._pending
 
     def model_loaded(self, info: Any) -> bool:

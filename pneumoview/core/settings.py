@@ -51,6 +51,8 @@ class Settings:
     # overlay opacity in percent
     ai_thresholds: dict[str, Any] = field(default_factory=dict)
     ai_device: str = defaults.DEVICE
+    ai_engine: str = defaults.ENGINE  # auto, torch, openvino
+    ai_precision: str = defaults.PRECISION  # auto, bf16, f32
     ai_model_dir: str = ""
     cam_opacity: int = defaults.CAM_OPACITY_PERCENT
     # PACS: this node's calling AE title; the nodes the user keeps (dicom://AET@HOST:PORT,

@@ -84,6 +84,8 @@ class ViewerOptions:
     model: str | None = None
     device: str | None = None
     screenshot_mode: bool = False
+    engine: str | None = None  # --engine / --precision (None: the settings, then auto)
+    precision: str | None = None
 
 
 def _decode_task(decoder: IsolatedDecoder, path: str, frame: int, max_bytes: int,
@@ -193,7 +195,8 @@ class MainWindow(QMainWindow):
         from pneumoview.qt.ai.controller import AIController
 
         self.ai_state = AIState(self.settings, resolve_choice(
-            self.options.model, self.options.device, self.settings))
+            self.options.model, self.options.device, self.settings, self.options.engine,
+            self.options.precision))
         self.ai = AIController(self.settings, parent=self, state=self.ai_state)
         self.ai.attach(self)
         # File > Batch Flag Folder..., the Batch dock, Go > Next Flagged (N)

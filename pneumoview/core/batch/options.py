@@ -18,6 +18,8 @@ class BatchOptions:
     output: str | PathLike[str] | None = None
     model_dir: str | PathLike[str] | None = None
     device: str = defaults.DEVICE
+    engine: str = defaults.ENGINE
+    precision: str = defaults.PRECISION
     threshold: float | None = None
     batch_size: int = defaults.BATCH_SIZE
     workers: int | None = None
@@ -76,3 +78,4 @@ class BatchSummary:
     run_flagged: int = 0
     retried: int = 0  # error rows of the resumed report scored again
     unlisted_folders: int = 0  # folders that could not be listed (each an error row)
+    engine: str = ""  # the engine and precision that ran: "openvino f32 on cpu"

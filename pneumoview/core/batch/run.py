@@ -177,7 +177,9 @@ class BatchRun:
         if self.engine is None:
             from pneumoview.core.inference import Engine
 
-            self.engine = Engine(self.options.model_dir, self.options.device, with_cam=False)
+            self.engine = Engine(self.options.model_dir, self.options.device, with_cam=False,
+                                 engine=self.options.engine,
+                                 precision=self.options.precision)
         engine = self.engine
         self.info = engine.info if engine.loaded else engine.load()
         assert self.info is not None
@@ -239,6 +241,7 @@ class BatchRun:
             "report_format": rep.REPORT_FORMAT, "model_label": info.label,
             "model_name": info.name, "model_version": info.version,
             "threshold": self.threshold, "pneumoview_version": _version(),
+            "engine": self.engine.engine_name, "precision": self.engine.precision,
         }
         kept_rows = [kept[r] for _, r in self.files if r in kept]
         if self.output is not None:
@@ -441,7 +444,8 @@ class BatchRun:
     def _summary(self, **kw: Any) -> BatchSummary:
         return BatchSummary(root=self.root, elapsed_s=time.monotonic() - self.t_start,
                             model_label=self.info.label, model_sha256=self.info.weights_sha256,
-                            threshold=self.threshold, **kw)
+                            threshold=self.threshold,
+                            engine=self.engine.engine_text if self.engine else "", **kw)
 
     def _memory_limit_bytes(self) -> int | None:
         mib = self.options.memory_limit_mb

@@ -56,7 +56,8 @@ class AIController(QObject):
         self.overlay = CamOverlay(getattr(settings, "cam_opacity", 60) / 100.0)
         self.panel.opacity.setValue(int(round(self.overlay.opacity * 100)))
         choice = self.state.choice
-        self.worker = InferenceWorker(choice.model_dir, choice.device, self)
+        self.worker = InferenceWorker(choice.model_dir, choice.device, self,
+                                      engine=choice.engine, precision=choice.precision)
         self.error = ""
         self.current: tuple[str, int] | None = None
         self.current_decoded: Any = None

@@ -202,7 +202,7 @@ class AIPanel(QWidget):
         self.device_label = QLabel("-")
         self.time_label = QLabel("-")
         facts.addRow("Model:", self.model_label)
-        facts.addRow("Device:", self.device_label)
+        facts.addRow("Engine:", self.device_label)  # engine, precision and device
         facts.addRow("Inference:", self.time_label)
         layout.addLayout(facts)
         layout.addStretch(1)

@@ -47,11 +47,13 @@ def gui_batch(folder: str, *, model_dir: str | None, device: str,
               cancel: Callable[[], bool],
               workers: int | None = None, batch_size: int = defaults.BATCH_SIZE,
               out_dir: str | os.PathLike[str] | None = None,
-              max_image_mib: int = defaults.MAX_IMAGE_MIB) -> BatchSummary:
+              max_image_mib: int = defaults.MAX_IMAGE_MIB, engine_name: str = defaults.ENGINE,
+              precision: str = defaults.PRECISION) -> BatchSummary:
     """Flag ``folder`` with the viewer's model choice, per-model threshold and size guard."""
     from pneumoview.core.inference import Engine
 
-    engine = Engine(model_dir, device or defaults.DEVICE, with_cam=False)
+    engine = Engine(model_dir, device or defaults.DEVICE, with_cam=False, engine=engine_name,
+                    precision=precision)
     info = engine.load()
     threshold = saved_threshold(thresholds or {}, info.model_id, float(info.threshold))
     target_dir = prepare_reports_dir(out_dir)
