@@ -28,12 +28,13 @@ from dataclasses import dataclass
 import numpy as np
 import pyqtgraph as pg
 from PySide6.QtCore import QEvent, QObject, QPointF, QRectF, Qt, Signal
-from PySide6.QtGui import QFont, QHelpEvent, QPainter
+from PySide6.QtGui import QFont, QHelpEvent, QPainter, QTransform
 from PySide6.QtWidgets import QLabel, QToolTip, QVBoxLayout, QWidget
 
 from pneumoview.core import colour, overlays, windowing
 from pneumoview.core.dicomio import DecodedImage
 from pneumoview.core.paths import display_path
+from pneumoview.core.reading.orientation import ViewTransform
 from pneumoview.core.windowing import Window
 from pneumoview.qt.plaintext import make_plain
 
@@ -153,12 +154,14 @@ class DisplayImageItem(pg.ImageItem):
         return max(1, int(px)), max(1, int(py))
 
     def _visible(self) -> QRectF | None:
-        """The part of the image in view (item coordinates = image pixels), or None."""
+        """The part of the image in view (item coordinates = image pixels, also when the image
+        is rotated or flipped), or None."""
         vb = self.getViewBox()
         if not isinstance(vb, pg.ViewBox) or self.image is None:
             return None
         h, w = self.image.shape[:2]
-        return vb.viewRect().intersected(QRectF(0, 0, w, h))
+        shown = self.mapRectFromView(vb.viewRect())
+        return shown.intersected(QRectF(0, 0, w, h)) if shown is not None else None
 
     def viewTransformChanged(self) -> None:  # noqa: N802 - pyqtgraph's name
         if self.image is None:
@@ -254,6 +257,7 @@ class ImageView(QWidget):
     """Shows one :class:`DecodedImage` with a window, zoom/pan, inversion and corner text."""
 
     windowChanged = Signal(object)  # Window
+    viewTransformChanged = Signal(object)  # ViewTransform
     invertChanged = Signal(bool)
     zoomChanged = Signal(float)
 
@@ -263,13 +267,18 @@ class ImageView(QWidget):
         self.graphics.setAntialiasing(False)
         self.view_box = WindowViewBox()
         self.graphics.setCentralItem(self.view_box)
+        # everything on the image's pixel grid lives in one group: rotating or flipping the
+        # view is that group's transform (see set_view_transform)
+        self.image_space = pg.ItemGroup()
+        self.view_box.addItem(self.image_space, ignoreBounds=True)
+        self.view_transform = ViewTransform()
         self.image_item = DisplayImageItem(axisOrder="row-major", autoDownsample=True)
         self.image_item.setZValue(0)
-        self.view_box.addItem(self.image_item)
+        self.image_item.setParentItem(self.image_space)
         # the file's overlay planes (60xx), above the AI heat map (z 10)
         self.overlay_item = pg.ImageItem(axisOrder="row-major")
         self.overlay_item.setZValue(OVERLAY_Z)
-        self.view_box.addItem(self.overlay_item, ignoreBounds=True)
+        self.overlay_item.setParentItem(self.image_space)
         self.show_graphics_overlays = True  # scanner annotations: shown unless turned off
         self.show_roi_overlays = False  # region-of-interest planes: on request
         layout = QVBoxLayout(self)
@@ -302,12 +311,30 @@ class ImageView(QWidget):
 
     # -- public API --------------------------------------------------------------------------
     def add_layer(self, item: pg.GraphicsObject, z: float = 10.0) -> None:
-        """Stack ``item`` (e.g. an ImageItem of the same H x W) above the image, same transform."""
+        """Stack ``item`` (e.g. an ImageItem of the same H x W) above the image, same transform
+        (it follows zoom, pan, rotation and flips)."""
         item.setZValue(z)
-        self.view_box.addItem(item, ignoreBounds=True)
+        item.setParentItem(self.image_space)
 
     def remove_layer(self, item: pg.GraphicsObject) -> None:
-        self.view_box.removeItem(item)
+        if item.parentItem() is self.image_space:
+            item.setParentItem(None)
+            scene = item.scene()
+            if scene is not None:
+                scene.removeItem(item)
+
+    def set_view_transform(self, transform: ViewTransform) -> None:
+        """Rotate/flip the image and everything on its grid (fitted to the new shape)."""
+        self.view_transform = transform
+        self._apply_view_transform()
+        self.fit()
+        self.viewTransformChanged.emit(transform)
+
+    def _apply_view_transform(self) -> None:
+        shape = self.decoded.shape if self.decoded is not None else (1, 1)
+        (a, b), (c, d) = self.view_transform.matrix().tolist()
+        dx, dy = self.view_transform.to_display((0.0, 0.0), shape)
+        self.image_space.setTransform(QTransform(a, c, b, d, dx, dy))
 
     def clear(self, message: str = "") -> None:
         """Remove the image (e.g. after an error) and optionally show ``message`` instead."""
@@ -346,6 +373,8 @@ class ImageView(QWidget):
         self._grey_data = prepared.grey_data
         self.presets = list(prepared.presets)
         self.window = None if decoded.is_colour else (window or prepared.default)
+        if old_shape != decoded.shape:
+            self._apply_view_transform()
         self._render()
         self._render_overlays()
         if fit or (fit is None and old_shape != decoded.shape):
@@ -389,8 +418,12 @@ class ImageView(QWidget):
         self.set_invert(not self.user_invert)
 
     def reset(self) -> None:
-        """Back to the file's default window, no user inversion, fitted."""
+        """Back to the file's default window, no user inversion, no rotation or flip, fitted."""
         self.user_invert = False
+        if not self.view_transform.is_identity:
+            self.view_transform = ViewTransform()
+            self._apply_view_transform()
+            self.viewTransformChanged.emit(self.view_transform)
         if self.prepared is not None:
             self.set_image(self.prepared, None, fit=True)
         self.invertChanged.emit(False)
@@ -417,7 +450,7 @@ class ImageView(QWidget):
     def fit(self) -> None:
         if self.decoded is None:
             return
-        h, w = self.decoded.shape
+        h, w = self.view_transform.display_shape(self.decoded.shape)
         self.view_box.setRange(QRectF(0, 0, w, h), padding=0)
 
     def zoom(self) -> float:
@@ -436,7 +469,7 @@ class ImageView(QWidget):
         """Where the image lies in this widget's pixels (for tests and screenshots)."""
         if self.decoded is None:
             return QRectF()
-        h, w = self.decoded.shape
+        h, w = self.view_transform.display_shape(self.decoded.shape)
         rect = self.view_box.mapViewToScene(QRectF(0, 0, w, h)).boundingRect()
         top_left = self.graphics.mapFromScene(rect.topLeft())
         bottom_right = self.graphics.mapFromScene(rect.bottomRight())
