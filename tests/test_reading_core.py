@@ -264,3 +264,16 @@ def test_export_layout_is_the_images_own_grid() -> None:
         scale_for((10, 10), 0)
     with pytest.raises(ValueError):
         export_layout((20000, 20000))
+
+
+def test_composite_blends_layers_on_the_image_grid() -> None:
+    from pneumoview.core.reading.composite import blend, nearest_resize, to_rgb
+
+    base = to_rgb(np.full((4, 6), 100, np.uint8))
+    assert base.shape == (4, 6, 3)
+    layer = np.zeros((2, 3, 4), np.uint8)
+    layer[0, 0] = (255, 0, 0, 255)  # covers the top-left 2x2 pixels once resampled
+    out = blend(base, layer, opacity=0.5)
+    assert out[0, 0].tolist() == [178, 50, 50] and out[1, 1].tolist() == [178, 50, 50]
+    assert out[2, 2].tolist() == [100, 100, 100]
+    assert nearest_resize(np.arange(4).reshape(2, 2), (4, 4))[3].tolist() == [2, 2, 3, 3]
