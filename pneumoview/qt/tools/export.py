@@ -21,11 +21,11 @@ from PySide6.QtGui import QColor, QFont, QFontMetrics, QImage, QLinearGradient, 
 from pneumoview.core import colour, windowing
 from pneumoview.core.reading.annotations import Kind
 from pneumoview.core.reading.composite import blend, to_rgb
-from pneumoview.core.reading.exportlayout import ExportLayout, export_layout
+from pneumoview.core.reading.exportlayout import ExportLayout, export_layout, scale_for
+from pneumoview.qt.export_image import NOT_FOR_DIAGNOSTIC_USE
 from pneumoview.qt.tools.items import COLOUR, AnnotationItem
 
 NOTICE_COLOUR = QColor(255, 200, 60)
-NOTICE = "NOT FOR DIAGNOSTIC USE"
 
 
 def base_image(view) -> np.ndarray:  # noqa: ANN001 - a RadiographView
@@ -76,8 +76,6 @@ def _qimage(rgb: np.ndarray) -> QImage:
 def render_full(view, lines: list[str], long_side: int | None = None,  # noqa: ANN001
                 patient_lines: list[str] | None = None) -> QImage:
     """The export picture: image (+ layers, annotations), colour bar, caption strip."""
-    from pneumoview.core.reading.exportlayout import scale_for
-
     rgb, bar_item = composed(view)
     caption = [*(patient_lines or []), *lines]
     shape = rgb.shape[:2]
@@ -197,6 +195,6 @@ def _draw_caption(p: QPainter, layout: ExportLayout, lines: list[str],
     c = layout.caption
     line_h = metrics.height()
     for i, text in enumerate(lines):
-        p.setPen(NOTICE_COLOUR if text == NOTICE else QColor(235, 235, 235))
+        p.setPen(NOTICE_COLOUR if text == NOT_FOR_DIAGNOSTIC_USE else QColor(235, 235, 235))
         p.drawText(QRect(c.x + 8, c.y + 8 + i * line_h, c.width - 16, line_h),
                    int(Qt.AlignmentFlag.AlignLeft | Qt.AlignmentFlag.AlignVCenter), text)
