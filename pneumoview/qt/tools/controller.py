@@ -1,0 +1,197 @@
+"""The reading tools in the window: Tools menu, Measurements dock, per-image persistence.
+
+Attached to the window through the host protocol (:mod:`pneumoview.qt.host`): the actions go
+into the Tools menu slot (their shortcuts window-wide), the Measurements panel is a dock beside
+Details. For each image shown, its saved annotations are loaded from the private store
+(:class:`~pneumoview.core.reading.store.AnnotationStore`, keyed by SOP Instance UID, else the
+file's digest, which is computed in the background) and every edit is saved there at once, in
+order, off the GUI thread. A damaged store file is reported and left alone: that image's edits
+are then not saved, rather than overwriting what the reader may still want back.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from PySide6.QtCore import QObject
+from PySide6.QtGui import QAction, QActionGroup, QKeySequence
+from PySide6.QtWidgets import QInputDialog
+
+from pneumoview.core.dicomio import DecodedImage
+from pneumoview.core.errors import PneumoViewError
+from pneumoview.core.reading.annotations import Annotation, Kind
+from pneumoview.core.reading.orientation import ViewTransform
+from pneumoview.core.reading.store import AnnotationStore, image_key
+from pneumoview.qt.host import DETAILS_DOCK, DockArea, MenuSlot
+from pneumoview.qt.tools.layer import AnnotationLayer
+from pneumoview.qt.tools.markers import OrientationMarkers
+from pneumoview.qt.tools.panel import MeasurementsPanel
+from pneumoview.qt.workers import Job
+
+LANE = "annotations"
+DOCK = "dock-measurements"
+
+#: (kind or None for the pointer, menu text, shortcut, status tip)
+MODES: tuple[tuple[Kind | None, str, str, str], ...] = (
+    (None, "&Pointer (Pan)", "Esc", "Left-drag pans; click a measurement to select it"),
+    (Kind.DISTANCE, "&Distance", "L", "Drag from one point to the other"),
+    (Kind.ANGLE, "&Angle", "A", "Drag the first arm to the vertex, then click the other end"),
+    (Kind.RECTANGLE, "&Rectangle ROI", "Shift+R", "Drag a rectangle: mean, SD, min, max, area"),
+    (Kind.ELLIPSE, "&Ellipse ROI", "E", "Drag an ellipse: mean, SD, min, max, area"),
+    (Kind.ARROW, "A&rrow", "Shift+A", "Drag from the tail to the tip"),
+    (Kind.TEXT, "&Text", "T", "Click where the text goes"),
+)
+
+
+def _load(store: AnnotationStore, decoded: DecodedImage) -> tuple[str, list[Annotation]]:
+    key = image_key(decoded.header, decoded.path)
+    return key, store.load(key)
+
+
+class ReadingTools(QObject):
+    """Measurements, annotations, rotation and flips on the window's image view."""
+
+    def __init__(self, parent: QObject | None = None,
+                 store: AnnotationStore | None = None) -> None:
+        super().__init__(parent)
+        self.store = store or AnnotationStore()
+        self.host: Any = None
+        self.path: str | None = None  # the image the layer holds
+        self.key: str | None = None  # its store key, once known
+        self.unsaved_keys: set[str] = set()  # damaged store files: never overwritten
+        self._load_job: Job | None = None
+
+    # -- wiring ----------------------------------------------------------------------------------
+    def attach(self, host: Any) -> None:
+        self.host = host
+        view = host.view
+        self.view = view
+        self.layer = AnnotationLayer(view, ask_text=self.ask_text)
+        self.markers = OrientationMarkers(view)
+        self.panel = MeasurementsPanel(self.layer)
+        self.dock = host.add_dock(DOCK, "Measurements", self.panel, DockArea.RIGHT,
+                                  tab_with=DETAILS_DOCK)
+        self._build_actions()
+        host.imageShown.connect(self.on_image_shown)
+        host.imageFailed.connect(lambda _path, _msg: self._forget_image())
+        self.layer.changed.connect(self._save)
+        self.layer.modeChanged.connect(self._sync_mode)
+
+    def _action(self, text: str, slot: Any, shortcut: str | None = None,
+                tip: str = "", checkable: bool = False) -> QAction:
+        action = QAction(text, self.host)
+        if shortcut:
+            action.setShortcut(QKeySequence(shortcut))
+        action.setStatusTip(tip)
+        action.setToolTip(tip)
+        action.setCheckable(checkable)
+        action.triggered.connect(slot)
+        self.host.add_menu_action(MenuSlot.TOOLS, action)
+        return action
+
+    def _separator(self) -> None:
+        sep = QAction(self.host)
+        sep.setSeparator(True)
+        self.host.add_menu_action(MenuSlot.TOOLS, sep)
+
+    def _build_actions(self) -> None:
+        self.mode_group = QActionGroup(self)
+        self.mode_actions: dict[Kind | None, QAction] = {}
+        for kind, text, key, tip in MODES:
+            act = self._action(text, lambda _=False, k=kind: self.layer.set_mode(k), key, tip,
+                               checkable=True)
+            self.mode_group.addAction(act)
+            self.mode_actions[kind] = act
+        self.mode_actions[None].setChecked(True)
+        self.act_delete = self._action("Delete &Measurement", self.layer.delete_selected,
+                                       "Delete", "Remove the selected measurement or annotation")
+        self._separator()
+        view = self.view
+        self.act_rotate_right = self._action(
+            "Rotate Ri&ght", lambda: view.set_view_transform(view.view_transform.rotated()),
+            "]", "Rotate the image 90 degrees clockwise")
+        self.act_rotate_left = self._action(
+            "Rotate &Left", lambda: view.set_view_transform(
+                view.view_transform.rotated(clockwise=False)),
+            "[", "Rotate the image 90 degrees anticlockwise")
+        self.act_flip_h = self._action(
+            "Flip &Horizontally", lambda: view.set_view_transform(
+                view.view_transform.flipped_horizontally()), "H", "Mirror left and right")
+        self.act_flip_v = self._action(
+            "Flip &Vertically", lambda: view.set_view_transform(
+                view.view_transform.flipped_vertically()), "V", "Mirror top and bottom")
+        self.act_markers = self._action(
+            "Orientation &Markers", self.markers.set_enabled, "M",
+            "Show the patient directions (from the file's orientation) on the edges",
+            checkable=True)
+        self.act_markers.setChecked(True)
+
+    def actions(self) -> list[QAction]:
+        return [*self.mode_actions.values(), self.act_delete, self.act_rotate_right,
+                self.act_rotate_left, self.act_flip_h, self.act_flip_v, self.act_markers]
+
+    def _sync_mode(self, kind: object) -> None:
+        act = self.mode_actions.get(kind if isinstance(kind, Kind) else None)
+        if act is not None and not act.isChecked():
+            act.setChecked(True)
+
+    def ask_text(self) -> str | None:
+        text, ok = QInputDialog.getText(self.host, "Text annotation", "Text:")
+        return text if ok else None
+
+    # -- images ----------------------------------------------------------------------------------
+    def on_image_shown(self, decoded: DecodedImage) -> None:
+        """Another frame of the same image keeps the list; another image loads its own."""
+        self.markers.set_image(decoded)
+        if decoded.path == self.path:
+            self.layer.show_image(decoded)
+            self.panel.refresh()
+            return
+        self.path, self.key = decoded.path, None
+        if not self.view.view_transform.is_identity:
+            self.view.set_view_transform(ViewTransform())
+        self.layer.show_image(decoded, [])
+        self.panel.refresh()
+        if self._load_job is not None:
+            self._load_job.cancel()
+        job = Job(_load, self.store, decoded, name="load annotations", tag=decoded.path)
+        job.signals.result.connect(lambda result, j=job: self._on_loaded(j, result))
+        job.signals.error.connect(lambda exc, j=job: self._on_load_failed(j, exc))
+        self._load_job = job
+        self.host.runner.submit(job, lane=LANE)
+
+    def _forget_image(self) -> None:
+        self.path, self.key = None, None
+        self.layer.show_image(None, [])
+        self.markers.set_image(None)
+        self.panel.refresh()
+
+    def _on_loaded(self, job: Job, result: tuple[str, list[Annotation]]) -> None:
+        if job.tag != self.path:
+            return
+        key, saved = result
+        self.key = key
+        drawn = self.layer.annotations  # drawn while the file was being read
+        known = {a.id for a in saved}
+        self.layer.show_image(self.layer.decoded, saved + [a for a in drawn if a.id not in known])
+        self.panel.refresh()
+        if drawn:
+            self._save()
+
+    def _on_load_failed(self, job: Job, exc: object) -> None:
+        if job.tag != self.path:
+            return
+        if isinstance(exc, PneumoViewError) and exc.path is not None:
+            self.key = f"unsaved:{exc.path}"
+            self.unsaved_keys.add(self.key)
+        self.host.report_error(f"Annotations not loaded: {exc}; new ones on this image will "
+                               "not be saved")
+
+    def _save(self) -> None:
+        key = self.key
+        if key is None or key in self.unsaved_keys:
+            return  # not known yet (saved once loaded), or its file is damaged
+        job = Job(self.store.save, key, list(self.layer.annotations), name="save annotations")
+        job.signals.error.connect(lambda exc: self.host.report_error(
+            f"Annotations not saved: {exc}"))
+        self.host.runner.submit(job, lane=LANE)
