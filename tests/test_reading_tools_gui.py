@@ -26,6 +26,8 @@ class FakeHost(QMainWindow):
 
     imageShown = Signal(object)
     imageFailed = Signal(str, str)
+    instancesAdded = Signal(object)
+    folderOpened = Signal(str)
 
     def __init__(self) -> None:
         super().__init__()
@@ -33,7 +35,12 @@ class FakeHost(QMainWindow):
         self.setCentralWidget(self.view)
         self.runner = WorkRunner(self)
         self.errors: list[str] = []
+        self.messages: list[str] = []
+        self.current_root: str | None = None
         self.resize(700, 700)
+
+    def report(self, message: str) -> None:
+        self.messages.append(message)
 
     def add_menu_action(self, _slot, action) -> None:  # noqa: ANN001
         self.addAction(action)
@@ -218,3 +225,43 @@ def test_export_is_full_resolution_with_annotations(qtbot, host, image_file, tmp
     host.tools.act_rotate_right.trigger()
     rotated = QImage(str(export_view(host.view, tmp_path / "r.png", ["c"], long_side=100)))
     assert rotated.width() < rotated.height() or rotated.width() == 100
+
+
+def test_presentation_state_saved_then_offered_and_applied(qtbot, host, image_file, tmp_path,
+                                                           tmp_path_factory) -> None:
+    from types import SimpleNamespace
+
+    from pneumoview.core.reading.gsps import GSPS_SOP_CLASS
+
+    host.current_root = str(image_file.parent)
+    host.show_file(image_file)
+    _idle(qtbot, host)
+    tools = host.tools
+    tools.layer.add(Annotation(Kind.DISTANCE, ((10.0, 10.0), (10.0, 60.0))))
+    host.view.set_levels(1500, 800)
+    tools.act_rotate_right.trigger()
+    assert tools.save_state(str(image_file.parent / "pr.dcm")) is None  # the scanned folder
+    assert "does not write into the folder" in host.errors[-1]
+    out = tmp_path_factory.mktemp("elsewhere") / "pr.dcm"
+    tools.save_state(str(out))
+    _idle(qtbot, host)
+    assert out.is_file(), host.errors
+    # another session, another store: the state is found while indexing and offered
+    other = FakeHost()
+    qtbot.addWidget(other)
+    other.tools = ReadingTools(other, AnnotationStore(tmp_path / "store2"))
+    other.tools.attach(other)
+    other.instancesAdded.emit([SimpleNamespace(path=str(out), sop_class_uid=GSPS_SOP_CLASS)])
+    _idle(qtbot, other)
+    other.show_file(image_file)
+    _idle(qtbot, other)
+    assert other.tools.act_apply_state.isEnabled()
+    assert any("presentation state" in m for m in other.messages)
+    assert other.tools.apply_found_state()
+    assert (other.view.window.center, other.view.window.width) == (1500, 800)
+    assert other.view.view_transform.quarter_turns == 1
+    [a] = other.tools.layer.annotations
+    assert a.kind is Kind.DISTANCE and a.points == ((10.0, 10.0), (10.0, 60.0))
+    other.tools.apply_found_state()
+    assert len(other.tools.layer.annotations) == 1  # applied once
+    other.runner.shutdown()

@@ -95,6 +95,25 @@ def _text(value: str, anchor: tuple[float, float], visible: bool) -> hd.pr.TextO
                             anchor_point_visible=visible)
 
 
+#: Type 2 attributes of the patient and study modules the state copies from its image; an
+#: image that lacks one (they may be absent from older or anonymised files) gets it empty.
+_COPIED_TYPE2 = ("PatientName", "PatientID", "PatientBirthDate", "PatientSex", "StudyDate",
+                 "StudyTime", "ReferringPhysicianName", "StudyID", "AccessionNumber")
+_REQUIRED = ("SOPClassUID", "SOPInstanceUID", "StudyInstanceUID", "SeriesInstanceUID")
+
+
+def _completed(source: Dataset) -> Dataset:
+    missing = [k for k in _REQUIRED if not header_text(source, k)]
+    if missing:
+        raise ValueError(f"the image lacks {', '.join(missing)}: a presentation state cannot "
+                         "reference it")
+    ds = source.copy()
+    for keyword in _COPIED_TYPE2:
+        if keyword not in ds:
+            setattr(ds, keyword, "")
+    return ds
+
+
 def build_presentation_state(source: Dataset, annotations: Sequence[Annotation],
                              labels: dict[str, list[str]] | None = None,
                              window: Window | None = None, invert: bool = False,
@@ -103,7 +122,8 @@ def build_presentation_state(source: Dataset, annotations: Sequence[Annotation],
     """A GSPS referencing ``source`` (a header with its SOP Instance UID and study/patient
     attributes) carrying ``annotations`` with their measured ``labels`` (by annotation id),
     ``window`` (linear or sigmoid levels; a VOI LUT is left to the image), the inversion and
-    the rotation/flip."""
+    the rotation/flip. ValueError when the image cannot be referenced."""
+    source = _completed(source)
     layer = hd.pr.GraphicLayer(LAYER, order=1, description="PneumoView graphics and text")
     values_layer = hd.pr.GraphicLayer(VALUES_LAYER, order=2,
                                       description="Values measured by PneumoView")

@@ -11,13 +11,14 @@ are then not saved, rather than overwriting what the reader may still want back.
 
 from __future__ import annotations
 
+import os
 from typing import Any
 
 from PySide6.QtCore import QObject
 from PySide6.QtGui import QAction, QActionGroup, QKeySequence
-from PySide6.QtWidgets import QInputDialog
+from PySide6.QtWidgets import QFileDialog, QInputDialog
 
-from pneumoview.core.dicomio import DecodedImage
+from pneumoview.core.dicomio import DecodedImage, header_text
 from pneumoview.core.errors import PneumoViewError
 from pneumoview.core.reading.annotations import Annotation, Kind
 from pneumoview.core.reading.orientation import ViewTransform
@@ -26,6 +27,7 @@ from pneumoview.qt.host import DETAILS_DOCK, DockArea, MenuSlot
 from pneumoview.qt.tools.layer import AnnotationLayer
 from pneumoview.qt.tools.markers import OrientationMarkers
 from pneumoview.qt.tools.panel import MeasurementsPanel
+from pneumoview.qt.tools.presentation import PresentationStates, inside, save_state
 from pneumoview.qt.workers import Job
 
 LANE = "annotations"
@@ -76,6 +78,13 @@ class ReadingTools(QObject):
         host.imageFailed.connect(lambda _path, _msg: self._forget_image())
         self.layer.changed.connect(self._save)
         self.layer.modeChanged.connect(self._sync_mode)
+        self.states = PresentationStates(host, self)
+        self.states.found.connect(self._on_state_found)
+        for name, slot in (("instancesAdded", self.states.on_instances),
+                           ("folderOpened", lambda _root: self.states.clear())):
+            signal = getattr(host, name, None)  # a window that indexes folders has them
+            if signal is not None:
+                signal.connect(slot)
 
     def _action(self, text: str, slot: Any, shortcut: str | None = None,
                 tip: str = "", checkable: bool = False) -> QAction:
@@ -125,10 +134,20 @@ class ReadingTools(QObject):
             "Show the patient directions (from the file's orientation) on the edges",
             checkable=True)
         self.act_markers.setChecked(True)
+        self._separator()
+        self.act_save_state = self._action(
+            "&Save Presentation State...", self.ask_save_state, "Ctrl+Shift+S",
+            "Save the window, rotation and measurements as a DICOM presentation state that "
+            "other viewers show")
+        self.act_apply_state = self._action(
+            "Apply &Presentation State", self.apply_found_state, None,
+            "Apply the window and graphics of a presentation state found in the folder")
+        self.act_apply_state.setEnabled(False)
 
     def actions(self) -> list[QAction]:
         return [*self.mode_actions.values(), self.act_delete, self.act_rotate_right,
-                self.act_rotate_left, self.act_flip_h, self.act_flip_v, self.act_markers]
+                self.act_rotate_left, self.act_flip_h, self.act_flip_v, self.act_markers,
+                self.act_save_state, self.act_apply_state]
 
     def _sync_mode(self, kind: object) -> None:
         act = self.mode_actions.get(kind if isinstance(kind, Kind) else None)
@@ -143,6 +162,7 @@ class ReadingTools(QObject):
     def on_image_shown(self, decoded: DecodedImage) -> None:
         """Another frame of the same image keeps the list; another image loads its own."""
         self.markers.set_image(decoded)
+        self._offer_state(decoded)
         if decoded.path == self.path:
             self.layer.show_image(decoded)
             self.panel.refresh()
@@ -195,3 +215,76 @@ class ReadingTools(QObject):
         job.signals.error.connect(lambda exc: self.host.report_error(
             f"Annotations not saved: {exc}"))
         self.host.runner.submit(job, lane=LANE)
+
+    # -- presentation states ---------------------------------------------------------------------
+    def _uid(self) -> str:
+        d = self.layer.decoded
+        return header_text(d.header, "SOPInstanceUID") if d is not None else ""
+
+    def _offer_state(self, decoded: DecodedImage) -> None:
+        found = self.states.for_image(header_text(decoded.header, "SOPInstanceUID"))
+        self.act_apply_state.setEnabled(bool(found))
+        if found and decoded.path != self.path:
+            label = found[-1][1].label or "unnamed"
+            self.host.report(f"A presentation state ({label}) refers to this image: "
+                             "Tools > Apply Presentation State shows it")
+
+    def _on_state_found(self, uid: str) -> None:
+        if uid and uid == self._uid() and self.layer.decoded is not None:
+            self._offer_state(self.layer.decoded)
+
+    def apply_found_state(self) -> bool:
+        """Apply the latest state found for the image: its window, inversion, rotation/flip,
+        and its graphics added to the image's annotations (once per state)."""
+        decoded = self.layer.decoded
+        found = self.states.for_image(self._uid())
+        if decoded is None or not found:
+            return False
+        path, state = found[-1]
+        if state.window is not None and not decoded.is_colour:
+            self.view.set_levels(*state.window)
+        if state.invert is not None:
+            self.view.set_invert(state.invert != decoded.invert)
+        self.view.set_view_transform(state.transform)
+        have = {(a.kind, a.points, a.frame, a.text) for a in self.layer.annotations}
+        new = [a for a in state.annotations.get(self._uid(), [])
+               if (a.kind, a.points, a.frame, a.text) not in have]
+        for a in new:
+            self.layer.add(a)
+        skipped = f"; {state.skipped} graphic(s) of other forms not shown" if state.skipped else ""
+        self.host.report(f"Applied presentation state {path}: {len(new)} graphic(s){skipped}")
+        return True
+
+    def ask_save_state(self) -> None:
+        decoded = self.layer.decoded
+        if decoded is None:
+            return
+        stem = os.path.splitext(os.path.basename(decoded.path))[0] or "image"
+        path, _ = QFileDialog.getSaveFileName(self.host, "Save Presentation State",
+                                              os.path.join(os.path.expanduser("~"),
+                                                           f"{stem}_pr.dcm"),
+                                              "DICOM presentation state (*.dcm)")
+        if path:
+            self.save_state(path)
+
+    def save_state(self, path: str) -> Job | None:
+        """Write the presentation state in the background; a path in the scanned folder is
+        refused (PneumoView never writes there)."""
+        decoded = self.layer.decoded
+        if decoded is None:
+            return None
+        if inside(path, getattr(self.host, "current_root", None)):
+            self.host.report_error(f"{path}: not saved: PneumoView does not write into the "
+                                   "folder it is reading; choose another folder")
+            return None
+        annotations = list(self.layer.annotations)
+        labels = {a.id: self.layer.lines(a) for a in annotations
+                  if a.frame == decoded.frame and a.kind.is_measurement}
+        window = self.view.window
+        job = Job(save_state, path, decoded, annotations, labels, window,
+                  bool(self.view.effective_invert), self.view.view_transform,
+                  name="save presentation state")
+        job.signals.result.connect(lambda out: self.host.report(f"Saved presentation state {out}"))
+        job.signals.error.connect(lambda exc: self.host.report_error(str(exc)))
+        self.host.runner.submit(job, lane=LANE)
+        return job
