@@ -265,3 +265,25 @@ def test_presentation_state_saved_then_offered_and_applied(qtbot, host, image_fi
     other.tools.apply_found_state()
     assert len(other.tools.layer.annotations) == 1  # applied once
     other.runner.shutdown()
+
+
+def test_magnifier_shows_the_images_own_pixels(qtbot, host, image_file) -> None:
+    from pneumoview.qt.tools.magnifier import patch
+
+    host.show_file(image_file)
+    _idle(qtbot, host)
+    view = host.view
+    view.set_levels(1500, 3000)
+    tools = host.tools
+    tools.act_magnifier.trigger()
+    assert tools.magnifier.show_at(QPointF(_screen(view, 150.5, 100.5)))
+    assert tools.magnifier.loupe.isVisible()
+    # the centre pixel of the patch is the windowed value of image pixel (150, 100)
+    p = patch(view, (150.5, 100.5), 9)
+    from pneumoview.core.windowing import apply_window
+    expected = apply_window(view.decoded.values[100:101, 150:151], view.window)[0, 0]
+    assert int(p[4, 4, 0]) == int(expected)
+    # rotated: display point of the same image pixel gives the same value
+    tools.act_rotate_right.trigger()
+    x, y = view.view_transform.to_display((150.5, 100.5), view.decoded.shape)
+    assert int(patch(view, (x, y), 9)[4, 4, 0]) == int(expected)

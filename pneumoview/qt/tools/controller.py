@@ -25,6 +25,7 @@ from pneumoview.core.reading.orientation import ViewTransform
 from pneumoview.core.reading.store import AnnotationStore, image_key
 from pneumoview.qt.host import DETAILS_DOCK, DockArea, MenuSlot
 from pneumoview.qt.tools.layer import AnnotationLayer
+from pneumoview.qt.tools.magnifier import Magnifier
 from pneumoview.qt.tools.markers import OrientationMarkers
 from pneumoview.qt.tools.panel import MeasurementsPanel
 from pneumoview.qt.tools.presentation import PresentationStates, inside, save_state
@@ -70,6 +71,7 @@ class ReadingTools(QObject):
         self.view = view
         self.layer = AnnotationLayer(view, ask_text=self.ask_text)
         self.markers = OrientationMarkers(view)
+        self.magnifier = Magnifier(view)
         self.panel = MeasurementsPanel(self.layer)
         self.dock = host.add_dock(DOCK, "Measurements", self.panel, DockArea.RIGHT,
                                   tab_with=DETAILS_DOCK)
@@ -134,6 +136,9 @@ class ReadingTools(QObject):
             "Show the patient directions (from the file's orientation) on the edges",
             checkable=True)
         self.act_markers.setChecked(True)
+        self.act_magnifier = self._action(
+            "Ma&gnifier", self.magnifier.set_enabled, "Z",
+            "A loupe beside the cursor with the image's own pixels enlarged", checkable=True)
         self._separator()
         self.act_save_state = self._action(
             "&Save Presentation State...", self.ask_save_state, "Ctrl+Shift+S",
@@ -147,7 +152,7 @@ class ReadingTools(QObject):
     def actions(self) -> list[QAction]:
         return [*self.mode_actions.values(), self.act_delete, self.act_rotate_right,
                 self.act_rotate_left, self.act_flip_h, self.act_flip_v, self.act_markers,
-                self.act_save_state, self.act_apply_state]
+                self.act_magnifier, self.act_save_state, self.act_apply_state]
 
     def _sync_mode(self, kind: object) -> None:
         act = self.mode_actions.get(kind if isinstance(kind, Kind) else None)
