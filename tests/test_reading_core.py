@@ -277,3 +277,14 @@ def test_composite_blends_layers_on_the_image_grid() -> None:
     assert out[0, 0].tolist() == [178, 50, 50] and out[1, 1].tolist() == [178, 50, 50]
     assert out[2, 2].tolist() == [100, 100, 100]
     assert nearest_resize(np.arange(4).reshape(2, 2), (4, 4))[3].tolist() == [2, 2, 3, 3]
+
+
+def test_cine_rate_from_the_file() -> None:
+    from pneumoview.core.reading.cine import DEFAULT_FPS, cine_fps
+
+    assert cine_fps(_ds(CineRate=25)) == 25
+    assert cine_fps(_ds(RecommendedDisplayFrameRate=15)) == 15
+    assert cine_fps(_ds(FrameTime=40.0)) == 25
+    assert cine_fps(_ds(FrameTime=0)) == DEFAULT_FPS
+    assert cine_fps(_ds(CineRate=1000)) == 60
+    assert cine_fps(None) == DEFAULT_FPS

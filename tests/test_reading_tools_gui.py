@@ -287,3 +287,31 @@ def test_magnifier_shows_the_images_own_pixels(qtbot, host, image_file) -> None:
     tools.act_rotate_right.trigger()
     x, y = view.view_transform.to_display((150.5, 100.5), view.decoded.shape)
     assert int(patch(view, (x, y), 9)[4, 4, 0]) == int(expected)
+
+
+def test_cine_steps_only_once_the_frame_is_shown(qtbot) -> None:
+    from PySide6.QtCore import Qt as _Qt
+    from PySide6.QtWidgets import QSlider
+
+    from pneumoview.qt.tools.cine import CineControl
+
+    slider = QSlider(_Qt.Orientation.Horizontal)
+    slider.setRange(0, 2)
+    shown = {"frame": 0}
+    cine = CineControl(slider, lambda: shown["frame"])
+    cine.set_image(None)
+    cine.toggle()
+    assert cine.playing
+    cine._tick()
+    assert slider.value() == 1
+    cine._tick()  # frame 1 not shown yet: no step
+    assert slider.value() == 1
+    shown["frame"] = 1
+    cine._tick()
+    shown["frame"] = 2
+    cine._tick()
+    assert slider.value() == 0  # wraps
+    cine.step(-1)
+    assert slider.value() == 2
+    cine.toggle()
+    assert not cine.playing
