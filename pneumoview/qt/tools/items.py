@@ -39,6 +39,9 @@ class AnnotationItem(pg.ROI):
         self.label = pg.TextItem("", color=COLOUR, fill=pg.mkBrush(0, 0, 0, 150),
                                  anchor=(0, 1))
         self.label.setParentItem(self)
+        self._shape_key: tuple | None = None  # (points, item units per pixel) of _shape
+        self._outline = QPainterPath()
+        self._shape = QPainterPath()
         self.sigRegionChanged.connect(self._place_label)
 
     # -- state ---------------------------------------------------------------------------------
@@ -109,17 +112,26 @@ class AnnotationItem(pg.ROI):
         side = QPointF(-uy * size * 0.45, ux * size * 0.45)
         return QPolygonF([back + side, head, back - side])
 
+    def _paths(self) -> tuple[QPainterPath, QPainterPath]:
+        """(outline, mouse shape), recomputed only when a handle moved or the zoom changed:
+        Qt asks for the bounding rect on every repaint, a W/L drag included."""
+        key = (tuple((h.x(), h.y()) for h in self._local()), round(self._px(), 6))
+        if key != self._shape_key:
+            outline = self.outline()
+            stroker = QPainterPathStroker()
+            stroker.setWidth(HIT_PX * key[1])
+            shape = stroker.createStroke(outline)
+            if self.kind in (Kind.RECTANGLE, Kind.ELLIPSE, Kind.TEXT):
+                shape.addPath(outline)  # grab a region anywhere inside
+            self._shape_key, self._outline, self._shape = key, outline, shape
+        return self._outline, self._shape
+
     def paint(self, p, *args) -> None:  # noqa: ANN001, ANN002
         p.setPen(self.currentPen)
-        p.drawPath(self.outline())
+        p.drawPath(self._paths()[0])
 
     def shape(self) -> QPainterPath:
-        stroker = QPainterPathStroker()
-        stroker.setWidth(HIT_PX * self._px())
-        path = stroker.createStroke(self.outline())
-        if self.kind in (Kind.RECTANGLE, Kind.ELLIPSE, Kind.TEXT):
-            path.addPath(self.outline())  # grab a region anywhere inside
-        return path
+        return self._paths()[1]
 
     def boundingRect(self) -> QRectF:
         return self.shape().boundingRect()
