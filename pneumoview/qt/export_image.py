@@ -13,6 +13,7 @@ slides and e-mails.
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -30,7 +31,9 @@ from PySide6.QtWidgets import (
     QWidget,
 )
 
-NOT_FOR_DIAGNOSTIC_USE = "NOT FOR DIAGNOSTIC USE"
+from pneumoview.qt.tools.export import NOTICE, render_scene, snapshot
+
+NOT_FOR_DIAGNOSTIC_USE = NOTICE
 #: Qt's PNG "quality" (zlib effort): 80 writes a 3000 x 3000 export 2.6x faster than the
 #: default for files about a quarter larger (bench/bench_reading.py).
 PNG_QUALITY = 80
@@ -105,29 +108,36 @@ def patient_lines(view: Any) -> list[str]:
         view.show_patient_text = had
 
 
-def render(view: Any, lines: list[str], include_patient: bool = False,
-           long_side: int | None = None) -> QImage:
-    """The export picture: rendered at the image's grid when ``view`` shows an image,
-    otherwise (any other widget) its screen pixels with the caption below."""
-    if getattr(view, "decoded", None) is None or not hasattr(view, "image_space"):
-        return compose(grab_view(view, include_patient), lines)
-    from pneumoview.qt.tools.export import render_full
+def _png(path: str | Path) -> Path:
+    out = Path(path)
+    return out if out.suffix.lower() == ".png" else out.with_suffix(".png")
 
-    return render_full(view, lines, long_side,
-                       patient_lines(view) if include_patient else None)
+
+def _save(image: QImage, out: Path) -> Path:
+    if not image.save(str(out), "PNG", PNG_QUALITY):
+        raise OSError(f"{out}: cannot write the PNG (folder missing or read-only?)")
+    return out
+
+
+def export_job(view: Any, path: str | Path, lines: list[str], include_patient: bool = False,
+               long_side: int | None = None) -> Callable[[], Path]:
+    """Take what ``view`` shows now (GUI thread) and return the work that renders and saves
+    it, to run in a worker thread (a 3000 x 3000 export takes seconds). A widget that is not
+    an image view is grabbed at once (its screen pixels with the caption)."""
+    out = _png(path)
+    if getattr(view, "decoded", None) is None or not hasattr(view, "image_space"):
+        image = compose(grab_view(view, include_patient), lines)
+        return lambda: _save(image, out)
+    scene = snapshot(view)
+    patient = patient_lines(view) if include_patient else None
+    return lambda: _save(render_scene(scene, lines, long_side, patient), out)
 
 
 def export_view(view: Any, path: str | Path, lines: list[str],
                 include_patient: bool = False, long_side: int | None = None) -> Path:
-    """Save the captioned PNG (``long_side``: the image's longer side in pixels, None for its
-    own grid); raises OSError when it cannot be written."""
-    out = Path(path)
-    if out.suffix.lower() != ".png":
-        out = out.with_suffix(".png")
-    image = render(view, lines, include_patient, long_side)
-    if not image.save(str(out), "PNG", PNG_QUALITY):
-        raise OSError(f"{out}: cannot write the PNG (folder missing or read-only?)")
-    return out
+    """Save the captioned PNG now (``long_side``: the image's longer side in pixels, None for
+    its own grid); raises OSError when it cannot be written."""
+    return export_job(view, path, lines, include_patient, long_side)()
 
 
 #: Long-side choices of the Export dialog besides the image's own grid.
@@ -164,6 +174,17 @@ class ExportDialog(QDialog):
 def ask_and_export(parent: QWidget, view: Any, lines: list[str],
                    suggested: str = "pneumoview.png") -> Path | None:
     """The File -> Export Image flow: options, file name, save. None when cancelled."""
+    choice = ask_export_options(parent, view, suggested)
+    if choice is None:
+        return None
+    out, include_patient, long_side = choice
+    return export_view(view, out, lines, include_patient, long_side)
+
+
+def ask_export_options(parent: QWidget, view: Any, suggested: str = "pneumoview.png",
+                       ) -> tuple[Path, bool, int | None] | None:
+    """Size, patient data and file name (overwriting confirmed): ``(path, include_patient,
+    long_side)``, or None when cancelled."""
     decoded = getattr(view, "decoded", None)
     transform = getattr(view, "view_transform", None)
     shape = None
@@ -184,5 +205,4 @@ def ask_and_export(parent: QWidget, view: Any, lines: list[str],
             QMessageBox.StandardButton.No)
         if answer != QMessageBox.StandardButton.Yes:
             return None
-    return export_view(view, out, lines, dialog.include_patient.isChecked(),
-                       dialog.size.currentData())
+    return out, dialog.include_patient.isChecked(), dialog.size.currentData()

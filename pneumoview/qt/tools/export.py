@@ -7,11 +7,16 @@ ImageItem layer on the image grid (the AI heat map, the file's overlay planes) c
 numpy at the image's pixels (:mod:`pneumoview.core.reading.composite`), and the annotation
 items drawn as vectors at the output's resolution. A layer that sets ``colourbar_label``
 (the CAM) gets a colour bar of its lookup table.
+
+:func:`snapshot` (GUI thread, cheap: it keeps references to the arrays) takes what is shown;
+:func:`render_scene` (any thread: numpy and a QPainter on a QImage) does the work, so a
+3000 x 3000 export does not freeze the window.
 """
 
 from __future__ import annotations
 
 import math
+from dataclasses import dataclass
 
 import numpy as np
 import pyqtgraph as pg
@@ -19,53 +24,83 @@ from PySide6.QtCore import QPointF, QRect, QRectF, Qt
 from PySide6.QtGui import QColor, QFont, QFontMetrics, QImage, QLinearGradient, QPainter, QPen
 
 from pneumoview.core import colour, windowing
+from pneumoview.core.dicomio import DecodedImage
 from pneumoview.core.reading.annotations import Kind
 from pneumoview.core.reading.composite import blend, to_rgb
 from pneumoview.core.reading.exportlayout import ExportLayout, export_layout, scale_for
-from pneumoview.qt.export_image import NOT_FOR_DIAGNOSTIC_USE
+from pneumoview.core.reading.orientation import ViewTransform
+from pneumoview.core.windowing import Window
 from pneumoview.qt.tools.items import COLOUR, AnnotationItem
 
+NOTICE = "NOT FOR DIAGNOSTIC USE"
 NOTICE_COLOUR = QColor(255, 200, 60)
 
 
-def base_image(view) -> np.ndarray:  # noqa: ANN001 - a RadiographView
-    """The image as windowed on screen, at its own grid, (H, W, 3) uint8."""
+@dataclass(frozen=True)
+class Layer:
+    image: np.ndarray
+    lut: np.ndarray | None
+    levels: object
+    opacity: float
+    colourbar: bool
+
+
+@dataclass(frozen=True)
+class Drawn:
+    kind: Kind
+    points: tuple[tuple[float, float], ...]  # image pixels
+    text: str
+
+
+@dataclass(frozen=True)
+class ExportScene:
+    """What the view shows, frozen for rendering elsewhere."""
+
+    decoded: DecodedImage
+    window: Window | None
+    invert: bool  # effective inversion (grey) / the user's (colour)
+    transform: ViewTransform
+    layers: tuple[Layer, ...]
+    drawn: tuple[Drawn, ...]
+
+
+def snapshot(view) -> ExportScene:  # noqa: ANN001 - a RadiographView
     d = view.decoded
     if d is None:
         raise ValueError("no image to export")
+    layers = []
+    for c in sorted(view.image_space.childItems(), key=lambda c: c.zValue()):
+        if isinstance(c, pg.ImageItem) and c is not view.image_item and c.isVisible() \
+                and c.image is not None:
+            lut = c.lut(c.image) if callable(c.lut) else c.lut
+            layers.append(Layer(c.image, lut, c.getLevels(), float(c.opacity()),
+                                bool(getattr(c, "colourbar_label", None))))
+    drawn = tuple(
+        Drawn(c.kind, c.points(),
+              c.label.textItem.toPlainText() if c.label.isVisible() else "")
+        for c in view.image_space.childItems()
+        if isinstance(c, AnnotationItem) and c.isVisible())
+    invert = view.user_invert if d.is_colour else view.effective_invert
+    return ExportScene(d, view.window, bool(invert), view.view_transform, tuple(layers), drawn)
+
+
+def base_image(scene: ExportScene) -> np.ndarray:
+    """The image as windowed on screen, at its own grid, (H, W, 3) uint8."""
+    d = scene.decoded
     if d.is_colour:
         rgb = colour.to_display8(d.values[..., :3], d.colour_bits)
-        return to_rgb(255 - rgb if view.user_invert else rgb)
-    return to_rgb(windowing.apply_window(d.values, view.window, view.effective_invert))
+        return to_rgb(255 - rgb if scene.invert else rgb)
+    return to_rgb(windowing.apply_window(d.values, scene.window, scene.invert))
 
 
-def _layer_items(view) -> list[pg.ImageItem]:  # noqa: ANN001
-    items = [c for c in view.image_space.childItems()
-             if isinstance(c, pg.ImageItem) and c is not view.image_item and c.isVisible()
-             and c.image is not None]
-    return sorted(items, key=lambda c: c.zValue())
-
-
-def _item_rgba(item: pg.ImageItem) -> np.ndarray:
-    """An ImageItem's picture as (h, w, 4) RGBA through its own levels and lookup table."""
-    data, lut = item.image, item.lut
-    if callable(lut):
-        lut = lut(data)
-    levels = item.getLevels()
-    rgba, _alpha = pg.functions.makeARGB(data, lut=lut, levels=levels, useRGBA=True)
-    return rgba
-
-
-def composed(view) -> tuple[np.ndarray, pg.ImageItem | None]:  # noqa: ANN001
-    """The image with its visible layers, as displayed (rotated/flipped), and the layer that
-    wants a colour bar (or None)."""
-    out = base_image(view)
-    bar_item = None
-    for item in _layer_items(view):
-        out = blend(out, _item_rgba(item), float(item.opacity()))
-        if getattr(item, "colourbar_label", None) and bar_item is None:
-            bar_item = item
-    return np.ascontiguousarray(view.view_transform.apply(out)), bar_item
+def composed(scene: ExportScene) -> np.ndarray:
+    """The image with its visible layers, as displayed (rotated/flipped)."""
+    out = base_image(scene)
+    for layer in scene.layers:
+        rgba, _alpha = pg.functions.makeARGB(layer.image, lut=layer.lut, levels=layer.levels,
+                                             useRGBA=True)
+        out = blend(out, rgba, layer.opacity)
+    return np.ascontiguousarray(scene.transform.apply(out))
 
 
 def _qimage(rgb: np.ndarray) -> QImage:
@@ -73,10 +108,11 @@ def _qimage(rgb: np.ndarray) -> QImage:
     return QImage(rgb.data, w, h, 3 * w, QImage.Format.Format_RGB888).copy()
 
 
-def render_full(view, lines: list[str], long_side: int | None = None,  # noqa: ANN001
-                patient_lines: list[str] | None = None) -> QImage:
+def render_scene(scene: ExportScene, lines: list[str], long_side: int | None = None,
+                 patient_lines: list[str] | None = None) -> QImage:
     """The export picture: image (+ layers, annotations), colour bar, caption strip."""
-    rgb, bar_item = composed(view)
+    rgb = composed(scene)
+    bar = next((layer for layer in scene.layers if layer.colourbar), None)
     caption = [*(patient_lines or []), *lines]
     shape = rgb.shape[:2]
     scale = scale_for(shape, long_side)
@@ -84,60 +120,57 @@ def render_full(view, lines: list[str], long_side: int | None = None,  # noqa: A
     font.setPixelSize(max(13, round(min(shape) * scale / 70)))
     metrics = QFontMetrics(font)
     widest = max((metrics.horizontalAdvance(t) for t in caption), default=0)
-    layout = export_layout(shape, scale, colourbar=bar_item is not None,
+    layout = export_layout(shape, scale, colourbar=bar is not None,
                            caption_lines=len(caption), line_height=metrics.height(),
                            caption_width=widest)
     out = QImage(layout.width, layout.height, QImage.Format.Format_RGB32)
     out.fill(QColor(20, 20, 20))
     p = QPainter(out)
     try:
-        image = _qimage(rgb)
         p.setRenderHint(QPainter.RenderHint.SmoothPixmapTransform, scale < 1.0)
         r = layout.image
-        p.drawImage(QRectF(r.x, r.y, r.width, r.height), image)
+        p.drawImage(QRectF(r.x, r.y, r.width, r.height), _qimage(rgb))
         p.setRenderHint(QPainter.RenderHint.Antialiasing, True)
         p.setFont(font)
-        _draw_annotations(p, view, layout, shape)
-        if bar_item is not None:
-            _draw_colourbar(p, layout, bar_item)
+        _draw_annotations(p, scene, layout, shape)
+        if bar is not None:
+            _draw_colourbar(p, layout, bar)
         _draw_caption(p, layout, caption, metrics)
     finally:
         p.end()
     return out
 
 
-def _annotation_items(view) -> list[AnnotationItem]:  # noqa: ANN001
-    return [c for c in view.image_space.childItems()
-            if isinstance(c, AnnotationItem) and c.isVisible()]
+def render_full(view, lines: list[str], long_side: int | None = None,  # noqa: ANN001
+                patient_lines: list[str] | None = None) -> QImage:
+    """:func:`render_scene` of the view as it is now (in the calling thread)."""
+    return render_scene(snapshot(view), lines, long_side, patient_lines)
 
 
-def _draw_annotations(p: QPainter, view, layout: ExportLayout,  # noqa: ANN001
+def _draw_annotations(p: QPainter, scene: ExportScene, layout: ExportLayout,
                       shape: tuple[int, int]) -> None:
-    transform = view.view_transform
-    image_shape = view.decoded.shape
+    image_shape = scene.decoded.shape
     width = max(2.0, min(shape) * layout.scale / 400)
     p.setPen(QPen(COLOUR, width))
-    for item in _annotation_items(view):
-        pts = [QPointF(*layout.place(transform.to_display(pt, image_shape)))
-               for pt in item.points()]
-        kind = item.kind
+    inside = QRectF(layout.image.x, layout.image.y, layout.image.width, layout.image.height)
+    for item in scene.drawn:
+        pts = [QPointF(*layout.place(scene.transform.to_display(pt, image_shape)))
+               for pt in item.points]
         p.setBrush(Qt.BrushStyle.NoBrush)
-        if kind in (Kind.RECTANGLE, Kind.ELLIPSE):
+        if item.kind in (Kind.RECTANGLE, Kind.ELLIPSE):
             rect = QRectF(pts[0], pts[1]).normalized()
-            (p.drawRect if kind is Kind.RECTANGLE else p.drawEllipse)(rect)
+            (p.drawRect if item.kind is Kind.RECTANGLE else p.drawEllipse)(rect)
             anchor = rect.bottomRight()
-        elif kind is Kind.TEXT:
+        elif item.kind is Kind.TEXT:
             anchor = pts[0]
         else:
             for a, b in zip(pts, pts[1:], strict=False):
                 p.drawLine(a, b)
-            if kind is Kind.ARROW:
+            if item.kind is Kind.ARROW:
                 _arrow_head(p, pts[0], pts[1], width * 6)
-            anchor = pts[1] if kind is Kind.ANGLE else pts[-1]
-        text = item.label.textItem.toPlainText() if item.label.isVisible() else ""
-        if text:
-            r = layout.image
-            _label(p, anchor, text, QRectF(r.x, r.y, r.width, r.height))
+            anchor = pts[1] if item.kind is Kind.ANGLE else pts[-1]
+        if item.text:
+            _label(p, anchor, item.text, inside)
 
 
 def _arrow_head(p: QPainter, tail: QPointF, head: QPointF, size: float) -> None:
@@ -168,20 +201,18 @@ def _label(p: QPainter, anchor: QPointF, text: str, inside: QRectF) -> None:
     p.setPen(pen)
 
 
-def _draw_colourbar(p: QPainter, layout: ExportLayout, item: pg.ImageItem) -> None:
+def _draw_colourbar(p: QPainter, layout: ExportLayout, layer: Layer) -> None:
     bar = layout.colourbar
     assert bar is not None
-    lut = item.lut if item.lut is not None and not callable(item.lut) else None
     rect = QRectF(bar.x, bar.y, bar.width, bar.height)
     p.fillRect(rect, QColor(70, 70, 70))
-    if lut is not None:
+    lut = layer.lut
+    if lut is not None and len(lut) > 1:
         grad = QLinearGradient(rect.bottomLeft(), rect.topLeft())  # high at the top
         n = len(lut)
-        for i in range(0, n, max(1, n // 16)):
+        for i in [*range(0, n, max(1, n // 16)), n - 1]:
             r, g, b = (int(v) for v in lut[i][:3])
             grad.setColorAt(i / (n - 1), QColor(r, g, b))
-        r, g, b = (int(v) for v in lut[-1][:3])
-        grad.setColorAt(1.0, QColor(r, g, b))
         p.fillRect(rect, grad)
     p.setPen(QColor(235, 235, 235))
     metrics = p.fontMetrics()
@@ -195,6 +226,6 @@ def _draw_caption(p: QPainter, layout: ExportLayout, lines: list[str],
     c = layout.caption
     line_h = metrics.height()
     for i, text in enumerate(lines):
-        p.setPen(NOTICE_COLOUR if text == NOT_FOR_DIAGNOSTIC_USE else QColor(235, 235, 235))
+        p.setPen(NOTICE_COLOUR if text == NOTICE else QColor(235, 235, 235))
         p.drawText(QRect(c.x + 8, c.y + 8 + i * line_h, c.width - 16, line_h),
                    int(Qt.AlignmentFlag.AlignLeft | Qt.AlignmentFlag.AlignVCenter), text)
