@@ -288,3 +288,21 @@ def test_cine_rate_from_the_file() -> None:
     assert cine_fps(_ds(FrameTime=0)) == DEFAULT_FPS
     assert cine_fps(_ds(CineRate=1000)) == 60
     assert cine_fps(None) == DEFAULT_FPS
+
+
+def test_study_series_in_series_order() -> None:
+    from types import SimpleNamespace
+
+    from pneumoview.core.reading.series import study_series
+
+    def inst(path, series, number, inum, study="1.1"):  # noqa: ANN001, ANN202
+        return SimpleNamespace(path=path, study_instance_uid=study, series_instance_uid=series,
+                               series_number=number, series_description="", modality="CR",
+                               instance_number=inum)
+
+    items = [inst("b2", "s2", 2, 2), inst("b1", "s2", 2, 1), inst("a", "s1", 1, None),
+             inst("x", "s9", None, 1), inst("other", "s3", 3, 1, study="2.2")]
+    entries = study_series(items, "1.1")
+    assert [e.series_uid for e in entries] == ["s1", "s2", "s9"]
+    assert entries[1].first.path == "b1" and entries[1].count == 2
+    assert entries[0].title == "Se 1 CR"
