@@ -73,10 +73,7 @@ def main() -> int:
     from pneumoview.qt.export_image import export_view
     from pneumoview.qt.tools.layer import AnnotationLayer
 
-    try:
-        from pneumoview.qt.radiographview import RadiographView
-    except ImportError:  # before issue 15's rename
-        from pneumoview.qt.imageview import ImageView as RadiographView
+    from pneumoview.qt.radiographview import RadiographView
 
     app = QApplication.instance() or QApplication([])
     values = big_radiograph(args.size)
