@@ -71,9 +71,8 @@ def main() -> int:
     from pneumoview.core.dicomio import DecodedImage
     from pneumoview.core.windowing import Window
     from pneumoview.qt.export_image import export_view
-    from pneumoview.qt.tools.layer import AnnotationLayer
-
     from pneumoview.qt.radiographview import RadiographView
+    from pneumoview.qt.tools.layer import AnnotationLayer
 
     app = QApplication.instance() or QApplication([])
     values = big_radiograph(args.size)

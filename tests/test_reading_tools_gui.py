@@ -14,7 +14,7 @@ from PySide6.QtWidgets import QDockWidget, QMainWindow
 from pneumoview.core.dicomio import decode
 from pneumoview.core.reading.annotations import Annotation, Kind
 from pneumoview.core.reading.store import AnnotationStore, image_key
-from pneumoview.qt.imageview import ImageView as RadiographView
+from pneumoview.qt.radiographview import RadiographView
 from pneumoview.qt.tools.controller import ReadingTools
 from pneumoview.qt.workers import WorkRunner
 

@@ -19,10 +19,11 @@ from pneumoview.core.dicomio import DecodedImage
 from pneumoview.core.reading.annotations import Annotation, Kind, measure_lines
 from pneumoview.core.reading.roi import modality_units
 from pneumoview.core.reading.spacing import PIXELS, PixelScale, pixel_scale
+from pneumoview.qt.radiographview import TOOL_LAYER_Z
 from pneumoview.qt.tools.items import AnnotationItem
 
 #: Above the image (0), the AI heat map (10) and the file's overlay planes (20).
-ANNOTATION_Z = 30.0
+ANNOTATION_Z = TOOL_LAYER_Z
 #: Image pixels: a drawn shape smaller than this is taken for a slip and dropped.
 MIN_SIZE = 0.5
 
