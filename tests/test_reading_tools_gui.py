@@ -15,6 +15,7 @@ from pneumoview.core.dicomio import decode
 from pneumoview.core.reading.annotations import Annotation, Kind
 from pneumoview.core.reading.store import AnnotationStore, image_key
 from pneumoview.qt.radiographview import RadiographView
+from pneumoview.qt.studytree import StudyTree
 from pneumoview.qt.tools.controller import ReadingTools
 from pneumoview.qt.workers import WorkRunner
 
@@ -37,7 +38,11 @@ class FakeHost(QMainWindow):
         self.errors: list[str] = []
         self.messages: list[str] = []
         self.current_root: str | None = None
+        self.tree = StudyTree()
         self.resize(700, 700)
+
+    def open_in_viewer(self, path: str) -> None:
+        self.show_file(path)
 
     def report(self, message: str) -> None:
         self.messages.append(message)

@@ -16,23 +16,25 @@ from typing import Any
 
 from PySide6.QtCore import QObject
 from PySide6.QtGui import QAction, QActionGroup, QKeySequence
-from PySide6.QtWidgets import QFileDialog, QInputDialog
+from PySide6.QtWidgets import QDockWidget, QFileDialog, QInputDialog
 
 from pneumoview.core.dicomio import DecodedImage, header_text
 from pneumoview.core.errors import PneumoViewError
 from pneumoview.core.reading.annotations import Annotation, Kind
 from pneumoview.core.reading.orientation import ViewTransform
 from pneumoview.core.reading.store import AnnotationStore, image_key
-from pneumoview.qt.host import DETAILS_DOCK, DockArea, MenuSlot
+from pneumoview.qt.host import DETAILS_DOCK, STUDIES_DOCK, DockArea, MenuSlot
 from pneumoview.qt.tools.layer import AnnotationLayer
 from pneumoview.qt.tools.magnifier import Magnifier
 from pneumoview.qt.tools.markers import OrientationMarkers
 from pneumoview.qt.tools.panel import MeasurementsPanel
 from pneumoview.qt.tools.presentation import PresentationStates, inside, save_state
+from pneumoview.qt.tools.thumbnails import SeriesStrip
 from pneumoview.qt.workers import Job
 
 LANE = "annotations"
 DOCK = "dock-measurements"
+SERIES_DOCK = "dock-series"
 
 #: (kind or None for the pointer, menu text, shortcut, status tip)
 MODES: tuple[tuple[Kind | None, str, str, str], ...] = (
@@ -76,6 +78,7 @@ class ReadingTools(QObject):
         self.dock = host.add_dock(DOCK, "Measurements", self.panel, DockArea.RIGHT,
                                   tab_with=DETAILS_DOCK)
         self._build_actions()
+        self._build_series(host)
         host.imageShown.connect(self.on_image_shown)
         host.imageFailed.connect(lambda _path, _msg: self._forget_image())
         self.layer.changed.connect(self._save)
@@ -293,3 +296,38 @@ class ReadingTools(QObject):
         job.signals.error.connect(lambda exc: self.host.report_error(str(exc)))
         self.host.runner.submit(job, lane=LANE)
         return job
+
+    # -- series thumbnails -----------------------------------------------------------------------
+    def _build_series(self, host: Any) -> None:
+        """The Series dock, a tab beside Studies; thumbnails are decoded only while it shows."""
+        self.series = SeriesStrip(host.runner, getattr(host, "decoder", None))
+        self.series_dock = host.add_dock(SERIES_DOCK, "Series", self.series, DockArea.LEFT,
+                                         tab_with=STUDIES_DOCK)
+        studies = host.findChild(QDockWidget, STUDIES_DOCK)
+        if studies is not None:
+            studies.raise_()  # the tree stays in front; Series is one click away
+        self.series.seriesChosen.connect(host.open_in_viewer)
+        self.series_dock.visibilityChanged.connect(lambda shown: shown and self._show_series())
+        changed = getattr(host, "currentInstanceChanged", None)
+        if changed is not None:
+            changed.connect(lambda _inst: self._show_series())
+        added = getattr(host, "instancesAdded", None)
+        if added is not None:
+            added.connect(self._on_instances_added)
+
+    def _study_uid(self) -> str | None:
+        inst = self.host.tree.current_instance()
+        return inst.study_instance_uid if inst is not None else None
+
+    def _show_series(self, force: bool = False) -> None:
+        uid = self._study_uid()
+        if uid is not None and self.series_dock.isVisible() \
+                and not self.series_dock.visibleRegion().isEmpty():
+            self.series.show_study(self.host.tree.instances(), uid, force=force)
+
+    def _on_instances_added(self, instances: list[Any]) -> None:
+        uid = self.series.study_uid
+        if uid is not None and any(i.study_instance_uid == uid
+                                   and i.series_instance_uid not in self.series.series_uids
+                                   for i in instances):
+            self._show_series(force=True)

@@ -66,6 +66,7 @@ class SeriesStrip(QListWidget):
         self.runner = runner
         self.decoder = decoder
         self.study_uid: str | None = None
+        self.series_uids: set[str] = set()
         self._job: Job | None = None
         self.setViewMode(QListView.ViewMode.IconMode)
         self.setIconSize(QSize(SIZE, SIZE))
@@ -85,6 +86,7 @@ class SeriesStrip(QListWidget):
             self._job.cancel()
         self.clear()
         entries: list[SeriesEntry] = study_series(instances, study_uid)
+        self.series_uids = {e.series_uid for e in entries}
         for e in entries:
             item = QListWidgetItem(_blank(), f"{e.title}\n{e.count} image"
                                    + ("s" if e.count != 1 else ""))
