@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from typing import Any
+
 import numpy as np
 
 
@@ -15,7 +17,7 @@ def block_mean(image: np.ndarray, fy: int, fx: int) -> np.ndarray:
     v = image[: h * fy, : w * fx]
     kind, size = image.dtype.kind, image.dtype.itemsize
     acc = np.uint32 if kind == "u" and size <= 2 else np.int64 if kind in "ui" else np.float64
-    cols = v[:, 0::fx].astype(acc)
+    cols: Any = v[:, 0::fx].astype(acc)  # numpy's stubs cannot follow the chosen dtype
     for k in range(1, fx):
         cols += v[:, k::fx]
     total = cols[0::fy].copy()

@@ -18,8 +18,8 @@ from __future__ import annotations
 import math
 from collections.abc import Sequence
 from dataclasses import dataclass, field
+from typing import TYPE_CHECKING, Any
 
-import highdicom as hd
 import numpy as np
 from pydicom.dataset import Dataset
 from pydicom.uid import generate_uid
@@ -35,7 +35,17 @@ LAYER = "PNEUMOVIEW"
 #: The measured values (lengths, angles, ROI statistics) go in a layer of their own: shown by
 #: other viewers, skipped when read back (PneumoView recomputes them from the graphics).
 VALUES_LAYER = "PNEUMOVIEW_VALUE"
-_UNITS = hd.pr.AnnotationUnitsValues.PIXEL
+_UNITS = "PIXEL"
+
+if TYPE_CHECKING:
+    import highdicom as hd
+
+
+def _highdicom() -> Any:
+    """highdicom, imported on first use (it takes seconds to import: not at start-up)."""
+    import highdicom
+
+    return highdicom
 
 
 @dataclass
@@ -58,6 +68,7 @@ ARROW_GROUP = "ARROW"
 
 
 def _arrow(a: Annotation, group: hd.pr.GraphicGroup) -> list[hd.pr.GraphicObject]:
+    hd = _highdicom()
     (tx, ty), (hx, hy) = a.points
     length = math.hypot(hx - tx, hy - ty) or 1.0
     ux, uy = (hx - tx) / length, (hy - ty) / length
@@ -72,6 +83,7 @@ def _arrow(a: Annotation, group: hd.pr.GraphicGroup) -> list[hd.pr.GraphicObject
 
 
 def _graphic(a: Annotation) -> hd.pr.GraphicObject | None:
+    hd = _highdicom()
     pts = np.array(a.points, dtype=np.float64)
     if a.kind in (Kind.DISTANCE, Kind.ANGLE):
         return hd.pr.GraphicObject(hd.pr.GraphicTypeValues.POLYLINE, pts, _UNITS)
@@ -91,6 +103,7 @@ def _graphic(a: Annotation) -> hd.pr.GraphicObject | None:
 
 
 def _text(value: str, anchor: tuple[float, float], visible: bool) -> hd.pr.TextObject:
+    hd = _highdicom()
     return hd.pr.TextObject(value[:1024], _UNITS, anchor_point=anchor,
                             anchor_point_visible=visible)
 
@@ -123,6 +136,7 @@ def build_presentation_state(source: Dataset, annotations: Sequence[Annotation],
     attributes) carrying ``annotations`` with their measured ``labels`` (by annotation id),
     ``window`` (linear or sigmoid levels; a VOI LUT is left to the image), the inversion and
     the rotation/flip. ValueError when the image cannot be referenced."""
+    hd = _highdicom()
     source = _completed(source)
     layer = hd.pr.GraphicLayer(LAYER, order=1, description="PneumoView graphics and text")
     values_layer = hd.pr.GraphicLayer(VALUES_LAYER, order=2,
