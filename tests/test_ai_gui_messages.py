@@ -105,12 +105,11 @@ def test_export_failure_goes_to_the_log(qtbot, window, tmp_path: Path,  # noqa: 
                                         monkeypatch: pytest.MonkeyPatch) -> None:
     from pneumoview.qt import export_image
 
-    def failing(*_a, **_k):  # noqa: ANN002, ANN003, ANN202
-        return export_image.export_view(window.view, tmp_path / "gone" / "x.png", ["caption"])
-
     window.ai.current = ("some.dcm", 0)
-    monkeypatch.setattr(export_image, "ask_and_export", failing)
+    monkeypatch.setattr(export_image, "ask_export_options",
+                        lambda *_a, **_k: (tmp_path / "gone" / "x.png", False, None))
     window.ai.export_image()
+    qtbot.waitUntil(lambda: window.runner.pending() == 0, timeout=TIMEOUT_MS)
     log = window.log_panel.toPlainText()
     assert "Export Image failed" in log and "cannot write the PNG" in log
     assert "Export Image failed" in window.statusBar().currentMessage()

@@ -42,6 +42,7 @@ from PySide6.QtWidgets import (
     QStackedWidget,
     QTabBar,
     QTabWidget,
+    QToolButton,
     QVBoxLayout,
     QWidget,
 )
@@ -60,6 +61,7 @@ from pneumoview.qt.plaintext import make_plain, menu_text
 from pneumoview.qt.radiographview import PreparedImage, RadiographView, prepare
 from pneumoview.qt.studytree import StudyTree
 from pneumoview.qt.tagbrowser import TagBrowser
+from pneumoview.qt.tools.cine import CineControl
 from pneumoview.qt.workers import Job, WorkRunner
 
 log = logging.getLogger("pneumoview.viewer")
@@ -209,6 +211,13 @@ class MainWindow(QMainWindow):
 
         self.pacs = PacsController(self.settings, ai=self.ai)
         self.pacs.attach(self)
+        # Tools menu: measurements, annotations, rotation/flip, presentation states; the
+        # Measurements and Series docks
+        from pneumoview.qt.tools.controller import ReadingTools
+
+        self.reading = ReadingTools(parent=self)
+        self.reading.attach(self)
+        self._build_help_menu()  # last: it lists every action, the controllers' included
         for dock in self.findChildren(QDockWidget):
             dock.visibilityChanged.connect(self._tidy_tab_bars_later)
         self._add_panel_actions()
@@ -256,9 +265,19 @@ class MainWindow(QMainWindow):
         self.frame_slider = QSlider(Qt.Orientation.Horizontal)
         self.frame_slider.setMinimum(0)
         self.frame_label = make_plain(QLabel())
+        # cine: play/pause and the rate; the timer waits for each frame to be shown
+        self.cine = CineControl(self.frame_slider, lambda: self.view.decoded.frame
+                                if self.view.decoded is not None else None, self)
+        self.play_button = QToolButton()
+        self.play_button.setText("Play")
+        self.play_button.setCheckable(True)
+        self.play_button.clicked.connect(lambda _on: self.cine.toggle())
+        self.cine.playingChanged.connect(self._on_cine_playing)
+        fl.addWidget(self.play_button)
         fl.addWidget(make_plain(QLabel("Frame")))
         fl.addWidget(self.frame_slider, 1)
         fl.addWidget(self.frame_label)
+        fl.addWidget(self.cine.fps_box)
         self.frame_bar.hide()
         vl.addWidget(self.frame_bar)
         self.stack.addWidget(self.welcome)
@@ -376,6 +395,9 @@ class MainWindow(QMainWindow):
         self.act_prev = a("&Previous Image", lambda: self.tree.step_instance(-1), ["Up", "Left"])
         self.act_next_series = a("Next &Series", lambda: self.tree.step_series(1), "PgDown")
         self.act_prev_series = a("Previous S&eries", lambda: self.tree.step_series(-1), "PgUp")
+        self.act_play = a("&Play / Pause Frames", lambda: self.cine.toggle(), "Space")
+        self.act_next_frame = a("Next &Frame", lambda: self.cine.step(1), ".")
+        self.act_prev_frame = a("Previous Fra&me", lambda: self.cine.step(-1), ",")
         self.preset_actions = [a(f"Preset {i}", lambda _=False, i=i: self.apply_preset(i - 1),
                                  str(i)) for i in range(1, 10)]
         self.act_reset_layout = a("Reset Window &Layout", self.reset_layout)
@@ -413,6 +435,9 @@ class MainWindow(QMainWindow):
         self.view_menu = view_menu
         go_menu = bar.addMenu("&Go")
         for act in (self.act_next, self.act_prev, self.act_next_series, self.act_prev_series):
+            go_menu.addAction(act)
+        go_menu.addSeparator()
+        for act in (self.act_play, self.act_next_frame, self.act_prev_frame):
             go_menu.addAction(act)
         self.go_menu = go_menu
         self._slots = {
@@ -705,6 +730,8 @@ class MainWindow(QMainWindow):
         self.frame_slider.setValue(0)
         self.frame_slider.blockSignals(False)
         self.frame_bar.setVisible(inst.n_frames > 1)
+        if not same:
+            self.cine.stop()
         self.frame_label.setText(f"1 / {inst.n_frames}")
         self.request_frame(inst.path, 0)
 
@@ -743,6 +770,7 @@ class MainWindow(QMainWindow):
         self.view.set_image(prepared, keep)
         if not same_file:
             self.tags.set_dataset(decoded.header)
+            self.cine.set_image(decoded.header)
         self._rebuild_preset_menu()
         self.frame_label.setText(f"{decoded.frame + 1} / {decoded.n_frames}")
         self.imageShown.emit(decoded)
@@ -754,6 +782,28 @@ class MainWindow(QMainWindow):
         self.tags.set_dataset(None)
         self.report_error(str(exc))
         self.imageFailed.emit(key[0], str(exc))
+
+    def _on_cine_playing(self, playing: bool) -> None:
+        self.play_button.setChecked(playing)
+        self.play_button.setText("Pause" if playing else "Play")
+
+    def _build_help_menu(self) -> None:
+        from pneumoview.qt.helpdialogs import AboutDialog, ShortcutsDialog
+
+        help_menu = self.menuBar().addMenu("&Help")
+        self.act_shortcuts = self._action("&Keyboard Shortcuts",
+                                          lambda: ShortcutsDialog(self).exec(), "F1")
+        self.act_about = self._action("&About PneumoView",
+                                      lambda: AboutDialog(self, self._model_lines).exec())
+        help_menu.addAction(self.act_shortcuts)
+        help_menu.addAction(self.act_about)
+        self.help_menu = help_menu
+
+    def _model_lines(self) -> list[str]:
+        info = self.ai.info
+        if info is None:
+            return [f"none loaded ({self.ai.error})" if self.ai.error else "not loaded yet"]
+        return [str(getattr(info, "label", "")), f"model_id {getattr(info, 'model_id', '?')}"]
 
     def _on_frame_changed(self, frame: int) -> None:
         if self.current_instance is not None:

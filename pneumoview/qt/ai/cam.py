@@ -24,6 +24,8 @@ class CamOverlay:
 
     def __init__(self, opacity: float = 0.6) -> None:
         self.item = pg.ImageItem(axisOrder="row-major")
+        # Export Image draws a colour bar for a layer that names itself so
+        self.item.colourbar_label = "model attention (this image)"
         self.item.setLookupTable(cam_lut())
         self.item.setZValue(10)
         self.item.setOpacity(opacity)

@@ -410,16 +410,31 @@ class AIController(QObject):
                              cam_shown=self.overlay.visible, status=status)
 
     def export_image(self) -> None:
+        """File > Export Image: the dialog here, the rendering and saving in the background
+        (a full-resolution export of a large radiograph takes seconds)."""
         if self.view is None or self.current is None:
             return
-        from pneumoview.qt.export_image import ask_and_export
+        from pneumoview.qt.export_image import ask_export_options, export_job
+        from pneumoview.qt.workers import Job
 
         stem = os.path.splitext(os.path.basename(self.current[0]))[0] or "image"
-        try:
-            out = ask_and_export(self.window, self.view, self.caption(),
-                                 f"{stem}_pneumoview.png")
-        except OSError as exc:
-            self._report_error(f"Export Image failed: {exc}")
+        choice = ask_export_options(self.window, self.view, f"{stem}_pneumoview.png")
+        if choice is None:
             return
-        if out is not None and self.window is not None:
-            self.window.report(f"Exported {out}")
+        out, include_patient, long_side = choice
+        work = export_job(self.view, out, self.caption(), include_patient, long_side)
+        job = Job(_export, work, name="export image")
+        job.signals.result.connect(lambda path: self.window.report(f"Exported {path}"))
+        job.signals.error.connect(lambda exc: self._report_error(
+            f"Export Image failed: {getattr(exc, 'reason', exc)}"))
+        self.runner.submit(job, lane="export")
+
+
+def _export(work: Any) -> Any:
+    """Run an export; a file that cannot be written is an expected error, not a bug."""
+    from pneumoview.core.errors import PneumoViewError
+
+    try:
+        return work()
+    except OSError as exc:
+        raise PneumoViewError(str(exc)) from exc
