@@ -1,8 +1,7 @@
 """No function in ``pneumoview/`` above cyclomatic complexity 25 (radon's measure).
 
 A long algorithm is a class whose methods are its named steps (``BatchRun``, the process
-pool's loop handlers). The few functions still above the bound are listed with their present
-score: the list may only shrink, and a listed function may not grow.
+pool's loop handlers, ``FolderIndexer``), so there is no allow-list.
 """
 
 from __future__ import annotations
@@ -15,13 +14,6 @@ radon_complexity = pytest.importorskip("radon.complexity")
 
 ROOT = Path(__file__).resolve().parent.parent
 LIMIT = 25
-
-#: ``module path:qualified name`` -> its score today (issue 15 leaves these to be split).
-KNOWN_OVER: dict[str, int] = {
-    "pneumoview/core/indexer.py:build_tree": 35,
-    "pneumoview/core/indexer.py:_fast_fields": 30,
-    "pneumoview/core/report.py:merge_reports": 28,
-}
 
 
 def _scores() -> dict[str, int]:
@@ -37,14 +29,5 @@ def _scores() -> dict[str, int]:
 
 
 def test_no_function_above_complexity_limit() -> None:
-    scores = _scores()
-    over = {k: v for k, v in scores.items() if v > LIMIT}
-    grown = {k: (v, KNOWN_OVER.get(k)) for k, v in over.items()
-             if k not in KNOWN_OVER or v > KNOWN_OVER[k]}
-    assert grown == {}, f"functions above complexity {LIMIT} (score, allowed): {grown}"
-
-
-def test_known_offenders_list_only_shrinks() -> None:
-    scores = _scores()
-    fixed = [k for k, v in KNOWN_OVER.items() if scores.get(k, 0) <= LIMIT]
-    assert fixed == [], f"no longer above {LIMIT}: remove them from KNOWN_OVER: {fixed}"
+    over = {k: v for k, v in _scores().items() if v > LIMIT}
+    assert over == {}, f"functions above complexity {LIMIT}: {over}"

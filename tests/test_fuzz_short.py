@@ -355,13 +355,13 @@ def test_fuzz_regression_huge_header_value_keeps_the_report_readable(tmp_path, m
 def test_fuzz_regression_indexer_pydicom_path_value_whose_text_raises(tmp_path):
     """The case that broke `info` also reaches the indexer's pydicom fallback (used when the fast
     header parser gives up): str() of the re-typed value raised BytesLengthException there."""
-    from pneumoview.core import indexer
     from pneumoview.core.errors import PneumoViewError
+    from pneumoview.core.indexer.pydicomheader import pydicom_fields
 
     path = tmp_path / "case.dcm"
     path.write_bytes(_case("pydicom_emri_small_RLE.dcm", 894585346))
     try:
-        fields = indexer._pydicom_fields(str(path))
+        fields = pydicom_fields(str(path))
     except PneumoViewError as exc:
         assert str(path) in str(exc) and "SeriesDescription" in exc.reason
     else:

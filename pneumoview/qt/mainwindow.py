@@ -49,7 +49,7 @@ from PySide6.QtWidgets import (
 from pneumoview.core import threads
 from pneumoview.core.errors import PneumoViewError
 from pneumoview.core.framecache import FrameCache
-from pneumoview.core.indexer import IndexProgress, IndexResult, Instance
+from pneumoview.core.indexer import IndexProgress, IndexResult, Instance, index_files, index_folder
 from pneumoview.core.isolated import IsolatedDecoder, is_codec_syntax
 from pneumoview.core.paths import display_path
 from pneumoview.core.settings import MAX_RECENT, Settings, save_settings
@@ -94,27 +94,6 @@ def _decode_task(decoder: IsolatedDecoder, path: str, frame: int, max_bytes: int
     """
     with threads.busy():
         return prepare(decoder.decode(path, frame, max_bytes=max_bytes, cancelled=cancelled))
-
-
-def _read_files_task(paths: list[str], on_instances, cancel, progress=None) -> IndexResult:  # noqa: ANN001, E501
-    """Worker: index individual files (Open File, drops of files)."""
-    from pneumoview.core.indexer import build_tree, read_instance
-
-    found: list[Instance] = []
-    errors: list[tuple[str, str]] = []
-    for path in paths:
-        if cancel():
-            break
-        try:
-            inst = read_instance(path)
-        except PneumoViewError as exc:
-            errors.append((path, exc.reason))
-            continue
-        found.append(inst)
-        on_instances([inst])
-    root = os.path.dirname(paths[0]) if paths else ""
-    return IndexResult(root=root, patients=build_tree(found), instances=found, non_dicom=[],
-                       errors=errors, cancelled=cancel(), from_cache=0)
 
 
 @dataclass
@@ -610,8 +589,6 @@ class MainWindow(QMainWindow):
 
     def open_folder(self, path: str) -> None:
         """Index ``path`` in the background; the tree fills as files are found."""
-        from pneumoview.core.indexer import index_folder
-
         root = os.path.abspath(path)
         self.settings.add_recent(root)
         save_settings(self.settings)
@@ -625,7 +602,7 @@ class MainWindow(QMainWindow):
         paths = [os.path.abspath(p) for p in paths]
         self.setWindowTitle(f"PneumoView - {display_path(paths[0])}" if len(paths) == 1
                             else "PneumoView")
-        job = Job(_read_files_task, paths, name="open-files")
+        job = Job(index_files, paths, name="open-files")
         self._start_index(os.path.dirname(paths[0]), job)
 
     def _on_index_batch(self, job: Job, batch: list[Instance]) -> None:
