@@ -90,5 +90,5 @@ class Host(Protocol):
     def open_in_viewer(self, path: str) -> None:
         """Show the file ``path`` (selecting it in the study tree when it is there)."""
 
-    def installEventFilter(self, obj: Any) -> None:  # noqa: N802 - Qt's name
+    def installEventFilter(self, obj: Any) -> None:
         """Qt's: a controller may watch the window's events (its first show)."""

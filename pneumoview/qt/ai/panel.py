@@ -63,7 +63,7 @@ class ProbabilityBar(QWidget):
                         f"probability {probability:.1%}; threshold {threshold:.1%} (marker)")
         self.update()
 
-    def paintEvent(self, _event) -> None:  # noqa: ANN001, N802 - Qt's signature
+    def paintEvent(self, _event) -> None:
         p = QPainter(self)
         p.setRenderHint(QPainter.RenderHint.Antialiasing, False)
         bar = QRectF(1, 4, self.width() - 2, self.height() - 8)
