@@ -334,8 +334,7 @@ def check_decodable(ds: Dataset, path: PathType, max_bytes: int = DEFAULT_MAX_PI
     if need > max_bytes:
         raise ImageTooLargeError(
             f"image too large to open safely: {rows}x{cols}x{number_of_frames(ds)} frame(s) "
-            f"needs {need / 2**20:.0f} MiB, the limit is {max_bytes / 2**20:.0f} MiB "
-            "(raise 'max image MiB' in the settings to open it)", path,
+            f"needs {need / 2**20:.0f} MiB, the limit is {max_bytes / 2**20:.0f} MiB", path,
             need_bytes=need, limit_bytes=max_bytes)
     tsyntax = ds.file_meta.get("TransferSyntaxUID") if hasattr(ds, "file_meta") else None
     if tsyntax is None:

@@ -53,6 +53,7 @@ from pneumoview.core.indexer import IndexProgress, IndexResult, Instance, index_
 from pneumoview.core.isolated import IsolatedDecoder, is_codec_syntax
 from pneumoview.core.paths import display_path
 from pneumoview.core.settings import MAX_RECENT, Settings, save_settings
+from pneumoview.qt.advice import advice
 from pneumoview.qt.host import DETAILS_DOCK, LOG_DOCK, STUDIES_DOCK, DockArea, MenuSlot
 from pneumoview.qt.logpanel import LogPanel, QtLogHandler
 from pneumoview.qt.navkeys import NavigationKeys
@@ -719,10 +720,11 @@ class MainWindow(QMainWindow):
     def _on_decode_error(self, key: tuple[str, int], exc: Exception) -> None:
         if key != self._wanted:
             return
-        self.view.clear(f"Cannot show this image:\n{exc}")
+        message = f"{exc}{advice(exc)}"
+        self.view.clear(f"Cannot show this image:\n{message}")
         self.tags.set_dataset(None)
-        self.report_error(str(exc))
-        self.imageFailed.emit(key[0], str(exc))
+        self.report_error(message)
+        self.imageFailed.emit(key[0], message)
 
     def _on_frame_changed(self, frame: int) -> None:
         if self.current_instance is not None:
