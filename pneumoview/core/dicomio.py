@@ -485,8 +485,8 @@ def _identity(ds: Dataset, frame: int) -> Window | None:
 
 
 def _check_shape(stored: np.ndarray, ds: Dataset, path: PathType) -> None:
-    """The decoded frame must be Rows x Columns (x samples): found by the fuzzer, a header whose
-    Columns disagrees with the data length decoded to a 4-D array instead of an error."""
+    """The decoded frame must be Rows x Columns (x samples): a header whose Columns disagrees
+    with the data length would otherwise decode to a 4-D array instead of an error."""
     rows, cols = header_int(ds, "Rows", 0, path), header_int(ds, "Columns", 0, path)
     ok = stored.ndim in (2, 3) and stored.shape[:2] == (rows, cols)
     if ok and stored.ndim == 3:

@@ -116,8 +116,8 @@ def shard_of(relpath: str, n: int) -> int:
 
 
 #: Longest text a header-derived field (message, UIDs, patient ID...) may take in the report: a
-#: corrupt header can hold megabytes in one element (found by the fuzzer), which made the report
-#: unreadable by Python's csv module (128 KiB field limit), and so --resume and merge-reports.
+#: corrupt header can hold megabytes in one element, which would make the report unreadable by
+#: Python's csv module (128 KiB field limit), and so --resume and merge-reports.
 MAX_FIELD_CHARS = 1024
 
 
