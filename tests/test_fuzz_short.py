@@ -1,9 +1,9 @@
 """Short fuzz run for CI: mutated real DICOM files through every core entry point.
 
-Each case runs in its own forked process (``tests/fuzzing.py``) under an address-space limit and
-a time bound, so a codec segfault or abort is counted as a crash, a loop as a hang, and any
-exception other than PneumoViewError escaping a core function (indexer, header reader, gate,
-decoder, display windowing, model-input contract, inference engine, the batch worker task,
+Each case runs in its own forked process (``tests/support/fuzzing.py``) under an address-space
+limit and a time bound, so a codec segfault or abort is counted as a crash, a loop as a hang,
+and any exception other than PneumoViewError escaping a core function (indexer, header reader,
+gate, decoder, display windowing, model-input contract, inference engine, the batch worker task,
 ``info``) is a failure with its traceback and a saved reproducer. The batch engine runs as the
 real ``pneumoview flag`` command on a folder of mutated files: every file must get exactly one
 row. The long campaign (>= 10,000 cases) is ``tools/fuzz_campaign.py``; see RELIABILITY.md.
@@ -26,8 +26,7 @@ from pathlib import Path
 
 import pytest
 
-sys.path.insert(0, str(Path(__file__).resolve().parent))
-import fuzzing  # noqa: E402
+from tests.support import fuzzing
 
 REPO = Path(__file__).resolve().parents[1]
 PY = sys.executable
@@ -47,7 +46,7 @@ def _env() -> dict[str, str]:
 def model_dir(tmp_path_factory: pytest.TempPathFactory) -> Path | None:
     """The random-weight model fixture, or None when torch/the model module is unavailable."""
     try:
-        from model_fixture import make_random_model_dir
+        from tests.support.model_fixture import make_random_model_dir
 
         return make_random_model_dir(tmp_path_factory.mktemp("fuzz-model") / "model")
     except ImportError:
@@ -389,7 +388,7 @@ def test_fuzz_regression_codec_panic_becomes_pneumoview_error(tmp_path, monkeypa
     class PanicException(BaseException):
         pass
 
-    def panic(*args, **kwargs):  # noqa: ANN002, ANN003, ANN202
+    def panic(*args, **kwargs):
         raise PanicException("index out of bounds: the len is 8192 but the index is 8193")
 
     path = tmp_path / "rle.dcm"

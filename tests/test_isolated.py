@@ -14,12 +14,12 @@ from typing import Any
 
 import numpy as np
 import pytest
-from dicom_factory import make_dataset, reencode, save
 from pydicom.uid import JPEG2000Lossless, RLELossless
 
 from pneumoview.core import dicomio, isolated
 from pneumoview.core.errors import PneumoViewError
 from pneumoview.core.isolated import IsolatedDecoder
+from tests.support.dicom_factory import make_dataset, reencode, save
 
 FAULTY = "test_isolated:faulty_payload"
 
