@@ -67,7 +67,7 @@ def build_parser() -> argparse.ArgumentParser:
     return parser
 
 
-def _load(module: str):  # noqa: ANN202 - a command module
+def _load(module: str):
     return importlib.import_module(module)
 
 

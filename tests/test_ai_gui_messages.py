@@ -18,11 +18,6 @@ def _settings() -> SimpleNamespace:
     return SimpleNamespace(ai_thresholds={}, ai_device="auto", ai_model_dir="", cam_opacity=60)
 
 
-@pytest.fixture(scope="module")
-def model_dir(tmp_path_factory: pytest.TempPathFactory) -> Path:
-    from model_fixture import make_random_model_dir
-
-    return make_random_model_dir(tmp_path_factory.mktemp("aimsg") / "random")
 
 
 def test_threshold_reads_loading_until_the_model_gives_it(qtbot) -> None:  # noqa: ANN001

@@ -15,14 +15,10 @@ pytestmark = [pytest.mark.gui, pytest.mark.shared_data]
 from PIL import Image  # noqa: E402
 
 from tests.ai_support import chest_folder  # noqa: E402
-from tests.model_fixture import make_random_model_dir  # noqa: E402
 
 TIMEOUT_MS = 120_000
 
 
-@pytest.fixture(scope="module")
-def model_dir(tmp_path_factory: pytest.TempPathFactory) -> Path:
-    return make_random_model_dir(tmp_path_factory.mktemp("aiwin") / "random")
 
 
 @pytest.fixture(scope="module")

@@ -19,11 +19,7 @@ REPO = Path(__file__).resolve().parents[1]
 N_FILES = 40
 
 
-@pytest.fixture(scope="module")
-def model_dir(tmp_path_factory: pytest.TempPathFactory) -> Path:
-    from model_fixture import make_random_model_dir
-
-    return make_random_model_dir(tmp_path_factory.mktemp("model") / "m", seed=5)
+MODEL_SEED = 5  # the model_dir fixture's weights (tests/conftest.py)
 
 
 @pytest.fixture(scope="module")

@@ -15,7 +15,6 @@ from pneumoview.core.dicomio import decode
 from pneumoview.core.errors import PneumoViewError
 from pneumoview.core.inference import Engine, Prediction, label_state
 from tests.ai_support import chest_dicoms, pydicom_testdata, shared_dicom
-from tests.model_fixture import make_random_model_dir
 
 
 @pytest.fixture(autouse=True)
@@ -26,9 +25,6 @@ def _one_thread(monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setenv("PNEUMOVIEW_TORCH_THREADS", "1")
 
 
-@pytest.fixture(scope="module")
-def model_dir(tmp_path_factory: pytest.TempPathFactory) -> Path:
-    return make_random_model_dir(tmp_path_factory.mktemp("model") / "random")
 
 
 @pytest.fixture(scope="module")

@@ -15,13 +15,13 @@ import pytest
 pytest.importorskip("PySide6")
 pytestmark = pytest.mark.gui
 
-from dicom_factory import sample_file  # noqa: E402
 from PIL import Image  # noqa: E402
 from PySide6.QtCore import QPoint  # noqa: E402
 
 from pneumoview.commands.render import render_image  # noqa: E402
 from pneumoview.core.demo import prepare_demo  # noqa: E402
 from pneumoview.qt import app as viewer_app  # noqa: E402
+from tests.support.dicom_factory import sample_file  # noqa: E402
 
 REPO = Path(__file__).resolve().parents[1]
 needs_rg1 = pytest.mark.skipif(sample_file("RG1_UNCR.dcm") is None,

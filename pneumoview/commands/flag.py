@@ -132,7 +132,7 @@ class _StopSignals:
         for signum, old in self._old.items():
             signal.signal(signum, old)
 
-    def _handle(self, signum: int, frame: Any) -> None:  # noqa: ARG002
+    def _handle(self, signum: int, frame: Any) -> None:
         if self.received is not None:
             raise KeyboardInterrupt
         self.received = signum

@@ -116,8 +116,8 @@ def shard_of(relpath: str, n: int) -> int:
 
 
 #: Longest text a header-derived field (message, UIDs, patient ID...) may take in the report: a
-#: corrupt header can hold megabytes in one element (found by the fuzzer), which made the report
-#: unreadable by Python's csv module (128 KiB field limit), and so --resume and merge-reports.
+#: corrupt header can hold megabytes in one element, which would make the report unreadable by
+#: Python's csv module (128 KiB field limit), and so --resume and merge-reports.
 MAX_FIELD_CHARS = 1024
 
 
@@ -837,83 +837,112 @@ def merge_reports(inputs: Sequence[PathType], output: PathType) -> MergeResult:
     if not inputs:
         raise PneumoViewError("no shard reports given")
     check_output_target(output)
-    out_real = os.path.realpath(output)
-    by_index: dict[int, tuple[str, dict[str, Any]]] = {}
-    counts: set[int] = set()
-    models: set[str] = set()
-    model_ids: set[str] = set()
-    thresholds: set[float] = set()
+    shards = _ShardSet()
     for report in inputs:
-        if os.path.realpath(report) == out_real:
+        shards.add(report, output)
+    n = shards.check_agree()
+    merged = shards.merged_rows(n)
+    write_report_atomic(output, merged)
+    first = shards.by_index[0][1]
+    write_manifest(output, {
+        "shard_index": 0, "shard_count": 1, "files": len(merged),
+        "model_sha256": first.get("model_sha256"),
+        **({"model_id": next(iter(shards.model_ids))} if shards.model_ids else {}),
+        "report_format": REPORT_FORMAT, "model_label": first.get("model_label"),
+        "threshold": first.get("threshold"), "finished": True, "cancelled": False,
+        "merged_from": [escape_path(os.path.basename(shards.by_index[k][0]))
+                        for k in range(n)],
+    })
+    return MergeResult(str(output), n, len(merged), str(first.get("model_sha256")),
+                       float(first.get("threshold")))  # type: ignore[arg-type]
+
+
+class _ShardSet:
+    """The shard reports given to :func:`merge_reports`, checked as they are added."""
+
+    def __init__(self) -> None:
+        self.by_index: dict[int, tuple[str, dict[str, Any]]] = {}
+        self.counts: set[int] = set()
+        self.models: set[str] = set()
+        self.model_ids: set[str] = set()
+        self.thresholds: set[float] = set()
+
+    def add(self, report: PathType, output: PathType) -> None:
+        """Read one shard's manifest; refuse the output itself, a duplicate, an unfinished run."""
+        if os.path.realpath(report) == os.path.realpath(output):
             raise PneumoViewError("the output is one of the inputs; choose another --output",
                                   output)
         m = read_manifest(report)
         assert m is not None
         k, n = m["shard_index"], m["shard_count"]
-        if k in by_index:
-            raise PneumoViewError(f"shard {k}/{n} given twice ({by_index[k][0]} and {report})")
+        if k in self.by_index:
+            raise PneumoViewError(f"shard {k}/{n} given twice ({self.by_index[k][0]} and "
+                                  f"{report})")
         if m.get("cancelled") or not m.get("finished"):
             raise PneumoViewError(f"shard {k}/{n} did not finish (its manifest says "
                                   f"{'cancelled' if m.get('cancelled') else 'unfinished'}); "
                                   "finish it with pneumoview flag ... --resume", report)
-        by_index[k] = (str(report), m)
-        counts.add(n)
-        models.add(m["model_sha256"])
+        self.by_index[k] = (str(report), m)
+        self.counts.add(n)
+        self.models.add(m["model_sha256"])
         if m.get("model_id"):  # format-1 manifests have none: the weights' sha256 decides
-            model_ids.add(str(m["model_id"]))
-        thresholds.add(float(m["threshold"]))
-    if len(counts) != 1:
-        raise PneumoViewError(f"the reports come from different shard counts {sorted(counts)}")
-    if len(models) != 1:
-        raise PneumoViewError("refusing to merge reports made with different models "
-                              f"({', '.join(sorted(s[:12] for s in models))})")
-    if len(model_ids) > 1:
-        raise PneumoViewError("refusing to merge reports made with different model_ids (the "
-                              "same weights with other metadata: "
-                              f"{', '.join(sorted(s[:17] for s in model_ids))})")
-    if len(thresholds) != 1:
-        raise PneumoViewError("refusing to merge reports made with different thresholds "
-                              f"({', '.join(repr(t) for t in sorted(thresholds))})")
-    n = counts.pop()
-    if len(by_index) < n:
-        raise PneumoViewError(_missing_shards(by_index, n))
-    seen: dict[str, int] = {}
-    merged: list[dict[str, str]] = []
-    for k in range(n):
-        report, m = by_index[k]
-        rows = read_report(report, allow_partial_tail=False)
-        if len(rows) != m["files"]:
-            raise PneumoViewError(f"shard {k}/{n} has {len(rows)} rows but its manifest counts "
-                                  f"{m['files']} files; rerun it with --resume", report)
-        for row in rows:
-            rel = row["relpath"]
-            if rel in seen:
-                raise PneumoViewError(f"file {rel!r} appears twice (shards {seen[rel]} and "
-                                      f"{k}); the shards overlap - rerun them with the same N")
-            if n > 1 and shard_of(rel, n) != k:
-                raise PneumoViewError(f"file {rel!r} belongs to shard {shard_of(rel, n)}/{n} "
-                                      f"but is in shard {k}'s report")
-            if row.get("model_id"):
-                model_ids.add(row["model_id"])
-                if len(model_ids) > 1:
-                    raise PneumoViewError(f"file {rel!r} was scored with another model_id "
-                                          f"({row['model_id'][:17]}...) than the other rows; "
-                                          "refusing to merge", report)
-            seen[rel] = k
-            merged.append(row)
-    merged.sort(key=lambda r: r["relpath"])
-    write_report_atomic(output, merged)
-    first = by_index[0][1]
-    write_manifest(output, {
-        "shard_index": 0, "shard_count": 1, "files": len(merged),
-        "model_sha256": first.get("model_sha256"),
-        **({"model_id": next(iter(model_ids))} if model_ids else {}),
-        "report_format": REPORT_FORMAT, "model_label": first.get("model_label"),
-        "threshold": first.get("threshold"), "finished": True, "cancelled": False,
-        "merged_from": [escape_path(os.path.basename(by_index[k][0])) for k in range(n)],
-    })
-    return MergeResult(str(output), n, len(merged), str(first.get("model_sha256")),
-                       float(first.get("threshold")))  # type: ignore[arg-type]
+            self.model_ids.add(str(m["model_id"]))
+        self.thresholds.add(float(m["threshold"]))
+
+    def check_agree(self) -> int:
+        """The shard count N, once the manifests agree on it, the model and the threshold and
+        every shard 0..N-1 is present."""
+        if len(self.counts) != 1:
+            raise PneumoViewError("the reports come from different shard counts "
+                                  f"{sorted(self.counts)}")
+        if len(self.models) != 1:
+            raise PneumoViewError("refusing to merge reports made with different models "
+                                  f"({', '.join(sorted(s[:12] for s in self.models))})")
+        if len(self.model_ids) > 1:
+            raise PneumoViewError("refusing to merge reports made with different model_ids "
+                                  "(the same weights with other metadata: "
+                                  f"{', '.join(sorted(s[:17] for s in self.model_ids))})")
+        if len(self.thresholds) != 1:
+            raise PneumoViewError("refusing to merge reports made with different thresholds "
+                                  f"({', '.join(repr(t) for t in sorted(self.thresholds))})")
+        n = next(iter(self.counts))
+        if len(self.by_index) < n:
+            raise PneumoViewError(_missing_shards(self.by_index, n))
+        return n
+
+    def merged_rows(self, n: int) -> list[dict[str, str]]:
+        """Every shard's rows, sorted by relpath, each file once and in its own shard."""
+        seen: dict[str, int] = {}
+        merged: list[dict[str, str]] = []
+        for k in range(n):
+            report, m = self.by_index[k]
+            rows = read_report(report, allow_partial_tail=False)
+            if len(rows) != m["files"]:
+                raise PneumoViewError(f"shard {k}/{n} has {len(rows)} rows but its manifest "
+                                      f"counts {m['files']} files; rerun it with --resume",
+                                      report)
+            for row in rows:
+                self._check_row(row, k, n, seen, report)
+                seen[row["relpath"]] = k
+                merged.append(row)
+        merged.sort(key=lambda r: r["relpath"])
+        return merged
+
+    def _check_row(self, row: dict[str, str], k: int, n: int, seen: dict[str, int],
+                   report: str) -> None:
+        rel = row["relpath"]
+        if rel in seen:
+            raise PneumoViewError(f"file {rel!r} appears twice (shards {seen[rel]} and "
+                                  f"{k}); the shards overlap - rerun them with the same N")
+        if n > 1 and shard_of(rel, n) != k:
+            raise PneumoViewError(f"file {rel!r} belongs to shard {shard_of(rel, n)}/{n} "
+                                  f"but is in shard {k}'s report")
+        if row.get("model_id"):
+            self.model_ids.add(row["model_id"])
+            if len(self.model_ids) > 1:
+                raise PneumoViewError(f"file {rel!r} was scored with another model_id "
+                                      f"({row['model_id'][:17]}...) than the other rows; "
+                                      "refusing to merge", report)
 
 
 def _missing_shards(given: Mapping[int, Any], n: int, show: int = 10) -> str:

@@ -50,10 +50,11 @@ from PySide6.QtWidgets import (
 from pneumoview.core import threads
 from pneumoview.core.errors import PneumoViewError
 from pneumoview.core.framecache import FrameCache
-from pneumoview.core.indexer import IndexProgress, IndexResult, Instance
+from pneumoview.core.indexer import IndexProgress, IndexResult, Instance, index_files, index_folder
 from pneumoview.core.isolated import IsolatedDecoder, is_codec_syntax
 from pneumoview.core.paths import display_path
 from pneumoview.core.settings import MAX_RECENT, Settings, save_settings
+from pneumoview.qt.advice import advice
 from pneumoview.qt.host import DETAILS_DOCK, LOG_DOCK, STUDIES_DOCK, DockArea, MenuSlot
 from pneumoview.qt.logpanel import LogPanel, QtLogHandler
 from pneumoview.qt.navkeys import NavigationKeys
@@ -98,27 +99,6 @@ def _decode_task(decoder: IsolatedDecoder, path: str, frame: int, max_bytes: int
     """
     with threads.busy():
         return prepare(decoder.decode(path, frame, max_bytes=max_bytes, cancelled=cancelled))
-
-
-def _read_files_task(paths: list[str], on_instances, cancel, progress=None) -> IndexResult:  # noqa: ANN001, E501
-    """Worker: index individual files (Open File, drops of files)."""
-    from pneumoview.core.indexer import build_tree, read_instance
-
-    found: list[Instance] = []
-    errors: list[tuple[str, str]] = []
-    for path in paths:
-        if cancel():
-            break
-        try:
-            inst = read_instance(path)
-        except PneumoViewError as exc:
-            errors.append((path, exc.reason))
-            continue
-        found.append(inst)
-        on_instances([inst])
-    root = os.path.dirname(paths[0]) if paths else ""
-    return IndexResult(root=root, patients=build_tree(found), instances=found, non_dicom=[],
-                       errors=errors, cancelled=cancel(), from_cache=0)
 
 
 @dataclass
@@ -359,7 +339,7 @@ class MainWindow(QMainWindow):
         self.statusBar().addPermanentWidget(self.busy_label)
         self.statusBar().addPermanentWidget(self.progress)
 
-    def _action(self, text: str, slot, shortcut=None, checkable: bool = False) -> QAction:  # noqa: ANN001
+    def _action(self, text: str, slot, shortcut=None, checkable: bool = False) -> QAction:
         action = QAction(text, self)
         if shortcut is not None:
             keys = shortcut if isinstance(shortcut, list) else [shortcut]
@@ -498,7 +478,7 @@ class MainWindow(QMainWindow):
                          Qt.Orientation.Horizontal)
         self.resizeDocks([self.log_dock], [110], Qt.Orientation.Vertical)
 
-    def showEvent(self, event) -> None:  # noqa: ANN001, N802 - Qt's name
+    def showEvent(self, event) -> None:
         super().showEvent(event)
         if not self._shown_once:
             self._shown_once = True
@@ -643,8 +623,6 @@ class MainWindow(QMainWindow):
 
     def open_folder(self, path: str) -> None:
         """Index ``path`` in the background; the tree fills as files are found."""
-        from pneumoview.core.indexer import index_folder
-
         root = os.path.abspath(path)
         self.settings.add_recent(root)
         save_settings(self.settings)
@@ -658,7 +636,7 @@ class MainWindow(QMainWindow):
         paths = [os.path.abspath(p) for p in paths]
         self.setWindowTitle(f"PneumoView - {display_path(paths[0])}" if len(paths) == 1
                             else "PneumoView")
-        job = Job(_read_files_task, paths, name="open-files")
+        job = Job(index_files, paths, name="open-files")
         self._start_index(os.path.dirname(paths[0]), job)
 
     def _on_index_batch(self, job: Job, batch: list[Instance]) -> None:
@@ -778,10 +756,11 @@ class MainWindow(QMainWindow):
     def _on_decode_error(self, key: tuple[str, int], exc: Exception) -> None:
         if key != self._wanted:
             return
-        self.view.clear(f"Cannot show this image:\n{exc}")
+        message = f"{exc}{advice(exc)}"
+        self.view.clear(f"Cannot show this image:\n{message}")
         self.tags.set_dataset(None)
-        self.report_error(str(exc))
-        self.imageFailed.emit(key[0], str(exc))
+        self.report_error(message)
+        self.imageFailed.emit(key[0], message)
 
     def _on_cine_playing(self, playing: bool) -> None:
         self.play_button.setChecked(playing)
@@ -866,7 +845,7 @@ class MainWindow(QMainWindow):
             self.open_files(paths)
 
     # -- closing -------------------------------------------------------------------------------
-    def closeEvent(self, event) -> None:  # noqa: ANN001
+    def closeEvent(self, event) -> None:
         self.shutdown()
         super().closeEvent(event)
 

@@ -118,13 +118,13 @@ class DisplayImageItem(pg.ImageItem):
         self._generation = 0  # bumped by every new image (ids of views get reused)
         self._target = QRectF()  # image pixels covered by the current QImage
 
-    def setImage(self, image=None, autoLevels=None, **kwargs):  # noqa: ANN001, ANN201, N802
+    def setImage(self, image=None, autoLevels=None, **kwargs):
         if image is not None:
             self._generation += 1
             self._ds_image = None
         return super().setImage(image, autoLevels, **kwargs)
 
-    def _computeDownsampleFactors(self) -> tuple[int, int]:  # noqa: N802 - pyqtgraph's name
+    def _computeDownsampleFactors(self) -> tuple[int, int]:
         """Image pixels per screen pixel from the ViewBox (pyqtgraph's own estimate came out
         too small here, leaving a 2x-averaged image to be shrunk 1.6x by the painter)."""
         vb = self.getViewBox()
@@ -145,7 +145,7 @@ class DisplayImageItem(pg.ImageItem):
         shown = self.mapRectFromView(vb.viewRect())
         return shown.intersected(QRectF(0, 0, w, h)) if shown is not None else None
 
-    def viewTransformChanged(self) -> None:  # noqa: N802 - pyqtgraph's name
+    def viewTransformChanged(self) -> None:
         if self.image is None:
             return
         visible = self._visible()
@@ -155,7 +155,7 @@ class DisplayImageItem(pg.ImageItem):
             self._renderRequired = True
             self.update()
 
-    def paint(self, painter, *args) -> None:  # noqa: ANN001, ANN002
+    def paint(self, painter, *args) -> None:
         """Draw the rendered part over its own pixels. Smoothing (bilinear) only when
         shrinking: at 1:1 and above pixels stay sharp squares."""
         if self.image is None:
@@ -220,7 +220,7 @@ class WindowViewBox(pg.ViewBox):
         super().__init__(lockAspect=True, invertY=True, enableMenu=False)
         self.setMouseMode(pg.ViewBox.PanMode)
 
-    def mouseDragEvent(self, ev, axis=None) -> None:  # noqa: ANN001 - pyqtgraph's signature
+    def mouseDragEvent(self, ev, axis=None) -> None:
         if ev.button() == Qt.MouseButton.RightButton:
             ev.accept()
             d = ev.screenPos() - ev.buttonDownScreenPos()
@@ -228,7 +228,7 @@ class WindowViewBox(pg.ViewBox):
             return
         super().mouseDragEvent(ev, axis)
 
-    def mouseClickEvent(self, ev) -> None:  # noqa: ANN001
+    def mouseClickEvent(self, ev) -> None:
         if ev.button() == Qt.MouseButton.RightButton:
             ev.accept()  # no context menu: right button belongs to window/level
             return
@@ -580,7 +580,7 @@ class RadiographView(QWidget):
                 return label.toolTip()
         return ""
 
-    def eventFilter(self, watched: QObject, event: QEvent) -> bool:  # noqa: N802 - Qt API
+    def eventFilter(self, watched: QObject, event: QEvent) -> bool:
         if event.type() == QEvent.Type.ToolTip and isinstance(event, QHelpEvent):
             pos = self.graphics.viewport().mapTo(self.graphics, event.pos())
             tip = self.corner_tooltip(QPointF(pos))
@@ -609,7 +609,7 @@ class RadiographView(QWidget):
         c["br"].move(w - c["br"].width() - m, h - c["br"].height() - m)
         self._message.setGeometry(20, 0, max(10, w - 40), h)
 
-    def resizeEvent(self, event) -> None:  # noqa: ANN001
+    def resizeEvent(self, event) -> None:
         super().resizeEvent(event)
         self._layout_labels()
 

@@ -145,7 +145,7 @@ class AIController(QObject):
         """Load the model in the background (call once the window is shown)."""
         self.worker.start()
 
-    def eventFilter(self, obj: QObject, event: QEvent) -> bool:  # noqa: N802 - Qt's name
+    def eventFilter(self, obj: QObject, event: QEvent) -> bool:
         """Start loading the model shortly after the window is first shown.
 
         The delay lets the first window paint (and a --screenshot open its folder) before the

@@ -63,7 +63,7 @@ class ProbabilityBar(QWidget):
                         f"probability {probability:.1%}; threshold {threshold:.1%} (marker)")
         self.update()
 
-    def paintEvent(self, _event) -> None:  # noqa: ANN001, N802 - Qt's signature
+    def paintEvent(self, _event) -> None:
         p = QPainter(self)
         p.setRenderHint(QPainter.RenderHint.Antialiasing, False)
         bar = QRectF(1, 4, self.width() - 2, self.height() - 8)
@@ -94,7 +94,17 @@ class AIPanel(QWidget):
         self.threshold: float | None = None
         self.prediction: Any = None  # the Prediction shown (already at self.threshold)
         layout = QVBoxLayout(self)
+        self._build_result(layout)
+        layout.addWidget(self._build_threshold_box())
+        layout.addWidget(self._build_cam_box())
+        self._build_model_facts(layout)
+        layout.addStretch(1)
+        for label in self.findChildren(QLabel):  # model metadata and header text: never markup
+            make_plain(label)
+        self._set_threshold_widgets(self.threshold)
 
+    def _build_result(self, layout: QVBoxLayout) -> None:
+        """The notice, the probability, its bar, the state line and "Score anyway"."""
         self.notice = QLabel("Not for diagnostic use")
         self.notice.setObjectName("notForDiagnosticUse")
         self.notice.setAlignment(Qt.AlignmentFlag.AlignCenter)
@@ -126,6 +136,7 @@ class AIPanel(QWidget):
         self.score_anyway.setVisible(False)
         layout.addWidget(self.score_anyway)
 
+    def _build_threshold_box(self) -> QGroupBox:
         thr_box = QGroupBox("Threshold")
         thr_layout = QVBoxLayout(thr_box)
         row = QHBoxLayout()
@@ -156,11 +167,12 @@ class AIPanel(QWidget):
         self.per_source.setVisible(False)
         thr_layout.addWidget(self.per_source)
         thr_layout.addWidget(self.metrics_note)
-        layout.addWidget(thr_box)
         self.slider.valueChanged.connect(self._on_slider)
         self.spin.valueChanged.connect(self._on_spin)
         self.reset_button.clicked.connect(self.thresholdReset)
+        return thr_box
 
+    def _build_cam_box(self) -> QGroupBox:
         cam_box = QGroupBox("Class-activation map")
         cam_layout = QVBoxLayout(cam_box)
         self.cam_check = QCheckBox("Show map (C)")
@@ -183,8 +195,10 @@ class AIPanel(QWidget):
         cam_layout.addWidget(self.cam_note)
         self.cam_status = QLabel("")
         cam_layout.addWidget(self.cam_status)
-        layout.addWidget(cam_box)
+        return cam_box
 
+    def _build_model_facts(self, layout: QVBoxLayout) -> None:
+        """Why the last model was refused, then the model, device and inference time."""
         facts = QFormLayout()
         # why the model chosen last was refused (the one in use, if any, stays): it stays on
         # screen until a model loads, unlike the status bar message
@@ -205,10 +219,6 @@ class AIPanel(QWidget):
         facts.addRow("Engine:", self.device_label)  # engine, precision and device
         facts.addRow("Inference:", self.time_label)
         layout.addLayout(facts)
-        layout.addStretch(1)
-        for label in self.findChildren(QLabel):  # model metadata and header text: never markup
-            make_plain(label)
-        self._set_threshold_widgets(self.threshold)
 
     # -- model and threshold ---------------------------------------------------------------
     def set_model(self, info: Any, device: str = "", error: str = "") -> None:
