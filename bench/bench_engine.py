@@ -10,7 +10,7 @@ interleaved round by round so a busy machine slows all of them alike:
 * the largest logit difference from torch over the films;
 * input preparation per stage on 1024 x 1024 images (contract steps 3, 4, 5).
 
-    python bench/bench_engine.py [--model DIR] [--n 64] [--batch 32] [--rounds 3] [--threads 2]
+    python -m bench.bench_engine [--model DIR] [--n 64] [--batch 32] [--rounds 3] [--threads 2]
 
 Films: the NIH PNGs of ../shared/data (else a random model's smooth random fields, which time
 the same). Goal (issue 17): the fast engine at least 5x torch batched and batch-1 5x lower;
@@ -31,8 +31,6 @@ import numpy as np
 
 ROOT = Path(__file__).resolve().parents[1]
 DATA = ROOT.parent / "shared" / "data"
-sys.path.insert(0, str(ROOT))
-sys.path.insert(0, str(ROOT / "bench"))
 
 
 def films(n: int, size: int) -> list[np.ndarray]:
@@ -128,8 +126,7 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--threads", type=int, default=2, help="threads for every engine")
     args = ap.parse_args(argv)
     os.environ["PNEUMOVIEW_TORCH_THREADS"] = str(args.threads)
-    from _common import check_load
-
+    from bench._common import check_load
     from pneumoview.core.errors import PneumoViewError
 
     check_load()
@@ -139,7 +136,7 @@ def main(argv: list[str] | None = None) -> int:
 
         info = read_model_info(model_dir)
     except PneumoViewError:
-        from tests.model_fixture import make_random_model_dir
+        from tests.support.model_fixture import make_random_model_dir
 
         model_dir = make_random_model_dir(Path(tempfile.mkdtemp()) / "random")
         info = read_model_info(model_dir)

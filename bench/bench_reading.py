@@ -1,7 +1,7 @@
 """Reading tools' speed: redraw of two viewports side by side on large images, with and
 without measurements, rotated, and the full-resolution export.
 
-    python bench/bench_reading.py [--steps 30] [--size 3000] [--force]
+    python -m bench.bench_reading [--steps 30] [--size 3000] [--force]
 
 Runs offscreen. Two image views (3000x3000 15-bit chest CR resampled, as bench_viewer) share a
 1400x900 widget, as a 1x2 comparison would. Each figure is the median of ``--steps`` steps and
@@ -25,12 +25,11 @@ from pathlib import Path
 os.environ.setdefault("QT_QPA_PLATFORM", "offscreen")
 
 HERE = Path(__file__).resolve().parent
-sys.path.insert(0, str(HERE.parent / "tests"))
-sys.path.insert(0, str(HERE))
 
 import numpy as np  # noqa: E402
-from _common import check_load  # noqa: E402
-from bench_viewer import big_radiograph  # noqa: E402
+
+from bench._common import check_load  # noqa: E402
+from bench.bench_viewer import big_radiograph  # noqa: E402
 
 
 def _annotations(size: int) -> list:

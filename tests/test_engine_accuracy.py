@@ -13,9 +13,9 @@ import importlib.util
 
 import numpy as np
 import pytest
-from shared_data import require
 
 from tests.ai_support import bundled_trained_model_dir
+from tests.support.shared_data import require
 
 if importlib.util.find_spec("openvino") is None:  # not importorskip: see engines.ovimport
     pytest.skip("openvino is not installed", allow_module_level=True)

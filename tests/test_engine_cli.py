@@ -22,7 +22,7 @@ if importlib.util.find_spec("openvino") is None:
 
 @pytest.fixture(scope="module")
 def model_dir(tmp_path_factory: pytest.TempPathFactory) -> Path:
-    from model_fixture import make_random_model_dir
+    from tests.support.model_fixture import make_random_model_dir
 
     return make_random_model_dir(tmp_path_factory.mktemp("model") / "m", seed=7)
 

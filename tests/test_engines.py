@@ -26,7 +26,7 @@ from pneumoview.core.engines.base import (
 from pneumoview.core.errors import PneumoViewError
 from pneumoview.core.inference import Engine
 from tests.ai_support import bundled_trained_model_dir, chest_dicoms, pydicom_testdata
-from tests.model_fixture import make_random_model_dir
+from tests.support.model_fixture import make_random_model_dir
 
 if importlib.util.find_spec("openvino") is None:  # not importorskip: see engines.ovimport
     pytest.skip("openvino is not installed", allow_module_level=True)

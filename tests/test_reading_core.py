@@ -10,7 +10,6 @@ import stat
 
 import numpy as np
 import pytest
-from dicom_factory import make_dataset
 from pydicom.dataelem import RawDataElement
 from pydicom.dataset import Dataset
 from pydicom.tag import Tag
@@ -27,6 +26,7 @@ from pneumoview.core.reading.orientation import (
 )
 from pneumoview.core.reading.spacing import PIXELS, SpacingSource, pixel_scale
 from pneumoview.core.reading.store import AnnotationStore, image_key
+from tests.support.dicom_factory import make_dataset
 
 
 def _ds(**tags: object) -> Dataset:

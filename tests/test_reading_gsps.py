@@ -8,7 +8,6 @@ import subprocess
 import numpy as np
 import pydicom
 import pytest
-from dicom_factory import make_dataset
 
 from pneumoview.core.reading.annotations import Annotation, Kind
 from pneumoview.core.reading.gsps import (
@@ -18,6 +17,7 @@ from pneumoview.core.reading.gsps import (
 )
 from pneumoview.core.reading.orientation import ViewTransform
 from pneumoview.core.windowing import Window
+from tests.support.dicom_factory import make_dataset
 
 
 def _source():

@@ -5,7 +5,6 @@ from __future__ import annotations
 
 import numpy as np
 import pytest
-from dicom_factory import make_dataset, save
 from PySide6.QtCore import QPoint, QPointF, Qt, Signal
 from PySide6.QtGui import QImage
 from PySide6.QtTest import QTest
@@ -18,6 +17,7 @@ from pneumoview.qt.radiographview import RadiographView
 from pneumoview.qt.studytree import StudyTree
 from pneumoview.qt.tools.controller import ReadingTools
 from pneumoview.qt.workers import WorkRunner
+from tests.support.dicom_factory import make_dataset, save
 
 pytestmark = pytest.mark.gui
 

@@ -7,7 +7,6 @@ from pathlib import Path
 
 import numpy as np
 import pytest
-from dicom_factory import make_dataset, save
 
 from pneumoview.core.reading.annotations import Annotation, Kind
 from pneumoview.core.settings import Settings
@@ -18,6 +17,7 @@ from pneumoview.qt.helpdialogs import (
     shortcut_rows,
 )
 from pneumoview.qt.mainwindow import MainWindow, ViewerOptions
+from tests.support.dicom_factory import make_dataset, save
 
 pytestmark = pytest.mark.gui
 TIMEOUT_MS = 60_000
