@@ -1,7 +1,7 @@
 """README screenshots of the reading tools: measurements on a chest radiograph, and a
 full-resolution export.
 
-    python tools/reading_screenshots.py FILE.dcm OUT_FOLDER
+    python -m tools.reading_screenshots FILE.dcm OUT_FOLDER
 
 FILE is copied into a temporary folder and opened there (the user folders are redirected to a
 temporary one too); the annotations are placed at fractions of the image's width.
