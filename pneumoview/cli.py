@@ -28,6 +28,8 @@ SUBCOMMANDS: dict[str, tuple[str, str]] = {
     "flag": ("pneumoview.commands.flag", "score and flag every file in a folder (CSV report)"),
     "merge-reports": ("pneumoview.commands.merge_reports",
                       "join the reports of a sharded flag run into one"),
+    "calibrate": ("pneumoview.commands.calibrate",
+                  "fit a site profile (calibration + operating point) from labelled cases"),
     "cache": ("pneumoview.commands.cache",
               "show what PneumoView stores where (info), delete the index cache (clear)"),
 }

@@ -55,14 +55,16 @@ COLUMNS: tuple[str, ...] = (
     "message", "patient_id", "study_instance_uid", "series_instance_uid", "sop_instance_uid",
     "view_position", "model_sha256",
     "study_date", "modality", "frame", "model_label", "elapsed_ms",
-    "model_id",
+    "model_id", "logit", "operating_point",
 )
 #: The manifest's ``report_format``: 1 = the first 20 columns (no field in the manifest), 2 =
 #: ``model_id`` appended, 3 = cells encoded by :func:`encode_cell` (paths exact and
 #: percent-escaped, formula-like cells behind an apostrophe; before, text was written as it
 #: was, whitespace collapsed everywhere). Each later appended column or cell change bumps it;
 #: :func:`read_report` reads each report by its own format, so older ones resume and merge.
-REPORT_FORMAT = 3
+#: 4 = ``logit`` (the raw logit, full precision: ``repr``) and ``operating_point`` (which
+#: threshold the row used: :mod:`pneumoview.core.oppoints`) appended.
+REPORT_FORMAT = 4
 #: The first format whose cells :func:`decode_cell` decodes.
 ENCODED_CELLS_FORMAT = 3
 #: The columns of format 1; every report has at least these.
@@ -216,6 +218,8 @@ def format_value(key: str, value: Any) -> str:
         return f"{value:.6f}" if math.isfinite(value) else ""
     if key == "threshold" and isinstance(value, float):
         return f"{value:.6g}"
+    if key == "logit" and isinstance(value, float):
+        return repr(value) if math.isfinite(value) else ""
     if key == "elapsed_ms" and isinstance(value, float):
         return f"{value:.1f}"
     if key in PATH_KEYS:
@@ -235,7 +239,7 @@ def parse_row(row: Mapping[str, str]) -> dict[str, Any]:
     out: dict[str, Any] = dict(row)
     for key in ("file_size", "mtime_ns", "frame"):
         out[key] = int(row[key]) if row.get(key, "").lstrip("-").isdigit() else None
-    for key in ("probability", "threshold", "elapsed_ms"):
+    for key in ("probability", "threshold", "elapsed_ms", "logit"):
         try:
             out[key] = float(row[key]) if row.get(key) else None
         except ValueError:
