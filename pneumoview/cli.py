@@ -30,6 +30,8 @@ SUBCOMMANDS: dict[str, tuple[str, str]] = {
                       "join the reports of a sharded flag run into one"),
     "calibrate": ("pneumoview.commands.calibrate",
                   "fit a site profile (calibration + operating point) from labelled cases"),
+    "reviews": ("pneumoview.commands.reviews",
+                "export the readers' reviews as labels (export), or count them (info)"),
     "cache": ("pneumoview.commands.cache",
               "show what PneumoView stores where (info), delete the index cache (clear)"),
 }

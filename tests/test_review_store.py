@@ -176,3 +176,25 @@ def test_a_damaged_store_is_reported_and_kept(tmp_path: Path) -> None:
     with pytest.raises(PneumoViewError, match="cannot be opened"):
         rs.ReviewStore(db)
     assert db.read_bytes().startswith(b"not a database")
+
+
+def test_reviews_command_exports_for_one_model(tmp_path: Path,
+                                               capsys: pytest.CaptureFixture[str]) -> None:
+    from pneumoview.cli import main
+
+    db = tmp_path / "r.sqlite3"
+    with rs.ReviewStore(db) as store:
+        store.add(ref(1), "agree")
+        store.add(ref(2, flagged=False), "agree")
+        store.add(ref(3), "uncertain")
+        store.add(rs.ImageRef("pvm1-other", SHA, sop_instance_uid="7.7"), "agree")
+    out = tmp_path / "labels.csv"
+    assert main(["reviews", "export", "--model-id", MODEL, "--store", str(db), "-o",
+                 str(out)]) == 0
+    assert "wrote 2 labels (1 reviews give no label" in capsys.readouterr().out
+    assert len(out.read_text().splitlines()) == 3
+    assert main(["reviews", "export", "--model-id", MODEL, "--store", str(db), "-o",
+                 str(out)]) == 1
+    assert "--overwrite" in capsys.readouterr().err
+    assert main(["reviews", "info", "--model-id", MODEL, "--store", str(db)]) == 0
+    assert "4 reviews in all, 3 images reviewed" in capsys.readouterr().out
