@@ -271,3 +271,58 @@ def row_population(row: Mapping[str, Any]) -> str | None:
     """The population of a report row's film from the header facts the decoder keeps."""
     return population_of(str(row.get("patient_age") or ""), str(row.get("birth_date") or ""),
                          str(row.get("study_date") or ""))
+
+
+# --------------------------------------------------------------------------------------------
+# Reports: what a manifest records, and the refusal to mix
+# --------------------------------------------------------------------------------------------
+def manifest_policy(manifest: Mapping[str, Any]) -> dict[str, Any]:
+    """The policy fields of a manifest; a manifest written before them used its one
+    ``threshold`` for every row (``{"default": threshold}``; an override looks the same)."""
+    points = manifest.get("operating_points")
+    if not isinstance(points, dict):
+        points = {DEFAULT_POINT: float(manifest["threshold"])}
+    out: dict[str, Any] = {"operating_points": points}
+    if isinstance(manifest.get("profile"), dict):
+        out["profile"] = manifest["profile"]
+    return out
+
+
+def _same_points(a: Mapping[str, Any], b: Mapping[str, Any]) -> bool:
+    """Equal sets of thresholds; a one-threshold set matches whatever it is labelled
+    (``default`` in an old manifest, ``override`` when --threshold gave the same value)."""
+    if len(a) == 1 and len(b) == 1:
+        return float(next(iter(a.values()))) == float(next(iter(b.values())))
+    return {k: float(v) for k, v in a.items()} == {k: float(v) for k, v in b.items()}
+
+
+def policy_mismatch(have: Mapping[str, Any], want: Mapping[str, Any]) -> str | None:
+    """Why a report made under ``have`` cannot be continued or merged with ``want`` (the
+    :meth:`ScoringPolicy.manifest_fields` of each), or None."""
+    hp, wp = have.get("profile"), want.get("profile")
+    if (hp or {}).get("sha256") != (wp or {}).get("sha256"):
+        def name(p: Any) -> str:
+            return f"site profile {p.get('name')!r}" if p else "no site profile"
+        return f"refusing to mix profiles: the report used {name(hp)}, this run {name(wp)}"
+    if not _same_points(have["operating_points"], want["operating_points"]):
+        def text(points: Mapping[str, Any]) -> str:
+            return ", ".join(f"{k} {float(v):.6g}" for k, v in sorted(points.items()))
+        return ("refusing to mix operating points: the report used "
+                f"{text(have['operating_points'])}, this run {text(want['operating_points'])}")
+    return None
+
+
+def check_manifest_policy(data: Mapping[str, Any], where: str) -> None:
+    """Types of the manifest's ``operating_points`` and ``profile`` (when present)."""
+    points = data.get("operating_points")
+    if points is not None:
+        if not isinstance(points, dict) or not points or len(points) > 16 or not all(
+                isinstance(k, str) and not isinstance(v, bool) and isinstance(v, int | float)
+                and math.isfinite(v) and 0.0 <= v <= 1.0 for k, v in points.items()):
+            raise PneumoViewError(f"{where}: 'operating_points' must map names to thresholds "
+                                  "in [0, 1]")
+    profile = data.get("profile")
+    if profile is not None and not (isinstance(profile, dict)
+                                    and isinstance(profile.get("sha256"), str)
+                                    and isinstance(profile.get("name"), str)):
+        raise PneumoViewError(f"{where}: 'profile' must name a site profile and its sha256")

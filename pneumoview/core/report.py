@@ -651,8 +651,8 @@ def _refuse_model_id(have: str, want: str, path: PathType) -> None:
 
 
 def load_for_resume(path: PathType, *, model_sha256: str, threshold: float,
-                    shard: tuple[int, int] | None,
-                    model_id: str = "") -> dict[str, dict[str, str]]:
+                    shard: tuple[int, int] | None, model_id: str = "",
+                    policy: Mapping[str, Any] | None = None) -> dict[str, dict[str, str]]:
     """Rows already in a report (by relpath), after checking they can be continued.
 
     Refuses (``PneumoViewError``) a file that is not a report, and a report made with another
@@ -660,8 +660,12 @@ def load_for_resume(path: PathType, *, model_sha256: str, threshold: float,
     none and resume when the weights match) or threshold, or for another shard: mixing them
     would give one report with two meanings. Thresholds are compared like with like: the
     manifest's exact value with this run's, and each row's six-digit text with this run's
-    threshold written the same way.
+    threshold written the same way. ``policy`` (``ScoringPolicy.manifest_fields()``) is this
+    run's set of operating points and site profile: a report made with another set is refused,
+    and each row's threshold must be one of the set's.
     """
+    from pneumoview.core import oppoints
+
     if not os.path.lexists(path):
         return {}
     check_output_target(path)
@@ -682,6 +686,11 @@ def load_for_resume(path: PathType, *, model_sha256: str, threshold: float,
                 f"the report was written for shard {have[0]}/{have[1]}, this run is shard "
                 f"{want[0]}/{want[1]}; resume with the same --shard", path)
         _refuse_model_id(str(manifest.get("model_id") or ""), model_id, path)
+        if policy is not None:
+            why = oppoints.policy_mismatch(oppoints.manifest_policy(manifest), policy)
+            if why:
+                raise PneumoViewError(f"{why}; write to a new --output or use the same "
+                                      "settings", path)
         if float(manifest["threshold"]) != threshold:
             used = float(manifest["threshold"])
             raise PneumoViewError(
@@ -689,7 +698,10 @@ def load_for_resume(path: PathType, *, model_sha256: str, threshold: float,
                 f"{threshold!r}; write to a new --output or pass --threshold {used!r}", path)
     rows = read_report(path)
     done: dict[str, dict[str, str]] = {}
+    allowed = {format_value("threshold", float(t))
+               for t in (policy or {}).get("operating_points", {}).values()}
     ours = format_value("threshold", float(threshold))
+    allowed.add(ours)
     for row in rows:
         sha = row["model_sha256"]
         if sha and sha != model_sha256:
@@ -698,7 +710,7 @@ def load_for_resume(path: PathType, *, model_sha256: str, threshold: float,
                 f"this run uses {model_sha256[:12]}...; write to a new --output or use the "
                 "same --model", path)
         _refuse_model_id(row.get("model_id", ""), model_id, path)
-        if row["threshold"] and row["threshold"] != ours:
+        if row["threshold"] and row["threshold"] not in allowed:
             raise PneumoViewError(
                 f"refusing to mix thresholds: the report used {row['threshold']}, this run "
                 f"{threshold!r}; write to a new --output or pass --threshold "
@@ -817,6 +829,9 @@ def check_manifest(data: Mapping[str, Any], where: str) -> None:
         raise bad("model_sha256", "must be a text (the model's sha256)")
     if data.get("model_id") is not None and not isinstance(data["model_id"], str):
         raise bad("model_id", "must be a text (the model's identity)")
+    from pneumoview.core.oppoints import check_manifest_policy
+
+    check_manifest_policy(data, where)
 
 
 # --------------------------------------------------------------------------------------------
@@ -880,6 +895,7 @@ def merge_reports(inputs: Sequence[PathType], output: PathType) -> MergeResult:
     if len(thresholds) != 1:
         raise PneumoViewError("refusing to merge reports made with different thresholds "
                               f"({', '.join(repr(t) for t in sorted(thresholds))})")
+    policy = _one_policy([m for _, m in by_index.values()])
     n = counts.pop()
     if len(by_index) < n:
         raise PneumoViewError(_missing_shards(by_index, n))
@@ -916,10 +932,24 @@ def merge_reports(inputs: Sequence[PathType], output: PathType) -> MergeResult:
         **({"model_id": next(iter(model_ids))} if model_ids else {}),
         "report_format": REPORT_FORMAT, "model_label": first.get("model_label"),
         "threshold": first.get("threshold"), "finished": True, "cancelled": False,
+        **policy,
         "merged_from": [escape_path(os.path.basename(by_index[k][0])) for k in range(n)],
     })
     return MergeResult(str(output), n, len(merged), str(first.get("model_sha256")),
                        float(first.get("threshold")))
+
+
+def _one_policy(manifests: Sequence[Mapping[str, Any]]) -> dict[str, Any]:
+    """The shards' common operating points and profile; refuses shards made under others."""
+    from pneumoview.core import oppoints
+
+    first = oppoints.manifest_policy(manifests[0])
+    for m in manifests[1:]:
+        why = oppoints.policy_mismatch(first, oppoints.manifest_policy(m))
+        if why:
+            raise PneumoViewError(why.replace("the report used", "one shard used")
+                                  .replace("this run", "another"))
+    return first
 
 
 def _missing_shards(given: Mapping[int, Any], n: int, show: int = 10) -> str:
