@@ -34,6 +34,9 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--model", metavar="DIR", help="model folder (default: the bundled one)")
     parser.add_argument("--threshold", type=float, metavar="T",
                         help="flag when probability >= T (default: the model's threshold)")
+    parser.add_argument("--profile", metavar="PROFILE.json",
+                        help="a site profile (pneumoview calibrate): its calibrated probability "
+                             "and threshold replace the model's; --threshold still overrides")
     parser.add_argument("--device", default="auto", metavar="D",
                         help="auto (default), cpu, cuda, cuda:N or mps")
     parser.add_argument("--batch-size", type=int, default=32, metavar="N",
@@ -155,7 +158,7 @@ def summary_line(summary: Any) -> str:
     folders = (f" ({summary.unlisted_folders} folders that cannot be listed)"
                if summary.unlisted_folders else "")
     text = (f"{summary.done}/{summary.total} files: {c.get('scored', 0)} scored "
-            f"({summary.flagged} flagged at threshold {summary.threshold:g}), "
+            f"({summary.flagged} flagged; {summary.policy or f'threshold {summary.threshold:g}'}), "
             f"{c.get('not_scored', 0)} not scored, {c.get('skipped', 0)} skipped, "
             f"{c.get('error', 0)} errors{folders}")
     if summary.resumed:
@@ -187,7 +190,7 @@ def run(args: argparse.Namespace) -> int:
         threshold=args.threshold, batch_size=args.batch_size, workers=args.workers,
         resume=args.resume, overwrite=args.overwrite, shard=shard, timeout_s=args.timeout,
         memory_limit_mb=args.memory_limit if args.memory_limit != 0 else None,
-        retry_errors=not args.no_retry_errors, quiet=args.quiet)
+        retry_errors=not args.no_retry_errors, quiet=args.quiet, profile=args.profile)
     if args.quiet:
         silence_warnings()
 

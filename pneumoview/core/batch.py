@@ -38,6 +38,7 @@ if TYPE_CHECKING:  # pragma: no cover
     import numpy as np
 
     from pneumoview.core.inference import Engine
+    from pneumoview.core.oppoints import ScoringPolicy
 
 log = logging.getLogger(__name__)
 
@@ -132,7 +133,8 @@ def _decode_task(payload: dict[str, Any]) -> dict[str, Any]:
         series_instance_uid=text(header, "SeriesInstanceUID"),
         sop_instance_uid=text(header, "SOPInstanceUID"),
         view_position=text(header, "ViewPosition"), study_date=text(header, "StudyDate"),
-        modality=text(header, "Modality"), frame=0)
+        modality=text(header, "Modality"), frame=0, patient_age=text(header, "PatientAge"),
+        birth_date=text(header, "PatientBirthDate"))
     # header-only gate first: a lateral or a CT is refused without decoding its pixels; only
     # the colour check needs the pixels (a grey film stored as RGB passes)
     reason = not_scorable_reason(header, dicomio.number_of_frames(header))
@@ -198,6 +200,7 @@ class BatchOptions:
     nice: int = 0  # >0 lowers the decode workers' priority (the GUI: the viewer comes first)
     retry_errors: bool = True  # --resume scores each file of an `error` row once more
     quiet: bool = False  # no warnings from the decoders on stderr (pydicom's, numpy's)
+    profile: str | PathLike[str] | None = None  # a site profile (calibration + threshold)
 
 
 @dataclass
@@ -242,6 +245,7 @@ class BatchSummary:
     run_flagged: int = 0
     retried: int = 0  # error rows of the resumed report scored again
     unlisted_folders: int = 0  # folders that could not be listed (each an error row)
+    policy: str = ""  # which threshold(s) applied and where from (ScoringPolicy.describe)
 
 
 # --------------------------------------------------------------------------------------------
@@ -397,7 +401,7 @@ def _base_row(path: str, rel: str, st: os.stat_result | None, threshold: float,
 
 
 _FACT_KEYS = ("patient_id", "study_instance_uid", "series_instance_uid", "sop_instance_uid",
-              "view_position", "study_date", "modality", "frame")
+              "view_position", "study_date", "modality", "frame", "patient_age", "birth_date")
 
 
 def run_batch(options: BatchOptions, *,
@@ -436,22 +440,24 @@ def run_batch(options: BatchOptions, *,
         engine = Engine(options.model_dir, options.device, with_cam=False)
     info = engine.info if engine.loaded else engine.load()
     assert info is not None
-    threshold = float(info.threshold if options.threshold is None else options.threshold)
-    if not 0.0 <= threshold <= 1.0:
-        raise PneumoViewError(f"--threshold must be in [0, 1], got {threshold:g}")
+    from pneumoview.core.oppoints import ScoringPolicy
+    from pneumoview.core.siteprofile import profile_for
+
+    policy = ScoringPolicy(info, options.threshold, profile_for(info, options.profile))
+    threshold = policy.default_threshold
 
     # one run at a time per report (the lock goes when this process ends, however it ends)
     with contextlib.ExitStack() as stack:
         if output is not None:
             stack.enter_context(rep.ReportLock(output))
-        return _run_locked(options, output, engine, info, threshold, t_start,
+        return _run_locked(options, output, engine, info, policy, t_start,
                            on_rows=on_rows, on_progress=on_progress,
                            cancel=cancel or (lambda: False),
                            progress_interval_s=progress_interval_s)
 
 
 def _run_locked(options: BatchOptions, output: str | None, engine: Engine, info: Any,
-                threshold: float, t_start: float, *,
+                policy: ScoringPolicy, t_start: float, *,
                 on_rows: Callable[[list[dict[str, Any]]], None] | None,
                 on_progress: Callable[[BatchProgress], None] | None,
                 cancel: Callable[[], bool],
@@ -459,8 +465,11 @@ def _run_locked(options: BatchOptions, output: str | None, engine: Engine, info:
     """Steps 3-5 of :func:`run_batch`, holding the report's lock."""
     from pneumoview.core.procpool import ProcessPool, TaskResult, default_workers
 
+    from pneumoview.core.oppoints import row_population
+
     root = os.path.abspath(os.fspath(options.root))
     batch_size = max(1, int(options.batch_size))
+    threshold = policy.default_threshold
 
     def emit_progress(stats: _Stats, phase: str) -> None:
         if on_progress is not None:
@@ -496,7 +505,8 @@ def _run_locked(options: BatchOptions, output: str | None, engine: Engine, info:
     if output is not None and options.resume:
         previous = rep.load_for_resume(output, model_sha256=info.weights_sha256,
                                        threshold=threshold, shard=options.shard,
-                                       model_id=info.model_id)
+                                       model_id=info.model_id,
+                                       policy=policy.manifest_fields())
         for rel, row in previous.items():
             st = stats_by_rel.get(rel)
             if st is None:  # gone, unreadable, or a scan issue (its row is made again)
@@ -514,7 +524,7 @@ def _run_locked(options: BatchOptions, output: str | None, engine: Engine, info:
         "model_sha256": info.weights_sha256, "model_id": info.model_id,
         "report_format": rep.REPORT_FORMAT, "model_label": info.label,
         "model_name": info.name, "model_version": info.version, "threshold": threshold,
-        "pneumoview_version": _version(),
+        "pneumoview_version": _version(), **policy.manifest_fields(),
     }
     writer = None
     manifest = None
@@ -583,14 +593,17 @@ def _run_locked(options: BatchOptions, output: str | None, engine: Engine, info:
         others = 0 if pool is None else int(busy_est.update(pool.busy_seconds))
         w0, c0 = time.perf_counter(), time.process_time()
         with threads.busy(min(others, n_workers)):
-            probs = engine.probabilities([x for _, x in pending])
+            logits = engine.logits([x for _, x in pending])
         stage["model"] += time.process_time() - c0
         stage["model_wall"] += time.perf_counter() - w0
         rows = []
-        for (row, _), p in zip(pending, probs, strict=True):
-            p = float(p)
-            if math.isfinite(p):
-                row.update(probability=p, flagged=bool(p >= threshold))
+        for (row, _), z in zip(pending, logits, strict=True):
+            z = float(z)
+            decision = policy.decide(z, row_population(row)) if math.isfinite(z) else None
+            if decision is not None and math.isfinite(decision.probability):
+                row.update(probability=decision.probability, flagged=decision.flagged,
+                           threshold=decision.threshold, logit=z,
+                           operating_point=decision.operating_point)
             else:
                 from pneumoview.core.inference import NON_FINITE
 
@@ -681,7 +694,7 @@ def _run_locked(options: BatchOptions, output: str | None, engine: Engine, info:
         model_sha256=info.weights_sha256, threshold=threshold, workers=n_workers,
         restarts=restarts, stage_cpu_s=stage, run_counts=dict(stats.run_counts),
         run_flagged=stats.run_flagged, retried=retried,
-        unlisted_folders=sum(1 for issue in issues if issue[3]))
+        unlisted_folders=sum(1 for issue in issues if issue[3]), policy=policy.describe())
 
 
 def _memory_limit_bytes(options: BatchOptions, workers: int) -> int | None:
