@@ -96,8 +96,8 @@ def test_threshold_overrides_every_point(folder: Path, model_dir: Path, tmp_path
 
 
 def _profile(tmp_path: Path, model_dir: Path, name: str, seed: int) -> Path:
-    from pneumoview.core.siteprofile import save_profile
     from pneumoview.core.sitefit import Cases, SiteFit
+    from pneumoview.core.siteprofile import save_profile
 
     info = read_model_info(model_dir)
     rng = np.random.default_rng(seed)

@@ -444,7 +444,6 @@ def run_batch(options: BatchOptions, *,
     from pneumoview.core.siteprofile import profile_for
 
     policy = ScoringPolicy(info, options.threshold, profile_for(info, options.profile))
-    threshold = policy.default_threshold
 
     # one run at a time per report (the lock goes when this process ends, however it ends)
     with contextlib.ExitStack() as stack:
@@ -463,9 +462,8 @@ def _run_locked(options: BatchOptions, output: str | None, engine: Engine, info:
                 cancel: Callable[[], bool],
                 progress_interval_s: float) -> BatchSummary:
     """Steps 3-5 of :func:`run_batch`, holding the report's lock."""
-    from pneumoview.core.procpool import ProcessPool, TaskResult, default_workers
-
     from pneumoview.core.oppoints import row_population
+    from pneumoview.core.procpool import ProcessPool, TaskResult, default_workers
 
     root = os.path.abspath(os.fspath(options.root))
     batch_size = max(1, int(options.batch_size))
