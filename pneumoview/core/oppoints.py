@@ -296,15 +296,20 @@ def _same_points(a: Mapping[str, Any], b: Mapping[str, Any]) -> bool:
     return {k: float(v) for k, v in a.items()} == {k: float(v) for k, v in b.items()}
 
 
-def policy_mismatch(have: Mapping[str, Any], want: Mapping[str, Any]) -> str | None:
+def policy_mismatch(have: Mapping[str, Any], want: Mapping[str, Any], *,
+                    single_thresholds: bool = True) -> str | None:
     """Why a report made under ``have`` cannot be continued or merged with ``want`` (the
-    :meth:`ScoringPolicy.manifest_fields` of each), or None."""
+    :meth:`ScoringPolicy.manifest_fields` of each), or None. ``single_thresholds=False``
+    leaves two different single thresholds to the caller's own message."""
     hp, wp = have.get("profile"), want.get("profile")
     if (hp or {}).get("sha256") != (wp or {}).get("sha256"):
         def name(p: Any) -> str:
             return f"site profile {p.get('name')!r}" if p else "no site profile"
         return f"refusing to mix profiles: the report used {name(hp)}, this run {name(wp)}"
-    if not _same_points(have["operating_points"], want["operating_points"]):
+    hpts, wpts = have["operating_points"], want["operating_points"]
+    if not single_thresholds and len(hpts) == 1 and len(wpts) == 1:
+        return None
+    if not _same_points(hpts, wpts):
         def text(points: Mapping[str, Any]) -> str:
             return ", ".join(f"{k} {float(v):.6g}" for k, v in sorted(points.items()))
         return ("refusing to mix operating points: the report used "

@@ -686,11 +686,11 @@ def load_for_resume(path: PathType, *, model_sha256: str, threshold: float,
                 f"the report was written for shard {have[0]}/{have[1]}, this run is shard "
                 f"{want[0]}/{want[1]}; resume with the same --shard", path)
         _refuse_model_id(str(manifest.get("model_id") or ""), model_id, path)
-        if policy is not None:
-            why = oppoints.policy_mismatch(oppoints.manifest_policy(manifest), policy)
-            if why:
-                raise PneumoViewError(f"{why}; write to a new --output or use the same "
-                                      "settings", path)
+        why = None if policy is None else oppoints.policy_mismatch(
+            oppoints.manifest_policy(manifest), policy, single_thresholds=False)
+        if why:
+            raise PneumoViewError(f"{why}; write to a new --output or use the same "
+                                  "settings", path)
         if float(manifest["threshold"]) != threshold:
             used = float(manifest["threshold"])
             raise PneumoViewError(
