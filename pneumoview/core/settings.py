@@ -52,6 +52,10 @@ class Settings:
     ai_device: str = "auto"
     ai_model_dir: str = ""
     cam_opacity: int = 60
+    # reviews and site calibration: the reader's name for reviews ("" = the OS user), the
+    # active site profile per model (model_id -> profile path)
+    reviewer: str = ""
+    site_profiles: dict[str, Any] = field(default_factory=dict)
     extra: dict[str, Any] = field(default_factory=dict)  # unknown keys, kept for newer versions
 
     @property

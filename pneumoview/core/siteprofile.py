@@ -137,3 +137,11 @@ def profile_for(info: ModelInfo, path: str | PathLike[str] | None) -> SiteProfil
     profile = load_profile(Path(path))
     profile.check_model(info)
     return profile
+
+
+def active_profile_path(settings: object, model_id: str) -> str | None:
+    """The profile the settings remember for ``model_id`` (File > Use Site Profile...), if its
+    file still exists."""
+    saved = getattr(settings, "site_profiles", None)
+    path = saved.get(model_id) if isinstance(saved, dict) else None
+    return path if isinstance(path, str) and path and Path(path).is_file() else None
