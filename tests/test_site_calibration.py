@@ -145,7 +145,8 @@ def test_calibrate_writes_a_bound_profile(site: dict, tmp_path: Path,
     text = capsys.readouterr()
     assert code == 0, text.err
     assert "threshold" in text.out and "sensitivity" in text.out and "Platt" in text.out
-    assert "1 labelled rows not scored" in text.out
+    assert "1 labelled rows not scored" in text.out and "\\x0a" not in text.out
+    assert len(text.out.splitlines()) >= 12
     profile = load_profile(out)
     assert profile.name == "Ward 7 adults" and profile.n == 200
     assert profile.model_id == site["info"].model_id

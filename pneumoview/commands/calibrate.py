@@ -55,7 +55,8 @@ def run(args: argparse.Namespace) -> int:
         return 1
     from pneumoview.core.sitefit import summary_table
 
-    say(summary_table(profile.raw))
+    for line in summary_table(profile.raw).splitlines():
+        say(line)
     say(f"wrote {args.output} (sha256 {profile.sha256[:12]}...)")
     return 0
 
