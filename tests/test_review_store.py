@@ -198,3 +198,24 @@ def test_reviews_command_exports_for_one_model(tmp_path: Path,
     assert "--overwrite" in capsys.readouterr().err
     assert main(["reviews", "info", "--model-id", MODEL, "--store", str(db)]) == 0
     assert "4 reviews in all, 3 images reviewed" in capsys.readouterr().out
+
+
+def test_training_reads_the_export_as_a_labelled_source(tmp_path: Path) -> None:
+    from training.sources import collect
+
+    folder = tmp_path / "site"
+    for i in (1, 2, 4):
+        (folder / f"s{i // 2}").mkdir(parents=True, exist_ok=True)
+        (folder / f"s{i // 2}" / f"img{i}.dcm").write_bytes(b"x")
+    with rs.ReviewStore(tmp_path / "r.sqlite3") as store:
+        store.add(ref(1), "agree")
+        store.add(ref(2, flagged=False), "agree")
+        store.add(ref(4, flagged=False), "disagree", truth="pneumonia")
+        store.add(ref(3), "uncertain")
+        current = store.current(MODEL).values()
+    export = tmp_path / "labels.csv"
+    rs.write_export(export, current)
+    items = collect(reviews=[f"ward7={export}"], reviews_root=str(folder))
+    assert sorted((Path(it.path).name, it.label, it.source) for it in items) == [
+        ("img1.dcm", 1, "ward7"), ("img2.dcm", 0, "ward7"), ("img4.dcm", 1, "ward7")]
+    assert {it.patient_id for it in items} == {"study:1.2.0", "study:1.2.1", "study:1.2.2"}
