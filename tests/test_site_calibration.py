@@ -233,3 +233,27 @@ def test_damaged_profiles_are_refused(site: dict, tmp_path: Path, edit: dict) ->
     out.write_text(json.dumps(data))
     with pytest.raises(PneumoViewError, match="site profile"):
         load_profile(out)
+
+
+def test_view_profile_is_checked_and_remembered_per_model(site: dict, tmp_path: Path) -> None:
+    from pneumoview.commands.view import remember_profile
+    from pneumoview.core.settings import load_settings
+    from pneumoview.core.siteprofile import active_profile_path
+
+    out = tmp_path / "site.json"
+    assert main(["calibrate", str(site["report"]), "--labels", str(site["labels"]),
+                 "--target-sensitivity", "0.9", "-o", str(out), "--n-boot", "200"]) == 0
+    remember_profile(str(out), None)
+    settings = load_settings()
+    assert active_profile_path(settings, site["info"].model_id) == str(out)
+    import shutil
+
+    from pneumoview.core.resources import bundled_model_dir
+
+    other = tmp_path / "other"
+    shutil.copytree(bundled_model_dir(), other)
+    meta = json.loads((other / "metadata.json").read_text())
+    meta["threshold"] = 0.5
+    (other / "metadata.json").write_text(json.dumps(meta))
+    with pytest.raises(PneumoViewError, match="re-calibrate"):
+        remember_profile(str(out), str(other))
