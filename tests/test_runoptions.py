@@ -142,6 +142,7 @@ def test_flag_max_image_mib_refuses_a_larger_image(tmp_path: Path) -> None:
 def test_gui_batch_honours_the_size_guard_setting(tmp_path: Path) -> None:
     """The GUI batch used the fixed 1 GiB guard whatever ``max_image_mib`` said."""
     from model_fixture import make_random_model_dir
+
     from pneumoview.qt.batch.job import gui_batch
 
     data = _big_image_folder(tmp_path)

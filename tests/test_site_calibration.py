@@ -257,3 +257,30 @@ def test_view_profile_is_checked_and_remembered_per_model(site: dict, tmp_path: 
     (other / "metadata.json").write_text(json.dumps(meta))
     with pytest.raises(PneumoViewError, match="re-calibrate"):
         remember_profile(str(out), str(other))
+
+
+def test_the_viewer_state_uses_the_active_profile(site: dict, tmp_path: Path) -> None:
+    from pneumoview.core.aistate import AIState
+    from pneumoview.core.inference import Prediction
+    from pneumoview.core.settings import Settings
+
+    out = tmp_path / "site.json"
+    assert main(["calibrate", str(site["report"]), "--labels", str(site["labels"]),
+                 "--target-sensitivity", "0.9", "-o", str(out), "--n-boot", "200"]) == 0
+    profile = load_profile(out)
+    info = site["info"]
+    settings = Settings(site_profiles={info.model_id: str(out)})
+    state = AIState(settings)
+    state.model_loaded(info)
+    assert state.profile is not None and state.threshold == profile.threshold
+    pred = Prediction(path="x.dcm", frame=0, status="scored", probability=0.5, logit=-0.4,
+                      threshold=info.threshold, flagged=False, reason="", model_label="m",
+                      model_sha256=info.weights_sha256, model_id=info.model_id)
+    shown = state.shown(pred)
+    assert shown.probability == pytest.approx(profile.calibration.probability(-0.4))
+    assert shown.threshold == profile.threshold
+    assert shown.flagged == (shown.probability >= profile.threshold)
+    # without a profile (or with a missing file) the model's own calibration stays
+    plain = AIState(Settings(site_profiles={info.model_id: str(tmp_path / "gone.json")}))
+    plain.model_loaded(info)
+    assert plain.profile is None and plain.shown(pred).probability == 0.5

@@ -201,6 +201,12 @@ class MainWindow(QMainWindow):
 
         self.batch = BatchController(self.settings, parent=self, state=self.ai_state)
         self.batch.attach(self)
+        # the Worklist dock (batch results as studies to review), Open Report..., Use Site
+        # Profile..., Tools > Calibrate from Reviews... / Export Reviews...
+        from pneumoview.qt.worklist.controller import WorklistController
+
+        self.worklist = WorklistController(self.settings, parent=self)
+        self.worklist.attach(self, batch=self.batch)
         for dock in self.findChildren(QDockWidget):
             dock.visibilityChanged.connect(self._tidy_tab_bars_later)
         self._add_panel_actions()
