@@ -66,8 +66,10 @@ def test_batch_to_worklist_to_review(qtbot, model_dir: Path, folder: Path,  # no
         with qtbot.waitSignal(win.imageShown, timeout=TIMEOUT_MS) as shown:
             qtbot.keyClick(table, Qt.Key.Key_Return)
         assert shown.args[0].path == first.path
-        with qtbot.waitSignal(wl_ctl.reviewed, timeout=TIMEOUT_MS) as saved:
-            qtbot.keyClick(table, Qt.Key.Key_P)
+        patient_text = win.act_patient.isChecked()
+        with qtbot.waitSignal(wl_ctl.reviewed, timeout=10_000) as saved:
+            qtbot.keyClick(table, Qt.Key.Key_P)  # also the window's "patient text" key
+        assert win.act_patient.isChecked() == patient_text
         review = saved.args[0]
         assert review.reader == "dr test" and review.truth is rs.Truth.PNEUMONIA
         with rs.ReviewStore.open_readonly() as store:

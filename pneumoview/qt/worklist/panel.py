@@ -4,7 +4,8 @@ It shows :class:`pneumoview.core.worklist.Entry` values and says what the reader
 signals (``openRequested``, ``reviewRequested``); the controller records reviews and opens
 images. Keys on the list: Enter opens the study at its highest-scoring image; **A** agree,
 **P** disagree: pneumonia, **N** disagree: no pneumonia, **X** not assessable, **U** uncertain;
-each review moves to the next unreviewed study. Typing in the search or note field never
+each review moves to the next unreviewed study. While the list has the focus these keys win
+over the window's one-letter shortcuts (P, N). Typing in the search or note field never
 triggers a review (the keys belong to the list).
 """
 
@@ -166,6 +167,14 @@ class WorklistPanel(QWidget):
         self.source.setText(display_path(text))
 
     def eventFilter(self, obj: QObject, event: QEvent) -> bool:  # noqa: N802 - Qt's name
+        if obj is self.table and event.type() == QEvent.Type.ShortcutOverride:
+            # the review keys win over the window's one-letter shortcuts (P: patient text,
+            # N: next flagged) while the list has the focus
+            assert isinstance(event, QKeyEvent)
+            if event.key() in REVIEW_KEYS and not event.modifiers() \
+                    & ~Qt.KeyboardModifier.KeypadModifier:
+                event.accept()
+                return True
         if obj is self.table and event.type() == QEvent.Type.KeyPress:
             assert isinstance(event, QKeyEvent)
             key = event.key()
