@@ -34,6 +34,7 @@ from pneumoview.core import calibration as cal
 from pneumoview.core.errors import PneumoViewError
 from pneumoview.core.sitefit import Cases, SiteFit
 from pneumoview.qt.plaintext import plain_label
+from pneumoview.qt.theme import FLAGGED_COLOUR
 
 SLIDER_STEPS = 1000
 
@@ -80,7 +81,7 @@ class CalibrationDialog(QDialog):
             f"{self.model['model_label']}. {self.calibration.why or ''}")
         head.setWordWrap(True)
         self.warning = plain_label(self.problem)
-        self.warning.setStyleSheet("color: #c62828")
+        self.warning.setStyleSheet(f"color: {FLAGGED_COLOUR}")
         self.warning.setWordWrap(True)
         self.warning.setVisible(bool(self.problem))
         self.roc = pg.PlotWidget(title="ROC")

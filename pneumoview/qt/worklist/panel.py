@@ -32,6 +32,7 @@ from pneumoview.core import worklist as wl
 from pneumoview.core.paths import display_path
 from pneumoview.core.review.store import Decision, Truth
 from pneumoview.qt.plaintext import plain_label, tip
+from pneumoview.qt.theme import FLAGGED_COLOUR, MUTED_COLOUR, NOT_FLAGGED_COLOUR
 
 COLUMNS = ("Patient", "Date", "Images", "Highest p", "AI", "Review")
 
@@ -44,8 +45,8 @@ REVIEW_KEYS: dict[int, tuple[str, Decision, Truth | None]] = {
     Qt.Key.Key_U: ("Uncertain (U)", Decision.UNCERTAIN, None),
 }
 
-_STATE_COLOURS = {wl.AIState.FLAGGED: "#c62828", wl.AIState.NOT_FLAGGED: "#2e7d32",
-                  wl.AIState.NOT_SCORED: "#757575", wl.AIState.ERROR: "#ef6c00"}
+_STATE_COLOURS = {wl.AIState.FLAGGED: FLAGGED_COLOUR, wl.AIState.NOT_FLAGGED: NOT_FLAGGED_COLOUR,
+                  wl.AIState.NOT_SCORED: MUTED_COLOUR, wl.AIState.ERROR: MUTED_COLOUR}
 
 
 class WorklistPanel(QWidget):
