@@ -259,7 +259,7 @@ def roc_points(y: np.ndarray, s: np.ndarray) -> tuple[np.ndarray, np.ndarray, np
     return np.r_[0.0, fpr, 1.0], np.r_[0.0, tpr, 1.0], np.r_[np.inf, thr, -np.inf]
 
 
-def reliability(y: np.ndarray, p: np.ndarray, bins: int = 10) -> list[dict[str, float]]:
+def reliability(y: np.ndarray, p: np.ndarray, bins: int = 10) -> list[dict[str, Any]]:
     """Equal-width reliability bins: count, mean probability, observed fraction positive."""
     y = np.asarray(y, dtype=np.float64)
     p = np.asarray(p, dtype=np.float64)
@@ -276,7 +276,7 @@ def reliability(y: np.ndarray, p: np.ndarray, bins: int = 10) -> list[dict[str, 
 def ece(y: np.ndarray, p: np.ndarray, bins: int = 10) -> float:
     """Expected calibration error over :func:`reliability`'s bins."""
     n = max(len(y), 1)
-    return float(sum(b["n"] / n * abs(b["mean_p"] - b["frac_pos"])
+    return float(sum(b["n"] / n * abs(float(b["mean_p"]) - float(b["frac_pos"]))
                      for b in reliability(y, p, bins) if b["n"]))
 
 

@@ -125,7 +125,7 @@ class OperatingPoints:
 
     def choose(self, population: str | None) -> tuple[str, float]:
         """``(operating_point label, threshold)`` for a film of ``population`` (None: unknown)."""
-        if population in self.thresholds:
+        if population is not None and population in self.thresholds:
             return population, float(self.thresholds[population])
         name = self.most_sensitive
         return UNKNOWN_AGE_PREFIX + name, float(self.thresholds[name])

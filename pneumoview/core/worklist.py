@@ -74,8 +74,9 @@ class Entry:
 def row_image_key(row: Mapping[str, Any]) -> str:
     """The review store's image key of a report row."""
     frame = row.get("frame")
-    return image_key(str(row.get("sop_instance_uid") or ""),
-                     int(frame) if isinstance(frame, int) or str(frame or "").isdigit() else 0,
+    text = str(frame if frame is not None else "")
+    number = frame if isinstance(frame, int) else int(text) if text.isdigit() else 0
+    return image_key(str(row.get("sop_instance_uid") or ""), number,
                      str(row.get("path") or ""))
 
 
