@@ -37,6 +37,9 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--model", metavar="DIR", help="model folder (default: the bundled one)")
     parser.add_argument("--threshold", type=float, metavar="T",
                         help="flag when probability >= T (default: the model's threshold)")
+    parser.add_argument("--profile", metavar="PROFILE.json",
+                        help="a site profile (pneumoview calibrate): its calibrated probability "
+                             "and threshold replace the model's; --threshold still overrides")
     parser.add_argument("--device", metavar="D",
                         help=f"{defaults.DEVICE} (default), cpu, cuda, cuda:N or mps")
     add_engine_arguments(parser)
@@ -173,7 +176,7 @@ def summary_line(summary: Any) -> str:
     folders = (f" ({summary.unlisted_folders} folders that cannot be listed)"
                if summary.unlisted_folders else "")
     text = (f"{summary.done}/{summary.total} files: {c.get('scored', 0)} scored "
-            f"({summary.flagged} flagged at threshold {summary.threshold:g}), "
+            f"({summary.flagged} flagged; {summary.policy or f'threshold {summary.threshold:g}'}), "
             f"{c.get('not_scored', 0)} not scored, {c.get('skipped', 0)} skipped, "
             f"{c.get('error', 0)} errors{folders}")
     if summary.resumed:
@@ -210,7 +213,7 @@ def run(args: argparse.Namespace) -> int:
         resume=args.resume, overwrite=args.overwrite, shard=shard, timeout_s=chosen.timeout_s,
         max_image_mib=chosen.max_image_mib,
         memory_limit_mb=args.memory_limit if args.memory_limit != 0 else None,
-        retry_errors=not args.no_retry_errors, quiet=args.quiet)
+        retry_errors=not args.no_retry_errors, quiet=args.quiet, profile=args.profile)
     if args.quiet:
         silence_warnings()
 

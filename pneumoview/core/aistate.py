@@ -16,6 +16,7 @@ study tree's AI column and File > Batch Flag Folder agree on three policies:
 from __future__ import annotations
 
 import dataclasses
+import logging
 from collections import OrderedDict
 from collections.abc import Hashable, Iterator, MutableMapping
 from dataclasses import dataclass, field
@@ -32,6 +33,8 @@ K = TypeVar("K", bound=Hashable)
 V = TypeVar("V")
 ResultKey = tuple[str, int, bool]  # path, frame, scored anyway (gate overridden)
 ImageKey = tuple[str, int]  # path, frame
+
+log = logging.getLogger(__name__)
 
 
 @dataclass(frozen=True)
@@ -177,6 +180,7 @@ class AIState:
         self.info: Any = None  # the loaded model's ModelInfo
         self.threshold = 0.5
         self._pending: ModelChoice | None = None
+        self.profile: Any = None  # the active SiteProfile for the loaded model
 
     def choose(self, model_dir: str | None) -> ModelChoice:
         """The user asked for ``model_dir`` (``None``: bundled); returns what to load."""
@@ -191,10 +195,30 @@ class AIState:
             self.choice, self._pending = self._pending, None
             if hasattr(self.settings, "ai_model_dir"):
                 self.settings.ai_model_dir = self.choice.model_dir or ""
-        self.threshold = self.thresholds.get(info.model_id, float(info.threshold))
+        self.profile = self._active_profile(info)
+        self.threshold = self.thresholds.get(info.model_id, self.default_threshold)
         if replaced:
             self.results.clear()
         return replaced
+
+    def _active_profile(self, info: Any) -> Any:
+        """The site profile the settings make active for this model (File > Use Site
+        Profile..., ``view --profile``), or None; a broken or foreign one is left out."""
+        from pneumoview.core.errors import PneumoViewError
+        from pneumoview.core.siteprofile import active_profile_path, profile_for
+
+        try:
+            return profile_for(info, active_profile_path(self.settings, info.model_id))
+        except PneumoViewError as exc:
+            log.warning("site profile not used: %s", exc)
+            return None
+
+    @property
+    def default_threshold(self) -> float:
+        """The active site profile's threshold, else the model's."""
+        if self.profile is not None:
+            return float(self.profile.threshold)
+        return float(self.info.threshold) if self.info is not None else 0.5
 
     def model_refused(self) -> None:
         """The model asked for did not load: the one in use stays the choice."""
@@ -203,10 +227,15 @@ class AIState:
     def set_threshold(self, value: float) -> None:
         self.threshold = float(value)
         if self.info is not None:
-            self.thresholds.set(self.info.model_id, self.threshold, float(self.info.threshold))
+            self.thresholds.set(self.info.model_id, self.threshold, self.default_threshold)
 
     def shown(self, pred: Any) -> Any:
         """``pred`` as the user sees it: relabelled at the current threshold when scored."""
         if pred is not None and pred.scored:
+            if self.profile is not None and pred.logit is not None:
+                import dataclasses
+
+                pred = dataclasses.replace(
+                    pred, probability=self.profile.calibration.probability(pred.logit))
             return pred.with_threshold(self.threshold)
         return pred

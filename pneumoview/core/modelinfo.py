@@ -274,6 +274,9 @@ def read_model_info(model_dir: Path | str | PathLike[str] | None = None) -> Mode
         log.debug("model metadata has keys this version does not know (digested into the "
                   "model_id): %s", ", ".join(k[:40] for k in unknown[:20]))
     metrics = raw.get("metrics") or {}
+    from pneumoview.core.oppoints import parse_operating_points
+
+    parse_operating_points(raw.get("operating_points"), meta_path)  # refuse damaged points now
     return ModelInfo(
         name=str(raw.get("name", "pneumoview-model"))[:200],
         version=str(raw.get("version", "0"))[:80],

@@ -61,7 +61,9 @@ COLUMNS: tuple[str, ...] = _COLUMNS
 #: percent-escaped, formula-like cells behind an apostrophe; before, text was written as it
 #: was, whitespace collapsed everywhere). Each later appended column or cell change bumps it;
 #: :func:`read_report` reads each report by its own format, so older ones resume and merge.
-REPORT_FORMAT = 3
+#: 4 = ``logit`` (the raw logit, full precision: ``repr``) and ``operating_point`` (which
+#: threshold the row used: :mod:`pneumoview.core.oppoints`) appended.
+REPORT_FORMAT = 4
 #: The first format whose cells :func:`decode_cell` decodes.
 ENCODED_CELLS_FORMAT = 3
 #: The columns of format 1; every report has at least these.
@@ -214,6 +216,8 @@ def format_value(key: str, value: Any) -> str:
         return f"{value:.6f}" if math.isfinite(value) else ""
     if key == "threshold" and isinstance(value, float):
         return f"{value:.6g}"
+    if key == "logit" and isinstance(value, float):
+        return repr(value) if math.isfinite(value) else ""
     if key == "elapsed_ms" and isinstance(value, float):
         return f"{value:.1f}"
     if key in PATH_KEYS:
@@ -233,7 +237,7 @@ def parse_row(row: Mapping[str, str]) -> dict[str, Any]:
     out: dict[str, Any] = dict(row)
     for key in ("file_size", "mtime_ns", "frame"):
         out[key] = int(row[key]) if row.get(key, "").lstrip("-").isdigit() else None
-    for key in ("probability", "threshold", "elapsed_ms"):
+    for key in ("probability", "threshold", "elapsed_ms", "logit"):
         try:
             out[key] = float(row[key]) if row.get(key) else None
         except ValueError:
@@ -645,8 +649,8 @@ def _refuse_model_id(have: str, want: str, path: PathType) -> None:
 
 
 def load_for_resume(path: PathType, *, model_sha256: str, threshold: float,
-                    shard: tuple[int, int] | None,
-                    model_id: str = "") -> dict[str, dict[str, str]]:
+                    shard: tuple[int, int] | None, model_id: str = "",
+                    policy: Mapping[str, Any] | None = None) -> dict[str, dict[str, str]]:
     """Rows already in a report (by relpath), after checking they can be continued.
 
     Refuses (``PneumoViewError``) a file that is not a report, and a report made with another
@@ -654,8 +658,12 @@ def load_for_resume(path: PathType, *, model_sha256: str, threshold: float,
     none and resume when the weights match) or threshold, or for another shard: mixing them
     would give one report with two meanings. Thresholds are compared like with like: the
     manifest's exact value with this run's, and each row's six-digit text with this run's
-    threshold written the same way.
+    threshold written the same way. ``policy`` (``ScoringPolicy.manifest_fields()``) is this
+    run's set of operating points and site profile: a report made with another set is refused,
+    and each row's threshold must be one of the set's.
     """
+    from pneumoview.core import oppoints
+
     if not os.path.lexists(path):
         return {}
     check_output_target(path)
@@ -676,6 +684,11 @@ def load_for_resume(path: PathType, *, model_sha256: str, threshold: float,
                 f"the report was written for shard {have[0]}/{have[1]}, this run is shard "
                 f"{want[0]}/{want[1]}; resume with the same --shard", path)
         _refuse_model_id(str(manifest.get("model_id") or ""), model_id, path)
+        why = None if policy is None else oppoints.policy_mismatch(
+            oppoints.manifest_policy(manifest), policy, single_thresholds=False)
+        if why:
+            raise PneumoViewError(f"{why}; write to a new --output or use the same "
+                                  "settings", path)
         if float(manifest["threshold"]) != threshold:
             used = float(manifest["threshold"])
             raise PneumoViewError(
@@ -683,7 +696,10 @@ def load_for_resume(path: PathType, *, model_sha256: str, threshold: float,
                 f"{threshold!r}; write to a new --output or pass --threshold {used!r}", path)
     rows = read_report(path)
     done: dict[str, dict[str, str]] = {}
+    allowed = {format_value("threshold", float(t))
+               for t in (policy or {}).get("operating_points", {}).values()}
     ours = format_value("threshold", float(threshold))
+    allowed.add(ours)
     for row in rows:
         sha = row["model_sha256"]
         if sha and sha != model_sha256:
@@ -692,7 +708,7 @@ def load_for_resume(path: PathType, *, model_sha256: str, threshold: float,
                 f"this run uses {model_sha256[:12]}...; write to a new --output or use the "
                 "same --model", path)
         _refuse_model_id(row.get("model_id", ""), model_id, path)
-        if row["threshold"] and row["threshold"] != ours:
+        if row["threshold"] and row["threshold"] not in allowed:
             raise PneumoViewError(
                 f"refusing to mix thresholds: the report used {row['threshold']}, this run "
                 f"{threshold!r}; write to a new --output or pass --threshold "
@@ -811,6 +827,9 @@ def check_manifest(data: Mapping[str, Any], where: str) -> None:
         raise bad("model_sha256", "must be a text (the model's sha256)")
     if data.get("model_id") is not None and not isinstance(data["model_id"], str):
         raise bad("model_id", "must be a text (the model's identity)")
+    from pneumoview.core.oppoints import check_manifest_policy
+
+    check_manifest_policy(data, where)
 
 
 # --------------------------------------------------------------------------------------------
@@ -841,6 +860,7 @@ def merge_reports(inputs: Sequence[PathType], output: PathType) -> MergeResult:
     for report in inputs:
         shards.add(report, output)
     n = shards.check_agree()
+    policy = _one_policy([m for _, m in shards.by_index.values()])
     merged = shards.merged_rows(n)
     write_report_atomic(output, merged)
     first = shards.by_index[0][1]
@@ -850,6 +870,7 @@ def merge_reports(inputs: Sequence[PathType], output: PathType) -> MergeResult:
         **({"model_id": next(iter(shards.model_ids))} if shards.model_ids else {}),
         "report_format": REPORT_FORMAT, "model_label": first.get("model_label"),
         "threshold": first.get("threshold"), "finished": True, "cancelled": False,
+        **policy,
         "merged_from": [escape_path(os.path.basename(shards.by_index[k][0]))
                         for k in range(n)],
     })
@@ -943,6 +964,19 @@ class _ShardSet:
                 raise PneumoViewError(f"file {rel!r} was scored with another model_id "
                                       f"({row['model_id'][:17]}...) than the other rows; "
                                       "refusing to merge", report)
+
+
+def _one_policy(manifests: Sequence[Mapping[str, Any]]) -> dict[str, Any]:
+    """The shards' common operating points and profile; refuses shards made under others."""
+    from pneumoview.core import oppoints
+
+    first = oppoints.manifest_policy(manifests[0])
+    for m in manifests[1:]:
+        why = oppoints.policy_mismatch(first, oppoints.manifest_policy(m))
+        if why:
+            raise PneumoViewError(why.replace("the report used", "one shard used")
+                                  .replace("this run", "another"))
+    return first
 
 
 def _missing_shards(given: Mapping[int, Any], n: int, show: int = 10) -> str:

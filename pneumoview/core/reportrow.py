@@ -54,6 +54,8 @@ class ReportRow:
     elapsed_ms: float | None = None
     # appended columns, one per report format
     model_id: str = ""
+    logit: float | None = None  # the raw logit, full precision (format 4)
+    operating_point: str = ""  # which threshold the row used (format 4; core.oppoints)
 
     def as_dict(self) -> dict[str, Any]:
         """``{column: value}`` in column order (what ``run_batch``'s ``on_rows`` receives)."""

@@ -186,6 +186,12 @@ class MainWindow(QMainWindow):
 
         self.batch = BatchController(self.settings, parent=self, state=self.ai_state)
         self.batch.attach(self)
+        # the Worklist dock (batch results as studies to review), Open Report..., Use Site
+        # Profile..., Tools > Calibrate from Reviews... / Export Reviews...
+        from pneumoview.qt.worklist.controller import WorklistController
+
+        self.worklist = WorklistController(self.settings, parent=self)
+        self.worklist.attach(self, batch=self.batch)
         # File > Open from PACS..., File > Save AI Result as DICOM...
         from pneumoview.qt.pacs.controller import PacsController
 

@@ -34,6 +34,7 @@ class BatchOptions:
     nice: int = 0  # >0 lowers the decode workers' priority (the GUI: the viewer comes first)
     retry_errors: bool = True  # --resume scores each file of an `error` row once more
     quiet: bool = False  # no warnings from the decoders on stderr (pydicom's, numpy's)
+    profile: str | PathLike[str] | None = None  # a site profile (calibration + threshold)
 
 
 @dataclass
@@ -79,3 +80,4 @@ class BatchSummary:
     retried: int = 0  # error rows of the resumed report scored again
     unlisted_folders: int = 0  # folders that could not be listed (each an error row)
     engine: str = ""  # the engine and precision that ran: "openvino f32 on cpu"
+    policy: str = ""  # which threshold(s) applied and where from (ScoringPolicy.describe)

@@ -33,7 +33,8 @@ if TYPE_CHECKING:  # pragma: no cover
 
 #: Header facts a decode task returns that go into the row as they are.
 _FACT_KEYS = ("patient_id", "study_instance_uid", "series_instance_uid", "sop_instance_uid",
-              "view_position", "study_date", "modality", "frame")
+              "view_position", "study_date", "modality", "frame",
+              "patient_age", "birth_date")  # the last two choose the operating point only
 
 RowsCallback = Callable[[list[dict[str, Any]]], None]
 ProgressCallback = Callable[[BatchProgress], None]
@@ -118,6 +119,7 @@ class BatchRun:
         self.batch_size = max(1, int(options.batch_size))
         self.info: Any = None
         self.threshold = 0.0
+        self.policy: Any = None  # the run's ScoringPolicy (load_engine)
         self.files: list[tuple[str, str]] = []
         self.issues: list[ScanIssue] = []
         self.stats_by_rel: dict[str, os.stat_result | None] = {}
@@ -183,10 +185,13 @@ class BatchRun:
         engine = self.engine
         self.info = engine.info if engine.loaded else engine.load()
         assert self.info is not None
-        explicit = self.options.threshold
-        self.threshold = float(self.info.threshold if explicit is None else explicit)
-        if not 0.0 <= self.threshold <= 1.0:
-            raise PneumoViewError(f"--threshold must be in [0, 1], got {self.threshold:g}")
+        from pneumoview.core.oppoints import ScoringPolicy
+        from pneumoview.core.siteprofile import profile_for
+
+        # --threshold > site profile > the model's population points > its one threshold
+        self.policy = ScoringPolicy(self.info, self.options.threshold,
+                                    profile_for(self.info, self.options.profile))
+        self.threshold = self.policy.default_threshold
 
     def scan(self) -> bool:
         """The files (and what cannot be flagged) of this run's shard, each ``stat``-ed once.
@@ -217,7 +222,8 @@ class BatchRun:
         info = self.info
         previous = rep.load_for_resume(self.output, model_sha256=info.weights_sha256,
                                        threshold=self.threshold, shard=self.options.shard,
-                                       model_id=info.model_id)
+                                       model_id=info.model_id,
+                                       policy=self.policy.manifest_fields())
         for rel, row in previous.items():
             st = self.stats_by_rel.get(rel)
             if st is None:  # gone, unreadable, or a scan issue (its row is made again)
@@ -242,6 +248,7 @@ class BatchRun:
             "model_name": info.name, "model_version": info.version,
             "threshold": self.threshold, "pneumoview_version": _version(),
             "engine": self.engine.engine_name, "precision": self.engine.precision,
+            **self.policy.manifest_fields(),
         }
         kept_rows = [kept[r] for _, r in self.files if r in kept]
         if self.output is not None:
@@ -392,14 +399,19 @@ class BatchRun:
         others = 0 if pool is None else int(self._busy.update(pool.busy_seconds))
         w0, c0 = time.perf_counter(), time.process_time()
         with threads.busy(min(others, self.n_workers)):
-            probs = self.engine.probabilities([x for _, x in self.pending])
+            logits = self.engine.logits([x for _, x in self.pending])
         self.stage["model"] += time.process_time() - c0
         self.stage["model_wall"] += time.perf_counter() - w0
         rows = []
-        for (row, _), p in zip(self.pending, probs, strict=True):
-            p = float(p)
-            if math.isfinite(p):
-                row.update(probability=p, flagged=bool(p >= self.threshold))
+        from pneumoview.core.oppoints import row_population
+
+        for (row, _), z in zip(self.pending, logits, strict=True):
+            z = float(z)
+            decision = self.policy.decide(z, row_population(row)) if math.isfinite(z) else None
+            if decision is not None and math.isfinite(decision.probability):
+                row.update(probability=decision.probability, flagged=decision.flagged,
+                           threshold=decision.threshold, logit=z,
+                           operating_point=decision.operating_point)
             else:
                 from pneumoview.core.inference import NON_FINITE
 
@@ -444,7 +456,7 @@ class BatchRun:
     def _summary(self, **kw: Any) -> BatchSummary:
         return BatchSummary(root=self.root, elapsed_s=time.monotonic() - self.t_start,
                             model_label=self.info.label, model_sha256=self.info.weights_sha256,
-                            threshold=self.threshold,
+                            threshold=self.threshold, policy=self.policy.describe(),
                             engine=self.engine.engine_text if self.engine else "", **kw)
 
     def _memory_limit_bytes(self) -> int | None:

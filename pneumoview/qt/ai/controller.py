@@ -195,6 +195,8 @@ class AIController(QObject):
         replaced = self.state.model_loaded(info)
         self.error = ""
         self.panel.set_model(info, device)
+        if self.state.profile is not None:
+            self.panel.show_profile(self.state.profile)
         self.panel.show_model_error("")
         self.status_label.setText(f"AI: {device} | {info.name} {info.version}")
         self.status_label.setToolTip(tip(info.label))

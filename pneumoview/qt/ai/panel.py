@@ -223,6 +223,7 @@ class AIPanel(QWidget):
     # -- model and threshold ---------------------------------------------------------------
     def set_model(self, info: Any, device: str = "", error: str = "") -> None:
         """Show the loaded model (``info`` = ModelInfo) or why there is none."""
+        self._profile = None
         if info is None:
             self.model_label.setText(error or "no model")
             self.model_label.setStyleSheet(f"QLabel {{ color: {FLAGGED_COLOUR}; }}"
@@ -239,6 +240,30 @@ class AIPanel(QWidget):
         self.device_label.setText(device or "-")
         self.default_threshold = float(info.threshold)
         self._set_metrics(info.metrics)
+
+    def show_profile(self, profile: Any) -> None:
+        """A site profile is active: its name, n and sensitivity/specificity with CIs replace
+        the model card's figures, and its threshold is the default."""
+        m = profile.metrics
+
+        def fmt(key: str) -> str:
+            e = m.get(key) or {}
+            v, ci = e.get("value"), e.get("ci95") or [None, None]
+            if not isinstance(v, int | float):
+                return "-"
+            if None in ci:
+                return f"{v:.1%}"
+            return f"{v:.1%} ({ci[0]:.1%}-{ci[1]:.1%})"
+
+        self.model_label.setText(f"{self.model_label.text()} + site profile {profile.name!r}")
+        self.sensitivity.setText(fmt("sensitivity"))
+        self.specificity.setText(fmt("specificity"))
+        self.per_source.setText(f"Site profile {profile.name!r}: n={profile.n}, prevalence "
+                                f"{profile.prevalence:.2f}, {profile.created}")
+        self.per_source.setVisible(True)
+        self.default_threshold = float(profile.threshold)
+        self._profile = profile
+        self._update_metrics_note()
 
     def show_model_error(self, message: str) -> None:
         """Keep ``message`` (a refused model) on screen; an empty one clears it."""
@@ -261,13 +286,14 @@ class AIPanel(QWidget):
         self._update_metrics_note()
 
     def _update_metrics_note(self) -> None:
+        whose = "the site profile's" if getattr(self, "_profile", None) else "the model's"
         if self.default_threshold is None or self.threshold is None:
             self.metrics_note.setText("")
         elif abs(self.threshold - self.default_threshold) > 1e-9:
-            self.metrics_note.setText(f"Measured at the model's threshold "
+            self.metrics_note.setText(f"Measured at {whose} threshold "
                                       f"{self.default_threshold:.1%}, not at yours.")
         else:
-            self.metrics_note.setText(f"At the model's threshold {self.default_threshold:.1%}.")
+            self.metrics_note.setText(f"At {whose} threshold {self.default_threshold:.1%}.")
 
     def set_threshold(self, value: float) -> None:
         """Set the shown threshold (no signal) and relabel the shown prediction."""
