@@ -240,6 +240,8 @@ class BatchRun:
         info, kept = self.info, self.kept
         shard_k, shard_n = self.options.shard or (0, 1)
         total = len(self.files) + len(self.issues)
+        engine = self.engine
+        assert engine is not None  # loaded by load_engine
         self.manifest_base = {
             "root": rep.escape_path(self.root), "shard_index": shard_k, "shard_count": shard_n,
             "files": total,
@@ -247,7 +249,7 @@ class BatchRun:
             "report_format": rep.REPORT_FORMAT, "model_label": info.label,
             "model_name": info.name, "model_version": info.version,
             "threshold": self.threshold, "pneumoview_version": _version(),
-            "engine": self.engine.engine_name, "precision": self.engine.precision,
+            "engine": engine.engine_name, "precision": engine.precision,
             **self.policy.manifest_fields(),
         }
         kept_rows = [kept[r] for _, r in self.files if r in kept]

@@ -147,33 +147,10 @@ def build_presentation_state(source: Dataset, annotations: Sequence[Annotation],
     arrow_group = hd.pr.GraphicGroup(1, ARROW_GROUP, "PneumoView arrows")
     has_arrows = any(a.kind is Kind.ARROW for a in annotations)
     for frame in frames:
-        objects, texts, values = [], [], []
-        for a in (x for x in annotations if x.frame == frame):
-            graphic = _graphic(a)
-            if graphic is not None:
-                objects.append(graphic)
-            if a.kind is Kind.ARROW:
-                objects += _arrow(a, arrow_group)
-            if a.kind is Kind.TEXT or (a.kind is Kind.ARROW and a.text):
-                texts.append(_text(a.text, a.points[0], visible=False))
-            value = " / ".join((labels or {}).get(a.id, [])) if a.kind.is_measurement else ""
-            if value:
-                values.append(_text(value, a.points[-1], visible=False))
-        frame_number = frame + 1 if multi else None
-        if objects or texts:
-            graphic_annotations.append(hd.pr.GraphicAnnotation(
-                [source], layer, referenced_frame_number=frame_number,
-                graphic_objects=objects or None, text_objects=texts or None))
-        if values:
-            graphic_annotations.append(hd.pr.GraphicAnnotation(
-                [source], values_layer, referenced_frame_number=frame_number,
-                text_objects=values))
-    voi = None
-    if window is not None and window.lut is None:
-        voi = [hd.pr.SoftcopyVOILUTTransformation(
-            window_center=window.center, window_width=window.width,
-            window_explanation=window.name[:64] or None,
-            voi_lut_function=window.function if window.function != "LINEAR" else None)]
+        graphic_annotations += _frame_annotations(
+            hd, source, [a for a in annotations if a.frame == frame],
+            frame + 1 if multi else None, (layer, values_layer), arrow_group, labels or {})
+    voi = _voi_transformations(hd, window)
     shape = hd.PresentationLUTShapeValues.INVERSE if invert else \
         hd.PresentationLUTShapeValues.IDENTITY
     gsps = hd.pr.GrayscaleSoftcopyPresentationState(
@@ -193,6 +170,44 @@ def build_presentation_state(source: Dataset, annotations: Sequence[Annotation],
     gsps.ImageRotation = 90 * t.quarter_turns
     gsps.ImageHorizontalFlip = "Y" if t.flip else "N"
     return gsps
+
+
+def _frame_annotations(hd: Any, source: Dataset, annotations: Sequence[Annotation],
+                       frame_number: int | None, layers: tuple[Any, Any], arrow_group: Any,
+                       labels: dict[str, list[str]]) -> list[Any]:
+    """The graphic annotations of one frame: the drawings and texts on the graphics layer, the
+    measured values (hidden text) on the values layer."""
+    objects, texts, values = [], [], []
+    for a in annotations:
+        graphic = _graphic(a)
+        if graphic is not None:
+            objects.append(graphic)
+        if a.kind is Kind.ARROW:
+            objects += _arrow(a, arrow_group)
+        if a.kind is Kind.TEXT or (a.kind is Kind.ARROW and a.text):
+            texts.append(_text(a.text, a.points[0], visible=False))
+        value = " / ".join(labels.get(a.id, [])) if a.kind.is_measurement else ""
+        if value:
+            values.append(_text(value, a.points[-1], visible=False))
+    out = []
+    if objects or texts:
+        out.append(hd.pr.GraphicAnnotation(
+            [source], layers[0], referenced_frame_number=frame_number,
+            graphic_objects=objects or None, text_objects=texts or None))
+    if values:
+        out.append(hd.pr.GraphicAnnotation(
+            [source], layers[1], referenced_frame_number=frame_number, text_objects=values))
+    return out
+
+
+def _voi_transformations(hd: Any, window: Window | None) -> list[Any] | None:
+    """The window as a Softcopy VOI LUT transformation (a VOI LUT is left to the image)."""
+    if window is None or window.lut is not None:
+        return None
+    return [hd.pr.SoftcopyVOILUTTransformation(
+        window_center=window.center, window_width=window.width,
+        window_explanation=window.name[:64] or None,
+        voi_lut_function=window.function if window.function != "LINEAR" else None)]
 
 
 def _label(text: str) -> str:
@@ -254,6 +269,42 @@ def _from_text(obj: Dataset, frame: int) -> Annotation | None:
     return Annotation(Kind.TEXT, (point,), frame, text)  # type: ignore[arg-type]
 
 
+def _read_window(ds: Dataset) -> tuple[float, float] | None:
+    """The (centre, width) of the first Softcopy VOI LUT item, None when absent or unusable."""
+    voi = ds.get("SoftcopyVOILUTSequence")
+    if not voi:
+        return None
+    try:
+        c, w = float(voi[0].WindowCenter), float(voi[0].WindowWidth)
+    except (AttributeError, TypeError, ValueError):
+        return None
+    return (c, w) if math.isfinite(c) and math.isfinite(w) and w > 0 else None
+
+
+def _read_annotation_item(item: Dataset, state: PresentationState,
+                          arrow_groups: set[str]) -> None:
+    """Add one Graphic Annotation item's drawable graphics and texts to ``state``."""
+    uids = [header_text(i, "ReferencedSOPInstanceUID")
+            for i in item.get("ReferencedImageSequence", [])] or list(state.referenced)
+    ref_items = item.get("ReferencedImageSequence") or []
+    first = header_text(ref_items[0], "ReferencedFrameNumber") if ref_items else ""
+    frame = int(first.split("\\")[0]) - 1 if first.split("\\")[0].isdigit() else 0
+    drawn = []
+    for obj in item.get("GraphicObjectSequence", []):
+        a = _from_graphic(obj, frame, arrow_groups)
+        in_arrow = header_text(obj, "GraphicGroupID") in arrow_groups
+        if a is None and not in_arrow:
+            state.skipped += 1
+        elif a is not None:
+            drawn.append(a)
+    for obj in item.get("TextObjectSequence", []):
+        t = _from_text(obj, frame)
+        if t is not None:
+            drawn.append(t)
+    for uid in uids:
+        state.annotations.setdefault(uid, []).extend(drawn)
+
+
 def read_presentation_state(ds: Dataset) -> PresentationState:
     """The window, transform and graphics of a GSPS (forms it cannot draw are counted)."""
     refs: list[str] = []
@@ -261,14 +312,7 @@ def read_presentation_state(ds: Dataset) -> PresentationState:
         refs += [header_text(i, "ReferencedSOPInstanceUID")
                  for i in series.get("ReferencedImageSequence", [])]
     state = PresentationState(tuple(r for r in refs if r), label=header_text(ds, "ContentLabel"))
-    voi = ds.get("SoftcopyVOILUTSequence")
-    if voi:
-        try:
-            c, w = float(voi[0].WindowCenter), float(voi[0].WindowWidth)
-            if math.isfinite(c) and math.isfinite(w) and w > 0:
-                state.window = (c, w)
-        except (AttributeError, TypeError, ValueError):
-            pass
+    state.window = _read_window(ds)
     rotation = header_text(ds, "ImageRotation")
     flip = header_text(ds, "ImageHorizontalFlip") == "Y"
     turns = int(rotation) // 90 if rotation in ("0", "90", "180", "270") else 0
@@ -278,25 +322,7 @@ def read_presentation_state(ds: Dataset) -> PresentationState:
     arrow_groups = {header_text(g, "GraphicGroupID") for g in ds.get("GraphicGroupSequence", [])
                     if header_text(g, "GraphicGroupLabel") == ARROW_GROUP}
     for item in ds.get("GraphicAnnotationSequence", []):
-        uids = [header_text(i, "ReferencedSOPInstanceUID")
-                for i in item.get("ReferencedImageSequence", [])] or list(state.referenced)
-        ref_items = item.get("ReferencedImageSequence") or []
-        first = header_text(ref_items[0], "ReferencedFrameNumber") if ref_items else ""
-        frame = int(first.split("\\")[0]) - 1 if first.split("\\")[0].isdigit() else 0
         if header_text(item, "GraphicLayer") == VALUES_LAYER:
             continue  # our own measured values: recomputed from the graphics
-        drawn = []
-        for obj in item.get("GraphicObjectSequence", []):
-            a = _from_graphic(obj, frame, arrow_groups)
-            in_arrow = header_text(obj, "GraphicGroupID") in arrow_groups
-            if a is None and not in_arrow:
-                state.skipped += 1
-            elif a is not None:
-                drawn.append(a)
-        for obj in item.get("TextObjectSequence", []):
-            t = _from_text(obj, frame)
-            if t is not None:
-                drawn.append(t)
-        for uid in uids:
-            state.annotations.setdefault(uid, []).extend(drawn)
+        _read_annotation_item(item, state, arrow_groups)
     return state
