@@ -6,7 +6,7 @@ on the model input, the gate features from the activations, the heads and the at
 (:meth:`InputGate.judge`); its forward pass is the score's own. Both are timed in this run, on
 the same films, and printed as a ratio (medians of repeated runs).
 
-    python bench/bench_gate.py [--model DIR] [--n 10] [--threads 2]
+    python -m bench.bench_gate [--model DIR] [--n 10] [--threads 2]
 """
 
 from __future__ import annotations
@@ -18,7 +18,6 @@ from pathlib import Path
 import numpy as np
 
 ROOT = Path(__file__).resolve().parents[1]
-sys.path.insert(0, str(ROOT))
 DATA = ROOT.parent / "shared" / "data"
 
 from bench._common import check_load, median_time  # noqa: E402

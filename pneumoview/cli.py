@@ -1,8 +1,10 @@
 """Command-line entry point: ``pneumoview [view] [PATH] ...`` and the display-less subcommands.
 
 Each subcommand lives in its own module under :mod:`pneumoview.commands` exposing
-``add_arguments(parser)`` and ``run(args) -> int``; modules are imported only when their command
-runs, so ``info``/``render``/``flag`` never import Qt and the GUI path never imports torch early.
+``add_arguments(parser)`` and ``run(args) -> int``. Building the parser imports every command
+module, so those keep their module-level imports light and import what is heavy (Qt, torch,
+pydicom) inside ``run``: ``info``/``render``/``flag`` never import Qt and the GUI path never
+imports torch early (subprocess tests check it, e.g. in tests/test_batch_cli.py).
 """
 
 from __future__ import annotations
@@ -28,8 +30,18 @@ SUBCOMMANDS: dict[str, tuple[str, str]] = {
     "flag": ("pneumoview.commands.flag", "score and flag every file in a folder (CSV report)"),
     "merge-reports": ("pneumoview.commands.merge_reports",
                       "join the reports of a sharded flag run into one"),
+    "calibrate": ("pneumoview.commands.calibrate",
+                  "fit a site profile (calibration + operating point) from labelled cases"),
+    "reviews": ("pneumoview.commands.reviews",
+                "export the readers' reviews as labels (export), or count them (info)"),
     "cache": ("pneumoview.commands.cache",
               "show what PneumoView stores where (info), delete the index cache (clear)"),
+    "echo": ("pneumoview.commands.echo", "check that a PACS node answers (C-ECHO)"),
+    "send": ("pneumoview.commands.send", "send DICOM files to a PACS (C-STORE or STOW-RS)"),
+    "pull": ("pneumoview.commands.pull",
+             "query and retrieve studies from a PACS (C-FIND/C-GET or QIDO-RS/WADO-RS)"),
+    "listen": ("pneumoview.commands.listen",
+               "receive DICOM (a Storage SCP) and score what arrives"),
 }
 
 
@@ -59,7 +71,7 @@ def build_parser() -> argparse.ArgumentParser:
     return parser
 
 
-def _load(module: str):  # noqa: ANN202 - a command module
+def _load(module: str):
     return importlib.import_module(module)
 
 

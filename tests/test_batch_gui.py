@@ -21,11 +21,7 @@ TIMEOUT_MS = 180_000
 N_FILES = 14
 
 
-@pytest.fixture(scope="module")
-def model_dir(tmp_path_factory: pytest.TempPathFactory) -> Path:
-    from model_fixture import make_random_model_dir
-
-    return make_random_model_dir(tmp_path_factory.mktemp("bgui") / "model", seed=11)
+MODEL_SEED = 11  # the model_dir fixture's weights (tests/conftest.py)
 
 
 @pytest.fixture(scope="module")
@@ -41,7 +37,8 @@ def _no_children_left() -> None:
 
 def test_cancel_keeps_partial_results_then_a_full_run(qtbot, model_dir: Path, folder: Path,  # noqa: ANN001
                                                       tmp_path: Path) -> None:
-    from pneumoview.qt.batchpanel import COL_PROB, BatchController
+    from pneumoview.qt.batch.controller import BatchController
+    from pneumoview.qt.batch.table import COL_PROB
 
     ctl = BatchController(model_dir=str(model_dir), device="cpu")
     qtbot.addWidget(ctl.panel)

@@ -208,18 +208,20 @@ def test_export_with_out_of_fold_operating_points(pipeline):
         assert text.lower() in card.lower(), text
 
 
-def test_training_side_loader_scores_like_the_app_for_pv_input_1(pipeline):
-    """training.modelio (any contract) gives the app loader's logits on a pv-input-1 model."""
+@pytest.mark.parametrize("folder", ["base-model", "model"])
+def test_training_side_loader_scores_like_the_app(pipeline, folder):
+    """training.modelio gives the app loader's logits, on the pv-input-1 base and on the
+    exported pv-input-2 model (which the app loads, operating points and all)."""
     from pneumoview.core import model as pm
     from training import modelio
 
-    d = pipeline["tmp"] / "base-model"
+    d = pipeline["tmp"] / folder
     app, ours = pm.load_model(d, "cpu"), modelio.load(d, "cpu")
-    x = np.random.default_rng(0).random((3, SIZE, SIZE)).astype(np.float32)
+    assert app.info.input_contract == ours.info.input_contract
+    size = app.info.input_size
+    x = np.random.default_rng(0).random((3, size, size)).astype(np.float32)
     np.testing.assert_array_equal(pm.predict_logits(app, pm.prepare_batch(list(x), app.info)),
                                   pm.predict_logits(ours, pm.prepare_batch(list(x), ours.info)))
-    with pytest.raises(Exception, match="contract"):
-        pm.read_model_info(pipeline["tmp"] / "model")  # the app refuses pv-input-2 for now
 
 
 def test_search_tabulates_cross_validated_configurations(pipeline, tmp_path):

@@ -238,4 +238,9 @@ def model_card(meta: dict) -> str:
               "One command from a checkout: `python -m training reproduce` (README, Training). "
               "It runs:", "", "```", *commands(meta), "```", "", *_timings(meta),
               f"Git commit {meta['git_commit']}, {meta['created']}.", ""]
-    return "\n".join(lines)
+    card = "\n".join(lines)
+    if meta.get("gate"):
+        from training.gate.attach import card_with_gate
+
+        card = card_with_gate(card, meta)
+    return card

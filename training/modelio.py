@@ -1,12 +1,12 @@
 """Loading a model folder of any input-contract version for training-side scoring.
 
-The app's loader (:func:`pneumoview.core.model.load_model`) refuses contracts the app does not
-prepare yet (model 1.1's ``pv-input-2`` until the app side is integrated). ``export``,
-``evaluate``, ``cv`` and the gate's training must still score such a folder, through the same
-pieces the app uses: the sha256 check of the weights, :func:`build_model`, the contract version's
-:func:`contract.model_input` and :func:`contract.normalise`, and ``predict_logits``. Only the
-acceptance of the contract version differs. Tensors beyond the network (``gate.*`` heads) are
-kept aside, as the app's loader does.
+The app's loader (:func:`pneumoview.core.model.load_model`) also checks every behavioural
+metadata field the app acts on (operating points, gate); intermediate folders of a training run
+(a base model, whose validation has one population and so one threshold in older exports) need
+not pass those checks to be scored. ``export``, ``evaluate`` and ``cv`` score through the same
+pieces the app uses: the sha256 check of the weights, :func:`build_model`, the contract
+version's :func:`contract.model_input` and :func:`contract.normalise`, and ``predict_logits``.
+Tensors beyond the network (``gate.*`` heads) are kept aside, as the app's loader does.
 """
 
 from __future__ import annotations

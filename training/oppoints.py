@@ -45,7 +45,8 @@ def population_of(source: str) -> str | None:
 
 def choose(y: np.ndarray, p: np.ndarray, sources: Sequence[str], target: float,
            chosen_on: dict[str, str] | None = None) -> dict[str, dict]:
-    """Operating point per population with validation positives (calibrated probabilities)."""
+    """Operating point per population with validation positives (calibrated probabilities);
+    none when fewer than two populations have them."""
     pops = np.asarray([population_of(s) or "" for s in sources])
     out: dict[str, dict] = {}
     for pop, d in POPULATIONS.items():
@@ -57,7 +58,9 @@ def choose(y: np.ndarray, p: np.ndarray, sources: Sequence[str], target: float,
                     "age_years": list(d["age_years"])}
         if chosen_on and pop in chosen_on:
             out[pop]["chosen_on"] = chosen_on[pop]
-    return out
+    # one population is no choice between points: the single ``threshold`` says the same, and
+    # the app refuses a one-population set (pneumoview.core.oppoints.parse_operating_points)
+    return out if len(out) > 1 else {}
 
 
 def unknown_age_threshold(points: dict[str, dict]) -> float:

@@ -17,9 +17,12 @@ import sys
 import time
 from typing import Any, TextIO
 
+from pneumoview.commands import dicom_results
 from pneumoview.commands.argtypes import positive_seconds
 from pneumoview.commands.console import say
-from pneumoview.core.errors import PneumoViewError
+from pneumoview.commands.engineargs import add_engine_arguments
+from pneumoview.core import defaults, runoptions
+from pneumoview.core.errors import PneumoViewError, ReportExistsError
 
 #: The signals that stop a run cleanly (finish the rows in flight, mark the report cancelled),
 #: and the exit status each gives (128 + the signal number, as a shell reports it).
@@ -34,10 +37,14 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--model", metavar="DIR", help="model folder (default: the bundled one)")
     parser.add_argument("--threshold", type=float, metavar="T",
                         help="flag when probability >= T (default: the model's threshold)")
-    parser.add_argument("--device", default="auto", metavar="D",
-                        help="auto (default), cpu, cuda, cuda:N or mps")
-    parser.add_argument("--batch-size", type=int, default=32, metavar="N",
-                        help="images per model batch (default 32)")
+    parser.add_argument("--profile", metavar="PROFILE.json",
+                        help="a site profile (pneumoview calibrate): its calibrated probability "
+                             "and threshold replace the model's; --threshold still overrides")
+    parser.add_argument("--device", metavar="D",
+                        help=f"{defaults.DEVICE} (default), cpu, cuda, cuda:N or mps")
+    add_engine_arguments(parser)
+    parser.add_argument("--batch-size", type=int, metavar="N",
+                        help=f"images per model batch (default {defaults.BATCH_SIZE})")
     parser.add_argument("--workers", type=int, metavar="N",
                         help="decode worker processes (default: cores - 1, at least 1)")
     parser.add_argument("--resume", action="store_true",
@@ -50,13 +57,18 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--shard", metavar="K/N",
                         help="process only shard K of N (0-based; a stable hash of the "
                              "relative path); join shards with merge-reports")
-    parser.add_argument("--timeout", type=positive_seconds, default=120.0, metavar="S",
-                        help="per-file decode time limit in seconds (default 120)")
+    parser.add_argument("--timeout", type=positive_seconds, metavar="S",
+                        help="per-file decode time limit in seconds "
+                             f"(default {defaults.DECODE_TIMEOUT_S:g})")
+    parser.add_argument("--max-image-mib", type=int, metavar="MIB",
+                        help="size guard: refuse (an error row) an image whose decoded pixels "
+                             f"need more than this (default {defaults.MAX_IMAGE_MIB})")
     parser.add_argument("--memory-limit", type=int, default=-1, metavar="MB",
                         help="per-worker memory limit in MiB (Linux; 0 = none; default: "
-                             "RAM / (workers + 1), at most 6144)")
+                             f"RAM / (workers + 1), at most {defaults.MEMORY_LIMIT_MAX_MIB})")
     parser.add_argument("-q", "--quiet", action="store_true",
                         help="no progress bar and no decoder warnings")
+    dicom_results.add_argument(parser)
 
 
 def _fmt_eta(seconds: float | None) -> str:
@@ -123,7 +135,7 @@ class _StopSignals:
         for signum, old in self._old.items():
             signal.signal(signum, old)
 
-    def _handle(self, signum: int, frame: Any) -> None:  # noqa: ARG002
+    def _handle(self, signum: int, frame: Any) -> None:
         if self.received is not None:
             raise KeyboardInterrupt
         self.received = signum
@@ -139,14 +151,23 @@ class _StopSignals:
         return 128 + (self.received or signal.SIGINT)
 
 
+def advice(exc: PneumoViewError) -> str:
+    """What to do about a fatal error, in this command's words ("" when nothing to add)."""
+    if isinstance(exc, ReportExistsError):
+        return "; pass --resume to continue it or --overwrite to replace it"
+    return ""
+
+
 def _check_usage(args: argparse.Namespace) -> str | None:
     if args.threshold is not None and not 0.0 <= args.threshold <= 1.0:
         return "--threshold must be between 0 and 1"
-    if args.batch_size < 1 or (args.workers is not None and args.workers < 1):
+    if any(v is not None and v < 1 for v in (args.batch_size, args.workers)):
         return "--batch-size and --workers must be at least 1"
+    if getattr(args, "max_image_mib", None) is not None and args.max_image_mib < 1:
+        return "--max-image-mib must be at least 1"
     if args.no_retry_errors and not args.resume:
         return "--no-retry-errors goes with --resume"
-    return None
+    return dicom_results.check(args)
 
 
 def summary_line(summary: Any) -> str:
@@ -155,7 +176,7 @@ def summary_line(summary: Any) -> str:
     folders = (f" ({summary.unlisted_folders} folders that cannot be listed)"
                if summary.unlisted_folders else "")
     text = (f"{summary.done}/{summary.total} files: {c.get('scored', 0)} scored "
-            f"({summary.flagged} flagged at threshold {summary.threshold:g}), "
+            f"({summary.flagged} flagged; {summary.policy or f'threshold {summary.threshold:g}'}), "
             f"{c.get('not_scored', 0)} not scored, {c.get('skipped', 0)} skipped, "
             f"{c.get('error', 0)} errors{folders}")
     if summary.resumed:
@@ -165,7 +186,8 @@ def summary_line(summary: Any) -> str:
         text += (f"; this run: {ran} files ({r.get('scored', 0)} scored, "
                  f"{summary.run_flagged} flagged, {r.get('error', 0)} errors{retried}), "
                  f"{summary.resumed} kept from the report")
-    return f"{text}; model {summary.model_label}; report {summary.output}"
+    engine = f" ({summary.engine})" if summary.engine else ""
+    return f"{text}; model {summary.model_label}{engine}; report {summary.output}"
 
 
 def run(args: argparse.Namespace) -> int:
@@ -182,12 +204,16 @@ def run(args: argparse.Namespace) -> int:
     if problem:
         print(f"pneumoview flag: error: {problem}", file=err)
         return 2
+    # headless: the command line, then the defaults (never the viewer's settings)
+    chosen = runoptions.resolve(args)
     options = BatchOptions(
-        root=args.folder, output=args.output, model_dir=args.model, device=args.device,
-        threshold=args.threshold, batch_size=args.batch_size, workers=args.workers,
-        resume=args.resume, overwrite=args.overwrite, shard=shard, timeout_s=args.timeout,
+        root=args.folder, output=args.output, model_dir=chosen.model_dir, device=chosen.device,
+        engine=chosen.engine, precision=chosen.precision,
+        threshold=args.threshold, batch_size=chosen.batch_size, workers=chosen.workers,
+        resume=args.resume, overwrite=args.overwrite, shard=shard, timeout_s=chosen.timeout_s,
+        max_image_mib=chosen.max_image_mib,
         memory_limit_mb=args.memory_limit if args.memory_limit != 0 else None,
-        retry_errors=not args.no_retry_errors, quiet=args.quiet)
+        retry_errors=not args.no_retry_errors, quiet=args.quiet, profile=args.profile)
     if args.quiet:
         silence_warnings()
 
@@ -199,7 +225,7 @@ def run(args: argparse.Namespace) -> int:
         try:
             summary = run_batch(options, on_progress=bar, cancel=lambda: stop.stopped)
         except PneumoViewError as exc:
-            say(f"pneumoview flag: error: {exc}", err)
+            say(f"pneumoview flag: error: {exc}{advice(exc)}", err)
             return 1
         except KeyboardInterrupt:
             print("pneumoview flag: aborted; finish the report with --resume", file=err)
@@ -209,4 +235,6 @@ def run(args: argparse.Namespace) -> int:
         print("pneumoview flag: cancelled; the partial report is kept - finish it with "
               "--resume", file=err)
         return stop.exit_status()
-    return 0
+    with _StopSignals(err) as stop:
+        status = dicom_results.write(args, chosen, err, cancel=lambda: stop.stopped)
+    return stop.exit_status() if stop.stopped else status

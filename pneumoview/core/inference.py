@@ -1,9 +1,13 @@
 """The inference engine: calibrated pneumonia probability, threshold state and Grad-CAM.
 
 One :class:`Engine` owns one model instance and is used from one thread (the GUI's inference
-worker, or the batch engine, which makes its own with ``with_cam=False``). Importing this module
-is cheap: torch, :mod:`pneumoview.core.model` and the (slow) grad-cam package are imported only
-when a model is loaded or a CAM is asked for, so the viewer's first window never waits on them.
+worker, or the batch engine, which makes its own with ``with_cam=False``). The network runs in a
+backend (:mod:`pneumoview.core.engines`: torch or OpenVINO, chosen by ``engine``/``precision``)
+that returns the logit and the last block's activations A; the CAM is Grad-CAM's closed form on
+A (:func:`pneumoview.core.cam.linear_cam`), from the same forward pass. The grad-cam package
+stays the reference (:meth:`Engine.gradcam_from_input`, on a torch model). Importing this module
+is cheap: torch, openvino, :mod:`pneumoview.core.model` and grad-cam are imported only when a
+model is loaded or a reference CAM is asked for, so the viewer's first window never waits.
 
 Every :class:`Prediction` names the model that made it (label and sha256) and carries its
 timings. The probability is ``sigmoid(logit / temperature)``; an image is flagged iff the
@@ -27,13 +31,15 @@ from typing import TYPE_CHECKING, Any
 import numpy as np
 
 from pneumoview.core import contract, threads
-from pneumoview.core.cam import normalise_cam, resample_to_grid
+from pneumoview.core.cam import linear_cam, normalise_cam, resample_to_grid
 from pneumoview.core.errors import PneumoViewError
 from pneumoview.core.gate import not_scorable_reason
+from pneumoview.core.modelinfo import calibrated_probability
 from pneumoview.core.threads import apply_torch_threads
 
 if TYPE_CHECKING:  # pragma: no cover - typing only
     from pneumoview.core.dicomio import DecodedImage
+    from pneumoview.core.engines import Backend, Forward
     from pneumoview.core.model import LoadedModel, ModelInfo
 
 log = logging.getLogger(__name__)
@@ -98,7 +104,7 @@ def _limit_gradients_to_cam_layer(module: Any) -> None:
         param.requires_grad_(id(param) in keep)
 
 
-def _model_module():  # noqa: ANN202 - the pneumoview.core.model module (imports torch)
+def _model_module():  # the pneumoview.core.model module (imports torch)
     from pneumoview.core import model
 
     return model
@@ -108,14 +114,19 @@ class Engine:
     """One model instance; not thread-safe: create, load and use it from one owner thread."""
 
     def __init__(self, model_dir: str | PathLike[str] | None = None, device: str = "auto",
-                 with_cam: bool = True, interactive: bool | None = None) -> None:
+                 with_cam: bool = True, interactive: bool | None = None,
+                 engine: str = "auto", precision: str = "auto") -> None:
         self.model_dir = None if model_dir is None else Path(model_dir)
         self.device_preference = device or "auto"
+        self.engine_preference = engine or "auto"
+        self.precision_preference = precision or "auto"
         self.with_cam = with_cam
         # the viewer's engine (with CAM) goes first; a batch engine waits for it between runs
         self.interactive = with_cam if interactive is None else bool(interactive)
         self.info: ModelInfo | None = None
-        self._loaded: LoadedModel | None = None
+        self._backend: Backend | None = None
+        self._reference: LoadedModel | None = None  # torch model for grad-cam (loaded lazily)
+        self.engine_fallback = ""  # why auto ran torch instead of openvino ('' when it did not)
         self.last_cam_timings: dict[str, float] = {}  # of the last score_with_cam
 
     # -- loading -------------------------------------------------------------------------
@@ -126,37 +137,70 @@ class Engine:
         """
         t0 = time.perf_counter()
         try:
-            model = _model_module()
-            loaded = model.load_model(self.model_dir, self.device_preference)
+            from pneumoview.core.engines.loader import load_backend
+
+            result = load_backend(self.model_dir, self.device_preference,
+                                  self.engine_preference, self.precision_preference)
         except PneumoViewError:
             raise
-        except Exception as exc:  # torch/safetensors failures we did not foresee
+        except Exception as exc:  # torch/openvino/safetensors failures we did not foresee
             raise PneumoViewError(f"cannot load the model ({type(exc).__name__}: {exc})",
                                   self.model_dir) from exc
-        if self.with_cam:
-            _limit_gradients_to_cam_layer(loaded.module)
-        self._loaded = loaded
-        self.info = loaded.info
-        log.info("loaded model %s on %s in %.0f ms", loaded.info.label, loaded.device,
+        backend = result.backend
+        self._backend, self.engine_fallback = backend, result.fallback
+        self._reference = getattr(backend, "loaded", None)
+        if self.with_cam and self._reference is not None:
+            _limit_gradients_to_cam_layer(self._reference.module)
+        self.info = backend.info
+        log.info("loaded model %s (%s) in %.0f ms", backend.info.label, self.engine_text,
                  (time.perf_counter() - t0) * 1000)
-        return loaded.info
+        return backend.info
 
     @property
     def loaded(self) -> bool:
-        return self._loaded is not None
+        return self._backend is not None
 
     @property
     def device(self) -> str:
         """The device the model runs on ('cpu', 'cuda', 'mps'), or '' before loading."""
-        return "" if self._loaded is None else str(self._loaded.device)
+        return "" if self._backend is None else self._backend.device
 
-    def _require(self) -> LoadedModel:
-        if self._loaded is None:
+    @property
+    def engine_name(self) -> str:
+        """The engine that runs ('torch', 'openvino'), or '' before loading."""
+        return "" if self._backend is None else self._backend.engine.value
+
+    @property
+    def precision(self) -> str:
+        """The precision that runs ('f32', 'bf16'), or '' before loading."""
+        return "" if self._backend is None else self._backend.precision.value
+
+    @property
+    def engine_text(self) -> str:
+        """'openvino f32 on cpu' (the panel's, the report's and the self-test's words)."""
+        from pneumoview.core.engines import describe
+
+        return "" if self._backend is None else describe(self._backend)
+
+    def _require(self) -> Backend:
+        if self._backend is None:
             raise PneumoViewError("no model is loaded (call Engine.load first)")
-        return self._loaded
+        return self._backend
+
+    def _reference_model(self) -> LoadedModel:
+        """The torch model grad-cam runs on: the backend's own, or loaded now on the CPU."""
+        backend = self._require()
+        if self._reference is None:
+            self._reference = _model_module().load_model(self.model_dir, "cpu")
+            if self._reference.info.model_id != backend.info.model_id:
+                self._reference = None
+                raise PneumoViewError("the model changed on disk since it was loaded; load "
+                                      "it again", self.model_dir)
+            _limit_gradients_to_cam_layer(self._reference.module)
+        return self._reference
 
     def _threads(self) -> None:
-        if self._loaded is not None and self._loaded.device.type == "cpu":
+        if self._reference is not None and self._reference.device.type == "cpu":
             apply_torch_threads()
 
     def _turn(self) -> AbstractContextManager[None]:
@@ -167,26 +211,31 @@ class Engine:
         return nullcontext()
 
     # -- scoring -------------------------------------------------------------------------
+    def forward(self, inputs: Sequence[np.ndarray]) -> Forward:
+        """One forward pass for contract step-4 outputs: the logits and the last block's
+        activations A (what the CAM and the input gate read)."""
+        from pneumoview.core.engines import normalised_batch
+
+        backend = self._require()
+        batch = normalised_batch(inputs, backend.info)
+        with self._turn():
+            return backend.forward(batch)
+
     def logits(self, inputs: Sequence[np.ndarray]) -> np.ndarray:
         """Raw logits (float64, ``(N,)``) for contract step-4 outputs."""
-        loaded = self._require()
-        model = _model_module()
-        batch = model.prepare_batch(inputs, loaded.info)
-        with self._turn():
-            self._threads()
-            return model.predict_logits(loaded, batch)
+        return self.forward(inputs).logits
 
     def probabilities(self, inputs: Sequence[np.ndarray]) -> np.ndarray:
         """Calibrated probabilities (float64, ``(N,)``) for contract step-4 outputs."""
-        loaded = self._require()
-        return _model_module().calibrated_probability(self.logits(inputs),
-                                                      loaded.info.temperature)
+        return calibrated_probability(self.logits(inputs), self._require().info.temperature)
 
     def model_input(self, decoded: DecodedImage) -> np.ndarray:
         """Contract steps 1-4 for a decoded image, errors as PneumoViewError."""
         size = self.info.input_size if self.info is not None else contract.INPUT_SIZE
+        version = self.info.input_contract if self.info is not None else contract.INPUT_CONTRACT
         try:
-            return contract.model_input(decoded.values, decoded.invert, size=size)
+            return contract.model_input(decoded.values, decoded.invert, size=size,
+                                        version=version)
         except ValueError as exc:
             raise PneumoViewError(f"cannot prepare the image for the model: {exc}",
                                   decoded.path) from exc
@@ -222,8 +271,7 @@ class Engine:
     def _scored(self, decoded: DecodedImage, logit: float, threshold: float, reason: str,
                 timings: dict[str, float]) -> Prediction:
         info = self._require().info
-        prob = float(_model_module().calibrated_probability(np.array([logit]),
-                                                            info.temperature)[0])
+        prob = float(calibrated_probability(np.array([logit]), info.temperature)[0])
         if not (math.isfinite(logit) and math.isfinite(prob)):
             raise PneumoViewError(NON_FINITE, decoded.path)
         return Prediction(path=decoded.path, frame=decoded.frame, status=SCORED,
@@ -234,18 +282,29 @@ class Engine:
                           model_id=info.model_id, timings=timings)
 
     # -- CAM -----------------------------------------------------------------------------
-    def _gradcam(self, x: np.ndarray,
-                 on_logit: Callable[[float], None] | None = None) -> tuple[float, np.ndarray]:
-        """One forward pass with Grad-CAM hooks on ``layer4[-1]``: the logit, then the map.
-
-        This is the grad-cam package's GradCAM (its hooks, weights and map), driven step by step
-        so that ``on_logit`` can report the logit before the backward pass and the map are done:
-        the probability reaches the screen without waiting for the CAM, and the CAM costs no
-        second forward pass. The target is the single logit (evidence for pneumonia).
-        """
-        loaded = self._require()
+    def _require_cam(self) -> Backend:
+        backend = self._require()
         if not self.with_cam:
             raise PneumoViewError("this engine was created without CAM support")
+        return backend
+
+    def _logit_and_cam(self, x: np.ndarray,
+                       on_logit: Callable[[float], None] | None = None,
+                       ) -> tuple[float, np.ndarray]:
+        """One forward pass: the logit (reported to ``on_logit`` at once), then Grad-CAM's map
+        in closed form from the same pass's activations (no backward pass)."""
+        backend = self._require_cam()
+        out = self.forward([x])
+        logit = float(out.logits[0])
+        if on_logit is not None:
+            on_logit(logit)
+        return logit, linear_cam(out.activations[0], backend.fc_weight)
+
+    def gradcam_from_input(self, x: np.ndarray) -> np.ndarray:
+        """The grad-cam package's GradCAM of the logit on ``layer4[-1]`` (torch, forward and
+        backward): the reference the closed form is tested against, on the layer grid."""
+        self._require_cam()
+        loaded = self._reference_model()
         model = _model_module()
         import torch
         from pytorch_grad_cam import GradCAM  # slow import: only here
@@ -253,11 +312,11 @@ class Engine:
         class _LayerGridGradCAM(GradCAM):
             """Grad-CAM that returns the raw layer grid; we resample it ourselves, exactly."""
 
-            def get_target_width_height(self, input_tensor):  # noqa: ANN001, ANN202
+            def get_target_width_height(self, input_tensor):
                 return None
 
         class _Logit:
-            def __call__(self, output):  # noqa: ANN001, ANN204
+            def __call__(self, output):
                 return output.reshape(-1)[0]
 
         batch = model.prepare_batch([x], loaded.info).to(loaded.device)
@@ -267,9 +326,6 @@ class Engine:
             cam = _LayerGridGradCAM(model=module, target_layers=[module.layer4[-1]])
             try:
                 outputs = cam.activations_and_grads(batch)
-                logit = float(outputs.reshape(-1)[0].detach().to("cpu", torch.float64))
-                if on_logit is not None:
-                    on_logit(logit)
                 module.zero_grad(set_to_none=True)
                 _Logit()(outputs).backward()
                 grid = cam.aggregate_multi_layers(
@@ -277,15 +333,15 @@ class Engine:
             finally:
                 cam.activations_and_grads.release()
                 module.zero_grad(set_to_none=True)
-        return logit, normalise_cam(np.asarray(grid, dtype=np.float32)[0])
+        return normalise_cam(np.asarray(grid, dtype=np.float32)[0])
 
     def cam_from_input(self, x: np.ndarray) -> np.ndarray:
-        """Grad-CAM of the logit on ``layer4[-1]`` for one contract output, on the layer grid.
+        """Grad-CAM of the logit on the last block for one contract output, on the layer grid.
 
-        Returns a float32 map in [0, 1] (7 x 7 for a 224 input), ReLU'd and scaled to its
-        maximum; an image with no positive evidence gives all zeros.
+        Returns a float32 map in [0, 1] (7 x 7 for a 224 input), scaled as grad-cam scales it;
+        an image with no positive evidence gives all zeros.
         """
-        return self._gradcam(x)[1]
+        return self._logit_and_cam(x)[1]
 
     def cam(self, decoded: DecodedImage) -> np.ndarray:
         """Grad-CAM as float32 ``(H, W)`` in [0, 1] on the decoded image's own pixel grid."""
@@ -325,7 +381,7 @@ class Engine:
             if on_prediction is not None:
                 on_prediction(made[0])
 
-        _logit, grid = self._gradcam(x, report)
+        _logit, grid = self._logit_and_cam(x, report)
         t3 = time.perf_counter()
         cam = resample_to_grid(grid, decoded.shape)
         now = time.perf_counter()
@@ -336,15 +392,18 @@ class Engine:
         return made[0], cam
 
     def warm_up(self) -> None:
-        """Import grad-cam and run one forward (and CAM) on a blank input, so the user's first
-        image does not pay for imports, allocator growth or lazy kernel set-up."""
-        loaded = self._require()
-        blank = np.full((loaded.info.input_size,) * 2, 0.5, dtype=np.float32)
-        self.logits([blank])
+        """Run one forward (and CAM) on a blank input, so the user's first image does not pay
+        for allocator growth or lazy kernel set-up."""
+        backend = self._require()
+        blank = np.full((backend.info.input_size,) * 2, 0.5, dtype=np.float32)
         if self.with_cam:
             self.cam_from_input(blank)
+        else:
+            self.logits([blank])
 
     def close(self) -> None:
         """Drop the model (frees GPU memory when on CUDA)."""
-        self._loaded = None
+        if self._backend is not None:
+            self._backend.close()
+        self._backend = self._reference = None
         self.info = None

@@ -9,8 +9,9 @@ A model directory holds three files:
 
 Reading and checking the metadata, and the model's identity (``weights_sha256`` and
 ``model_id``), live in the torch-free :mod:`pneumoview.core.modelinfo` (re-exported here). The
-loader refuses a directory whose input contract differs from :data:`contract.INPUT_CONTRACT`
-(the model would see different pixels than it was trained on), metadata values out of range,
+loader refuses a directory whose input contract is not one of :data:`contract.CONTRACTS`
+(the model would see different pixels than it was trained on; each image is prepared for the
+contract version and size the model records), metadata values out of range,
 and weights whose sha256 differs from the metadata (an altered or corrupt file). ``torch`` is
 imported by this module, which is only imported on the AI paths; :mod:`pneumoview.core` itself
 never imports it.
@@ -37,6 +38,7 @@ from pneumoview.core.modelinfo import (  # noqa: F401 - re-exported: the histori
     METADATA_FILE,
     WEIGHTS_FILE,
     ModelInfo,
+    calibrated_probability,
     model_id,
     read_model_info,
     sha256_file,
@@ -169,17 +171,6 @@ def predict_activations(model: LoadedModel,
         logits = model.module.fc(act.mean(dim=(2, 3))).reshape(-1)
         return (logits.detach().to("cpu", torch.float64).numpy(),
                 act.detach().to("cpu", torch.float32).contiguous().numpy())
-
-
-def calibrated_probability(logits: np.ndarray, temperature: float) -> np.ndarray:
-    """Temperature-scaled sigmoid ``1 / (1 + exp(-logit / T))``, numerically stable."""
-    z = np.asarray(logits, dtype=np.float64) / float(temperature)
-    out = np.empty_like(z)
-    pos = z >= 0
-    out[pos] = 1.0 / (1.0 + np.exp(-z[pos]))
-    ez = np.exp(z[~pos])
-    out[~pos] = ez / (1.0 + ez)
-    return out
 
 
 def _jsonable(obj: Any) -> Any:

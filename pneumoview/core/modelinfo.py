@@ -37,6 +37,8 @@ from os import PathLike
 from pathlib import Path
 from typing import Any
 
+import numpy as np
+
 from pneumoview.core import contract
 from pneumoview.core.errors import PneumoViewError
 from pneumoview.core.paths import read_small_file
@@ -80,7 +82,7 @@ MODEL_ID_SCHEME = "pvm1"
 #: mean lies in [0, 1] and their std in (0, 0.5]; a calibration temperature outside
 #: [0.01, 100] is no calibration; input sizes are those the contract is trained and tested at
 #: (a 512 px ResNet18 batch of 32 needs ~2 GiB; 4096 px would need 24 GiB).
-INPUT_SIZES = {contract.INPUT_CONTRACT: (16, 512)}
+INPUT_SIZES = {version: (16, 512) for version in contract.CONTRACTS}
 MEAN_RANGE = (0.0, 1.0)
 STD_RANGE = (1e-3, 1.0)
 TEMPERATURE_RANGE = (0.01, 100.0)
@@ -245,8 +247,8 @@ def _check_kind(raw: dict, path: Path) -> None:
     if not isinstance(raw["input_contract"], str) or raw["input_contract"] not in INPUT_SIZES:
         raise PneumoViewError(f"the model was trained for input contract "
                               f"{str(raw['input_contract'])[:80]!r} but this PneumoView "
-                              f"prepares images as {contract.INPUT_CONTRACT!r}; use a matching "
-                              "model or version", path)
+                              f"prepares images as {' or '.join(map(repr, INPUT_SIZES))}; use a "
+                              "matching model or version", path)
 
 
 def _optional_float(raw: dict, key: str) -> float:
@@ -272,6 +274,9 @@ def read_model_info(model_dir: Path | str | PathLike[str] | None = None) -> Mode
         log.debug("model metadata has keys this version does not know (digested into the "
                   "model_id): %s", ", ".join(k[:40] for k in unknown[:20]))
     metrics = raw.get("metrics") or {}
+    from pneumoview.core.oppoints import parse_operating_points
+
+    parse_operating_points(raw.get("operating_points"), meta_path)  # refuse damaged points now
     return ModelInfo(
         name=str(raw.get("name", "pneumoview-model"))[:200],
         version=str(raw.get("version", "0"))[:80],
@@ -306,3 +311,14 @@ def verify_weights(info: ModelInfo) -> None:
                               f"{digest[:12]}... differs from the metadata's "
                               f"{info.weights_sha256[:12]}...); reinstall PneumoView or "
                               "re-export the model", path)
+
+
+def calibrated_probability(logits: np.ndarray, temperature: float) -> np.ndarray:
+    """Temperature-scaled sigmoid ``1 / (1 + exp(-logit / T))``, numerically stable."""
+    z = np.asarray(logits, dtype=np.float64) / float(temperature)
+    out = np.empty_like(z)
+    pos = z >= 0
+    out[pos] = 1.0 / (1.0 + np.exp(-z[pos]))
+    ez = np.exp(z[~pos])
+    out[~pos] = ez / (1.0 + ez)
+    return out

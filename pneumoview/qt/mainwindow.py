@@ -1,18 +1,21 @@
 """The main window: study tree (left), image (centre), details tabs (right), log (bottom).
 
-Wiring is in small methods so later features can hook in without editing them:
+It is the :class:`~pneumoview.qt.host.Host` of the feature controllers (AI, batch): they add
+menu actions by :class:`~pneumoview.qt.host.MenuSlot`, docks by name, status widgets, and send
+every message to :meth:`report` / :meth:`report_error` (status bar + log panel; nothing pops up a
+dialog or prints a traceback). Besides that protocol:
 
 * signals: ``folderOpened(str)``, ``instancesAdded(list)``, ``indexFinished(IndexResult)``,
   ``currentInstanceChanged(Instance)``, ``imageShown(DecodedImage)``, ``imageFailed(str, str)``;
 * ``self.runner`` (:class:`WorkRunner`) runs background jobs and counts pending work that
   ``--screenshot`` waits for; submit jobs there (or wrap outside work in ``begin``/``end``);
+* ``self.ai_state`` (:class:`~pneumoview.core.aistate.AIState`): the model choice, thresholds
+  and results the AI panel and the GUI batch share;
+* ``self.frames`` (:class:`~pneumoview.core.framecache.FrameCache`): decoded frames;
 * ``self.details`` (a QTabWidget in the right dock) holds the tag browser; add panels with
   :meth:`add_detail_tab`; ``self.view.add_layer`` stacks an overlay on the image;
   ``self.tree`` has an empty ``AI_COLUMN`` (see :mod:`pneumoview.qt.studytree`);
 * ``self.options`` carries ``--model`` / ``--device`` from the command line.
-
-Every failure goes through :meth:`report_error` (status bar + log panel); nothing pops up a
-dialog or prints a traceback.
 """
 
 from __future__ import annotations
@@ -20,7 +23,6 @@ from __future__ import annotations
 import base64
 import logging
 import os
-from collections import OrderedDict
 from collections.abc import Callable
 from dataclasses import dataclass
 
@@ -33,37 +35,37 @@ from PySide6.QtWidgets import (
     QHBoxLayout,
     QLabel,
     QMainWindow,
+    QMenu,
     QProgressBar,
     QPushButton,
     QSlider,
     QStackedWidget,
     QTabBar,
     QTabWidget,
+    QToolButton,
     QVBoxLayout,
     QWidget,
 )
 
 from pneumoview.core import threads
 from pneumoview.core.errors import PneumoViewError
-from pneumoview.core.indexer import IndexProgress, IndexResult, Instance
+from pneumoview.core.framecache import FrameCache
+from pneumoview.core.indexer import IndexProgress, IndexResult, Instance, index_files, index_folder
 from pneumoview.core.isolated import IsolatedDecoder, is_codec_syntax
 from pneumoview.core.paths import display_path
 from pneumoview.core.settings import MAX_RECENT, Settings, save_settings
-from pneumoview.qt.imageview import ImageView, PreparedImage, prepare
+from pneumoview.qt.advice import advice
+from pneumoview.qt.host import DETAILS_DOCK, LOG_DOCK, STUDIES_DOCK, DockArea, MenuSlot
 from pneumoview.qt.logpanel import LogPanel, QtLogHandler
 from pneumoview.qt.navkeys import NavigationKeys
 from pneumoview.qt.plaintext import make_plain, menu_text
+from pneumoview.qt.radiographview import PreparedImage, RadiographView, prepare
 from pneumoview.qt.studytree import StudyTree
 from pneumoview.qt.tagbrowser import TagBrowser
+from pneumoview.qt.tools.cine import CineControl
 from pneumoview.qt.workers import Job, WorkRunner
 
 log = logging.getLogger("pneumoview.viewer")
-
-#: How many decoded frames to keep for quick back-and-forth, and how many bytes they may hold
-#: (the newest frame is always kept, however large): a few big images must not pile up.
-DECODE_CACHE = 3
-DECODE_CACHE_BYTES = 512 * 2**20
-
 
 def prepared_nbytes(prepared: PreparedImage) -> int:
     """Bytes a cached frame holds: modality values plus the display copy."""
@@ -85,6 +87,8 @@ class ViewerOptions:
     model: str | None = None
     device: str | None = None
     screenshot_mode: bool = False
+    engine: str | None = None  # --engine / --precision (None: the settings, then auto)
+    precision: str | None = None
 
 
 def _decode_task(decoder: IsolatedDecoder, path: str, frame: int, max_bytes: int,
@@ -97,25 +101,37 @@ def _decode_task(decoder: IsolatedDecoder, path: str, frame: int, max_bytes: int
         return prepare(decoder.decode(path, frame, max_bytes=max_bytes, cancelled=cancelled))
 
 
-def _read_files_task(paths: list[str], on_instances, cancel, progress=None) -> IndexResult:  # noqa: ANN001, E501
-    """Worker: index individual files (Open File, drops of files)."""
-    from pneumoview.core.indexer import build_tree, read_instance
+@dataclass
+class _Slot:
+    """A place in a menu: before ``anchor`` (``None``: at the end), in its own group when
+    ``leading`` / ``trailing`` ask for a separator before / after what is added."""
 
-    found: list[Instance] = []
-    errors: list[tuple[str, str]] = []
-    for path in paths:
-        if cancel():
-            break
-        try:
-            inst = read_instance(path)
-        except PneumoViewError as exc:
-            errors.append((path, exc.reason))
-            continue
-        found.append(inst)
-        on_instances([inst])
-    root = os.path.dirname(paths[0]) if paths else ""
-    return IndexResult(root=root, patients=build_tree(found), instances=found, non_dicom=[],
-                       errors=errors, cancelled=cancel(), from_cache=0)
+    menu: Callable[[], QMenu]
+    anchor: QAction | None
+    leading: bool = False
+    trailing: bool = False
+    used: bool = False
+
+    def add(self, action: QAction) -> None:
+        menu = self.menu()
+        if not self.used:
+            self.used = True
+            if self.leading:
+                self._insert(menu, None)
+            if self.trailing:
+                self.anchor = self._insert(menu, None)
+        self._insert(menu, action)
+
+    def _insert(self, menu: QMenu, action: QAction | None) -> QAction:
+        if action is None:
+            if self.anchor is None:
+                return menu.addSeparator()
+            return menu.insertSeparator(self.anchor)
+        if self.anchor is None:
+            menu.addAction(action)
+        else:
+            menu.insertAction(self.anchor, action)
+        return action
 
 
 class MainWindow(QMainWindow):
@@ -139,8 +155,10 @@ class MainWindow(QMainWindow):
         self.current_root: str | None = None
         self._wanted: tuple[str, int] | None = None
         self._index_job: Job | None = None
-        self._cache: OrderedDict[tuple[str, int], PreparedImage] = OrderedDict()
+        #: decoded frames for quick back-and-forth (bounded by count and bytes)
+        self.frames: FrameCache[tuple[str, int], PreparedImage] = FrameCache(prepared_nbytes)
         self._closed = False
+        self.tools_menu: QMenu | None = None
         self.setWindowTitle("PneumoView")
         self.setAcceptDrops(True)
         # the final size before any dock is added or tabified: Qt keeps tab bars laid out for
@@ -154,16 +172,38 @@ class MainWindow(QMainWindow):
         self._connect()
         self._install_log_handler()
         # AI panel, CAM overlay, tree column, menus (torch loads in its own thread after show)
-        from pneumoview.qt.aicontroller import AIController
+        # one AI state: the viewer and the GUI batch use the same model and thresholds
+        from pneumoview.core.aistate import AIState, resolve_choice
+        from pneumoview.qt.ai.controller import AIController
 
-        self.ai = AIController(self.settings, model_dir=self.options.model,
-                               device=self.options.device, parent=self)
+        self.ai_state = AIState(self.settings, resolve_choice(
+            self.options.model, self.options.device, self.settings, self.options.engine,
+            self.options.precision))
+        self.ai = AIController(self.settings, parent=self, state=self.ai_state)
         self.ai.attach(self)
         # File > Batch Flag Folder..., the Batch dock, Go > Next Flagged (N)
-        from pneumoview.qt.batchpanel import BatchController
+        from pneumoview.qt.batch.controller import BatchController
 
-        self.batch = BatchController(self.settings, parent=self)
+        self.batch = BatchController(self.settings, parent=self, state=self.ai_state)
         self.batch.attach(self)
+        # the Worklist dock (batch results as studies to review), Open Report..., Use Site
+        # Profile..., Tools > Calibrate from Reviews... / Export Reviews...
+        from pneumoview.qt.worklist.controller import WorklistController
+
+        self.worklist = WorklistController(self.settings, parent=self)
+        self.worklist.attach(self, batch=self.batch)
+        # File > Open from PACS..., File > Save AI Result as DICOM...
+        from pneumoview.qt.pacs.controller import PacsController
+
+        self.pacs = PacsController(self.settings, ai=self.ai)
+        self.pacs.attach(self)
+        # Tools menu: measurements, annotations, rotation/flip, presentation states; the
+        # Measurements and Series docks
+        from pneumoview.qt.tools.controller import ReadingTools
+
+        self.reading = ReadingTools(parent=self)
+        self.reading.attach(self)
+        self._build_help_menu()  # last: it lists every action, the controllers' included
         for dock in self.findChildren(QDockWidget):
             dock.visibilityChanged.connect(self._tidy_tab_bars_later)
         self._add_panel_actions()
@@ -202,7 +242,7 @@ class MainWindow(QMainWindow):
         vl = QVBoxLayout(self.viewer_page)
         vl.setContentsMargins(0, 0, 0, 0)
         vl.setSpacing(0)
-        self.view = ImageView()
+        self.view = RadiographView()
         self.view.set_show_patient_text(self.settings.show_patient_overlay)
         vl.addWidget(self.view, 1)
         self.frame_bar = QWidget()
@@ -211,9 +251,19 @@ class MainWindow(QMainWindow):
         self.frame_slider = QSlider(Qt.Orientation.Horizontal)
         self.frame_slider.setMinimum(0)
         self.frame_label = make_plain(QLabel())
+        # cine: play/pause and the rate; the timer waits for each frame to be shown
+        self.cine = CineControl(self.frame_slider, lambda: self.view.decoded.frame
+                                if self.view.decoded is not None else None, self)
+        self.play_button = QToolButton()
+        self.play_button.setText("Play")
+        self.play_button.setCheckable(True)
+        self.play_button.clicked.connect(lambda _on: self.cine.toggle())
+        self.cine.playingChanged.connect(self._on_cine_playing)
+        fl.addWidget(self.play_button)
         fl.addWidget(make_plain(QLabel("Frame")))
         fl.addWidget(self.frame_slider, 1)
         fl.addWidget(self.frame_label)
+        fl.addWidget(self.cine.fps_box)
         self.frame_bar.hide()
         vl.addWidget(self.frame_bar)
         self.stack.addWidget(self.welcome)
@@ -224,24 +274,62 @@ class MainWindow(QMainWindow):
         # tabs of tabified docks (Log/Batch, Details/AI) above their panels
         self.setTabPosition(Qt.DockWidgetArea.AllDockWidgetAreas, QTabWidget.TabPosition.North)
         self.tree = StudyTree()
-        self.tree_dock = self._dock("Studies", "studies", self.tree,
-                                    Qt.DockWidgetArea.LeftDockWidgetArea)
+        self.tree_dock = self.add_dock(STUDIES_DOCK, "Studies", self.tree, DockArea.LEFT)
         self.tags = TagBrowser()
         self.details = QTabWidget()
         self.details.addTab(self.tags, "Tags")
-        self.details_dock = self._dock("Details", "details", self.details,
-                                       Qt.DockWidgetArea.RightDockWidgetArea)
+        self.details_dock = self.add_dock(DETAILS_DOCK, "Details", self.details, DockArea.RIGHT)
         self.log_panel = LogPanel()
-        self.log_dock = self._dock("Log", "log", self.log_panel,
-                                   Qt.DockWidgetArea.BottomDockWidgetArea)
+        self.log_dock = self.add_dock(LOG_DOCK, "Log", self.log_panel, DockArea.BOTTOM)
 
-    def _dock(self, title: str, name: str, widget: QWidget,
-              area: Qt.DockWidgetArea) -> QDockWidget:
+
+    # -- the host protocol (pneumoview.qt.host) ----------------------------------------------
+    def add_menu_action(self, slot: MenuSlot, action: QAction) -> None:
+        """Put ``action`` at ``slot`` (after what is there); its shortcut works window-wide."""
+        self._slots[slot].add(action)
+        self.addAction(action)
+
+    def _tools_menu(self) -> QMenu:
+        if self.tools_menu is None:
+            self.tools_menu = self.menuBar().addMenu("&Tools")
+        return self.tools_menu
+
+    def add_dock(self, name: str, title: str, widget: QWidget, area: DockArea, *,
+                 tab_with: str | None = None, raised: bool = False,
+                 hidden: bool = False) -> QDockWidget:
+        """A dock with the object name ``name`` (saved layouts find it by that name)."""
         dock = QDockWidget(title, self)
-        dock.setObjectName(f"dock-{name}")
+        dock.setObjectName(name)
         dock.setWidget(widget)
-        self.addDockWidget(area, dock)
+        self.addDockWidget(area.value, dock)
+        other = self.findChild(QDockWidget, tab_with) if tab_with else None
+        if other is not None:
+            self.tabifyDockWidget(other, dock)
+        if raised:
+            dock.raise_()
+        if hidden:
+            dock.hide()
         return dock
+
+    def show_dock(self, dock: QDockWidget, fraction: float | None = None) -> None:
+        """Show and raise ``dock``; with ``fraction``, at least that share of the window's
+        height when it was hidden or squeezed to under half of it, else as the user left it."""
+        was_hidden = not dock.isVisible()
+        dock.show()
+        dock.raise_()
+        if fraction is None:
+            return
+        want = int(self.height() * fraction)
+        if was_hidden or dock.height() < want // 2:
+            self.resizeDocks([dock], [want], Qt.Orientation.Vertical)
+
+    def add_status_widget(self, widget: QWidget) -> None:
+        self.statusBar().addPermanentWidget(widget)
+
+    def open_in_viewer(self, path: str) -> None:
+        """Select ``path`` in the study tree, or open the file when the tree does not hold it."""
+        if not self.tree.select_instance(path):
+            self.open_files([path])
 
     def add_detail_tab(self, widget: QWidget, title: str) -> int:
         """Add a panel to the right-hand tabs (the AI panel goes here); returns its index."""
@@ -257,7 +345,7 @@ class MainWindow(QMainWindow):
         self.statusBar().addPermanentWidget(self.busy_label)
         self.statusBar().addPermanentWidget(self.progress)
 
-    def _action(self, text: str, slot, shortcut=None, checkable: bool = False) -> QAction:  # noqa: ANN001
+    def _action(self, text: str, slot, shortcut=None, checkable: bool = False) -> QAction:
         action = QAction(text, self)
         if shortcut is not None:
             keys = shortcut if isinstance(shortcut, list) else [shortcut]
@@ -293,6 +381,9 @@ class MainWindow(QMainWindow):
         self.act_prev = a("&Previous Image", lambda: self.tree.step_instance(-1), ["Up", "Left"])
         self.act_next_series = a("Next &Series", lambda: self.tree.step_series(1), "PgDown")
         self.act_prev_series = a("Previous S&eries", lambda: self.tree.step_series(-1), "PgUp")
+        self.act_play = a("&Play / Pause Frames", lambda: self.cine.toggle(), "Space")
+        self.act_next_frame = a("Next &Frame", lambda: self.cine.step(1), ".")
+        self.act_prev_frame = a("Previous Fra&me", lambda: self.cine.step(-1), ",")
         self.preset_actions = [a(f"Preset {i}", lambda _=False, i=i: self.apply_preset(i - 1),
                                  str(i)) for i in range(1, 10)]
         self.act_reset_layout = a("Reset Window &Layout", self.reset_layout)
@@ -316,6 +407,7 @@ class MainWindow(QMainWindow):
         file_menu.addAction(self.act_clear_cache)
         file_menu.addSeparator()
         file_menu.addAction(self.act_quit)
+        self.file_menu = file_menu
         view_menu = bar.addMenu("&View")
         for act in (self.act_fit, self.act_one, self.act_invert, self.act_reset):
             view_menu.addAction(act)
@@ -330,6 +422,17 @@ class MainWindow(QMainWindow):
         go_menu = bar.addMenu("&Go")
         for act in (self.act_next, self.act_prev, self.act_next_series, self.act_prev_series):
             go_menu.addAction(act)
+        go_menu.addSeparator()
+        for act in (self.act_play, self.act_next_frame, self.act_prev_frame):
+            go_menu.addAction(act)
+        self.go_menu = go_menu
+        self._slots = {
+            MenuSlot.FILE_OPEN: _Slot(lambda: file_menu, self.act_open_file),
+            MenuSlot.FILE_MODEL: _Slot(lambda: file_menu, self.act_quit, trailing=True),
+            MenuSlot.VIEW_OVERLAYS: _Slot(lambda: view_menu, None, leading=True),
+            MenuSlot.GO_RESULTS: _Slot(lambda: go_menu, None, leading=True),
+            MenuSlot.TOOLS: _Slot(lambda: self._tools_menu(), None),
+        }
         self._rebuild_recent_menu()
         self._rebuild_preset_menu()
 
@@ -381,7 +484,7 @@ class MainWindow(QMainWindow):
                          Qt.Orientation.Horizontal)
         self.resizeDocks([self.log_dock], [110], Qt.Orientation.Vertical)
 
-    def showEvent(self, event) -> None:  # noqa: ANN001, N802 - Qt's name
+    def showEvent(self, event) -> None:
         super().showEvent(event)
         if not self._shown_once:
             self._shown_once = True
@@ -526,8 +629,6 @@ class MainWindow(QMainWindow):
 
     def open_folder(self, path: str) -> None:
         """Index ``path`` in the background; the tree fills as files are found."""
-        from pneumoview.core.indexer import index_folder
-
         root = os.path.abspath(path)
         self.settings.add_recent(root)
         save_settings(self.settings)
@@ -541,7 +642,7 @@ class MainWindow(QMainWindow):
         paths = [os.path.abspath(p) for p in paths]
         self.setWindowTitle(f"PneumoView - {display_path(paths[0])}" if len(paths) == 1
                             else "PneumoView")
-        job = Job(_read_files_task, paths, name="open-files")
+        job = Job(index_files, paths, name="open-files")
         self._start_index(os.path.dirname(paths[0]), job)
 
     def _on_index_batch(self, job: Job, batch: list[Instance]) -> None:
@@ -613,15 +714,16 @@ class MainWindow(QMainWindow):
         self.frame_slider.setValue(0)
         self.frame_slider.blockSignals(False)
         self.frame_bar.setVisible(inst.n_frames > 1)
+        if not same:
+            self.cine.stop()
         self.frame_label.setText(f"1 / {inst.n_frames}")
         self.request_frame(inst.path, 0)
 
     def request_frame(self, path: str, frame: int) -> None:
         key = (path, frame)
         self._wanted = key
-        cached = self._cache.get(key)
+        cached = self.frames.get(key)
         if cached is not None:
-            self._cache.move_to_end(key)
             self.runner.cancel_lane("decode")
             self._display(cached)
             return
@@ -634,19 +736,15 @@ class MainWindow(QMainWindow):
         self.runner.submit(job, lane="decode", latest_only=True)
 
     def _on_decoded(self, key: tuple[str, int], prepared: PreparedImage) -> None:
-        self._cache[key] = prepared
-        self._cache.move_to_end(key)
-        while len(self._cache) > DECODE_CACHE or (
-                len(self._cache) > 1 and self.cache_bytes() > DECODE_CACHE_BYTES):
-            self._cache.popitem(last=False)
+        self.frames.put(key, prepared)
         if key != self._wanted:
             return  # a stale result: the reader moved on
         self._display(prepared)
         self.statusBar().clearMessage()
 
     def cache_bytes(self) -> int:
-        """Bytes held by the decoded-frame cache (bounded by DECODE_CACHE_BYTES)."""
-        return sum(prepared_nbytes(p) for p in self._cache.values())
+        """Bytes held by the decoded-frame cache (bounded by ``frames.max_bytes``)."""
+        return self.frames.nbytes()
 
     def _display(self, prepared: PreparedImage) -> None:
         decoded = prepared.decoded
@@ -656,6 +754,7 @@ class MainWindow(QMainWindow):
         self.view.set_image(prepared, keep)
         if not same_file:
             self.tags.set_dataset(decoded.header)
+            self.cine.set_image(decoded.header)
         self._rebuild_preset_menu()
         self.frame_label.setText(f"{decoded.frame + 1} / {decoded.n_frames}")
         self.imageShown.emit(decoded)
@@ -663,10 +762,33 @@ class MainWindow(QMainWindow):
     def _on_decode_error(self, key: tuple[str, int], exc: Exception) -> None:
         if key != self._wanted:
             return
-        self.view.clear(f"Cannot show this image:\n{exc}")
+        message = f"{exc}{advice(exc)}"
+        self.view.clear(f"Cannot show this image:\n{message}")
         self.tags.set_dataset(None)
-        self.report_error(str(exc))
-        self.imageFailed.emit(key[0], str(exc))
+        self.report_error(message)
+        self.imageFailed.emit(key[0], message)
+
+    def _on_cine_playing(self, playing: bool) -> None:
+        self.play_button.setChecked(playing)
+        self.play_button.setText("Pause" if playing else "Play")
+
+    def _build_help_menu(self) -> None:
+        from pneumoview.qt.helpdialogs import AboutDialog, ShortcutsDialog
+
+        help_menu = self.menuBar().addMenu("&Help")
+        self.act_shortcuts = self._action("&Keyboard Shortcuts",
+                                          lambda: ShortcutsDialog(self).exec(), "F1")
+        self.act_about = self._action("&About PneumoView",
+                                      lambda: AboutDialog(self, self._model_lines).exec())
+        help_menu.addAction(self.act_shortcuts)
+        help_menu.addAction(self.act_about)
+        self.help_menu = help_menu
+
+    def _model_lines(self) -> list[str]:
+        info = self.ai.info
+        if info is None:
+            return [f"none loaded ({self.ai.error})" if self.ai.error else "not loaded yet"]
+        return [str(getattr(info, "label", "")), f"model_id {getattr(info, 'model_id', '?')}"]
 
     def _on_frame_changed(self, frame: int) -> None:
         if self.current_instance is not None:
@@ -729,7 +851,7 @@ class MainWindow(QMainWindow):
             self.open_files(paths)
 
     # -- closing -------------------------------------------------------------------------------
-    def closeEvent(self, event) -> None:  # noqa: ANN001
+    def closeEvent(self, event) -> None:
         self.shutdown()
         super().closeEvent(event)
 
@@ -742,6 +864,7 @@ class MainWindow(QMainWindow):
         self.settings.window_state = base64.b64encode(bytes(self.saveState())).decode()
         self.ai.shutdown()
         self.batch.shutdown()  # cancels a running batch; the runner below joins its thread
+        self.pacs.shutdown()  # cancels a query or retrieval; the runner joins its thread
         save_settings(self.settings)
         self.decoder.close()  # first: a decode in flight then ends at once
         self.runner.shutdown(timeout=10.0)

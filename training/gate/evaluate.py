@@ -136,7 +136,8 @@ def app_verdict(loaded, gate, path: Path) -> tuple[str, bool | None]:  # noqa: A
     img = dicomio.decode(path)
     if not_scorable_reason(img.header, img.n_frames, values=img.values):
         return "tag_gate", None
-    x = contract.model_input(img.values, img.invert, loaded.info.input_size)
+    x = contract.model_input(img.values, img.invert, loaded.info.input_size,
+                             loaded.info.input_contract)
     logits, act = predict_activations(loaded, prepare_batch([x], loaded.info))
     v = gate.judge(img.shape, x, act[0])
     if v.refused:

@@ -96,14 +96,14 @@ class FeatureStore:
         """Features of ``samples`` (cached ones read, the rest computed and stored)."""
         todo = [s for s in dict.fromkeys(s.key for s in samples) if s not in self.rows]
         by_key = {s.key: s for s in samples}
-        size = self.loaded.info.input_size
+        size, version = self.loaded.info.input_size, self.loaded.info.input_contract
         t0, done, pending = time.time(), 0, []
         for start in range(0, len(todo), self.batch_size):
             keys = todo[start:start + self.batch_size]
             inputs, shapes, stats = [], [], []
             for k in keys:
                 grey = by_key[k].make()
-                inputs.append(contract.model_input(grey, False, size))
+                inputs.append(contract.model_input(grey, False, size, version))
                 shapes.append(np.array(grey.shape[:2], dtype=np.int64))
                 st = content_statistics(inputs[-1])
                 stats.append(np.array([st[s] for s in STAT_KEYS], dtype=np.float64))
