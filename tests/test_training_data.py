@@ -225,7 +225,35 @@ def test_reproduce_plan(tmp_path):
     assert exp[exp.index("--compare") + 1] == "resources/model"
     gate = plan.gate()
     assert gate[gate.index("--model") + 1] == gate[gate.index("--attach") + 1] == str(plan.out)
-    assert reproduce.STAGES == ("prepare", "base", "cv", "final", "export", "gate")
+    assert reproduce.STAGES == ("prepare", "base", "cv", "final", "export", "gate",
+                                "gate-figures")
+
+
+def test_reproduce_gate_stages_call_the_gate_commands_as_they_parse(tmp_path):
+    """The gate stages' command lines are valid for ``training gate`` / ``gate-eval``: the
+    gate is fitted on the final model's own split (the fine-tune cache's splits.csv) and
+    attached in place; the figures go into the same folder, from the same feature cache."""
+    import argparse
+
+    from training import reproduce
+    from training.gate import command as gate_cmd
+    from training.gate import evaluate as gate_eval
+
+    p = argparse.ArgumentParser()
+    reproduce.add_arguments(p)
+    plan = reproduce.Plan(p.parse_args(["--data-root", str(tmp_path / "d"), "--work",
+                                        str(tmp_path / "w"), "--threads", "2"]))
+    parsed = []
+    for argv, module in ((plan.gate(), gate_cmd), (plan.gate_figures(), gate_eval)):
+        q = argparse.ArgumentParser(exit_on_error=False)
+        module.add_arguments(q)
+        parsed.append(q.parse_args(argv[1:]))
+    fit, figures = parsed
+    assert plan.gate()[0] == "gate" and plan.gate_figures()[0] == "gate-eval"
+    assert fit.model == fit.attach == figures.model == str(plan.out)
+    assert fit.prepared == figures.prepared == str(plan.ft_data)
+    assert fit.work == figures.work and fit.threads == figures.threads == 2
+    assert figures.record and fit.data_root == figures.data_root == str(tmp_path / "d")
 
 
 def test_reproduce_stage_log_sums_interrupted_runs(tmp_path):

@@ -17,6 +17,9 @@ simply be run again after a session ends:
    Kermany validation), held-out test metrics, v1.0 on the same test images, the model card.
 6. ``gate``: the input gate's heads on the final backbone (``python -m training gate``, from
    the ``training.gate`` package), attached to the model folder.
+7. ``gate-figures``: the gate's figures (``python -m training gate-eval --record``: real films,
+   the DICOM test set through the app's path, leave one source out) into the model's record
+   and card. Both gate stages share one feature cache (``WORK/gate-work``).
 
 Stage times (wall and CPU) are appended to ``WORK/stages.json``. ``--data-root`` is a folder
 laid out like ``../shared/data`` (``kermany/train/{NORMAL,PNEUMONIA}``, ``kermany/val``,
@@ -43,7 +46,7 @@ from training import recipe as R
 
 log = logging.getLogger("training.reproduce")
 
-STAGES = ("prepare", "base", "cv", "final", "export", "gate")
+STAGES = ("prepare", "base", "cv", "final", "export", "gate", "gate-figures")
 STAGE_LOG = "stages.json"
 
 
@@ -127,8 +130,16 @@ class Plan:
 
     def gate(self) -> list[str]:
         return ["gate", "--model", str(self.out), "--out", str(self.work / "gate"),
-                "--attach", str(self.out), "--data-root", str(self.root), "--prepared",
-                str(self.ft_data), "--work", str(self.work / "gate-work"), *self.threads]
+                "--attach", str(self.out), *self._gate_data()]
+
+    def gate_figures(self) -> list[str]:
+        return ["gate-eval", "--model", str(self.out), "--out",
+                str(self.work / "gate-figures.md"), "--record", *self._gate_data()]
+
+    def _gate_data(self) -> list[str]:
+        """The fine-tune's split (its ``splits.csv``) and the shared feature cache."""
+        return ["--data-root", str(self.root), "--prepared", str(self.ft_data), "--work",
+                str(self.work / "gate-work"), *self.threads]
 
 
 def call(argv: list[str]) -> None:
@@ -280,11 +291,21 @@ def stage_gate(plan: Plan) -> None:
                               f"training gate --model {plan.out} --attach {plan.out}`") from exc
 
 
+def stage_gate_figures(plan: Plan) -> None:
+    """The gate's figures recorded in the model folder (skipped without a gate, or when the
+    figures are there)."""
+    meta = json.loads((plan.out / "metadata.json").read_text(encoding="utf-8"))
+    if not meta.get("gate") or (meta.get("gate_training") or {}).get("figures_markdown"):
+        return
+    call(plan.gate_figures())
+
+
 def run(args: argparse.Namespace) -> int:
     plan = Plan(args)
     stages = StageLog(plan.work / STAGE_LOG)
     steps = {"prepare": stage_prepare, "base": stage_base, "cv": stage_cv,
-             "final": stage_final, "export": stage_export, "gate": stage_gate}
+             "final": stage_final, "export": stage_export, "gate": stage_gate,
+             "gate-figures": stage_gate_figures}
     for name in STAGES:
         stages.run(name, lambda fn=steps[name]: fn(plan))
         if args.stop_after == name:
