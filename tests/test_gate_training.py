@@ -16,12 +16,12 @@ def _gate_dir(tmp: Path, backbone_id: str) -> Path:
     from training.gate.attach import write_gate_dir
 
     rng = np.random.default_rng(0)
-    tensors = {"gate.orientation.0.weight": rng.normal(size=(4, 1536)).astype(np.float32),
+    tensors = {"gate.orientation.0.weight": rng.normal(size=(4, 5120)).astype(np.float32),
                "gate.orientation.0.bias": np.zeros(4, np.float32),
                "gate.atypicality.mean": np.zeros(512, np.float32),
                "gate.atypicality.whiten": np.eye(512, dtype=np.float32),
                "gate.atypicality.reference": np.linspace(0, 2, 50).astype(np.float32)}
-    gate = {"format": G.GATE_FORMAT, "feature_dim": 1536, "pooled_dim": 512,
+    gate = {"format": G.GATE_FORMAT, "feature_dim": 5120, "pooled_dim": 512,
             "heads": {"orientation": {"classes": ["upright", "a", "b", "c"], "layers": 1,
                                       "refuse_below": 0.1}},
             "atypicality": {"method": "m", "refuse_above": 3.0, "refuse_above_percentile": 100.0,
