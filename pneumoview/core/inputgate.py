@@ -7,8 +7,10 @@ This gate looks at the pixels, in three layers that share one forward pass with 
 1. **Rules** that need no learning, on the decoded image's size and on the model input (the
    contract's step-4 output, ``size`` x ``size`` in [0, 1]): too small, extreme aspect ratio,
    no usable content (flat, a smooth ramp, or pixel noise).
-2. **Heads**: small linear/MLP classifiers on the backbone's pooled 512-d features (the mean
-   over the last block's activations, the same vector the pneumonia logit is read from):
+2. **Heads**: small linear/MLP classifiers on features of the backbone's last-block
+   activations A: the pooled 512-d vector (the mean over A's cells, the same vector the
+   pneumonia logit is read from) followed by the means over a 3 x 3 grid of cells, so a head
+   sees where things are (:func:`gate_features`):
    ``content`` (chest radiograph or photograph, other medical image, document, graphic...),
    ``orientation`` (upright or rotated 90/180/270 degrees clockwise) and ``polarity`` (normal or
    inverted grey scale). Each head's first class is the one that passes; the image is refused
@@ -22,7 +24,8 @@ This gate looks at the pixels, in three layers that share one forward pass with 
 
 Parameters are tensors named ``gate.*`` in the model's ``model.safetensors`` (so the weights
 sha256 covers them) and the class names, thresholds and rule limits are the ``gate`` block of
-``metadata.json`` (format ``pv-gate-1``). Pure numpy: no torch import here.
+``metadata.json`` (format ``pv-gate-2``; ``pv-gate-1`` gates, whose heads read pooled A and
+top-bottom / left-right differences, still load). Pure numpy: no torch import here.
 """
 
 from __future__ import annotations

@@ -13,10 +13,11 @@
    ``--baseline`` and the test split's AUROC is recomputed from the logits.
 
 Bounded and resumable: activations stream to the feature store's memory-mapped chunks, films
-are judged a batch at a time, the DICOM test set is written once under ``--work`` and each
-file's verdict is appended to a log as it is made, and each finished table is kept under
-``WORK/eval/<model id>/``, so a second run after an interruption starts where the first
-stopped. The figures' peak memory (RSS) is printed at the end.
+are judged a batch at a time, the DICOM test set is written once under ``--work`` (its files'
+activations cached like the rest, keyed by the files' digests), and each finished table is kept
+under ``WORK/eval/<model id>/``, so a second run after an interruption starts where the first
+stopped, and the figures of another gate on the same backbone need no new forward pass. The
+peak memory (RSS) is printed at the end.
 """
 
 from __future__ import annotations
@@ -163,59 +164,52 @@ def shared_chest_dicoms(data_root: Path) -> list[Path]:
     return sorted((data_root / "dicom").glob("*.dcm"))
 
 
-def app_verdict(loaded, gate, path: Path) -> tuple[str, bool | None]:  # noqa: ANN001
-    """(refusal kind or 'passed', flagged or None) for one file, as the app would judge it."""
-    from pneumoview.core import contract, dicomio
+def dicom_sample(path: Path):  # noqa: ANN201 - a training.gate.samples.Sample
+    """A test-set file as a feature-store sample: decoded by the app's decoder, in display
+    polarity (``model_input(values, invert)`` is ``model_input(-values, False)``), keyed by
+    its bytes' digest, so the activations are cached and any gate is judged on them."""
+    import hashlib
+
+    from training.gate.samples import Sample
+    from training.gate.sources import dicom_grey
+
+    digest = hashlib.sha256(path.read_bytes()).hexdigest()[:24]
+    return Sample(f"dicom|{digest}", "dicom", "test", "", -1, -1, False,
+                  lambda p=str(path): dicom_grey(p))
+
+
+def tag_refusal(path: Path) -> bool:
+    """Whether the tag gate refuses the file (it runs before the content gate)."""
+    from pneumoview.core import dicomio
     from pneumoview.core.gate import not_scorable_reason
-    from pneumoview.core.model import calibrated_probability, predict_activations, prepare_batch
 
     img = dicomio.decode(path)
-    if not_scorable_reason(img.header, img.n_frames, values=img.values):
-        return "tag_gate", None
-    x = contract.model_input(img.values, img.invert, loaded.info.input_size)
-    logits, act = predict_activations(loaded, prepare_batch([x], loaded.info))
-    v = gate.judge(img.shape, x, act[0])
-    if v.refused:
-        return v.kind.value, None
-    p = float(calibrated_probability(logits, loaded.info.temperature)[0])
-    return "passed", p >= loaded.info.threshold
+    return not_scorable_reason(img.header, img.n_frames, values=img.values) is not None
 
 
-class VerdictLog:
-    """Verdicts of the test set's files, appended one line per file (resumable)."""
+def test_set_table(loaded, gate, store,  # noqa: ANN001
+                   groups: dict[str, list[Path]]) -> tuple[str, dict]:
+    """Per group: the tag gate, then the content gate on the file's own decoded pixels, then
+    the calibrated probability against the model's threshold (flagged)."""
+    from pneumoview.core.model import calibrated_probability
+    from training.gate.judge import verdicts
 
-    def __init__(self, path: Path) -> None:
-        self.path = path
-        self.done: dict[str, tuple[str, bool | None]] = {}
-        if path.is_file():
-            for line in path.read_text(encoding="utf-8").splitlines():
-                try:
-                    r = json.loads(line)
-                except ValueError:  # a line cut short by an interruption
-                    continue
-                self.done[r["file"]] = (r["kind"], r["flagged"])
-
-    def get(self, loaded, gate, path: Path) -> tuple[str, bool | None]:  # noqa: ANN001
-        key = str(path)
-        if key not in self.done:
-            self.done[key] = app_verdict(loaded, gate, path)
-            with open(self.path, "a", encoding="utf-8") as fh:
-                fh.write(json.dumps({"file": key, "kind": self.done[key][0],
-                                     "flagged": self.done[key][1]}) + "\n")
-        return self.done[key]
-
-
-def test_set_table(loaded, gate, groups: dict[str, list[Path]],  # noqa: ANN001
-                   verdict_log: VerdictLog) -> tuple[str, dict]:
     rows = ["| group (DICOM, tags claim DX CHEST PA) | n | refused | scored | flagged | "
             "refused as |", "|---|---|---|---|---|---|"]
     totals = {}
     for name, paths in groups.items():
-        res = [verdict_log.get(loaded, gate, p) for p in paths]
-        kinds = [k for k, _ in res]
+        kinds: list[str] = []
+        flagged = 0
+        for i in range(0, len(paths), 256):
+            part = paths[i:i + 256]
+            feats = store.compute([dicom_sample(p) for p in part], name)
+            probs = calibrated_probability(feats.logit, loaded.info.temperature)
+            for p, v, prob in zip(part, verdicts(gate, feats), probs, strict=True):
+                kind = "tag_gate" if tag_refusal(p) else v.kind.value
+                kinds.append(kind)
+                flagged += kind == "passed" and bool(prob >= loaded.info.threshold)
+        n = len(kinds)
         n_ref = sum(k != "passed" for k in kinds)
-        flagged = sum(bool(f) for _, f in res)
-        n = len(res)
         totals[name] = {"n": n, "refused": n_ref, "flagged": flagged}
         rows.append(f"| {name} | {n} | {_pct(n_ref, n)} | {_pct(n - n_ref, n)} | "
                     f"{_pct(flagged, n)} | {_why(kinds)} |")
@@ -339,8 +333,7 @@ def run(args: argparse.Namespace) -> int:
         groups = write_test_set(folder, test_set_plan(films, negatives, args.n_test_films,
                                                       args.seed))
         groups["shared chest DICOMs (as they are)"] = shared_chest_dicoms(Path(args.data_root))
-        vlog = VerdictLog(folder / f"verdicts-{mid[:16]}.jsonl")
-        return test_set_table(loaded, gate, groups, vlog)
+        return test_set_table(loaded, gate, store, groups)
 
     table, _ = stages.run("test_set", test_set)
     out += ["#### Test set through the app's path", "", table, ""]
