@@ -22,19 +22,20 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "tests"))
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
 from _common import check_load, median_time  # noqa: E402
-from dicom_factory import SHARED_DICOM, make_dataset, reencode, sample_file, save  # noqa: E402
+from dicom_factory import make_dataset, reencode, sample_file, save  # noqa: E402
 from pydicom.uid import (  # noqa: E402
     JPEG2000Lossless,
     JPEGLSLossless,
     RLELossless,
 )
+from shared_data import shared_path  # noqa: E402
 
 from pneumoview.core import contract, dicomio  # noqa: E402
 
 
 def _chest1024() -> np.ndarray:
-    path = SHARED_DICOM / "nhsx_nih_cxr.dcm"
-    if path.exists():
+    path = shared_path("dicom", "nhsx_nih_cxr.dcm")
+    if path is not None:
         return pydicom.dcmread(path).pixel_array.astype(np.uint16) * 16
     arr = pydicom.dcmread(sample_file("RG1_UNCR.dcm")).pixel_array
     return (arr[:1024, :1024] >> 3).astype(np.uint16)
@@ -53,8 +54,9 @@ def files(tmp: Path) -> list[tuple[str, Path]]:
     for name, syntax in [("RLE", RLELossless), ("JPEG-LS", JPEGLSLossless),
                          ("JPEG 2000", JPEG2000Lossless)]:
         out.append((f"1024^2 12-bit {name}", save(reencode(base, syntax), tmp / f"{name}.dcm")))
-    if (SHARED_DICOM / "txv_siim_cxr.dcm").exists():
-        out.append(("1024^2 8-bit JPEG baseline", SHARED_DICOM / "txv_siim_cxr.dcm"))
+    txv = shared_path("dicom", "txv_siim_cxr.dcm")
+    if txv is not None:
+        out.append(("1024^2 8-bit JPEG baseline", txv))
     return out
 
 

@@ -38,8 +38,9 @@ sys.path.insert(0, str(REPO / "tests"))
 sys.path.insert(0, str(HERE))
 
 from _common import check_load  # noqa: E402
-from dicom_factory import SHARED_DICOM, sample_file  # noqa: E402
+from dicom_factory import sample_file  # noqa: E402
 from pydicom.uid import generate_uid  # noqa: E402
+from shared_data import shared_path  # noqa: E402
 
 START_SCRIPT = r"""
 import json, sys, threading, time
@@ -159,8 +160,9 @@ def _sources() -> list[Path]:
     names = ["RG1_UNCR.dcm", "RG1_J2KR.dcm", "RG1_UNCI.dcm"]
     found = [Path(p) for p in (sample_file(n) for n in names) if p]
     for name in ("txv_siim_cxr.dcm", "nhsx_nih_cxr.dcm"):
-        if (SHARED_DICOM / name).exists():
-            found.append(SHARED_DICOM / name)
+        path = shared_path("dicom", name)
+        if path is not None:
+            found.append(path)
     return found
 
 

@@ -8,11 +8,17 @@ runs, so ``info``/``render``/``flag`` never import Qt and the GUI path never imp
 from __future__ import annotations
 
 import argparse
+import difflib
 import importlib
+import os
 import sys
 from collections.abc import Sequence
 
 from pneumoview import __version__
+
+#: Exit status when stdout or stderr was closed by the reader (``info FILE | head -1``): what a
+#: shell reports for a program ended by SIGPIPE.
+EXIT_BROKEN_PIPE = 128 + 13
 
 #: subcommand -> (module, one-line help). ``view`` is the default.
 SUBCOMMANDS: dict[str, tuple[str, str]] = {
@@ -27,8 +33,18 @@ SUBCOMMANDS: dict[str, tuple[str, str]] = {
 }
 
 
+class _Parser(argparse.ArgumentParser):
+    """argparse with its error line escaped: it quotes what the user typed."""
+
+    def error(self, message: str) -> None:  # type: ignore[override]
+        from pneumoview.commands.console import printable
+
+        self.print_usage(sys.stderr)
+        self.exit(2, f"{self.prog}: error: {printable(message)}\n")
+
+
 def build_parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(
+    parser = _Parser(
         prog="pneumoview",
         description="Chest X-ray DICOM viewer with a pneumonia classifier. Not for diagnostic use.",
     )
@@ -54,15 +70,70 @@ def _with_default_command(argv: list[str]) -> list[str]:
     return ["view", *argv]
 
 
+def mistyped_command(argv: list[str]) -> str | None:
+    """The message for ``pneumoview flg ...``: a first word that is neither an existing path
+    nor a command but close to one; None otherwise (the viewer opens PATH)."""
+    if not argv or argv[0] in SUBCOMMANDS or argv[0].startswith("-") \
+            or os.path.lexists(argv[0]):
+        return None
+    close = difflib.get_close_matches(argv[0], list(SUBCOMMANDS), n=1, cutoff=0.6)
+    if not close:
+        return None
+    from pneumoview.commands.console import printable
+
+    return f"no file or command '{printable(argv[0])}' (did you mean '{close[0]}'?)"
+
+
+def _reconfigure_streams() -> None:
+    """Text a terminal's encoding cannot show is escaped, not an exception."""
+    for stream in (sys.stdout, sys.stderr):
+        reconfigure = getattr(stream, "reconfigure", None)
+        if reconfigure is not None:
+            try:
+                reconfigure(errors="backslashreplace")
+            except (ValueError, OSError):
+                pass
+
+
+def _quiet_broken_pipe() -> int:
+    """The reader went away (``| head -1``): stop quietly; point stdout at the null device so
+    that the interpreter's final flush does not raise again."""
+    for stream in (sys.stdout, sys.stderr):
+        try:
+            stream.flush()
+        except (OSError, ValueError):
+            try:
+                os.dup2(os.open(os.devnull, os.O_WRONLY), stream.fileno())
+            except (OSError, ValueError, AttributeError):
+                pass
+    return EXIT_BROKEN_PIPE
+
+
 def main(argv: Sequence[str] | None = None) -> int:
-    raw = list(sys.argv[1:] if argv is None else argv)
+    _reconfigure_streams()
+    try:
+        return _main(list(sys.argv[1:] if argv is None else argv))
+    except BrokenPipeError:
+        return _quiet_broken_pipe()
+    except SystemExit:  # argparse's --help / --version / usage errors print, then exit
+        _quiet_broken_pipe()
+        raise
+
+
+def _main(raw: list[str]) -> int:
     if raw and raw[0] == "--self-test":  # top-level flag, before subcommand parsing
         return int(_load("pneumoview.selftest").main(raw[1:]))
+    typo = mistyped_command(raw)
+    if typo:
+        print(f"pneumoview: error: {typo}", file=sys.stderr)
+        return 2
     args_list = _with_default_command(raw)
     parser = build_parser()
     args = parser.parse_args(args_list)
     module, _ = SUBCOMMANDS[args.command]
-    return int(_load(module).run(args) or 0)
+    result = int(_load(module).run(args) or 0)
+    sys.stdout.flush()  # a closed pipe shows here, inside the handler, not at exit
+    return result
 
 
 if __name__ == "__main__":

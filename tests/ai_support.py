@@ -5,24 +5,40 @@ from __future__ import annotations
 from pathlib import Path
 
 import pytest
+from shared_data import chest_dicoms, require, shared_path
 
-DATA = Path(__file__).resolve().parents[1].parent / "shared" / "data"
-DICOM_DIR = DATA / "dicom"
-KERMANY_PNEUMONIA = (DATA / "kermany" / "val" / "PNEUMONIA", DATA / "kermany" / "train" /
-                     "PNEUMONIA")
+__all__ = ["chest_dicoms", "chest_folder", "kermany_pneumonia_dirs", "shared_dicom"]
 
 
 def shared_dicom(name: str) -> Path:
-    path = DICOM_DIR / name
-    if not path.is_file():
-        pytest.skip(f"{path} is absent (the shared data folder ../shared/data is not here)")
-    return path
+    """A real chest DICOM of ../shared/data/dicom, or skip with the reason."""
+    return require("dicom", name)
 
 
-def chest_dicoms() -> list[Path]:
-    if not DICOM_DIR.is_dir():
-        return []
-    return sorted(DICOM_DIR.glob("*.dcm"))
+def kermany_pneumonia_dirs() -> list[Path]:
+    """The Kermany PNEUMONIA folders (val, then train) that are present."""
+    found = (shared_path("kermany", split, "PNEUMONIA") for split in ("val", "train"))
+    return [p for p in found if p is not None]
+
+
+def chest_folder(dest: Path, minimum: int) -> Path:
+    """A folder of at least ``minimum`` real chest radiographs: ../shared/data/dicom when it is
+    here, else pydicom-data's RG1 chest CR prepared in ``dest`` as the demo's three series
+    (uncompressed MONOCHROME1, JPEG 2000, inverted MONOCHROME2), so a fresh machine runs the
+    same tests on real pixels."""
+    files = chest_dicoms()
+    if len(files) >= minimum:
+        return files[0].parent
+    from pneumoview.core.demo import prepare_demo
+    from pneumoview.core.errors import PneumoViewError
+
+    try:
+        folder = prepare_demo(dest)
+    except PneumoViewError as exc:
+        pytest.skip(f"neither ../shared/data/dicom nor pydicom-data's RG1 chest: {exc}")
+    if len(list(folder.glob("*.dcm"))) < minimum:
+        pytest.skip(f"needs {minimum} chest files; the pydicom-data fallback has fewer")
+    return folder
 
 
 def pydicom_testdata(name: str) -> Path:

@@ -1,8 +1,8 @@
 """Folders for the batch tests: a mixed archive built from real radiographs, and many small files.
 
 The mixed folder holds one file per case the report must get right, with the expected status
-(and a phrase of the message). Real DICOMs come from ../shared/data/dicom; tests that need them
-skip with a reason when it is absent.
+(and a phrase of the message). Real DICOMs come from ../shared/data/dicom (found through
+:mod:`shared_data`); tests that need them skip with a reason when it is absent.
 """
 
 from __future__ import annotations
@@ -12,10 +12,7 @@ import shutil
 from pathlib import Path
 
 import numpy as np
-import pytest
-
-DATA = Path(__file__).resolve().parents[1].parent / "shared" / "data"
-DICOM_DIR = DATA / "dicom"
+from shared_data import require
 
 #: relpath -> (status, phrase the message must contain; "" = empty message)
 MIXED_EXPECTED: dict[str, tuple[str, str]] = {
@@ -48,9 +45,9 @@ TWINS = {
 }
 
 
-def need_real_dicoms() -> None:
-    if not (DICOM_DIR / "nhsx_nih_cxr.dcm").is_file():
-        pytest.skip(f"real DICOM files are absent ({DICOM_DIR}; ../shared/data is not here)")
+def need_real_dicoms() -> Path:
+    """The real DICOM folder, or skip the running test with the reason."""
+    return require("dicom", "nhsx_nih_cxr.dcm").parent
 
 
 def build_mixed_folder(root: Path) -> Path:
@@ -60,19 +57,19 @@ def build_mixed_folder(root: Path) -> Path:
     from PIL import Image
     from pydicom.uid import JPEG2000Lossless, JPEGLSLossless, RLELossless
 
-    need_real_dicoms()
+    dicom_dir = need_real_dicoms()
     for sub in ("real", "twins", "odd", "other"):
         (root / sub).mkdir(parents=True, exist_ok=True)
     for name in ("nhsx_nih_cxr.dcm", "txv_siim_cxr.dcm", "pydicomdata_RG1_UNCI.dcm",
                  "pydicomdata_RG1_J2KR.dcm"):
-        shutil.copyfile(DICOM_DIR / name, root / "real" / name)
-    nhsx = pydicom.dcmread(DICOM_DIR / "nhsx_nih_cxr.dcm")
+        shutil.copyfile(dicom_dir / name, root / "real" / name)
+    nhsx = pydicom.dcmread(dicom_dir / "nhsx_nih_cxr.dcm")
     save(reencode(nhsx, RLELossless), root / "twins" / "nhsx_rle.dcm")
     save(reencode(nhsx, JPEGLSLossless), root / "twins" / "nhsx_jpegls.dcm")
     save(reencode(nhsx, JPEG2000Lossless), root / "twins" / "nhsx_j2k.dcm")
     save(monochrome1_twin(nhsx), root / "twins" / "nhsx_monochrome1.dcm")
 
-    lateral = pydicom.dcmread(DICOM_DIR / "nhsx_nih_cxr.dcm")
+    lateral = pydicom.dcmread(dicom_dir / "nhsx_nih_cxr.dcm")
     lateral.ViewPosition = "LL"
     lateral.SOPInstanceUID = pydicom.uid.generate_uid()
     save(lateral, root / "odd" / "lateral.dcm")
@@ -92,7 +89,7 @@ def build_mixed_folder(root: Path) -> Path:
     del nopix.PixelData
     save(nopix, root / "odd" / "no_pixel_data.dcm")
 
-    raw = (DICOM_DIR / "nhsx_nih_cxr.dcm").read_bytes()
+    raw = (dicom_dir / "nhsx_nih_cxr.dcm").read_bytes()
     (root / "odd" / "truncated_pixels.dcm").write_bytes(raw[: len(raw) // 2])
     (root / "odd" / "truncated_header.dcm").write_bytes(raw[:300])
     (root / "odd" / "empty.dcm").write_bytes(b"")

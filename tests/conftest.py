@@ -1,4 +1,9 @@
-"""Shared test setup: offscreen Qt, per-session user folders, and no thread left behind."""
+"""Shared test setup: offscreen Qt, per-session user folders, the shared data, no thread left.
+
+The real data sets (``../shared/data``) are found only through :mod:`shared_data`
+(``PNEUMOVIEW_TEST_DATA`` = another folder, or ``none`` to hide it); the ``shared_data`` marker
+and fixture below are how a test says it uses them.
+"""
 
 from __future__ import annotations
 
@@ -6,13 +11,58 @@ import os
 import sys
 import threading
 import time
+from pathlib import Path
 
 import pytest
+import shared_data as _shared
 
 os.environ.setdefault("QT_QPA_PLATFORM", "offscreen")
 os.environ.setdefault("PNEUMOVIEW_TORCH_THREADS", "1")
 
 THREAD_GRACE_S = 3.0
+SHARED_MARKER = "shared_data"
+
+
+def pytest_configure(config: pytest.Config) -> None:
+    config.addinivalue_line(
+        "markers", f"{SHARED_MARKER}(*parts): uses the real data in ../shared/data "
+        f"({_shared.ENV_VAR} overrides it; 'none' hides it). With parts (e.g. \"dicom\") "
+        "the test skips with a reason when they are missing; without, it runs either way.")
+
+
+def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
+    """The fixture implies the marker; a marker naming missing data skips with the reason."""
+    for item in items:
+        if SHARED_MARKER in getattr(item, "fixturenames", ()) \
+                and item.get_closest_marker(SHARED_MARKER) is None:
+            item.add_marker(SHARED_MARKER)
+        for mark in item.iter_markers(SHARED_MARKER):
+            if mark.args and _shared.shared_path(*mark.args) is None:
+                item.add_marker(pytest.mark.skip(reason=_shared.absent_reason(*mark.args)))
+                break
+
+
+@pytest.hookimpl(tryfirst=True)
+def pytest_runtest_setup(item: pytest.Item) -> None:
+    _shared.lookups.clear()  # what this test looks up, fixtures included (checked below)
+
+
+@pytest.hookimpl(wrapper=True)
+def pytest_runtest_call(item: pytest.Item):  # noqa: ANN201 - a hook wrapper
+    """A test that looked the shared data up must say so with the marker: ``.ci/run`` runs
+    the marked tests again with the data hidden, and an unmarked one would escape that."""
+    result = yield
+    if _shared.lookups and item.get_closest_marker(SHARED_MARKER) is None:
+        pytest.fail(f"{item.nodeid} looks for the shared data ({_shared.lookups[0]}) but has "
+                    f"no @pytest.mark.{SHARED_MARKER} marker", pytrace=False)
+    return result
+
+
+@pytest.fixture(scope="session")
+def shared_data() -> Path | None:
+    """The real data folder (``../shared/data`` or ``PNEUMOVIEW_TEST_DATA``), or None when
+    absent or hidden. Using it marks the test ``shared_data``."""
+    return _shared.shared_data_dir()
 
 
 @pytest.fixture(scope="session", autouse=True)

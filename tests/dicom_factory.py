@@ -2,6 +2,7 @@
 
 Tests use these to wrap real radiographs (from ../shared/data or pydicom-data) into DICOM files
 with a chosen photometric interpretation, bit depth, rescale, sign, frame count or encoding.
+The shared data itself is found through :mod:`shared_data`.
 """
 
 from __future__ import annotations
@@ -16,13 +17,14 @@ from pydicom.uid import (
     CTImageStorage,
     DigitalXRayImageStorageForPresentation,
     ExplicitVRLittleEndian,
+    RLELossless,
     generate_uid,
 )
 
-REPO = Path(__file__).resolve().parents[1]
-SHARED_DATA = REPO.parent / "shared" / "data"
-SHARED_DICOM = SHARED_DATA / "dicom"
-NO_SHARED = f"real data folder {SHARED_DATA} is absent (it sits beside the repository on dev/CI)"
+#: Encoder plugin per transfer syntax, chosen rather than left to pydicom: its first choice
+#: for RLE is gdcm, whose C++ exception on some image sizes (1955 x 1841) aborts the process.
+#: pylibjpeg-rle comes with ``pydicom[pixeldata]``; the others have a single encoder.
+ENCODER_PLUGINS = {RLELossless: "pylibjpeg"}
 
 
 def sample_file(name: str) -> str | None:
@@ -86,10 +88,12 @@ def save(ds: Dataset, path: str | Path) -> Path:
     return Path(path)
 
 
-def reencode(ds: Dataset, syntax: str) -> Dataset:
-    """A lossless re-encoding (RLE, JPEG-LS, JPEG 2000 lossless) of the same pixels."""
+def reencode(ds: Dataset, syntax: str, plugin: str | None = None) -> Dataset:
+    """A lossless re-encoding (RLE, JPEG-LS, JPEG 2000 lossless) of the same pixels, by
+    ``plugin`` or the one :data:`ENCODER_PLUGINS` names (pydicom's choice otherwise)."""
     twin = pydicom.dcmread(_roundtrip(ds), force=True)
-    twin.compress(syntax)
+    plugin = plugin or ENCODER_PLUGINS.get(syntax, "")
+    twin.compress(syntax, encoding_plugin=plugin)
     return twin
 
 

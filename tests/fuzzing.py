@@ -13,7 +13,8 @@ A case is fully determined by ``(seed name, rng seed)``: :func:`make_case` rebui
 bytes, so a failure can be reproduced from its JSON record alone (the campaign also saves the
 file).
 
-Seeds are real DICOM files: ``../shared/data/dicom`` (chest radiographs), pydicom's and
+Seeds are real DICOM files: ``../shared/data/dicom`` (chest radiographs, found through
+``tests/shared_data.py``, so ``PNEUMOVIEW_TEST_DATA`` reaches the servers too), pydicom's and
 pydicom-data's test files (read with ``download=False``; many transfer syntaxes, multi-frame,
 colour, SR/RT objects with no pixels) and small files built here from real chest pixels in
 several encodings. When none of those exist (a bare machine) the built files fall back to
@@ -36,7 +37,9 @@ from pathlib import Path
 from typing import Any
 
 REPO = Path(__file__).resolve().parents[1]
-SHARED_DICOM = REPO.parent / "shared" / "data" / "dicom"
+if str(REPO / "tests") not in sys.path:  # shared_data, dicom_factory (also in a server)
+    sys.path.insert(0, str(REPO / "tests"))
+from shared_data import shared_path  # noqa: E402
 
 #: pydicom / pydicom-data test files used as seeds: (name, why).
 PYDICOM_SEEDS = (
@@ -96,10 +99,16 @@ def _pydicom_file(name: str) -> str | None:
 
 
 def _chest_pixels() -> tuple[Any, str]:
-    """A real chest radiograph as uint8 (H, W), or a synthetic one when none is available."""
+    """A real chest radiograph as uint8 (H, W), or a synthetic one when none is available.
+
+    pydicom-data's chest first: it is installed wherever PneumoView is, so the built seeds,
+    and with them every (seed, rng) case, are the same bytes on CI and on a fresh machine.
+    """
     import numpy as np
 
-    for path in (SHARED_DICOM / "nhsx_nih_cxr.dcm", _pydicom_file("RG1_UNCI.dcm")):
+    for find in (lambda: _pydicom_file("RG1_UNCI.dcm"),
+                 lambda: shared_path("dicom", "nhsx_nih_cxr.dcm")):
+        path = find()
         if path and os.path.exists(path):
             try:
                 import pydicom
@@ -128,6 +137,7 @@ def _fixed_uids(ds: Any, name: str) -> None:
 
 def built_seeds() -> list[Seed]:
     """Small files built in-process from real chest pixels, one per encoding and oddity."""
+    import dicom_factory as fac
     import numpy as np
     from pydicom.uid import (
         ImplicitVRLittleEndian,
@@ -135,9 +145,6 @@ def built_seeds() -> list[Seed]:
         JPEGLSLossless,
         RLELossless,
     )
-
-    sys.path.insert(0, str(Path(__file__).resolve().parent))
-    import dicom_factory as fac
 
     chest, origin = _chest_pixels()
     small8 = np.ascontiguousarray(chest[::8, ::8][:96, :96])  # ~96x96 real pixels
@@ -194,8 +201,8 @@ def seed_corpus(include_large: bool = True) -> list[Seed]:
     seeds: list[Seed] = []
     if include_large:
         for name in SHARED_SEEDS:
-            p = SHARED_DICOM / name
-            if p.is_file():
+            p = shared_path("dicom", name)
+            if p is not None and p.is_file():
                 seeds.append(Seed(f"shared_{name}", p.read_bytes(), str(p),
                                   0.5 if p.stat().st_size > 2_000_000 else 1.0))
     for name, _why in PYDICOM_SEEDS:

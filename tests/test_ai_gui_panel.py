@@ -10,10 +10,11 @@ from types import SimpleNamespace
 import numpy as np
 import pytest
 
-from tests.ai_support import chest_dicoms, pydicom_testdata
+from tests.ai_support import chest_folder, pydicom_testdata
 from tests.model_fixture import make_random_model_dir
 
-pytestmark = pytest.mark.gui
+# real chest radiographs from ../shared/data, or pydicom-data's RG1 chest where it is absent
+pytestmark = [pytest.mark.gui, pytest.mark.shared_data]
 
 
 def _settings() -> SimpleNamespace:
@@ -27,13 +28,11 @@ def model_dir(tmp_path_factory: pytest.TempPathFactory) -> Path:
 
 
 @pytest.fixture(scope="module")
-def images() -> list:
+def images(tmp_path_factory: pytest.TempPathFactory) -> list:
     from pneumoview.core.dicomio import decode
 
-    files = chest_dicoms()
-    if len(files) < 2:
-        pytest.skip("needs the chest files in ../shared/data/dicom")
-    return [decode(f) for f in files]
+    folder = chest_folder(tmp_path_factory.mktemp("chest") / "demo", minimum=2)
+    return [decode(f) for f in sorted(folder.glob("*.dcm"))]
 
 
 @pytest.fixture()

@@ -9,11 +9,12 @@ import numpy as np
 import pytest
 
 pytest.importorskip("PySide6")
-pytestmark = pytest.mark.gui
+# real chest radiographs from ../shared/data, or pydicom-data's RG1 chest where it is absent
+pytestmark = [pytest.mark.gui, pytest.mark.shared_data]
 
 from PIL import Image  # noqa: E402
 
-from tests.ai_support import DICOM_DIR, chest_dicoms  # noqa: E402
+from tests.ai_support import chest_folder  # noqa: E402
 from tests.model_fixture import make_random_model_dir  # noqa: E402
 
 TIMEOUT_MS = 120_000
@@ -25,10 +26,8 @@ def model_dir(tmp_path_factory: pytest.TempPathFactory) -> Path:
 
 
 @pytest.fixture(scope="module")
-def folder() -> Path:
-    if len(chest_dicoms()) < 3:
-        pytest.skip("needs the chest files in ../shared/data/dicom")
-    return DICOM_DIR
+def folder(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    return chest_folder(tmp_path_factory.mktemp("chest") / "demo", minimum=3)
 
 
 @pytest.fixture

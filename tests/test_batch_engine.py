@@ -31,7 +31,9 @@ def model_dir(tmp_path_factory: pytest.TempPathFactory) -> Path:
 
 
 @pytest.fixture(scope="module")
-def mixed(tmp_path_factory: pytest.TempPathFactory, model_dir: Path) -> tuple[Path, Path, object]:
+def mixed(tmp_path_factory: pytest.TempPathFactory, model_dir: Path,
+          shared_data: Path | None) -> tuple[Path, Path, object]:
+    """The mixed archive (real files from the shared data: its tests skip without them)."""
     root = build_mixed_folder(tmp_path_factory.mktemp("mixed") / "archive")
     out = root.parent / "report.csv"
     seen_rows: list[dict] = []
@@ -100,10 +102,11 @@ def test_probabilities_equal_the_single_image_engine(mixed, model_dir: Path) -> 
 
 def test_sources_are_never_changed(mixed) -> None:
     root, out, _ = mixed
-    from batch_support import DICOM_DIR
+    from batch_support import need_real_dicoms
 
     for name in ("nhsx_nih_cxr.dcm", "txv_siim_cxr.dcm"):
-        assert (root / "real" / name).read_bytes() == (DICOM_DIR / name).read_bytes()
+        assert (root / "real" / name).read_bytes() == \
+            (need_real_dicoms() / name).read_bytes()
 
 
 @pytest.fixture(scope="module")

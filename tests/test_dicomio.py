@@ -8,8 +8,6 @@ import numpy as np
 import pydicom
 import pytest
 from dicom_factory import (
-    NO_SHARED,
-    SHARED_DICOM,
     make_dataset,
     monochrome1_twin,
     reencode,
@@ -18,11 +16,10 @@ from dicom_factory import (
     save,
 )
 from pydicom.uid import JPEG2000Lossless, JPEGLSLossless, RLELossless
+from shared_data import require
 
 from pneumoview.core import contract, dicomio, windowing
 from pneumoview.core.errors import PneumoViewError
-
-needs_shared = pytest.mark.skipif(not SHARED_DICOM.is_dir(), reason=NO_SHARED)
 
 
 def _need(name: str) -> str:
@@ -32,11 +29,11 @@ def _need(name: str) -> str:
     return path
 
 
-@needs_shared
+@pytest.mark.shared_data("dicom")
 @pytest.mark.parametrize("name", ["pydicomdata_RG1_UNCI.dcm", "pydicomdata_RG1_J2KR.dcm",
                                   "txv_siim_cxr.dcm", "nhsx_nih_cxr.dcm"])
 def test_shared_chest_files_decode(name: str) -> None:
-    decoded = dicomio.decode(SHARED_DICOM / name)
+    decoded = dicomio.decode(require("dicom", name))
     assert decoded.values.dtype == np.float32
     assert decoded.values.ndim == 2 and min(decoded.shape) >= 1024
     assert np.ptp(decoded.values) > 100
@@ -47,9 +44,8 @@ def test_shared_chest_files_decode(name: str) -> None:
         assert not decoded.invert
 
 
-@needs_shared
 def test_jpeg2000_lossless_equals_uncompressed_original() -> None:
-    j2k = dicomio.decode(SHARED_DICOM / "pydicomdata_RG1_J2KR.dcm")
+    j2k = dicomio.decode(_need("RG1_J2KR.dcm"))
     original = dicomio.decode(_need("RG1_UNCR.dcm"))
     np.testing.assert_array_equal(j2k.values, original.values)
 
@@ -97,16 +93,18 @@ def test_ct_rescale_to_hounsfield_and_ct_presets() -> None:
     assert "Lung" not in xr and "Full range" in xr
 
 
-def _chest8() -> np.ndarray:
+@pytest.fixture(scope="module")
+def chest8(shared_data: Path | None) -> np.ndarray:
     """A real 8-bit chest radiograph (or a real CR reduced to 8 bits when shared data is absent)."""
-    if (SHARED_DICOM / "nhsx_nih_cxr.dcm").exists():
-        return pydicom.dcmread(SHARED_DICOM / "nhsx_nih_cxr.dcm").pixel_array.astype(np.uint8)
+    real = shared_data / "dicom" / "nhsx_nih_cxr.dcm" if shared_data else None
+    if real is not None and real.is_file():
+        return pydicom.dcmread(real).pixel_array.astype(np.uint8)
     arr = pydicom.dcmread(_need("RG1_UNCR.dcm")).pixel_array
     return (arr >> 7).astype(np.uint8)[:1024, :1024]
 
 
-def test_monochrome1_twin_displays_and_scores_the_same(tmp_path: Path) -> None:
-    arr = _chest8().astype(np.uint16) * 64  # 14-bit range, MONOCHROME2
+def test_monochrome1_twin_displays_and_scores_the_same(tmp_path: Path, chest8: np.ndarray) -> None:
+    arr = chest8.astype(np.uint16) * 64  # 14-bit range, MONOCHROME2
     original = make_dataset(arr, bits_stored=14, WindowCenter=8000, WindowWidth=12000)
     a = dicomio.decode(save(original, tmp_path / "m2.dcm"))
     b = dicomio.decode(save(monochrome1_twin(original), tmp_path / "m1.dcm"))
@@ -118,8 +116,8 @@ def test_monochrome1_twin_displays_and_scores_the_same(tmp_path: Path) -> None:
                                contract.model_input(b.values, b.invert), atol=1e-5)
 
 
-def test_presentation_lut_inverse_inverts_once(tmp_path: Path) -> None:
-    arr = _chest8()[:64, :64]
+def test_presentation_lut_inverse_inverts_once(tmp_path: Path, chest8: np.ndarray) -> None:
+    arr = chest8[:64, :64]
     m2_inverse = make_dataset(arr, PresentationLUTShape="INVERSE")
     m1_inverse = make_dataset(arr, photometric="MONOCHROME1", PresentationLUTShape="INVERSE")
     m1_identity = make_dataset(arr, photometric="MONOCHROME1", PresentationLUTShape="IDENTITY")
@@ -129,8 +127,9 @@ def test_presentation_lut_inverse_inverts_once(tmp_path: Path) -> None:
     assert not dicomio.decode(save(make_dataset(arr), tmp_path / "d.dcm")).invert
 
 
-def test_12bit_rescaled_twin_has_identical_modality_values(tmp_path: Path) -> None:
-    arr = _chest8()
+def test_12bit_rescaled_twin_has_identical_modality_values(tmp_path: Path,
+                                                           chest8: np.ndarray) -> None:
+    arr = chest8
     a = dicomio.decode(save(make_dataset(arr), tmp_path / "8.dcm"))
     b = dicomio.decode(save(rescaled_12bit_twin(arr), tmp_path / "12.dcm"))
     np.testing.assert_array_equal(a.values, b.values)
@@ -156,8 +155,8 @@ def test_modality_lut_sequence(tmp_path: Path) -> None:
     np.testing.assert_array_equal(decoded.values, [[100, 200], [300, 400]])
 
 
-def test_multi_valued_windows_become_named_presets(tmp_path: Path) -> None:
-    ds = make_dataset(_chest8()[:32, :32], WindowCenter=[100, 128], WindowWidth=[50, 256],
+def test_multi_valued_windows_become_named_presets(tmp_path: Path, chest8: np.ndarray) -> None:
+    ds = make_dataset(chest8[:32, :32], WindowCenter=[100, 128], WindowWidth=[50, 256],
                       WindowCenterWidthExplanation=["Lungs", "Standard"])
     decoded = dicomio.decode(save(ds, tmp_path / "w.dcm"))
     assert [(w.name, w.center, w.width) for w in decoded.windows] == [
@@ -167,8 +166,8 @@ def test_multi_valued_windows_become_named_presets(tmp_path: Path) -> None:
 
 
 @pytest.mark.parametrize("function", ["LINEAR_EXACT", "SIGMOID"])
-def test_voi_lut_function_is_read(tmp_path: Path, function: str) -> None:
-    ds = make_dataset(_chest8()[:32, :32], WindowCenter=128, WindowWidth=100,
+def test_voi_lut_function_is_read(tmp_path: Path, function: str, chest8: np.ndarray) -> None:
+    ds = make_dataset(chest8[:32, :32], WindowCenter=128, WindowWidth=100,
                       VOILUTFunction=function)
     decoded = dicomio.decode(save(ds, tmp_path / "f.dcm"))
     assert decoded.windows[0].function == function
@@ -198,15 +197,15 @@ def test_size_guard_refuses_before_decoding(tmp_path: Path) -> None:
     assert str(path) in str(info.value)
 
 
-def test_broken_and_non_dicom_files(tmp_path: Path) -> None:
+def test_broken_and_non_dicom_files(tmp_path: Path, chest8: np.ndarray) -> None:
     text = tmp_path / "notes.txt"
     text.write_text("hello, not an image\n" * 20)
     empty = tmp_path / "empty.dcm"
     empty.write_bytes(b"")
-    good = save(make_dataset(_chest8()[:256, :256]), tmp_path / "good.dcm")
+    good = save(make_dataset(chest8[:256, :256]), tmp_path / "good.dcm")
     truncated = tmp_path / "truncated.dcm"
     truncated.write_bytes(good.read_bytes()[:5000])
-    nopix = make_dataset(_chest8()[:8, :8])
+    nopix = make_dataset(chest8[:8, :8])
     del nopix.PixelData
     nopix_path = save(nopix, tmp_path / "nopix.dcm")
     for path, pattern in [(text, "not a DICOM file"), (empty, "DICOM"),
@@ -224,8 +223,8 @@ def test_twelve_bit_jpeg_extended_names_the_plugin() -> None:
     assert "12-bit JPEG Extended" in str(info.value)
 
 
-def test_no_preamble_file_is_read(tmp_path: Path) -> None:
-    good = save(make_dataset(_chest8()[:16, :16]), tmp_path / "good.dcm")
+def test_no_preamble_file_is_read(tmp_path: Path, chest8: np.ndarray) -> None:
+    good = save(make_dataset(chest8[:16, :16]), tmp_path / "good.dcm")
     raw = good.read_bytes()
     bare = tmp_path / "bare"
     # drop preamble, DICM and the file meta group: a bare implicit/explicit dataset
@@ -240,12 +239,13 @@ def test_no_preamble_file_is_read(tmp_path: Path) -> None:
     bare.write_bytes(buf.getvalue())
     assert not bare.read_bytes()[128:132] == b"DICM" and raw[128:132] == b"DICM"
     decoded = dicomio.decode(bare)
-    np.testing.assert_array_equal(decoded.values, _chest8()[:16, :16])
+    np.testing.assert_array_equal(decoded.values, chest8[:16, :16])
 
 
 @pytest.mark.parametrize("syntax", [RLELossless, JPEGLSLossless, JPEG2000Lossless])
-def test_lossless_reencodings_decode_identically(tmp_path: Path, syntax: str) -> None:
-    original = make_dataset(_chest8()[:512, :512].astype(np.uint16) * 4, bits_stored=10)
+def test_lossless_reencodings_decode_identically(tmp_path: Path, syntax: str,
+                                                chest8: np.ndarray) -> None:
+    original = make_dataset(chest8[:512, :512].astype(np.uint16) * 4, bits_stored=10)
     twin = reencode(original, syntax)
     a = dicomio.decode(save(original, tmp_path / "o.dcm"))
     b = dicomio.decode(save(twin, tmp_path / "t.dcm"))
@@ -254,8 +254,8 @@ def test_lossless_reencodings_decode_identically(tmp_path: Path, syntax: str) ->
                                   contract.model_input(b.values, b.invert))
 
 
-def test_source_files_are_not_modified(tmp_path: Path) -> None:
-    path = save(make_dataset(_chest8()[:64, :64]), tmp_path / "src.dcm")
+def test_source_files_are_not_modified(tmp_path: Path, chest8: np.ndarray) -> None:
+    path = save(make_dataset(chest8[:64, :64]), tmp_path / "src.dcm")
     before = (path.read_bytes(), path.stat().st_mtime_ns)
     dicomio.decode(path)
     dicomio.read_header(path)

@@ -14,7 +14,7 @@ from pathlib import Path
 import numpy as np
 import pydicom
 import pytest
-from dicom_factory import SHARED_DICOM, sample_file, save
+from dicom_factory import sample_file, save
 from display_probes import (
     big_endian_copy,
     big_endian_ow_lut,
@@ -23,6 +23,7 @@ from display_probes import (
     without_voi,
 )
 from PIL import Image
+from shared_data import require
 
 from pneumoview.cli import main as cli_main
 from pneumoview.commands import render
@@ -375,10 +376,10 @@ def test_deeper_image_without_voi_keeps_auto() -> None:
     assert no_voi.name == "Auto"
 
 
-@pytest.mark.parametrize("name", ["nhsx_nih_cxr.dcm", "txv_siim_cxr.dcm"])
+@pytest.mark.parametrize("name", [
+    pytest.param(n, marks=pytest.mark.shared_data("dicom", n))
+    for n in ("nhsx_nih_cxr.dcm", "txv_siim_cxr.dcm")])
 def test_shared_8bit_chest_films_show_as_stored(name: str, tmp_path: Path) -> None:
-    path = SHARED_DICOM / name
-    if not path.exists():
-        pytest.skip(f"shared chest film {path} is absent")
+    path = require("dicom", name)
     stored = pydicom.pixels.pixel_array(pydicom.dcmread(path))
     np.testing.assert_array_equal(_render(path, tmp_path / "film.png"), stored)

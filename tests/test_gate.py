@@ -109,13 +109,11 @@ def test_first_evidence_wins_and_is_one_reason() -> None:
     assert reason == "not a chest image (BodyPartExamined KNEE)"
 
 
+@pytest.mark.shared_data("dicom")
 def test_shared_chest_files_pass_the_gate() -> None:
     from pneumoview.core.dicomio import read_header
 
-    files = chest_dicoms()
-    if not files:
-        pytest.skip("../shared/data/dicom is absent")
-    for path in files:
+    for path in chest_dicoms():
         assert not_scorable_reason(read_header(path)) is None, path.name
 
 

@@ -13,6 +13,7 @@ import pydicom
 import pytest
 from pydicom.data import get_testdata_file
 from pydicom.uid import ExplicitVRLittleEndian, ImplicitVRLittleEndian, generate_uid
+from shared_data import chest_dicoms, shared_path
 
 from pneumoview.core import paths
 from pneumoview.core.errors import PneumoViewError
@@ -26,7 +27,6 @@ from pneumoview.core.indexer import (
     read_instance,
 )
 
-SHARED_DICOM = Path(__file__).resolve().parents[1].parent / "shared" / "data" / "dicom"
 PYDICOM_TEST_FILES = Path(pydicom.__file__).parent / "data" / "test_files"
 
 
@@ -125,10 +125,11 @@ def test_grouping_and_ordering(tree: dict) -> None:
 
 
 @pytest.mark.filterwarnings("ignore::UserWarning")
+@pytest.mark.shared_data  # compares the real chest files too when they are there
 def test_fast_and_pydicom_readers_agree() -> None:
     """The small parser must give exactly what the pydicom reader gives, or defer to it."""
     files = sorted(p for p in PYDICOM_TEST_FILES.rglob("*") if p.is_file())
-    files += sorted(SHARED_DICOM.glob("*.dcm")) if SHARED_DICOM.is_dir() else []
+    files += chest_dicoms()
     compared = 0
     for f in files:
         try:
@@ -148,12 +149,13 @@ def test_fast_and_pydicom_readers_agree() -> None:
 
 
 @pytest.mark.filterwarnings("ignore::UserWarning")
+@pytest.mark.shared_data  # a real NIH PNG when it is there, else a made-up one
 def test_non_dicom_and_broken_files(tree: dict) -> None:
     root = tree["root"]
     (root / "notes.txt").write_text("not a dicom file\n" * 20)
     (root / "empty.dcm").write_bytes(b"")
-    png = SHARED_DICOM.parent / "nih" / "images"
-    pngs = sorted(png.glob("*.png"))[:1] if png.is_dir() else []
+    png = shared_path("nih", "images")
+    pngs = sorted(png.glob("*.png"))[:1] if png is not None else []
     if pngs:
         shutil.copy(pngs[0], root / "image.png")
     else:

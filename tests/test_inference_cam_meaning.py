@@ -12,7 +12,7 @@ import pytest
 from pneumoview.core import contract
 from pneumoview.core.cam import resample_to_grid, top_fraction_mask
 from pneumoview.core.inference import Engine
-from tests.ai_support import KERMANY_PNEUMONIA, bundled_trained_model_dir
+from tests.ai_support import bundled_trained_model_dir, kermany_pneumonia_dirs
 
 N_IMAGES = 12
 N_RANDOM = 5
@@ -21,9 +21,8 @@ FRACTION = 0.2
 
 def _positive_images() -> list:
     files: list = []
-    for folder in KERMANY_PNEUMONIA:
-        if folder.is_dir():
-            files += sorted(folder.glob("*.jpeg"))
+    for folder in kermany_pneumonia_dirs():
+        files += sorted(folder.glob("*.jpeg"))
     if len(files) < N_IMAGES:
         pytest.skip("needs Kermany PNEUMONIA images in ../shared/data/kermany")
     step = max(1, len(files) // N_IMAGES)
@@ -31,6 +30,7 @@ def _positive_images() -> list:
 
 
 @pytest.mark.slow
+@pytest.mark.shared_data("kermany")
 def test_hiding_cam_top_lowers_logit_more_than_random(monkeypatch: pytest.MonkeyPatch) -> None:
     import torch
 

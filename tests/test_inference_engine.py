@@ -136,11 +136,9 @@ def test_temperature_is_applied(model_dir: Path, tmp_path: Path) -> None:
     assert eng.probabilities(x)[0] == pytest.approx(1 / (1 + np.exp(-logit / 2.5)))
 
 
+@pytest.mark.shared_data("dicom")
 def test_score_shared_chest_files(engine: Engine) -> None:
-    files = chest_dicoms()
-    if not files:
-        pytest.skip("../shared/data/dicom is absent")
-    for path in files:
+    for path in chest_dicoms():
         pred = engine.score(decode(path))
         assert pred.status == "scored", (path.name, pred.reason)
         assert 0.0 < pred.probability < 1.0 and pred.reason == ""
@@ -162,7 +160,7 @@ def test_extremity_not_scored_unless_forced(engine: Engine) -> None:
 
 
 def test_threshold_argument(engine: Engine) -> None:
-    decoded = decode(shared_dicom("nhsx_nih_cxr.dcm"))
+    decoded = decode(pydicom_testdata("RG1_UNCR.dcm"))
     pred = engine.score(decoded, threshold=0.0)
     assert pred.flagged is True and pred.threshold == 0.0
     assert engine.score(decoded, threshold=1.0).flagged is (pred.probability >= 1.0)
@@ -202,6 +200,7 @@ def _twins(src: Path, out: Path) -> dict[str, Path]:
     return twins
 
 
+@pytest.mark.shared_data("dicom", "nhsx_nih_cxr.dcm")
 def test_lossless_twins_same_probability(engine: Engine, tmp_path: Path) -> None:
     twins = _twins(shared_dicom("nhsx_nih_cxr.dcm"), tmp_path)
     decoded = {name: decode(path) for name, path in twins.items()}
@@ -216,7 +215,7 @@ def test_lossless_twins_same_probability(engine: Engine, tmp_path: Path) -> None
 
 
 def test_real_jpeg2000_twin_same_probability(engine: Engine) -> None:
-    j2k = decode(shared_dicom("pydicomdata_RG1_J2KR.dcm"))
+    j2k = decode(pydicom_testdata("RG1_J2KR.dcm"))
     plain = decode(pydicom_testdata("RG1_UNCR.dcm"))
     np.testing.assert_array_equal(j2k.values, plain.values)
     assert abs(engine.score(j2k).probability - engine.score(plain).probability) < 0.01
@@ -226,7 +225,7 @@ def test_real_jpeg2000_twin_same_probability(engine: Engine) -> None:
 def test_cam_on_original_grid(engine: Engine) -> None:
     from pneumoview.core.cam import resample_to_grid
 
-    decoded = decode(shared_dicom("pydicomdata_RG1_J2KR.dcm"))  # 1955 x 1841, not square
+    decoded = decode(pydicom_testdata("RG1_J2KR.dcm"))  # 1955 x 1841, not square
     cam = engine.cam(decoded)
     assert cam.shape == decoded.shape and cam.dtype == np.float32
     assert np.isfinite(cam).all() and cam.min() >= 0.0 and cam.max() <= 1.0
@@ -265,6 +264,7 @@ def test_cam_unchanged_by_gradient_limiting(engine: Engine) -> None:
     np.testing.assert_allclose(fast, full, atol=1e-5)
 
 
+@pytest.mark.shared_data("dicom", "txv_siim_cxr.dcm")
 def test_score_with_cam_matches_score_and_cam(engine: Engine) -> None:
     decoded = decode(shared_dicom("txv_siim_cxr.dcm"))
     seen = []

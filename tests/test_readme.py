@@ -5,6 +5,8 @@ from __future__ import annotations
 import re
 from pathlib import Path
 
+import pytest
+
 ROOT = Path(__file__).resolve().parents[1]
 
 
@@ -19,6 +21,52 @@ def test_ci_runs_exactly_the_readme_test_command() -> None:
     assert test_command in ci_lines
 
 
-def test_quick_start_installs_and_starts_the_demo() -> None:
-    blocks = _bash_blocks((ROOT / "README.md").read_text())
-    assert blocks[0] == "pip install . && pneumoview --demo"
+def _quick_start() -> str:
+    text = (ROOT / "README.md").read_text()
+    return text.split("## Quick start", 1)[1].split("\n## ", 1)[0]
+
+
+def test_quick_start_makes_a_venv_then_installs_and_starts_the_demo() -> None:
+    """Debian and Ubuntu refuse a system-wide pip install: the venv comes first."""
+    blocks = _bash_blocks(_quick_start())
+    assert blocks[:3] == ["python3 -m venv .venv && . .venv/bin/activate",
+                          "pip install . && pneumoview --demo",
+                          'pip install -e ".[test]" && python -m pytest -q']
+    assert "\n" not in blocks[2]  # the test command is one line
+    assert blocks[2] == next(b for b in _bash_blocks((ROOT / "README.md").read_text())
+                             if "pytest" in b)
+
+
+def test_quick_start_names_system_libraries_shared_data_and_panels() -> None:
+    quick = _quick_start()
+    for lib in ("libgl1", "libegl1", "libxkbcommon0", "libfontconfig1", "libxcb-cursor0"):
+        assert lib in quick, lib
+    assert "../shared/data" in quick and "PNEUMOVIEW_TEST_DATA=none" in quick
+    readme = (ROOT / "README.md").read_text()
+    assert "Reset Window Layout" in readme
+
+
+def test_ci_runs_the_shared_data_tests_again_with_the_data_hidden() -> None:
+    lines = [line.strip() for line in (ROOT / ".ci" / "run").read_text().splitlines()]
+    readme_cmd = next(b for b in _bash_blocks((ROOT / "README.md").read_text()) if "pytest" in b)
+    second = "PNEUMOVIEW_TEST_DATA=none python -m pytest -q -m shared_data"
+    assert second in lines and lines.index(second) > lines.index(readme_cmd)
+
+
+def test_benchmark_tables_live_in_docs_performance() -> None:
+    readme = (ROOT / "README.md").read_text()
+    perf = (ROOT / "docs" / "performance.md").read_text()
+    table_rows = [line for line in readme.splitlines() if line.startswith("|")]
+    assert "| W/L step + repaint" in perf and "| W/L step" not in readme
+    assert len(table_rows) < 20, "benchmark tables belong in docs/performance.md"
+    assert "docs/performance.md" in readme
+
+
+def test_sdist_lists_only_files_that_exist() -> None:
+    tomllib = pytest.importorskip("tomllib")  # Python 3.11+
+    conf = tomllib.loads((ROOT / "pyproject.toml").read_text())
+    include = conf["tool"]["hatch"]["build"]["targets"]["sdist"]["include"]
+    missing = [name for name in include if not (ROOT / name).exists()]
+    assert missing == []
+    for needed in ("pneumoview", "resources", "tests", "training", "README.md", "LICENSE"):
+        assert needed in include

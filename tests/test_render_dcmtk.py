@@ -14,13 +14,13 @@ from pathlib import Path
 import numpy as np
 import pytest
 from dicom_factory import (
-    SHARED_DICOM,
     make_dataset,
     monochrome1_twin,
     sample_file,
     save,
 )
 from PIL import Image
+from shared_data import require
 
 from pneumoview.cli import main as cli_main
 from pneumoview.core import dicomio, windowing
@@ -29,16 +29,26 @@ DCMJ2PNM = shutil.which("dcmj2pnm")
 pytestmark = pytest.mark.skipif(DCMJ2PNM is None,
                                 reason="dcmtk's dcmj2pnm is not installed (apt-get install dcmtk)")
 
-REAL = [SHARED_DICOM / n for n in ("pydicomdata_RG1_UNCI.dcm", "txv_siim_cxr.dcm",
-                                   "nhsx_nih_cxr.dcm")]
+REAL = ["pydicomdata_RG1_UNCI.dcm", "txv_siim_cxr.dcm", "nhsx_nih_cxr.dcm"]
 SAMPLES = ["RG1_UNCI.dcm", "RG3_UNCI.dcm", "CT_small.dcm", "MR_small.dcm", "JPEG-LL.dcm",
            "MR_small_RLE.dcm", "emri_small.dcm", "MR_small_bigendian.dcm"]
 
 
-def _files() -> list[Path]:
-    out = [p for p in REAL if p.exists()]
-    out += [Path(p) for p in map(sample_file, SAMPLES) if p]
-    return out
+def _params(samples: list[str]) -> list:
+    """The real shared files (skipped when absent) and the pydicom-data samples."""
+    out = [pytest.param(("dicom", n), id=n, marks=pytest.mark.shared_data("dicom", n))
+           for n in REAL]
+    return out + [pytest.param(("sample", n), id=n) for n in samples]
+
+
+def _path(source: tuple[str, str]) -> Path:
+    kind, name = source
+    if kind == "dicom":
+        return require(kind, name)
+    path = sample_file(name)
+    if path is None:
+        pytest.skip(f"pydicom-data's {name} is not installed")
+    return Path(path)
 
 
 def _dcmtk(path: Path, center: float, width: float, out: Path, frame: int = 0) -> np.ndarray:
@@ -68,13 +78,15 @@ def _compare(path: Path, tmp_path: Path, window: windowing.Window | None = None,
     assert diff.max() <= 1, f"{path.name}: max diff {diff.max()}, mean {diff.mean():.3f}"
 
 
-@pytest.mark.parametrize("path", _files(), ids=lambda p: p.name)
-def test_render_matches_dcmtk_with_file_window(path: Path, tmp_path: Path) -> None:
-    _compare(path, tmp_path)
+@pytest.mark.parametrize("source", _params(SAMPLES))
+def test_render_matches_dcmtk_with_file_window(source: tuple[str, str], tmp_path: Path) -> None:
+    _compare(_path(source), tmp_path)
 
 
-@pytest.mark.parametrize("path", _files()[:3], ids=lambda p: p.name)
-def test_render_matches_dcmtk_with_narrow_window(path: Path, tmp_path: Path) -> None:
+@pytest.mark.parametrize("source", _params(SAMPLES[:1]))
+def test_render_matches_dcmtk_with_narrow_window(source: tuple[str, str],
+                                                 tmp_path: Path) -> None:
+    path = _path(source)
     values = dicomio.decode(path).values
     lo, hi = np.percentile(values, (30, 60))
     _compare(path, tmp_path, windowing.Window("narrow", float(lo + hi) / 2, float(hi - lo)))

@@ -9,6 +9,7 @@ from pathlib import Path
 
 import numpy as np
 import pytest
+from shared_data import require
 
 from pneumoview.core import contract
 from pneumoview.core.errors import PneumoViewError
@@ -16,9 +17,8 @@ from training import sources
 from training.prepare import RunningStats, load_model_input, prepare
 from training.splits import assign_splits, group_ids
 
-DATA = Path(__file__).resolve().parents[1].parent / "shared" / "data"
-needs_data = pytest.mark.skipif(not (DATA / "kermany" / "train").is_dir(),
-                                reason="../shared/data (Kermany/NIH images) is not available")
+needs_data = pytest.mark.shared_data("kermany", "train")
+needs_nih = pytest.mark.shared_data("nih", "labels.csv")
 
 
 def _small_folder(tmp: Path, n: int = 6) -> Path:
@@ -26,7 +26,7 @@ def _small_folder(tmp: Path, n: int = 6) -> Path:
     root = tmp / "kermany" / "train"
     for cls in ("NORMAL", "PNEUMONIA"):
         (root / cls).mkdir(parents=True)
-        for p in sorted((DATA / "kermany" / "train" / cls).iterdir())[:n]:
+        for p in sorted((require() / "kermany" / "train" / cls).iterdir())[:n]:
             shutil.copy(p, root / cls / p.name)
     return root
 
@@ -88,7 +88,7 @@ def test_splits_stratified_grouped_seeded():
 
 @needs_data
 def test_real_kermany_split_has_no_patient_or_duplicate_leak(tmp_path):
-    items = sources.read_folder(DATA / "kermany" / "train")
+    items = sources.read_folder(require() / "kermany" / "train")
     assert items[0].source == "kermany"
     assert sum(it.label for it in items) == 3875 and len(items) == 5216
     # hashing 5,000 files is quick; decoding is not needed for the split
@@ -102,8 +102,9 @@ def test_real_kermany_split_has_no_patient_or_duplicate_leak(tmp_path):
 
 
 @needs_data
+@needs_nih
 def test_manifest_layout_nih():
-    items = sources.read_manifest(DATA / "nih" / "labels.csv")
+    items = sources.read_manifest(require() / "nih" / "labels.csv")
     assert len(items) == 490 and items[0].source == "nih"
     assert sum(it.label for it in items) == 219
     assert all(Path(it.path).is_file() for it in items[:5])
@@ -130,7 +131,7 @@ def _rsna_fixture(tmp: Path, n_pos: int = 4, n_neg: int = 4) -> tuple[Path, dict
     imgs = root / "stage_2_train_images"
     rows = [["patientId", "x", "y", "width", "height", "Target"]]
     labels = {}
-    with open(DATA / "nih" / "labels.csv", newline="") as fh:
+    with open(require() / "nih" / "labels.csv", newline="") as fh:
         nih = list(csv.DictReader(fh))
     pos = [r for r in nih if r["label"] == "1"][:n_pos]
     neg = [r for r in nih if r["label"] == "0"][:n_neg]
@@ -138,7 +139,7 @@ def _rsna_fixture(tmp: Path, n_pos: int = 4, n_neg: int = 4) -> tuple[Path, dict
         pid = f"0000{k:04d}-aaaa-bbbb-cccc-{k:012d}"
         target = int(r["label"])
         labels[pid] = target
-        write_dicom(imgs / f"{pid}.dcm", grey_of(DATA / "nih" / r["image"]), "u8", pid)
+        write_dicom(imgs / f"{pid}.dcm", grey_of(require() / "nih" / r["image"]), "u8", pid)
         if target:
             for b in range(1 + k % 3):  # 1-3 boxes: repeated rows per positive patient
                 rows.append([pid, 100 + b, 200, 150, 300, 1])
@@ -150,6 +151,7 @@ def _rsna_fixture(tmp: Path, n_pos: int = 4, n_neg: int = 4) -> tuple[Path, dict
 
 
 @needs_data
+@needs_nih
 def test_rsna_layout(tmp_path):
     root, labels = _rsna_fixture(tmp_path)
     items = sources.read_rsna(root)
@@ -166,6 +168,7 @@ def test_rsna_layout(tmp_path):
 
 
 @needs_data
+@needs_nih
 def test_prepare_mixed_sources(tmp_path):
     root, _ = _rsna_fixture(tmp_path, 3, 3)
     folder = _small_folder(tmp_path, 5)

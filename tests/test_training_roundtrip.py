@@ -14,6 +14,8 @@ import pytest
 
 torch = pytest.importorskip("torch")
 
+from shared_data import require  # noqa: E402
+
 from pneumoview.core import contract, dicomio  # noqa: E402
 from pneumoview.core import model as pm  # noqa: E402
 from training import sources  # noqa: E402
@@ -24,9 +26,8 @@ from training.export import export  # noqa: E402
 from training.prepare import prepare  # noqa: E402
 from training.train import get_args_parser, main  # noqa: E402
 
-DATA = Path(__file__).resolve().parents[1].parent / "shared" / "data"
-pytestmark = pytest.mark.skipif(not (DATA / "nih" / "labels.csv").is_file(),
-                                reason="../shared/data (Kermany/NIH images) is not available")
+pytestmark = [pytest.mark.shared_data("nih", "labels.csv"),
+              pytest.mark.shared_data("kermany", "train")]
 SIZE = 64
 
 
@@ -54,9 +55,9 @@ def exported(tmp_path_factory) -> tuple[Path, Path]:
     root = tmp / "kermany" / "train"
     for cls in ("NORMAL", "PNEUMONIA"):
         (root / cls).mkdir(parents=True)
-        for p in sorted((DATA / "kermany" / "train" / cls).iterdir())[:8]:
+        for p in sorted((require() / "kermany" / "train" / cls).iterdir())[:8]:
             shutil.copy(p, root / cls / p.name)
-    with open(DATA / "nih" / "labels.csv", newline="") as fh:
+    with open(require() / "nih" / "labels.csv", newline="") as fh:
         nih = list(csv.DictReader(fh))
     sel = [r for r in nih if r["label"] == "1"][:8] + [r for r in nih if r["label"] == "0"][:8]
     (tmp / "nih" / "images").mkdir(parents=True)
@@ -64,7 +65,7 @@ def exported(tmp_path_factory) -> tuple[Path, Path]:
         w = csv.writer(fh)
         w.writerow(["image", "label", "patient_id"])
         for r in sel:
-            shutil.copy(DATA / "nih" / r["image"], tmp / "nih" / r["image"])
+            shutil.copy(require() / "nih" / r["image"], tmp / "nih" / r["image"])
             w.writerow([r["image"], r["label"], r["patient_id"]])
     items = sources.collect([str(root)], [str(tmp / "nih" / "labels.csv")])
     prepare(items, tmp / "cache", size=SIZE, fractions=(0.5, 0.25, 0.25), seed=0)

@@ -13,15 +13,15 @@ import pytest
 
 torch = pytest.importorskip("torch")
 
+from shared_data import require  # noqa: E402
+
 from training import sources  # noqa: E402
 from training.prepare import prepare  # noqa: E402
 from training.train import get_args_parser, load_checkpoint, main  # noqa: E402
 
 REPO = Path(__file__).resolve().parents[1]
-DATA = REPO.parent / "shared" / "data"
-NPZ = DATA / "pneumoniamnist" / "pneumoniamnist.npz"
-pytestmark = pytest.mark.skipif(not NPZ.is_file(),
-                                reason="../shared/data/pneumoniamnist is not available")
+NPZ = ("pneumoniamnist", "pneumoniamnist.npz")
+pytestmark = pytest.mark.shared_data(*NPZ)
 
 
 @pytest.fixture(autouse=True)
@@ -38,7 +38,7 @@ def mnist_cache(tmp_path_factory) -> Path:
     from PIL import Image
 
     tmp = tmp_path_factory.mktemp("pmnist")
-    d = np.load(NPZ)
+    d = np.load(require(*NPZ))
     x, y = d["train_images"], d["train_labels"].reshape(-1)
     rng = np.random.default_rng(0)
     idx = rng.choice(len(x), 600, replace=False)

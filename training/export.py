@@ -29,6 +29,13 @@ import numpy as np
 
 from pneumoview.core.errors import PneumoViewError
 from training import metrics as M
+from training.provenance import (
+    command_line,
+    portable_args,
+    portable_commands,
+    portable_path,
+    portable_provenance,
+)
 
 log = logging.getLogger("training.export")
 
@@ -87,13 +94,13 @@ def _init_provenance(init: str) -> dict | None:
     if not init:
         return None
     meta_path = Path(init).parent / "metadata.json"
-    info: dict = {"path": init}
+    info: dict = {"path": portable_path(init, cwd=Path.cwd())}
     if meta_path.is_file():
         prev = json.loads(meta_path.read_text(encoding="utf-8"))
         info.update({"weights_sha256": prev.get("weights_sha256"),
                      "command": prev.get("command"), "training": prev.get("training"),
                      "init_from": prev.get("init_from")})
-    return info
+    return portable_provenance(info)
 
 
 def _commands(meta: dict) -> list[str]:
@@ -273,8 +280,8 @@ def export(args: argparse.Namespace) -> dict:
     for name, d in prepared["sources"].items():
         sources[name] = {"content_sha256": d["content_sha256"], "n_images": d["n_images"],
                          "splits": {s: counts[s][name] for s in counts if name in counts[s]}}
-    export_cmd = " ".join(["python -m training", *sys.argv[1:]]) if sys.argv[1:2] == [
-        "export"] else "python -m training export"
+    export_cmd = command_line(sys.argv[1:]) if sys.argv[1:2] == ["export"] \
+        else "python -m training export"
     meta = {
         **base,
         "temperature": temperature,
@@ -286,13 +293,15 @@ def export(args: argparse.Namespace) -> dict:
         "training": {"epochs": int(ck["args"]["epochs"]), "best_epoch": int(ck["best_epoch"]),
                      "exported_epoch": int(ck["epoch"]),
                      "val_auroc": float(ck["row"]["val_auroc"]), "seed": int(ck["args"]["seed"]),
-                     "args": {k: v for k, v in ck["args"].items()
-                              if isinstance(v, str | int | float | bool)},
+                     "args": portable_args({k: v for k, v in ck["args"].items()
+                                            if isinstance(v, str | int | float | bool)},
+                                           cwd=Path.cwd()),
                      "torch_version": ck.get("torch_version")},
         "seed": int(ck["args"]["seed"]),
-        "command": {"prepare": prepared.get("command", ""),
-                    "train": re.sub(r"^\S*python\S*", "python", ck.get("command", "")),
-                    "export": export_cmd},
+        "command": portable_commands({
+            "prepare": prepared.get("command", ""),
+            "train": re.sub(r"^\S*python\S*", "python", ck.get("command", "")),
+            "export": export_cmd}),
         "init_from": _init_provenance(ck["args"].get("init") or ""),
         "versions": _versions(),
         "git_commit": _git_commit(),

@@ -16,7 +16,6 @@ import csv
 import hashlib
 import json
 import logging
-import shlex
 import sys
 import time
 from pathlib import Path
@@ -26,6 +25,7 @@ import numpy as np
 from pneumoview.core import contract
 from pneumoview.core.errors import PneumoViewError
 from training import sources as src_mod
+from training.provenance import command_line
 from training.splits import SPLITS, assign_splits, group_ids
 
 log = logging.getLogger("training.prepare")
@@ -183,7 +183,7 @@ def run(args: argparse.Namespace) -> int:
     fr = tuple(float(x) for x in args.fractions.split(","))
     if len(fr) != 3:
         raise PneumoViewError("--fractions needs three numbers: train,val,test")
-    command = " ".join(shlex.quote(a) for a in ["python", "-m", "training", *sys.argv[1:]])
+    command = command_line(sys.argv[1:])  # paths relative to the checkout
     info = prepare(items, Path(args.out), args.image_size, fr, args.seed,  # type: ignore[arg-type]
                    command)
     for split, per in info["counts"].items():

@@ -17,7 +17,6 @@ import logging
 import math
 import os
 import random
-import shlex
 import sys
 import time
 from pathlib import Path
@@ -29,6 +28,7 @@ from pneumoview.core.errors import PneumoViewError
 from pneumoview.core.model import build_model, select_device
 from training import metrics as M
 from training.data import Augment, CachedDataset, EpochSampler, read_prepared, sample_weights
+from training.provenance import command_line
 
 log = logging.getLogger("training.train")
 
@@ -376,8 +376,7 @@ def main(args: argparse.Namespace) -> dict:
         log.info("train %d images, val %d, %d steps/epoch x %d process(es), batch %d, %s, "
                  "size %d, threads %d", len(train_ds), len(val_ds), steps, world,
                  args.batch_size, device, size, torch.get_num_threads())
-    command = " ".join(shlex.quote(a) for a in ["python", "-m", "training",
-                                                *getattr(args, "argv", [])])
+    command = command_line(getattr(args, "argv", []))  # paths relative to the checkout
     last: dict = {}
     for epoch in range(start_epoch, args.epochs):
         sampler.set_epoch(epoch)

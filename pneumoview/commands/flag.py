@@ -3,19 +3,27 @@
 Headless (no Qt import): the same batch engine as the GUI's File -> Batch Flag Folder. Progress
 goes to stderr; the report is written row by row. Exit status: 0 when the run finished (per-file
 errors are rows, not failures), 1 for a fatal error (no model, report not writable, disk full,
-a report that cannot be resumed), 2 for a usage error, 130 when interrupted (Ctrl+C; the partial
-report is kept and marked cancelled; finish it with --resume).
+a report that cannot be resumed, another run writing the same report), 2 for a usage error,
+130 / 143 / 129 when stopped by SIGINT (Ctrl+C) / SIGTERM / SIGHUP: the rows in flight are
+finished, the partial report is kept and marked cancelled; finish it with --resume.
 """
 
 from __future__ import annotations
 
 import argparse
+import contextlib
 import signal
 import sys
 import time
 from typing import Any, TextIO
 
+from pneumoview.commands.argtypes import positive_seconds
+from pneumoview.commands.console import say
 from pneumoview.core.errors import PneumoViewError
+
+#: The signals that stop a run cleanly (finish the rows in flight, mark the report cancelled),
+#: and the exit status each gives (128 + the signal number, as a shell reports it).
+STOP_SIGNALS = ("SIGINT", "SIGTERM", "SIGHUP")
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
@@ -34,18 +42,21 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
                         help="decode worker processes (default: cores - 1, at least 1)")
     parser.add_argument("--resume", action="store_true",
                         help="continue an interrupted report: keep rows of unchanged files, "
-                             "score the rest")
+                             "score the rest; files of `error` rows are tried once more")
+    parser.add_argument("--no-retry-errors", action="store_true",
+                        help="with --resume, keep `error` rows as they are")
     parser.add_argument("--overwrite", action="store_true",
                         help="replace an existing report instead of refusing")
     parser.add_argument("--shard", metavar="K/N",
                         help="process only shard K of N (0-based; a stable hash of the "
                              "relative path); join shards with merge-reports")
-    parser.add_argument("--timeout", type=float, default=120.0, metavar="S",
+    parser.add_argument("--timeout", type=positive_seconds, default=120.0, metavar="S",
                         help="per-file decode time limit in seconds (default 120)")
     parser.add_argument("--memory-limit", type=int, default=-1, metavar="MB",
                         help="per-worker memory limit in MiB (Linux; 0 = none; default: "
                              "RAM / (workers + 1), at most 6144)")
-    parser.add_argument("-q", "--quiet", action="store_true", help="no progress bar")
+    parser.add_argument("-q", "--quiet", action="store_true",
+                        help="no progress bar and no decoder warnings")
 
 
 def _fmt_eta(seconds: float | None) -> str:
@@ -80,66 +91,122 @@ class ProgressBar:
         bar = "#" * filled + "-" * (width - filled)
         text = (f"[{bar}] {p.done}/{p.total} files  {p.rate:.1f} img/s  "
                 f"ETA {_fmt_eta(p.eta_s)}  flagged {p.flagged}  errors {p.errors}")
-        if self.tty:
-            self.stream.write("\r" + text + ("\n" if final else ""))
-        else:
-            self.stream.write(text + "\n")
-        self.stream.flush()
+        try:
+            if self.tty:
+                self.stream.write("\r" + text + ("\n" if final else ""))
+            else:
+                self.stream.write(text + "\n")
+            self.stream.flush()
+        except (OSError, ValueError):  # stderr closed (a pipe whose reader left): run on
+            self.enabled = False
+
+
+class _StopSignals:
+    """SIGINT, SIGTERM and SIGHUP ask the run to stop (a second one aborts at once)."""
+
+    def __init__(self, err: TextIO) -> None:
+        self.err = err
+        self.received: int | None = None
+        self._old: dict[int, Any] = {}
+
+    def __enter__(self) -> _StopSignals:
+        for name in STOP_SIGNALS:
+            signum = getattr(signal, name, None)
+            if signum is not None:
+                try:
+                    self._old[signum] = signal.signal(signum, self._handle)
+                except (ValueError, OSError):  # not the main thread, or not on this platform
+                    pass
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        for signum, old in self._old.items():
+            signal.signal(signum, old)
+
+    def _handle(self, signum: int, frame: Any) -> None:  # noqa: ARG002
+        if self.received is not None:
+            raise KeyboardInterrupt
+        self.received = signum
+        name = signal.Signals(signum).name
+        with contextlib.suppress(OSError, ValueError):
+            self.err.write(f"\n{name}: finishing the rows in flight (again to abort)\n")
+
+    @property
+    def stopped(self) -> bool:
+        return self.received is not None
+
+    def exit_status(self) -> int:
+        return 128 + (self.received or signal.SIGINT)
+
+
+def _check_usage(args: argparse.Namespace) -> str | None:
+    if args.threshold is not None and not 0.0 <= args.threshold <= 1.0:
+        return "--threshold must be between 0 and 1"
+    if args.batch_size < 1 or (args.workers is not None and args.workers < 1):
+        return "--batch-size and --workers must be at least 1"
+    if args.no_retry_errors and not args.resume:
+        return "--no-retry-errors goes with --resume"
+    return None
+
+
+def summary_line(summary: Any) -> str:
+    """The whole report's counts, then (after a resume) this run's."""
+    c = summary.counts
+    folders = (f" ({summary.unlisted_folders} folders that cannot be listed)"
+               if summary.unlisted_folders else "")
+    text = (f"{summary.done}/{summary.total} files: {c.get('scored', 0)} scored "
+            f"({summary.flagged} flagged at threshold {summary.threshold:g}), "
+            f"{c.get('not_scored', 0)} not scored, {c.get('skipped', 0)} skipped, "
+            f"{c.get('error', 0)} errors{folders}")
+    if summary.resumed:
+        r = summary.run_counts
+        ran = summary.done - summary.resumed
+        retried = f", {summary.retried} error rows retried" if summary.retried else ""
+        text += (f"; this run: {ran} files ({r.get('scored', 0)} scored, "
+                 f"{summary.run_flagged} flagged, {r.get('error', 0)} errors{retried}), "
+                 f"{summary.resumed} kept from the report")
+    return f"{text}; model {summary.model_label}; report {summary.output}"
 
 
 def run(args: argparse.Namespace) -> int:
     from pneumoview.core import report as rep
-    from pneumoview.core.batch import BatchOptions, run_batch
+    from pneumoview.core.batch import BatchOptions, run_batch, silence_warnings
 
     err = sys.stderr
     try:
         shard = rep.parse_shard(args.shard) if args.shard else None
     except PneumoViewError as exc:
-        print(f"pneumoview flag: error: {exc}", file=err)
+        say(f"pneumoview flag: error: {exc}", err)
         return 2
-    if args.threshold is not None and not 0.0 <= args.threshold <= 1.0:
-        print("pneumoview flag: error: --threshold must be between 0 and 1", file=err)
-        return 2
-    if args.batch_size < 1 or (args.workers is not None and args.workers < 1):
-        print("pneumoview flag: error: --batch-size and --workers must be at least 1", file=err)
+    problem = _check_usage(args)
+    if problem:
+        print(f"pneumoview flag: error: {problem}", file=err)
         return 2
     options = BatchOptions(
         root=args.folder, output=args.output, model_dir=args.model, device=args.device,
         threshold=args.threshold, batch_size=args.batch_size, workers=args.workers,
         resume=args.resume, overwrite=args.overwrite, shard=shard, timeout_s=args.timeout,
-        memory_limit_mb=args.memory_limit if args.memory_limit != 0 else None)
-
-    interrupted = {"flag": False}
-
-    def on_sigint(signum: int, frame: Any) -> None:  # noqa: ARG001
-        if interrupted["flag"]:
-            raise KeyboardInterrupt
-        interrupted["flag"] = True
-        err.write("\ninterrupted: finishing the rows in flight (Ctrl+C again to abort)\n")
+        memory_limit_mb=args.memory_limit if args.memory_limit != 0 else None,
+        retry_errors=not args.no_retry_errors, quiet=args.quiet)
+    if args.quiet:
+        silence_warnings()
 
     from pneumoview.core.procpool import tune_malloc
 
     tune_malloc()  # this process only runs the batch: reuse model buffers (fewer page faults)
-    old = signal.signal(signal.SIGINT, on_sigint)
     bar = ProgressBar(err, enabled=not args.quiet)
-    try:
-        summary = run_batch(options, on_progress=bar, cancel=lambda: interrupted["flag"])
-    except PneumoViewError as exc:
-        print(f"pneumoview flag: error: {exc}", file=err)
-        return 1
-    except KeyboardInterrupt:
-        print("pneumoview flag: aborted; finish the report with --resume", file=err)
-        return 130
-    finally:
-        signal.signal(signal.SIGINT, old)
-    c = summary.counts
-    print(f"{summary.done}/{summary.total} files: {c.get('scored', 0)} scored "
-          f"({summary.flagged} flagged at threshold {summary.threshold:g}), "
-          f"{c.get('not_scored', 0)} not scored, {c.get('skipped', 0)} skipped (not DICOM), "
-          f"{c.get('error', 0)} errors; model {summary.model_label}; report {summary.output}",
-          file=err)
+    with _StopSignals(err) as stop:
+        try:
+            summary = run_batch(options, on_progress=bar, cancel=lambda: stop.stopped)
+        except PneumoViewError as exc:
+            say(f"pneumoview flag: error: {exc}", err)
+            return 1
+        except KeyboardInterrupt:
+            print("pneumoview flag: aborted; finish the report with --resume", file=err)
+            return stop.exit_status()
+    say(summary_line(summary), err)
     if summary.cancelled:
         print("pneumoview flag: cancelled; the partial report is kept - finish it with "
               "--resume", file=err)
-        return 130
+        return stop.exit_status()
     return 0

@@ -57,9 +57,16 @@ def describe(path: str, decode: bool = True) -> list[str]:
 
 
 def run(args: argparse.Namespace) -> int:
+    from pneumoview.commands.console import say, say_lines
+
     try:
-        print("\n".join(describe(args.file, decode=not args.no_decode)))
+        lines = describe(args.file, decode=not args.no_decode)
     except PneumoViewError as exc:
-        print(f"pneumoview info: {exc}", file=sys.stderr)
+        say(f"pneumoview info: {exc}", sys.stderr)
         return 1
+    except MemoryError:
+        say(f"pneumoview info: {args.file}: not enough memory to decode this image; try "
+            "--no-decode for the header", sys.stderr)
+        return 1
+    say_lines(lines)  # header text and the file name may hold terminal escape sequences
     return 0

@@ -1,8 +1,9 @@
 """``pneumoview merge-reports SHARD.csv... --output MERGED.csv``: join the shards of a batch.
 
 Each shard report (``pneumoview flag ... --shard K/N``) has a manifest beside it; the merge
-checks that shards 0..N-1 are all present once, finished, made with the same model and
-threshold, and that no file appears twice, and fails with a clear message (exit 1) otherwise.
+checks that each manifest is sound (types and ranges), that shards 0..N-1 are all present once,
+finished, made with the same model and threshold, and that no file appears twice, and fails with
+a clear message (exit 1) otherwise.
 """
 
 from __future__ import annotations
@@ -24,17 +25,17 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
+    from pneumoview.commands.console import say
     from pneumoview.core.report import merge_reports
 
-    if os.path.exists(args.output) and not args.overwrite:
-        print(f"pneumoview merge-reports: error: {args.output} exists; pass --overwrite to "
-              "replace it", file=sys.stderr)
+    if os.path.lexists(args.output) and not args.overwrite:
+        say(f"pneumoview merge-reports: error: {args.output} exists; pass --overwrite to "
+            "replace it", sys.stderr)
         return 1
     try:
         result = merge_reports(args.reports, args.output)
     except PneumoViewError as exc:
-        print(f"pneumoview merge-reports: error: {exc}", file=sys.stderr)
+        say(f"pneumoview merge-reports: error: {exc}", sys.stderr)
         return 1
-    print(f"merged {result.shards} shard(s), {result.rows} files -> {result.output}",
-          file=sys.stderr)
+    say(f"merged {result.shards} shard(s), {result.rows} files -> {result.output}", sys.stderr)
     return 0

@@ -38,9 +38,12 @@ def display_problem(env: MutableMapping[str, str], screenshot: bool, platform: s
     platform needs, ends in Qt's abort (SIGABRT, a core dump) after a generic message.
     ``--screenshot`` needs no display, so it gets Qt's offscreen platform instead.
     """
-    if not platform.startswith("linux") or env.get("QT_QPA_PLATFORM"):
+    if not platform.startswith("linux"):
         return None
     has_x, has_wayland = bool(env.get("DISPLAY")), bool(env.get("WAYLAND_DISPLAY"))
+    chosen = env.get("QT_QPA_PLATFORM", "").split(":", 1)[0].strip().lower()
+    if chosen:
+        return _chosen_platform_problem(chosen, has_x, has_wayland, can_load)
     if not has_x and not has_wayland:
         if screenshot:
             env["QT_QPA_PLATFORM"] = "offscreen"
@@ -54,14 +57,37 @@ def display_problem(env: MutableMapping[str, str], screenshot: bool, platform: s
     return None
 
 
+def _chosen_platform_problem(chosen: str, has_x: bool, has_wayland: bool,
+                             can_load: Callable[[str], bool]) -> str | None:
+    """For ``QT_QPA_PLATFORM=xcb`` / ``wayland``: Qt's own message when the display is missing
+    blames libxcb-cursor, which may well be installed; say what is really wrong."""
+    if chosen == "xcb":
+        if not has_x:
+            return ("QT_QPA_PLATFORM=xcb, but no X display is set (DISPLAY is empty). Start "
+                    "an X session (or Xvfb) and set DISPLAY, or unset QT_QPA_PLATFORM; on a "
+                    "server use the headless commands or --screenshot with "
+                    "QT_QPA_PLATFORM=offscreen.")
+        if not can_load("libxcb-cursor.so.0"):
+            return (f"Qt's X11 (xcb) platform needs the system library libxcb-cursor.so.0, "
+                    f"which is not installed: install {XCB_PACKAGES}.")
+    if chosen == "wayland" and not has_wayland:
+        return ("QT_QPA_PLATFORM=wayland, but WAYLAND_DISPLAY is not set; start the viewer "
+                "inside a Wayland session, or unset QT_QPA_PLATFORM.")
+    return None
+
+
 def run(args: argparse.Namespace) -> int:
     import logging
+
+    from pneumoview.commands.console import PrintableFormatter
 
     problem = display_problem(os.environ, bool(getattr(args, "screenshot", None)))
     if problem:
         print(f"pneumoview: cannot start the viewer: {problem}", file=sys.stderr)
         return 1
-    logging.basicConfig(level=logging.INFO, format="%(levelname)s %(message)s")
+    handler = logging.StreamHandler()
+    handler.setFormatter(PrintableFormatter("%(levelname)s %(message)s"))
+    logging.basicConfig(level=logging.INFO, handlers=[handler])
     from pneumoview.qt.app import run_viewer
 
     return run_viewer(args)

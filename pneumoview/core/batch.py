@@ -18,6 +18,7 @@ and flushed as results arrive. Nothing here imports Qt, and torch only once a mo
 
 from __future__ import annotations
 
+import contextlib
 import logging
 import math
 import os
@@ -76,6 +77,14 @@ def _sop_class_name(header: Any) -> str:
     return "" if name == uid else name
 
 
+def silence_warnings() -> None:
+    """No Python warnings on stderr from this process (pydicom warns about odd headers without
+    naming the file; the row's message says what matters). For ``--quiet``."""
+    import warnings
+
+    warnings.simplefilter("ignore")
+
+
 def decode_task(payload: dict[str, Any]) -> dict[str, Any]:
     """Read, gate, decode and prepare one file; runs in a worker process.
 
@@ -85,6 +94,8 @@ def decode_task(payload: dict[str, Any]) -> dict[str, Any]:
     else into an error row).
     """
     t0 = time.perf_counter()
+    if payload.get("quiet"):
+        silence_warnings()
     out = _decode_task(payload)
     out["wall_ms"] = (time.perf_counter() - t0) * 1000
     return out
@@ -185,6 +196,8 @@ class BatchOptions:
     decode_target: str = DECODE_TARGET
     follow_symlinks: bool = True
     nice: int = 0  # >0 lowers the decode workers' priority (the GUI: the viewer comes first)
+    retry_errors: bool = True  # --resume scores each file of an `error` row once more
+    quiet: bool = False  # no warnings from the decoders on stderr (pydicom's, numpy's)
 
 
 @dataclass
@@ -204,6 +217,9 @@ class BatchProgress:
 
 @dataclass
 class BatchSummary:
+    """How a run ended. ``counts`` and ``flagged`` are the whole report's (rows kept from a
+    resumed report included); ``run_counts`` and ``run_flagged`` this run's rows alone."""
+
     root: str
     output: str | None
     manifest: str | None
@@ -222,6 +238,10 @@ class BatchSummary:
     workers: int
     restarts: int
     stage_cpu_s: dict[str, float] = field(default_factory=dict)
+    run_counts: dict[str, int] = field(default_factory=dict)
+    run_flagged: int = 0
+    retried: int = 0  # error rows of the resumed report scored again
+    unlisted_folders: int = 0  # folders that could not be listed (each an error row)
 
 
 # --------------------------------------------------------------------------------------------
@@ -229,7 +249,8 @@ class BatchSummary:
 
 
 class _OwnOutputs:
-    """The files the scan must not read: the report being written, its manifest, their temps."""
+    """The files the scan must not read: the report being written, its manifest and lock, their
+    temporary files."""
 
     def __init__(self, output: str | None) -> None:
         self.names: dict[str, str] = {}
@@ -238,7 +259,7 @@ class _OwnOutputs:
         if output is None:
             return
         out = Path(output)
-        for p in (out, rep.manifest_path(out)):
+        for p in (out, rep.manifest_path(out), rep.lock_path(out)):
             self.names[p.name] = os.path.realpath(p)
         self.prefixes = tuple(f".{name}.tmp-" for name in self.names)
         self.folder = os.path.realpath(out.parent)
@@ -256,14 +277,21 @@ class ScanCancelled(Exception):
     """The scan was asked to stop (a cancelled GUI batch over a huge archive)."""
 
 
+#: ``(path, relpath, reason, is_folder)`` of what the scan met but cannot flag.
+ScanIssue = tuple[str, str, str, bool]
+
+
 def scan(root: str | PathLike[str], output: str | PathLike[str] | None = None,
          follow_symlinks: bool = True,
-         cancel: Callable[[], bool] | None = None) -> list[tuple[str, str]]:
-    """``(absolute path, '/'-separated relpath)`` of every file under ``root``, sorted.
+         cancel: Callable[[], bool] | None = None,
+         issues: list[ScanIssue] | None = None) -> list[tuple[str, str]]:
+    """``(absolute path, '/'-separated relpath)`` of every regular file under ``root``, sorted.
 
     Uses the indexer's symlink-loop-safe walk; skips the report being written (and its
-    manifest and temporary files) when it lies inside ``root``. ``cancel()`` is polled every
-    500 files (:class:`ScanCancelled`).
+    manifest, lock and temporary files) when it lies inside ``root``. What cannot be flagged
+    is appended to ``issues``: folders that cannot be listed (relpath ending in ``/``),
+    dangling links and special files (FIFOs, sockets, devices: only ``stat``-ed, never
+    opened). ``cancel()`` is polled every 500 files (:class:`ScanCancelled`).
     """
     from pneumoview.core.indexer import iter_files
 
@@ -271,8 +299,20 @@ def scan(root: str | PathLike[str], output: str | PathLike[str] | None = None,
     if not os.path.isdir(root_s):
         raise PneumoViewError("not a folder (or not found)", root_s)
     own = _OwnOutputs(None if output is None else os.path.abspath(os.fspath(output)))
+    found: list[ScanIssue] = []
+
+    def on_issue(path: str, reason: str, is_folder: bool) -> None:
+        if is_folder and os.path.abspath(path) == root_s:
+            raise PneumoViewError(f"{reason}; nothing to flag", root_s)
+        ap = os.path.abspath(path)
+        if ap in own:
+            return
+        rel = os.path.relpath(ap, root_s).replace(os.sep, "/") + ("/" if is_folder else "")
+        found.append((ap, rel, reason, is_folder))
+
     files = []
-    for i, p in enumerate(iter_files(root_s, follow_symlinks=follow_symlinks)):
+    for i, p in enumerate(iter_files(root_s, follow_symlinks=follow_symlinks,
+                                     on_issue=on_issue)):
         if cancel is not None and i % 500 == 499 and cancel():
             raise ScanCancelled
         ap = os.path.abspath(p)
@@ -281,6 +321,8 @@ def scan(root: str | PathLike[str], output: str | PathLike[str] | None = None,
         rel = os.path.relpath(ap, root_s).replace(os.sep, "/")
         files.append((ap, rel))
     files.sort(key=lambda t: t[1])
+    if issues is not None:
+        issues.extend(sorted(found, key=lambda t: t[1]))
     return files
 
 
@@ -289,19 +331,27 @@ def scan(root: str | PathLike[str], output: str | PathLike[str] | None = None,
 
 
 class _Stats:
-    def __init__(self, total: int, done: int) -> None:
+    """Counts of the whole report (``counts``) and of this run's rows (``run_counts``)."""
+
+    def __init__(self, total: int, kept: list[dict[str, str]]) -> None:
         self.total = total
-        self.done = done
-        self.start_done = done
+        self.done = len(kept)
+        self.start_done = len(kept)
         self.t0 = time.monotonic()
         self.counts = {SCORED: 0, NOT_SCORED: 0, SKIPPED: 0, ERROR: 0}
-        self.flagged = 0
+        self.run_counts = dict(self.counts)
+        self.flagged = self.run_flagged = 0
+        for row in kept:
+            self.counts[row["status"]] = self.counts.get(row["status"], 0) + 1
+            self.flagged += row.get("flagged") == "true"
 
     def add(self, row: dict[str, Any]) -> None:
         self.done += 1
-        self.counts[row["status"]] = self.counts.get(row["status"], 0) + 1
+        for counts in (self.counts, self.run_counts):
+            counts[row["status"]] = counts.get(row["status"], 0) + 1
         if row.get("flagged"):
             self.flagged += 1
+            self.run_flagged += 1
 
     def progress(self, phase: str = "flagging") -> BatchProgress:
         elapsed = time.monotonic() - self.t0
@@ -366,25 +416,15 @@ def run_batch(options: BatchOptions, *,
     writable, disk full, a report that cannot be resumed) raise :class:`PneumoViewError`;
     per-file problems are rows.
     """
-    from pneumoview.core.procpool import ProcessPool, TaskResult, default_workers
-
     t_start = time.monotonic()
-    cancel = cancel or (lambda: False)
-    root = os.path.abspath(os.fspath(options.root))
     output = None if options.output is None else os.path.abspath(os.fspath(options.output))
-    batch_size = max(1, int(options.batch_size))
 
-    def emit_progress(stats: _Stats, phase: str) -> None:
-        if on_progress is not None:
-            on_progress(stats.progress(phase))
-
-    # 1. the output: refuse to clobber a report by accident, check it can be written
-    regular_out = output is not None and rep.is_regular_target(output)
-    if output is not None and regular_out and os.path.exists(output) \
-            and not options.resume and not options.overwrite:
-        raise PneumoViewError("the report already exists; pass --resume to continue it or "
-                              "--overwrite to replace it", output)
-    if output is not None and regular_out:
+    # 1. the output: a regular file (or a new name); refuse to clobber a report by accident
+    if output is not None:
+        rep.check_output_target(output)
+        if os.path.lexists(output) and not options.resume and not options.overwrite:
+            raise PneumoViewError("the report already exists; pass --resume to continue it or "
+                                  "--overwrite to replace it", output)
         parent = os.path.dirname(output) or "."
         if not os.path.isdir(parent):
             raise PneumoViewError("the report's folder does not exist", parent)
@@ -400,9 +440,36 @@ def run_batch(options: BatchOptions, *,
     if not 0.0 <= threshold <= 1.0:
         raise PneumoViewError(f"--threshold must be in [0, 1], got {threshold:g}")
 
+    # one run at a time per report (the lock goes when this process ends, however it ends)
+    with contextlib.ExitStack() as stack:
+        if output is not None:
+            stack.enter_context(rep.ReportLock(output))
+        return _run_locked(options, output, engine, info, threshold, t_start,
+                           on_rows=on_rows, on_progress=on_progress,
+                           cancel=cancel or (lambda: False),
+                           progress_interval_s=progress_interval_s)
+
+
+def _run_locked(options: BatchOptions, output: str | None, engine: Engine, info: Any,
+                threshold: float, t_start: float, *,
+                on_rows: Callable[[list[dict[str, Any]]], None] | None,
+                on_progress: Callable[[BatchProgress], None] | None,
+                cancel: Callable[[], bool],
+                progress_interval_s: float) -> BatchSummary:
+    """Steps 3-5 of :func:`run_batch`, holding the report's lock."""
+    from pneumoview.core.procpool import ProcessPool, TaskResult, default_workers
+
+    root = os.path.abspath(os.fspath(options.root))
+    batch_size = max(1, int(options.batch_size))
+
+    def emit_progress(stats: _Stats, phase: str) -> None:
+        if on_progress is not None:
+            on_progress(stats.progress(phase))
+
     # 3. scan, shard, stat
+    issues: list[ScanIssue] = []
     try:
-        files = scan(root, output if regular_out else None, options.follow_symlinks, cancel)
+        files = scan(root, output, options.follow_symlinks, cancel, issues=issues)
     except ScanCancelled:
         return BatchSummary(
             root=root, output=None, manifest=None, total=0, done=0, resumed=0,
@@ -413,6 +480,7 @@ def run_batch(options: BatchOptions, *,
     if options.shard is not None:
         k, n = options.shard
         files = [f for f in files if rep.shard_of(f[1], n) == k]
+        issues = [f for f in issues if rep.shard_of(f[1], n) == k]
     stats_by_rel: dict[str, os.stat_result | None] = {}
     for path, rel in files:
         try:
@@ -420,44 +488,57 @@ def run_batch(options: BatchOptions, *,
         except OSError:
             stats_by_rel[rel] = None
 
-    # 4. resume: keep rows of unchanged files, drop the rest, rewrite atomically
+    # 4. resume: keep rows of unchanged files (error rows are retried unless told not to);
+    # the writer rewrites the kept rows atomically before appending (which also repairs a
+    # half-written last line)
     kept: dict[str, dict[str, str]] = {}
-    if output is not None and options.resume and regular_out:
+    retried = 0
+    if output is not None and options.resume:
         previous = rep.load_for_resume(output, model_sha256=info.weights_sha256,
                                        threshold=threshold, shard=options.shard,
                                        model_id=info.model_id)
         for rel, row in previous.items():
-            st = stats_by_rel.get(rel, "absent")
-            if st is None or st == "absent":
+            st = stats_by_rel.get(rel)
+            if st is None:  # gone, unreadable, or a scan issue (its row is made again)
                 continue
             if row["file_size"] == str(st.st_size) and row["mtime_ns"] == str(st.st_mtime_ns):
+                if row["status"] == ERROR and options.retry_errors:
+                    retried += 1
+                    continue
                 kept[rel] = row
-        if os.path.exists(output):  # also repairs a half-written last line
-            rep.write_report_atomic(output, (kept[r] for _, r in files if r in kept))
     shard_k, shard_n = options.shard or (0, 1)
+    total = len(files) + len(issues)
     manifest_base = {
-        "root": root, "shard_index": shard_k, "shard_count": shard_n, "files": len(files),
+        "root": rep.escape_path(root), "shard_index": shard_k, "shard_count": shard_n,
+        "files": total,
         "model_sha256": info.weights_sha256, "model_id": info.model_id,
         "report_format": rep.REPORT_FORMAT, "model_label": info.label,
         "model_name": info.name, "model_version": info.version, "threshold": threshold,
         "pneumoview_version": _version(),
     }
     writer = None
-    if output is not None:
-        writer = rep.ReportWriter(output, append=options.resume and regular_out)
     manifest = None
-    if output is not None and regular_out:
+    if output is not None:
+        writer = rep.ReportWriter(output, (kept[r] for _, r in files if r in kept))
         manifest = str(rep.write_manifest(output, {**manifest_base, "finished": False,
                                                    "cancelled": False}))
 
-    stats = _Stats(total=len(files), done=len(kept))
+    kept_rows = [kept[r] for _, r in files if r in kept]
+    stats = _Stats(total=total, kept=kept_rows)
     if on_rows is not None and kept:
-        on_rows([rep.parse_row(r) for r in kept.values()])
+        on_rows([rep.parse_row(r) for r in kept_rows])
     emit_progress(stats, "flagging")
 
     # 5. the pipeline
     todo: list[tuple[str, str]] = [f for f in files if f[1] not in kept]
     direct_rows: list[dict[str, Any]] = []
+    for path, rel, reason, is_folder in issues:
+        row = _base_row(path, rel, None, threshold, info)
+        if is_folder:
+            row.update(status=ERROR, message=f"{reason}: the files in it are not in the report")
+        else:
+            row.update(status=SKIPPED, message=f"{reason}; not read")
+        direct_rows.append(row)
     tasks: list[tuple[Any, Any]] = []
     max_bytes = int(options.max_image_mb) * 2**20
     for path, rel in todo:
@@ -472,7 +553,8 @@ def run_batch(options: BatchOptions, *,
             direct_rows.append(row)
         else:
             tasks.append((row, {"path": path, "file_size": st.st_size,
-                                "input_size": info.input_size, "max_bytes": max_bytes}))
+                                "input_size": info.input_size, "max_bytes": max_bytes,
+                                "quiet": options.quiet}))
 
     stage = {"decode": 0.0, "input": 0.0, "model": 0.0, "model_wall": 0.0}
     pending: list[tuple[dict[str, Any], np.ndarray]] = []
@@ -597,7 +679,9 @@ def run_batch(options: BatchOptions, *,
         cancelled=cancelled, finished=finished, elapsed_s=elapsed,
         rate=processed / run_s if run_s > 0 else 0.0, model_label=info.label,
         model_sha256=info.weights_sha256, threshold=threshold, workers=n_workers,
-        restarts=restarts, stage_cpu_s=stage)
+        restarts=restarts, stage_cpu_s=stage, run_counts=dict(stats.run_counts),
+        run_flagged=stats.run_flagged, retried=retried,
+        unlisted_folders=sum(1 for issue in issues if issue[3]))
 
 
 def _memory_limit_bytes(options: BatchOptions, workers: int) -> int | None:

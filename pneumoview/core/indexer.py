@@ -19,6 +19,7 @@ paths at debug level only, never patient data.
 from __future__ import annotations
 
 import dataclasses
+import errno
 import functools
 import logging
 import os
@@ -670,12 +671,30 @@ def _file_key(path: str, st: os.stat_result) -> tuple[Any, ...]:
     return ("path", os.path.normcase(os.path.realpath(path)))
 
 
+#: ``on_issue(path, reason, is_folder)``: what the walk passes over and why (a folder it cannot
+#: list; a dangling link, a FIFO, a socket, a device). Called as they are met.
+IssueCallback = Callable[[str, str, bool], None]
+
+
+def _special_kind(mode: int) -> str:
+    if stat_mod.S_ISFIFO(mode):
+        return "a named pipe (FIFO)"
+    if stat_mod.S_ISSOCK(mode):
+        return "a socket"
+    if stat_mod.S_ISCHR(mode):
+        return "a character device"
+    if stat_mod.S_ISBLK(mode):
+        return "a block device"
+    return "not a regular file"
+
+
 def _walk(root: str, follow_symlinks: bool = True, cancel: Callable[[], bool] | None = None,
-          state: dict[str, bool] | None = None) -> Iterator[tuple[str, os.stat_result]]:
+          state: dict[str, bool] | None = None,
+          on_issue: IssueCallback | None = None) -> Iterator[tuple[str, os.stat_result]]:
     """Depth-first walk yielding (path, stat) of regular files, each folder visited once.
 
     When ``cancel()`` turns true while a folder is listed, the walk stops and sets
-    ``state["cancelled"]``."""
+    ``state["cancelled"]``. Entries are only ``stat``-ed, never opened (a FIFO cannot block)."""
     try:
         st_root = os.stat(root)
     except OSError:
@@ -689,6 +708,8 @@ def _walk(root: str, follow_symlinks: bool = True, cancel: Callable[[], bool] | 
                 entries = sorted(it, key=lambda e: e.name)
         except OSError as exc:
             log.debug("skipping unreadable folder (%s)", type(exc).__name__)
+            if on_issue is not None:
+                on_issue(folder, f"cannot list this folder ({exc.strerror or exc})", True)
             continue
         subdirs: list[str] = []
         for entry in entries:
@@ -698,10 +719,16 @@ def _walk(root: str, follow_symlinks: bool = True, cancel: Callable[[], bool] | 
                 return
             try:
                 if entry.is_symlink() and not follow_symlinks:
+                    if on_issue is not None:
+                        on_issue(entry.path, "a symbolic link (links are not followed)", False)
                     continue
                 st = entry.stat(follow_symlinks=True)
-            except OSError:
-                continue  # dangling symlink, vanished file
+            except OSError as exc:
+                if on_issue is not None:  # dangling symlink, vanished file
+                    dangling = entry.is_symlink() and exc.errno in (errno.ENOENT, errno.ELOOP)
+                    on_issue(entry.path, "a dangling symbolic link (its target does not exist)"
+                             if dangling else f"cannot stat it ({exc.strerror or exc})", False)
+                continue
             if stat_mod.S_ISDIR(st.st_mode):
                 if not st.st_ino:  # Windows DirEntry.stat() leaves st_ino at 0
                     try:
@@ -721,16 +748,22 @@ def _walk(root: str, follow_symlinks: bool = True, cancel: Callable[[], bool] | 
                     except OSError:
                         continue
                 yield entry.path, st
+            elif on_issue is not None:
+                on_issue(entry.path, f"{_special_kind(st.st_mode)}, not a regular file",
+                         False)
         stack.extend(reversed(subdirs))
 
 
-def iter_files(root: PathType, follow_symlinks: bool = True) -> Iterator[str]:
+def iter_files(root: PathType, follow_symlinks: bool = True,
+               on_issue: IssueCallback | None = None) -> Iterator[str]:
     """Every regular file below ``root``, recursively, in a stable (sorted) order.
 
     Symlinked folders are followed once each (visited folders are remembered by device and
-    inode), so a link to a parent cannot loop; unreadable folders are skipped.
+    inode), so a link to a parent cannot loop; unreadable folders, special files and dangling
+    links are passed over, and told to ``on_issue`` when given.
     """
-    for path, _st in _walk(os.path.abspath(os.fspath(root)), follow_symlinks):
+    for path, _st in _walk(os.path.abspath(os.fspath(root)), follow_symlinks,
+                           on_issue=on_issue):
         yield path
 
 

@@ -53,6 +53,10 @@ WORKER_ENV = {
     "VECLIB_MAXIMUM_THREADS": "1",
 }
 
+#: Signals a worker ignores: the parent handles them (see ``pneumoview flag``) and ends the
+#: workers itself once the rows in flight are done.
+PARENT_SIGNALS = ("SIGINT", "SIGTERM", "SIGHUP")
+
 #: A worker that dies this many times in a row before it is ready means the pool cannot work
 #: at all (broken install, a memory limit below what the imports need): a fatal error.
 MAX_START_FAILURES = 3
@@ -162,8 +166,11 @@ def _worker_main(conn: Connection, target: str, memory_limit: int | None,
     if nice > 0 and hasattr(os, "nice"):
         with contextlib.suppress(OSError):
             os.nice(nice)  # below the GUI's own threads: the viewer comes first
-    with contextlib.suppress(ValueError, OSError):
-        signal.signal(signal.SIGINT, signal.SIG_IGN)  # Ctrl+C belongs to the parent
+    # Ctrl+C, a hang-up or a polite kill sent to the whole process group belong to the parent:
+    # it finishes the rows in flight and then stops the workers itself
+    for name in PARENT_SIGNALS:
+        with contextlib.suppress(ValueError, OSError, AttributeError):
+            signal.signal(getattr(signal, name), signal.SIG_IGN)
     _set_memory_limit(memory_limit)
     tune_malloc()
     try:

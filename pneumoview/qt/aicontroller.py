@@ -126,9 +126,9 @@ class AIController(QObject):
             from pneumoview.qt.studytree import AI_COLUMN
 
             # the AI column right after the name, so it is seen without scrolling sideways
+            # (the tree sizes it to its text as results arrive)
             header = self.tree.header()
             header.moveSection(header.visualIndex(AI_COLUMN), 1)
-            header.resizeSection(AI_COLUMN, max(header.sectionSize(AI_COLUMN), 110))
         window.statusBar().addPermanentWidget(self.status_label)
         window.currentInstanceChanged.connect(self.on_instance_changed)
         window.imageShown.connect(self.on_image_shown)
@@ -207,7 +207,7 @@ class AIController(QObject):
 
     def _on_loading(self, model_dir: str) -> None:
         self.status_label.setText("AI: loading model...")
-        self.panel.model_label.setText("loading...")
+        self.panel.show_model_loading()
 
     def _on_ready(self, info: Any, device: str) -> None:
         replaced = self.info is not None and self.info.model_id != info.model_id
@@ -216,6 +216,7 @@ class AIController(QObject):
             self.settings.ai_model_dir = self._chosen_dir  # File > Load Model... is remembered
             self._chosen_dir = None
         self.panel.set_model(info, device)
+        self.panel.show_model_error("")
         self.status_label.setText(f"AI: {device} | {info.name} {info.version}")
         self.status_label.setToolTip(tip(info.label))
         self.threshold = self._saved_threshold(info)
@@ -233,7 +234,8 @@ class AIController(QObject):
         self._chosen_dir = None
         if self.info is not None:  # a new model was refused: the loaded one stays in use
             self.panel.set_model(self.info, self.worker.device)
-            self.panel.model_label.setToolTip(tip(f"The model you chose was refused: {message}"))
+            self.panel.show_model_error(f"The model you chose was refused: {message}. Still "
+                                        f"using {self.info.label}.")
             self.status_label.setText(f"AI: {self.worker.device} | {self.info.name} "
                                       f"{self.info.version} (new model refused)")
             self.status_label.setToolTip(tip(message))
@@ -243,8 +245,16 @@ class AIController(QObject):
             self.status_label.setToolTip(tip(message))
             if self.current is not None:
                 self.panel.show_error(f"Not scored: AI unavailable ({message})")
+        text = (f"Load Model refused: {message} (still using {self.info.label})"
+                if self.info is not None else f"AI unavailable: {message}")
+        self._report_error(text)
+
+    def _report_error(self, message: str) -> None:
+        """Errors go to the window's one sink (status bar and Log panel), else the log."""
         if self.window is not None and hasattr(self.window, "report_error"):
-            self.window.report_error(f"AI: {message}")
+            self.window.report_error(message)
+        else:
+            log.warning(message)
 
     # -- threshold -------------------------------------------------------------------------
     def _saved_threshold(self, info: Any) -> float:
@@ -516,8 +526,7 @@ class AIController(QObject):
             out = ask_and_export(self.window, self.view, self.caption(),
                                  f"{stem}_pneumoview.png")
         except OSError as exc:
-            if self.window is not None and hasattr(self.window, "report_error"):
-                self.window.report_error(str(exc))
+            self._report_error(f"Export Image failed: {exc}")
             return
         if out is not None and self.window is not None and hasattr(self.window, "report"):
             self.window.report(f"Exported {out}")

@@ -27,12 +27,16 @@ from PySide6.QtWidgets import (
     QWidget,
 )
 
+from pneumoview.core.paths import display_path
 from pneumoview.qt.camoverlay import CamColourBar
 from pneumoview.qt.plaintext import make_plain, tip
 
 FLAGGED_COLOUR = "#c62828"
 NOT_FLAGGED_COLOUR = "#2e7d32"
 NOT_SCORED_COLOUR = "#757575"
+#: Shown in place of the threshold until a model says what it is (never a made-up 50 %).
+THRESHOLD_LOADING = "loading..."
+THRESHOLD_NONE = "n/a"
 CAM_NOTE = ("The map shows where the model looked, not disease. It is scaled per image, so a "
             "low-probability image glows as brightly as a high one.")
 SLIDER_STEPS = 1000
@@ -134,14 +138,15 @@ class ProbabilityBar(QWidget):
     def __init__(self, parent: QWidget | None = None) -> None:
         super().__init__(parent)
         self.probability: float | None = None
-        self.threshold = 0.5
+        self.threshold: float | None = None  # no marker until a model gives one
         self.colour = QColor(NOT_SCORED_COLOUR)
         self.setMinimumHeight(22)
         self.setSizePolicy(QSizePolicy.Policy.Expanding, QSizePolicy.Policy.Fixed)
 
-    def set_values(self, probability: float | None, threshold: float, colour: str) -> None:
+    def set_values(self, probability: float | None, threshold: float | None,
+                   colour: str) -> None:
         self.probability, self.threshold, self.colour = probability, threshold, QColor(colour)
-        self.setToolTip("" if probability is None else
+        self.setToolTip("" if probability is None or threshold is None else
                         f"probability {probability:.1%}; threshold {threshold:.1%} (marker)")
         self.update()
 
@@ -153,9 +158,10 @@ class ProbabilityBar(QWidget):
         if self.probability is not None:
             filled = QRectF(bar.left(), bar.top(), bar.width() * self.probability, bar.height())
             p.fillRect(filled, self.colour)
-        x = bar.left() + bar.width() * self.threshold
-        p.setPen(QPen(self.palette().windowText().color(), 2))
-        p.drawLine(int(x), 0, int(x), self.height())
+        if self.threshold is not None:
+            x = bar.left() + bar.width() * self.threshold
+            p.setPen(QPen(self.palette().windowText().color(), 2))
+            p.drawLine(int(x), 0, int(x), self.height())
         p.end()
 
 
@@ -170,8 +176,9 @@ class AIPanel(QWidget):
 
     def __init__(self, parent: QWidget | None = None) -> None:
         super().__init__(parent)
-        self.default_threshold = 0.5
-        self.threshold = 0.5
+        # None until a model is loaded: the panel shows "loading...", not a placeholder
+        self.default_threshold: float | None = None
+        self.threshold: float | None = None
         self.prediction: Any = None  # the Prediction shown (already at self.threshold)
         layout = QVBoxLayout(self)
 
@@ -266,6 +273,16 @@ class AIPanel(QWidget):
         layout.addWidget(cam_box)
 
         facts = QFormLayout()
+        # why the model chosen last was refused (the one in use, if any, stays): it stays on
+        # screen until a model loads, unlike the status bar message
+        self.model_error = QLabel("")
+        self.model_error.setObjectName("aiModelError")
+        self.model_error.setTextFormat(Qt.TextFormat.PlainText)
+        self.model_error.setWordWrap(True)
+        self.model_error.setStyleSheet(f"QLabel {{ color: {FLAGGED_COLOUR}; }}")
+        self.model_error.setTextInteractionFlags(Qt.TextInteractionFlag.TextSelectableByMouse)
+        self.model_error.setVisible(False)
+        layout.addWidget(self.model_error)
         self.model_label = QLabel("loading...")
         self.model_label.setWordWrap(True)
         self.model_label.setTextInteractionFlags(Qt.TextInteractionFlag.TextSelectableByMouse)
@@ -287,7 +304,10 @@ class AIPanel(QWidget):
             self.model_label.setText(error or "no model")
             self.model_label.setStyleSheet(f"QLabel {{ color: {FLAGGED_COLOUR}; }}"
                                            if error else "")
+            self.model_label.setToolTip(tip(error))
             self.device_label.setText("-")
+            self.default_threshold = self.threshold = None
+            self._set_threshold_widgets(None, THRESHOLD_NONE)
             self._set_metrics(None)
             return
         self.model_label.setText(info.label)
@@ -296,6 +316,18 @@ class AIPanel(QWidget):
         self.device_label.setText(device or "-")
         self.default_threshold = float(info.threshold)
         self._set_metrics(info.metrics)
+
+    def show_model_error(self, message: str) -> None:
+        """Keep ``message`` (a refused model) on screen; an empty one clears it."""
+        self.model_error.setText(display_path(message))
+        self.model_error.setToolTip(tip(message))
+        self.model_error.setVisible(bool(message))
+
+    def show_model_loading(self) -> None:
+        self.model_label.setText("loading...")
+        self.model_label.setStyleSheet("")
+        if self.threshold is None:
+            self._set_threshold_widgets(None, THRESHOLD_LOADING)
 
     def _set_metrics(self, metrics: dict | None) -> None:
         m = split_metrics(metrics)
@@ -306,7 +338,9 @@ class AIPanel(QWidget):
         self._update_metrics_note()
 
     def _update_metrics_note(self) -> None:
-        if abs(self.threshold - self.default_threshold) > 1e-9:
+        if self.default_threshold is None or self.threshold is None:
+            self.metrics_note.setText("")
+        elif abs(self.threshold - self.default_threshold) > 1e-9:
             self.metrics_note.setText(f"Measured at the model's threshold "
                                       f"{self.default_threshold:.1%}, not at yours.")
         else:
@@ -320,13 +354,21 @@ class AIPanel(QWidget):
         if self.prediction is not None:
             self.show_prediction(self.prediction.with_threshold(self.threshold))
 
-    def _set_threshold_widgets(self, value: float) -> None:
+    def _set_threshold_widgets(self, value: float | None,
+                               placeholder: str = THRESHOLD_LOADING) -> None:
+        """The slider and box at ``value``; None: disabled, the box reads ``placeholder``."""
+        known = value is not None
         self.slider.blockSignals(True)
         self.spin.blockSignals(True)
-        self.slider.setValue(round(value * SLIDER_STEPS))
-        self.spin.setValue(round(value * 100.0, 1))
+        # the special text shows at the minimum only: cleared once a real value (maybe 0) is
+        self.spin.setSpecialValueText("" if known else placeholder)
+        self.slider.setValue(round(value * SLIDER_STEPS) if known else 0)
+        self.spin.setValue(round(value * 100.0, 1) if known else self.spin.minimum())
         self.slider.blockSignals(False)
         self.spin.blockSignals(False)
+        for widget in (self.slider, self.spin, self.reset_button):
+            widget.setEnabled(known)
+        self.spin.setToolTip("" if known else "The model's threshold, once it has loaded")
 
     def _on_slider(self, v: int) -> None:
         self.set_threshold(v / SLIDER_STEPS)
@@ -361,7 +403,8 @@ class AIPanel(QWidget):
 
     def show_prediction(self, prediction: Any, elapsed_ms: float | None = None) -> None:
         """Show a Prediction (re-labelled at the panel's threshold)."""
-        if prediction.scored and abs(prediction.threshold - self.threshold) > 1e-12:
+        if prediction.scored and self.threshold is not None \
+                and abs(prediction.threshold - self.threshold) > 1e-12:
             prediction = prediction.with_threshold(self.threshold)
         if prediction.scored and _number(prediction.probability) is None:
             self.show_error("Not scored: the model gave no valid probability (NaN or "
@@ -371,7 +414,7 @@ class AIPanel(QWidget):
         if prediction.scored:
             colour = FLAGGED_COLOUR if prediction.flagged else NOT_FLAGGED_COLOUR
             self.percent.setText(f"{prediction.probability * 100:.1f} %")
-            self.bar.set_values(prediction.probability, self.threshold, colour)
+            self.bar.set_values(prediction.probability, prediction.threshold, colour)
             text = prediction.state_text
             if prediction.reason:
                 text += f"\n({prediction.reason})"

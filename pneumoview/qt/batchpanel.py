@@ -425,9 +425,10 @@ class BatchController(QObject):
         if go_menu is not None:
             go_menu.addSeparator()
             go_menu.addAction(self.act_next)
-        view_menu = _menu(window, "View")
-        if view_menu is not None:
-            view_menu.addAction(dock.toggleViewAction())
+        if not hasattr(window, "view_menu"):  # the main window lists every dock itself
+            view_menu = _menu(window, "View")
+            if view_menu is not None:
+                view_menu.addAction(dock.toggleViewAction())
 
     def _show_dock(self) -> None:
         """Show and raise the Batch dock; tall enough for a dozen result rows when it was

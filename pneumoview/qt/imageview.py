@@ -27,15 +27,19 @@ from dataclasses import dataclass
 
 import numpy as np
 import pyqtgraph as pg
-from PySide6.QtCore import QPointF, QRectF, Qt, Signal
-from PySide6.QtGui import QFont, QPainter
-from PySide6.QtWidgets import QLabel, QVBoxLayout, QWidget
+from PySide6.QtCore import QEvent, QObject, QPointF, QRectF, Qt, Signal
+from PySide6.QtGui import QFont, QHelpEvent, QPainter
+from PySide6.QtWidgets import QLabel, QToolTip, QVBoxLayout, QWidget
 
 from pneumoview.core import colour, overlays, windowing
 from pneumoview.core.dicomio import DecodedImage
 from pneumoview.core.paths import display_path
 from pneumoview.core.windowing import Window
 from pneumoview.qt.plaintext import make_plain
+
+#: Hover text of the "Frame 1/3" corner line: the viewer counts as DICOM does, scripts do not.
+FRAME_TOOLTIP = ("Frames are numbered from 1, as DICOM numbers them; pneumoview render --frame "
+                 "counts from 0")
 
 pg.setConfigOptions(imageAxisOrder="row-major", antialias=False)
 
@@ -292,6 +296,9 @@ class ImageView(QWidget):
         self._message.hide()
         self.view_box.sigWindowDrag.connect(self._on_window_drag)
         self.view_box.sigRangeChanged.connect(self._on_range_changed)
+        # corner labels let the mouse through (drags start anywhere), so their tooltips are
+        # shown from the viewport's tooltip events
+        self.graphics.viewport().installEventFilter(self)
 
     # -- public API --------------------------------------------------------------------------
     def add_layer(self, item: pg.GraphicsObject, z: float = 10.0) -> None:
@@ -541,7 +548,26 @@ class ImageView(QWidget):
         return {"tl": tl, "tr": "\n".join(x for x in tr_lines if x),
                 "bl": "\n".join(bl_lines), "br": "\n".join(br_lines)}
 
+    def corner_tooltip(self, pos: QPointF) -> str:
+        """The tooltip of the corner label under ``pos`` (graphics view coordinates), or ''."""
+        for label in self._corners.values():
+            if label.isVisible() and label.toolTip() and label.geometry().contains(pos.toPoint()):
+                return label.toolTip()
+        return ""
+
+    def eventFilter(self, watched: QObject, event: QEvent) -> bool:  # noqa: N802 - Qt API
+        if event.type() == QEvent.Type.ToolTip and isinstance(event, QHelpEvent):
+            pos = self.graphics.viewport().mapTo(self.graphics, event.pos())
+            tip = self.corner_tooltip(QPointF(pos))
+            if tip:
+                QToolTip.showText(event.globalPos(), tip, self.graphics)
+                return True
+        return super().eventFilter(watched, event)
+
     def _update_text(self) -> None:
+        d = self.decoded
+        multi = d is not None and d.n_frames > 1
+        self._corners["tr"].setToolTip(FRAME_TOOLTIP if multi else "")
         for corner, text in self.corner_text().items():
             label = self._corners[corner]
             label.setText(text)

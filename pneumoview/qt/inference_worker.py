@@ -247,8 +247,7 @@ class InferenceWorker(QObject):
             info = engine.load()
             if not self._stopping:  # closing: no need to import grad-cam and warm up
                 engine.warm_up()
-        except PneumoViewError as exc:
-            log.warning("AI unavailable: %s", exc)
+        except PneumoViewError as exc:  # reported by whoever listens (the window's log)
             self.modelFailed.emit(str(exc))
             return
         except Exception as exc:  # a broken install (torch missing...) must not stop viewing

@@ -27,6 +27,7 @@ from dataclasses import dataclass
 from PySide6.QtCore import QByteArray, Qt, QTimer, Signal
 from PySide6.QtGui import QAction, QActionGroup, QDragEnterEvent, QDropEvent, QKeySequence
 from PySide6.QtWidgets import (
+    QApplication,
     QDockWidget,
     QFileDialog,
     QHBoxLayout,
@@ -50,6 +51,7 @@ from pneumoview.core.paths import display_path
 from pneumoview.core.settings import MAX_RECENT, Settings, save_settings
 from pneumoview.qt.imageview import ImageView, PreparedImage, prepare
 from pneumoview.qt.logpanel import LogPanel, QtLogHandler
+from pneumoview.qt.navkeys import NavigationKeys
 from pneumoview.qt.plaintext import make_plain, menu_text
 from pneumoview.qt.studytree import StudyTree
 from pneumoview.qt.tagbrowser import TagBrowser
@@ -164,6 +166,7 @@ class MainWindow(QMainWindow):
         self.batch.attach(self)
         for dock in self.findChildren(QDockWidget):
             dock.visibilityChanged.connect(self._tidy_tab_bars_later)
+        self._add_panel_actions()
         self._restore_geometry()
 
     # -- construction ------------------------------------------------------------------------
@@ -176,6 +179,7 @@ class MainWindow(QMainWindow):
         text.setTextFormat(Qt.TextFormat.RichText)  # our own text only, never data
         text.setWordWrap(True)
         text.setMaximumWidth(560)
+        self.welcome_text = text
         self.demo_button = QPushButton("Open the demo")
         self.open_button = QPushButton("Open Folder...")
         buttons = QHBoxLayout()
@@ -183,8 +187,14 @@ class MainWindow(QMainWindow):
         buttons.addWidget(self.demo_button)
         buttons.addWidget(self.open_button)
         buttons.addStretch(1)
+        # centred by stretches, not by an alignment flag: an aligned word-wrapped label gets
+        # the height of its unwrapped size hint and loses its last lines
+        row = QHBoxLayout()
+        row.addStretch(1)
+        row.addWidget(text, 10)
+        row.addStretch(1)
         wl.addStretch(1)
-        wl.addWidget(text, 0, Qt.AlignmentFlag.AlignHCenter)
+        wl.addLayout(row)
         wl.addLayout(buttons)
         wl.addStretch(2)
 
@@ -285,6 +295,15 @@ class MainWindow(QMainWindow):
         self.act_prev_series = a("Previous S&eries", lambda: self.tree.step_series(-1), "PgUp")
         self.preset_actions = [a(f"Preset {i}", lambda _=False, i=i: self.apply_preset(i - 1),
                                  str(i)) for i in range(1, 10)]
+        self.act_reset_layout = a("Reset Window &Layout", self.reset_layout)
+        self.act_reset_layout.setToolTip("Show every panel again where it started")
+        key = Qt.Key
+        self.nav_keys = NavigationKeys(self, {
+            key.Key_Down: self.act_next, key.Key_Right: self.act_next,
+            key.Key_Up: self.act_prev, key.Key_Left: self.act_prev,
+            key.Key_PageDown: self.act_next_series, key.Key_PageUp: self.act_prev_series,
+        }, active=lambda: self.stack.currentWidget() is self.viewer_page)
+        QApplication.instance().installEventFilter(self.nav_keys)
 
     def _build_menus(self) -> None:
         bar = self.menuBar()
@@ -306,8 +325,8 @@ class MainWindow(QMainWindow):
         view_menu.addAction(self.act_overlays)
         view_menu.addAction(self.act_roi_overlays)
         view_menu.addSeparator()
-        for dock in (self.tree_dock, self.details_dock, self.log_dock):
-            view_menu.addAction(dock.toggleViewAction())
+        view_menu.addAction(self.act_reset_layout)  # the panels go above it (_add_panel_actions)
+        self.view_menu = view_menu
         go_menu = bar.addMenu("&Go")
         for act in (self.act_next, self.act_prev, self.act_next_series, self.act_prev_series):
             go_menu.addAction(act)
@@ -330,11 +349,44 @@ class MainWindow(QMainWindow):
         if logging.getLogger("pneumoview").getEffectiveLevel() > logging.INFO:
             logging.getLogger("pneumoview").setLevel(logging.INFO)
 
+    def _add_panel_actions(self) -> None:
+        """View menu: a show/hide entry for every dock (the AI and Batch ones included), so a
+        closed panel can always come back, then Reset Window Layout."""
+        for dock in self.findChildren(QDockWidget):
+            action = dock.toggleViewAction()
+            action.setToolTip(f"Show or hide the {dock.windowTitle()} panel")
+            self.view_menu.insertAction(self.act_reset_layout, action)
+
+    def reset_layout(self) -> None:
+        """Every dock back where it started, shown (the Batch dock while a batch runs)."""
+        self.restoreState(self._initial_state)
+        self._default_layout()
+        ai_dock = getattr(self.ai, "dock", None)
+        if ai_dock is not None:
+            ai_dock.raise_()
+        if self.batch.running:
+            self.batch.dock.show()
+            self.batch.dock.raise_()
+        self._tidy_tab_bars_later()
+        self.report("Window layout reset")
+
     def _default_layout(self) -> None:
-        """Dock sizes, applied after every panel (AI, batch) has been added."""
-        self.resizeDocks([self.tree_dock, self.details_dock], [380, 340],
+        """Dock sizes for the window's width, applied after every panel (AI, batch) has been
+        added and again when the window is first shown at its real size (a saved layout
+        wins): the tree and the tag browser get room for their text on a wide screen too."""
+        width = self.width()
+        tree = int(min(max(width * 0.25, 300), 520))
+        details = int(min(max(width * 0.32, 400), 600))
+        self.resizeDocks([self.tree_dock, self.details_dock], [tree, details],
                          Qt.Orientation.Horizontal)
         self.resizeDocks([self.log_dock], [110], Qt.Orientation.Vertical)
+
+    def showEvent(self, event) -> None:  # noqa: ANN001, N802 - Qt's name
+        super().showEvent(event)
+        if not self._shown_once:
+            self._shown_once = True
+            if not self._layout_restored:
+                self._default_layout()
 
     def hide_stray_tab_bars(self) -> int:
         """Hide dock tab bars Qt left behind; returns how many.
@@ -377,13 +429,17 @@ class MainWindow(QMainWindow):
     def _restore_geometry(self) -> None:
         self.resize(1400, 900)
         self._default_layout()
+        self._initial_state = self.saveState()  # what View > Reset Window Layout goes back to
+        self._shown_once = False
+        self._layout_restored = False
         if self.options.screenshot_mode:
             return  # screenshots use the default layout, whatever the user last arranged
         try:
             if self.settings.window_geometry:
                 self.restoreGeometry(QByteArray(base64.b64decode(self.settings.window_geometry)))
             if self.settings.window_state:
-                self.restoreState(QByteArray(base64.b64decode(self.settings.window_state)))
+                self._layout_restored = self.restoreState(
+                    QByteArray(base64.b64decode(self.settings.window_state)))
         except (ValueError, TypeError):
             log.warning("saved window layout is unreadable; using the default layout")
 
@@ -690,4 +746,7 @@ class MainWindow(QMainWindow):
         self.decoder.close()  # first: a decode in flight then ends at once
         self.runner.shutdown(timeout=10.0)
         logging.getLogger("pneumoview").removeHandler(self._log_handler)
+        app = QApplication.instance()
+        if app is not None:
+            app.removeEventFilter(self.nav_keys)
 

@@ -16,6 +16,7 @@ from PySide6.QtCore import Qt, Signal
 from PySide6.QtWidgets import QAbstractItemView, QTreeWidget, QTreeWidgetItem, QWidget
 
 from pneumoview.core.indexer import Instance
+from pneumoview.qt.columns import ColumnFitter
 from pneumoview.qt.plaintext import tip
 
 COLUMNS = ("Name", "ID", "Date", "Description", "Modality", "Count", "AI")
@@ -36,6 +37,13 @@ def _num(value: int | None) -> tuple[int, int]:
     return (0, value) if value is not None else (1, 0)
 
 
+def _cell(item: QTreeWidgetItem, column: int, text: str) -> None:
+    """A cell's text, also as its tooltip (whole, should a narrow column cut it)."""
+    item.setText(column, text)
+    if text:
+        item.setToolTip(column, tip(text))
+
+
 class StudyTree(QTreeWidget):
     """Tree of the opened folder; emits ``instanceSelected`` for the chosen image."""
 
@@ -48,9 +56,12 @@ class StudyTree(QTreeWidget):
         self.setSelectionMode(QAbstractItemView.SelectionMode.SingleSelection)
         self.setUniformRowHeights(True)
         self.setAlternatingRowColors(True)
-        for column, width in ((NAME, 175), (ID, 75), (DATE, 82), (DESCRIPTION, 150),
-                              (MODALITY, 45), (COUNT, 48), (AI_COLUMN, 70)):
-            self.setColumnWidth(column, width)
+        # the description right after the name: a series row reads "Series 2 | Chest PA"
+        # without scrolling sideways
+        self.header().moveSection(self.header().visualIndex(DESCRIPTION), 1)
+        # columns as wide as their text, measured after each burst of rows or AI results
+        self.columns = ColumnFitter(self)
+        self.itemChanged.connect(lambda *_: self.columns.schedule())
         self._patients: dict[tuple[str, str], QTreeWidgetItem] = {}
         self._studies: dict[tuple[tuple[str, str], str], QTreeWidgetItem] = {}
         self._series: dict[tuple[str, str], QTreeWidgetItem] = {}
@@ -86,8 +97,8 @@ class StudyTree(QTreeWidget):
             label = f"Image {inst.instance_number}" if inst.instance_number is not None \
                 else "Image"
             item.setText(NAME, label)
-            item.setText(DESCRIPTION, f"{inst.columns} x {inst.rows}"
-                         + (f", {inst.view_position}" if inst.view_position else ""))
+            _cell(item, DESCRIPTION, f"{inst.columns} x {inst.rows}"
+                  + (f", {inst.view_position}" if inst.view_position else ""))
             item.setText(MODALITY, inst.modality)
             item.setText(COUNT, f"{inst.n_frames} fr" if inst.n_frames > 1 else "")
             item.setToolTip(NAME, tip(inst.path))  # the name as the OS has it, escaped
@@ -108,6 +119,7 @@ class StudyTree(QTreeWidget):
         self._to_expand.clear()
         if added:
             self._update_counts(list(touched.values()))
+            self.columns.schedule()
         return added
 
     def _patient_item(self, inst: Instance) -> QTreeWidgetItem:
@@ -116,10 +128,10 @@ class StudyTree(QTreeWidget):
         if item is None:
             item = QTreeWidgetItem()
             name = inst.patient_name.replace("^", " ").strip() or "(no name)"
-            item.setText(NAME, name)
-            item.setText(ID, inst.patient_id)
-            item.setText(DATE, _date(inst.patient_birth_date))
-            item.setText(DESCRIPTION, inst.patient_sex)
+            _cell(item, NAME, name)
+            _cell(item, ID, inst.patient_id)
+            _cell(item, DATE, _date(inst.patient_birth_date))
+            _cell(item, DESCRIPTION, inst.patient_sex)
             item.setData(NAME, KIND_ROLE, "patient")
             self._new_patients.append((item, (name.lower(), inst.patient_id)))
             self._to_expand.append(item)
@@ -133,10 +145,10 @@ class StudyTree(QTreeWidget):
         if item is None:
             patient = self._patient_item(inst)
             item = QTreeWidgetItem()
-            item.setText(NAME, inst.study_description or "Study")
-            item.setText(ID, inst.accession_number)
-            item.setText(DATE, _date(inst.study_date))
-            item.setText(DESCRIPTION, inst.study_description)
+            _cell(item, NAME, inst.study_description or "Study")
+            _cell(item, ID, inst.accession_number)
+            _cell(item, DATE, _date(inst.study_date))
+            _cell(item, DESCRIPTION, inst.study_description)
             item.setData(NAME, KIND_ROLE, "study")
             self._insert_sorted(patient, item, (inst.study_date, inst.study_time,
                                            inst.study_instance_uid))
@@ -152,8 +164,10 @@ class StudyTree(QTreeWidget):
             item = QTreeWidgetItem()
             number = f"Series {inst.series_number}" if inst.series_number is not None \
                 else "Series"
-            item.setText(NAME, number)
-            item.setText(DESCRIPTION, inst.series_description)
+            _cell(item, NAME, number)
+            _cell(item, DESCRIPTION, inst.series_description)
+            if inst.series_description:  # what the row is, also from the Name column
+                item.setToolTip(NAME, tip(f"{number}: {inst.series_description}"))
             item.setText(MODALITY, inst.modality)
             item.setData(NAME, KIND_ROLE, "series")
             self._insert_sorted(study, item, (_num(inst.series_number), inst.series_instance_uid))

@@ -5,7 +5,14 @@ from __future__ import annotations
 from pydicom.dataset import Dataset
 from PySide6.QtWidgets import QLineEdit, QTreeWidget, QTreeWidgetItem, QVBoxLayout, QWidget
 
+from pneumoview.qt.columns import ColumnFitter
+from pneumoview.qt.plaintext import tip
+
 MAX_VALUE_CHARS = 200
+TAG, NAME, VR, VALUE = range(4)
+#: Below this width (px) the Tag and VR columns give their room to Name and Value: a side
+#: panel is too narrow for all four (the tag and VR stay in the Name tooltip and the search).
+WIDE_PX = 560
 
 
 def _value_text(elem) -> str:  # noqa: ANN001 - a pydicom DataElement
@@ -30,10 +37,10 @@ class TagBrowser(QWidget):
         self.tree = QTreeWidget()
         self.tree.setColumnCount(4)
         self.tree.setHeaderLabels(["Tag", "Name", "VR", "Value"])
-        self.tree.setColumnWidth(0, 118)
-        self.tree.setColumnWidth(1, 150)
-        self.tree.setColumnWidth(2, 32)
         self.tree.setUniformRowHeights(True)
+        # columns as wide as their text (the view scrolls sideways), the Value column also
+        # taking the room left; a cell's tooltip holds its whole text
+        self.columns = ColumnFitter(self.tree, fill_last=True, before_fit=self._show_columns)
         layout = QVBoxLayout(self)
         layout.setContentsMargins(2, 2, 2, 2)
         layout.addWidget(self.search)
@@ -48,6 +55,7 @@ class TagBrowser(QWidget):
                 self._add(self.tree.invisibleRootItem(), meta)
             self._add(self.tree.invisibleRootItem(), ds)
         self.apply_filter(self.search.text())
+        self.columns.fit()
 
     def _add(self, parent: QTreeWidgetItem, ds: Dataset) -> None:
         for elem in ds:
@@ -59,7 +67,15 @@ class TagBrowser(QWidget):
                     sub = QTreeWidgetItem(item, ["", f"Item {i + 1}", "", ""])
                     self._add(sub, child)
             else:
-                QTreeWidgetItem(parent, [tag, name, str(elem.VR), _value_text(elem)])
+                item = QTreeWidgetItem(parent, [tag, name, str(elem.VR), _value_text(elem)])
+            keyword = f" - {elem.keyword}" if elem.keyword else ""
+            item.setToolTip(NAME, tip(f"{tag} {item.text(VR)}  {name}{keyword}"))
+            item.setToolTip(VALUE, tip(item.text(VALUE)))
+
+    def _show_columns(self, width: int) -> None:
+        narrow = width < WIDE_PX
+        for column in (TAG, VR):
+            self.tree.setColumnHidden(column, narrow)
 
     def apply_filter(self, text: str) -> int:
         """Show rows matching ``text`` (and their parents); returns how many rows match."""
