@@ -32,12 +32,21 @@ from typing import TYPE_CHECKING, Any
 
 from pneumoview.core import report as rep
 from pneumoview.core.errors import PneumoViewError
+from pneumoview.core.gatepolicy import (
+    GATE_NOT_RUN,
+    GateMode,
+    effective_gate,
+    gate_fields,
+    gate_note,
+    refuses,
+)
 from pneumoview.core.procpool import default_memory_limit_mb
 
 if TYPE_CHECKING:  # pragma: no cover
     import numpy as np
 
     from pneumoview.core.inference import Engine
+    from pneumoview.core.inputgate import GateVerdict
 
 log = logging.getLogger(__name__)
 
@@ -168,7 +177,14 @@ def _decode_task(payload: dict[str, Any]) -> dict[str, Any]:
         return out
     finally:
         out["cpu_input_s"] = time.process_time() - c1
-    out.update(status=SCORED, input=x)
+    out.update(status=SCORED, input=x, shape=decoded.shape)
+    if payload.get("gate_statistics"):
+        # the content gate's rules read these; computed here, in parallel, not in the model's
+        # process (pure numpy on the model input)
+        from pneumoview.core.inputgate import content_statistics
+
+        out["gate_statistics"] = content_statistics(x)
+    out["cpu_input_s"] = time.process_time() - c1
     return out
 
 
@@ -198,6 +214,7 @@ class BatchOptions:
     nice: int = 0  # >0 lowers the decode workers' priority (the GUI: the viewer comes first)
     retry_errors: bool = True  # --resume scores each file of an `error` row once more
     quiet: bool = False  # no warnings from the decoders on stderr (pydicom's, numpy's)
+    gate_mode: GateMode = GateMode.CONTENT  # TAGS_ONLY: --no-gate (the tag gate alone)
 
 
 @dataclass
@@ -242,6 +259,8 @@ class BatchSummary:
     run_flagged: int = 0
     retried: int = 0  # error rows of the resumed report scored again
     unlisted_folders: int = 0  # folders that could not be listed (each an error row)
+    gate: str = "tags"  # the manifest's gate: "content" (tag + content gate) or "tags"
+    gate_note: str = ""  # gatepolicy.gate_note: why a run was gated by tags alone
 
 
 # --------------------------------------------------------------------------------------------
@@ -393,6 +412,7 @@ def _base_row(path: str, rel: str, st: os.stat_result | None, threshold: float,
         "sop_instance_uid": "", "view_position": "", "model_sha256": info.weights_sha256,
         "study_date": "", "modality": "", "frame": None, "model_label": info.label,
         "elapsed_ms": None, "model_id": info.model_id,
+        "gate": GATE_NOT_RUN, "atypicality": None, "atypicality_percentile": None,
     }
 
 
@@ -433,7 +453,8 @@ def run_batch(options: BatchOptions, *,
     if engine is None:
         from pneumoview.core.inference import Engine
 
-        engine = Engine(options.model_dir, options.device, with_cam=False)
+        engine = Engine(options.model_dir, options.device, with_cam=False,
+                        gate_mode=options.gate_mode)
     info = engine.info if engine.loaded else engine.load()
     assert info is not None
     threshold = float(info.threshold if options.threshold is None else options.threshold)
@@ -496,7 +517,9 @@ def _run_locked(options: BatchOptions, output: str | None, engine: Engine, info:
     if output is not None and options.resume:
         previous = rep.load_for_resume(output, model_sha256=info.weights_sha256,
                                        threshold=threshold, shard=options.shard,
-                                       model_id=info.model_id)
+                                       model_id=info.model_id,
+                                       gate=effective_gate(options.gate_mode,
+                                                           engine.input_gate is not None))
         for rel, row in previous.items():
             st = stats_by_rel.get(rel)
             if st is None:  # gone, unreadable, or a scan issue (its row is made again)
@@ -515,6 +538,7 @@ def _run_locked(options: BatchOptions, output: str | None, engine: Engine, info:
         "report_format": rep.REPORT_FORMAT, "model_label": info.label,
         "model_name": info.name, "model_version": info.version, "threshold": threshold,
         "pneumoview_version": _version(),
+        "gate": effective_gate(options.gate_mode, engine.input_gate is not None),
     }
     writer = None
     manifest = None
@@ -541,6 +565,8 @@ def _run_locked(options: BatchOptions, output: str | None, engine: Engine, info:
         direct_rows.append(row)
     tasks: list[tuple[Any, Any]] = []
     max_bytes = int(options.max_image_mb) * 2**20
+    has_gate = engine.input_gate is not None
+    gating = has_gate and options.gate_mode is GateMode.CONTENT  # the rules need statistics
     for path, rel in todo:
         st = stats_by_rel[rel]
         row = _base_row(path, rel, st, threshold, info)
@@ -554,10 +580,10 @@ def _run_locked(options: BatchOptions, output: str | None, engine: Engine, info:
         else:
             tasks.append((row, {"path": path, "file_size": st.st_size,
                                 "input_size": info.input_size, "max_bytes": max_bytes,
-                                "quiet": options.quiet}))
+                                "quiet": options.quiet, "gate_statistics": gating}))
 
     stage = {"decode": 0.0, "input": 0.0, "model": 0.0, "model_wall": 0.0}
-    pending: list[tuple[dict[str, Any], np.ndarray]] = []
+    pending: list[_Ready] = []
     last_progress = 0.0
     cancelled = False
     n_workers = max(1, int(options.workers or default_workers()))
@@ -578,25 +604,24 @@ def _run_locked(options: BatchOptions, output: str | None, engine: Engine, info:
             return
         from pneumoview.core import threads
 
-        # whole busy workers only: a worker busy 70 % of the time leaves its core to torch
-        # for part of each batch; rounding up would leave a core idle for the rest of it
-        others = 0 if pool is None else int(busy_est.update(pool.busy_seconds))
-        w0, c0 = time.perf_counter(), time.process_time()
-        with threads.busy(min(others, n_workers)):
-            probs = engine.probabilities([x for _, x in pending])
-        stage["model"] += time.process_time() - c0
-        stage["model_wall"] += time.perf_counter() - w0
-        rows = []
-        for (row, _), p in zip(pending, probs, strict=True):
-            p = float(p)
-            if math.isfinite(p):
-                row.update(probability=p, flagged=bool(p >= threshold))
-            else:
-                from pneumoview.core.inference import NON_FINITE
-
-                row.update(status=ERROR, probability=None, flagged=None, message=NON_FINITE)
-            rows.append(row)
+        ready, refused = _apply_rules(pending, engine, options.gate_mode)
         pending.clear()
+        rows = refused
+        if ready:
+            # whole busy workers only: a worker busy 70 % of the time leaves its core to
+            # torch for part of each batch; rounding up would leave a core idle for the rest
+            others = 0 if pool is None else int(busy_est.update(pool.busy_seconds))
+            w0, c0 = time.perf_counter(), time.process_time()
+            with threads.busy(min(others, n_workers)):
+                logits, verdicts = engine.gated_logits([r.input for r in ready],
+                                                       [r.shape for r in ready],
+                                                       [r.statistics for r in ready])
+            stage["model"] += time.process_time() - c0
+            stage["model_wall"] += time.perf_counter() - w0
+            probs = engine.calibrated(logits)
+            for r, p, v in zip(ready, probs, verdicts, strict=True):
+                rows.append(_scored_row(r.row, float(p), v, threshold, options.gate_mode,
+                                        has_gate))
         write(rows)
 
     try:
@@ -630,7 +655,9 @@ def _run_locked(options: BatchOptions, output: str | None, engine: Engine, info:
                                 row["elapsed_ms"] = value.get("wall_ms")
                                 if value["status"] == SCORED:
                                     row["status"] = SCORED
-                                    pending.append((row, value["input"]))
+                                    pending.append(_Ready(row, value["input"],
+                                                          value["shape"],
+                                                          value.get("gate_statistics")))
                                     if len(pending) >= batch_size:
                                         flush_pending(pool)
                                 else:
@@ -681,7 +708,55 @@ def _run_locked(options: BatchOptions, output: str | None, engine: Engine, info:
         model_sha256=info.weights_sha256, threshold=threshold, workers=n_workers,
         restarts=restarts, stage_cpu_s=stage, run_counts=dict(stats.run_counts),
         run_flagged=stats.run_flagged, retried=retried,
-        unlisted_folders=sum(1 for issue in issues if issue[3]))
+        unlisted_folders=sum(1 for issue in issues if issue[3]), gate=manifest_base["gate"],
+        gate_note=gate_note(options.gate_mode, has_gate))
+
+
+@dataclass
+class _Ready:
+    """A decoded file waiting for the model: its row, model input, decoded (height, width)
+    and the input's content statistics (None when the content gate's rules do not run)."""
+
+    row: dict[str, Any]
+    input: np.ndarray
+    shape: tuple[int, int]
+    statistics: dict[str, float] | None
+
+
+def _apply_rules(pending: list[_Ready], engine: Engine,
+                 mode: GateMode) -> tuple[list[_Ready], list[dict[str, Any]]]:
+    """Split waiting files into those the model runs on and the rows the content gate's rules
+    refuse before any forward pass (too small, extreme aspect, no content)."""
+    gate = engine.input_gate
+    if gate is None or mode is not GateMode.CONTENT:
+        return list(pending), []
+    ready, refused = [], []
+    for r in pending:
+        verdict = None if r.statistics is None else \
+            gate.pre_check_statistics(r.shape, r.statistics)
+        if verdict is None:
+            ready.append(r)
+        else:
+            r.row.update(status=NOT_SCORED, message=verdict.reason,
+                         **gate_fields(verdict, mode, True))
+            refused.append(r.row)
+    return ready, refused
+
+
+def _scored_row(row: dict[str, Any], p: float, verdict: GateVerdict | None,
+                threshold: float, mode: GateMode, has_gate: bool) -> dict[str, Any]:
+    """A row after the model: scored, refused by the content gate, or an error (non-finite)."""
+    row.update(gate_fields(verdict, mode, has_gate))
+    if refuses(verdict, mode):
+        assert verdict is not None
+        row.update(status=NOT_SCORED, message=verdict.reason)
+    elif math.isfinite(p):
+        row.update(probability=p, flagged=bool(p >= threshold))
+    else:
+        from pneumoview.core.inference import NON_FINITE
+
+        row.update(status=ERROR, probability=None, flagged=None, message=NON_FINITE)
+    return row
 
 
 def _memory_limit_bytes(options: BatchOptions, workers: int) -> int | None:

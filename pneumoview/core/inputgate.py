@@ -395,6 +395,11 @@ class InputGate:
         """The rules (no forward pass needed): a refusal, or None to go on."""
         return check_geometry(shape) or check_content_rules(x)
 
+    def pre_check_statistics(self, shape: tuple[int, ...],
+                             stats: Mapping[str, float]) -> GateVerdict | None:
+        """:meth:`pre_check` given the model input's :func:`content_statistics`."""
+        return check_geometry(shape) or judge_content_statistics(stats)
+
     def features(self, activations: np.ndarray) -> np.ndarray:
         """The heads' input (:func:`gate_features` in this gate's layout)."""
         return gate_features(activations, self.layout)

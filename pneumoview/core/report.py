@@ -56,13 +56,17 @@ COLUMNS: tuple[str, ...] = (
     "view_position", "model_sha256",
     "study_date", "modality", "frame", "model_label", "elapsed_ms",
     "model_id",
+    # issue 16 (the content gate); issue 18's logit, operating_point go before these
+    "gate", "atypicality", "atypicality_percentile",
 )
 #: The manifest's ``report_format``: 1 = the first 20 columns (no field in the manifest), 2 =
 #: ``model_id`` appended, 3 = cells encoded by :func:`encode_cell` (paths exact and
 #: percent-escaped, formula-like cells behind an apostrophe; before, text was written as it
-#: was, whitespace collapsed everywhere). Each later appended column or cell change bumps it;
-#: :func:`read_report` reads each report by its own format, so older ones resume and merge.
-REPORT_FORMAT = 3
+#: was, whitespace collapsed everywhere), 4 = the content gate's ``gate``, ``atypicality``,
+#: ``atypicality_percentile`` appended (and the manifest's ``gate``). Each later appended
+#: column or cell change bumps it; :func:`read_report` reads each report by its own format, so
+#: older ones resume and merge.
+REPORT_FORMAT = 4
 #: The first format whose cells :func:`decode_cell` decodes.
 ENCODED_CELLS_FORMAT = 3
 #: The columns of format 1; every report has at least these.
@@ -218,6 +222,8 @@ def format_value(key: str, value: Any) -> str:
         return f"{value:.6g}"
     if key == "elapsed_ms" and isinstance(value, float):
         return f"{value:.1f}"
+    if key in ("atypicality", "atypicality_percentile") and isinstance(value, float):
+        return f"{value:.4f}" if math.isfinite(value) else ""
     if key in PATH_KEYS:
         return encode_cell(key, os.fspath(value) if isinstance(value, PathLike) else str(value))
     text = _one_line(value)
@@ -235,7 +241,8 @@ def parse_row(row: Mapping[str, str]) -> dict[str, Any]:
     out: dict[str, Any] = dict(row)
     for key in ("file_size", "mtime_ns", "frame"):
         out[key] = int(row[key]) if row.get(key, "").lstrip("-").isdigit() else None
-    for key in ("probability", "threshold", "elapsed_ms"):
+    for key in ("probability", "threshold", "elapsed_ms", "atypicality",
+                "atypicality_percentile"):
         try:
             out[key] = float(row[key]) if row.get(key) else None
         except ValueError:
@@ -646,15 +653,38 @@ def _refuse_model_id(have: str, want: str, path: PathType) -> None:
             "--model", path)
 
 
+#: ``gate`` cells of rows that the content gate did not judge (``--no-gate``; no gate in the
+#: model); any other non-empty cell is a content-gate verdict
+_TAGS_ONLY_CELLS = ("off", "absent")
+
+
+def _gate_of_row(cell: str) -> str | None:
+    """How a row was gated ("content" / "tags"), None when its cell does not say."""
+    if not cell:
+        return None
+    return "tags" if cell in _TAGS_ONLY_CELLS else "content"
+
+
+def _refuse_gate(have: str | None, want: str | None, path: PathType) -> None:
+    """Refuse to mix rows judged by the content gate with rows judged by the tag gate alone."""
+    if have and want and have != want:
+        how = {"content": "with the content gate", "tags": "with the tag gate only"}
+        raise PneumoViewError(
+            f"refusing to mix gates: the report was made {how.get(have, have)}, this run "
+            f"{how.get(want, want)} (--no-gate, or a model without a content gate); write to "
+            "a new --output, or run as the report was made", path)
+
+
 def load_for_resume(path: PathType, *, model_sha256: str, threshold: float,
                     shard: tuple[int, int] | None,
-                    model_id: str = "") -> dict[str, dict[str, str]]:
+                    model_id: str = "", gate: str | None = None) -> dict[str, dict[str, str]]:
     """Rows already in a report (by relpath), after checking they can be continued.
 
     Refuses (``PneumoViewError``) a file that is not a report, and a report made with another
     model (weights sha256, or ``model_id`` where the report has one: reports of format 1 have
-    none and resume when the weights match) or threshold, or for another shard: mixing them
-    would give one report with two meanings. Thresholds are compared like with like: the
+    none and resume when the weights match), threshold or ``gate`` (the manifest's: "content"
+    or "tags"; reports before format 4 were gated by tags alone), or for another shard:
+    mixing them would give one report with two meanings. Thresholds are compared like with like: the
     manifest's exact value with this run's, and each row's six-digit text with this run's
     threshold written the same way.
     """
@@ -678,6 +708,7 @@ def load_for_resume(path: PathType, *, model_sha256: str, threshold: float,
                 f"the report was written for shard {have[0]}/{have[1]}, this run is shard "
                 f"{want[0]}/{want[1]}; resume with the same --shard", path)
         _refuse_model_id(str(manifest.get("model_id") or ""), model_id, path)
+        _refuse_gate(str(manifest.get("gate") or "tags"), gate, path)
         if float(manifest["threshold"]) != threshold:
             used = float(manifest["threshold"])
             raise PneumoViewError(
@@ -694,6 +725,7 @@ def load_for_resume(path: PathType, *, model_sha256: str, threshold: float,
                 f"this run uses {model_sha256[:12]}...; write to a new --output or use the "
                 "same --model", path)
         _refuse_model_id(row.get("model_id", ""), model_id, path)
+        _refuse_gate(_gate_of_row(row.get("gate", "")), gate, path)
         if row["threshold"] and row["threshold"] != ours:
             raise PneumoViewError(
                 f"refusing to mix thresholds: the report used {row['threshold']}, this run "
@@ -813,6 +845,8 @@ def check_manifest(data: Mapping[str, Any], where: str) -> None:
         raise bad("model_sha256", "must be a text (the model's sha256)")
     if data.get("model_id") is not None and not isinstance(data["model_id"], str):
         raise bad("model_id", "must be a text (the model's identity)")
+    if data.get("gate") is not None and data["gate"] not in ("content", "tags"):
+        raise bad("gate", "must be 'content' or 'tags'")
 
 
 # --------------------------------------------------------------------------------------------
@@ -845,6 +879,7 @@ def merge_reports(inputs: Sequence[PathType], output: PathType) -> MergeResult:
     models: set[str] = set()
     model_ids: set[str] = set()
     thresholds: set[float] = set()
+    gates: set[str] = set()
     for report in inputs:
         if os.path.realpath(report) == out_real:
             raise PneumoViewError("the output is one of the inputs; choose another --output",
@@ -864,6 +899,7 @@ def merge_reports(inputs: Sequence[PathType], output: PathType) -> MergeResult:
         if m.get("model_id"):  # format-1 manifests have none: the weights' sha256 decides
             model_ids.add(str(m["model_id"]))
         thresholds.add(float(m["threshold"]))
+        gates.add(str(m.get("gate") or "tags"))
     if len(counts) != 1:
         raise PneumoViewError(f"the reports come from different shard counts {sorted(counts)}")
     if len(models) != 1:
@@ -876,6 +912,9 @@ def merge_reports(inputs: Sequence[PathType], output: PathType) -> MergeResult:
     if len(thresholds) != 1:
         raise PneumoViewError("refusing to merge reports made with different thresholds "
                               f"({', '.join(repr(t) for t in sorted(thresholds))})")
+    if len(gates) != 1:
+        raise PneumoViewError("refusing to merge reports gated differently (some with the "
+                              "content gate, some with the tag gate only: --no-gate)")
     n = counts.pop()
     if len(by_index) < n:
         raise PneumoViewError(_missing_shards(by_index, n))
@@ -912,6 +951,7 @@ def merge_reports(inputs: Sequence[PathType], output: PathType) -> MergeResult:
         **({"model_id": next(iter(model_ids))} if model_ids else {}),
         "report_format": REPORT_FORMAT, "model_label": first.get("model_label"),
         "threshold": first.get("threshold"), "finished": True, "cancelled": False,
+        "gate": gates.pop(),
         "merged_from": [escape_path(os.path.basename(by_index[k][0])) for k in range(n)],
     })
     return MergeResult(str(output), n, len(merged), str(first.get("model_sha256")),
