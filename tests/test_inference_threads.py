@@ -121,3 +121,17 @@ def test_batch_engine_waits_for_viewer_engine(tmp_path) -> None:  # noqa: ANN001
     finally:
         release.set()
         t.join()
+
+
+def test_release_queued_just_before_the_worker_is_deleted_is_dropped(qtbot) -> None:  # noqa: ANN001
+    """A model failure answered just before the client deletes the worker used to emit
+    busyChanged from a deleted QObject on the next event-loop turn ("Signal source has been
+    deleted", an error in the Qt event loop that failed an unrelated GUI test under load)."""
+    import shiboken6
+
+    from pneumoview.qt.inference_worker import InferenceWorker
+
+    worker = InferenceWorker(model_dir="/nonexistent", device="cpu")
+    worker._on_failed("no model")  # queues the release of its pending unit
+    shiboken6.delete(worker)
+    qtbot.wait(50)  # the queued release runs here (or is dropped with its context)

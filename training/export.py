@@ -213,7 +213,12 @@ def model_card(meta: dict) -> str:
         f"Git commit {meta['git_commit']}, {meta['created']}.",
         "",
     ]
-    return "\n".join(lines)
+    card = "\n".join(lines)
+    if meta.get("gate"):
+        from training.gate.attach import card_with_gate
+
+        card = card_with_gate(card, meta)
+    return card
 
 
 def export(args: argparse.Namespace) -> dict:

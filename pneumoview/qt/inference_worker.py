@@ -190,6 +190,12 @@ class InferenceWorker(QObject):
             self._pending = max(0, self._pending + delta)
             self.busyChanged.emit(self._pending)
 
+    def _release_later(self) -> None:
+        """Release one pending unit after the slots already queued have run; ``self`` is the
+        timer's context, so a release queued just before the client is deleted is dropped
+        instead of emitting from a deleted object."""
+        QTimer.singleShot(0, self, lambda: self._change(-1))
+
     def _post(self, item: Any, replace_requests: bool) -> None:
         if self._stopping:
             return
@@ -208,15 +214,15 @@ class InferenceWorker(QObject):
         if isinstance(result, CamResult) or not result.cam_follows:
             # after the receivers' slots already queued for this result have run, so whoever
             # waits for pending() == 0 sees the panel updated
-            QTimer.singleShot(0, lambda: self._change(-1))
+            self._release_later()
 
     def _on_ready(self, info: Any, device: str) -> None:
         self.info, self.device, self.load_error = info, device, ""
-        QTimer.singleShot(0, lambda: self._change(-1))
+        self._release_later()
 
     def _on_failed(self, message: str) -> None:
         self.load_error = message
-        QTimer.singleShot(0, lambda: self._change(-1))
+        self._release_later()
 
     # -- the worker thread -----------------------------------------------------------------
     def _serve(self) -> None:

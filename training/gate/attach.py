@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import json
 import os
+import re
 import shutil
 from pathlib import Path
 
@@ -75,6 +76,16 @@ def card_section(gate: dict, training: dict) -> str:
     return "\n".join(lines)
 
 
+_WEIGHTS_LINE = re.compile(r"^- Weights sha256: `[^`]*`\.$", re.MULTILINE)
+
+
+def card_with_gate(card: str, meta: dict) -> str:
+    """``card`` with the gate section of ``meta`` and its weights sha256 line brought up to date
+    (attaching a gate changes the weights file, so the card must name the new digest)."""
+    card = _card_with_section(card, card_section(meta["gate"], meta.get("gate_training", {})))
+    return _WEIGHTS_LINE.sub(f"- Weights sha256: `{meta['weights_sha256']}`.", card)
+
+
 def _card_with_section(card: str, section: str) -> str:
     if CARD_START in card and CARD_END in card:
         head, rest = card.split(CARD_START, 1)
@@ -128,8 +139,7 @@ def attach_gate(model_dir: Path | str, gate_dir: Path | str,
     (staging / METADATA_FILE).write_text(json.dumps(meta, indent=2) + "\n", encoding="utf-8")
     card_path = src / CARD_FILE
     card = card_path.read_text(encoding="utf-8") if card_path.is_file() else ""
-    (staging / CARD_FILE).write_text(_card_with_section(card, card_section(gate, training)),
-                                     encoding="utf-8")
+    (staging / CARD_FILE).write_text(card_with_gate(card, meta), encoding="utf-8")
     out.mkdir(parents=True, exist_ok=True)
     for f in staging.iterdir():
         os.replace(f, out / f.name)
@@ -150,6 +160,4 @@ def record_figures(model_dir: Path | str, markdown: str) -> None:
     (d / METADATA_FILE).write_text(json.dumps(meta, indent=2) + "\n", encoding="utf-8")
     card_path = d / CARD_FILE
     card = card_path.read_text(encoding="utf-8") if card_path.is_file() else ""
-    card_path.write_text(_card_with_section(card, card_section(meta["gate"],
-                                                               meta["gate_training"])),
-                         encoding="utf-8")
+    card_path.write_text(card_with_gate(card, meta), encoding="utf-8")
