@@ -28,6 +28,7 @@ import logging
 import resource
 from collections import Counter
 from collections.abc import Callable, Sequence
+from dataclasses import replace
 from pathlib import Path
 
 import numpy as np
@@ -311,7 +312,7 @@ def peak_rss_mib() -> float:
 def run(args: argparse.Namespace) -> int:
     from pneumoview.core.inputgate import InputGate
     from training.gate.command import collect, load_backbone
-    from training.gate.features import FeatureStore
+    from training.gate.features import FeatureStore, layout_features
     from training.gate.fit import Budget, GateRecipe
 
     loaded = load_backbone(args.model, "cpu", args.threads)
@@ -320,8 +321,9 @@ def run(args: argparse.Namespace) -> int:
         print("error: the model has no input gate (python -m training gate --attach ...)")
         return 2
     films, negatives = collect(args, loaded)
-    store = FeatureStore(loaded, args.work)
-    recipe = GateRecipe(films, negatives, Budget(), args.seed)
+    # the features this gate's heads read (a pv-gate-1 gate reads another layout of A)
+    store = FeatureStore(loaded, args.work, derive=layout_features(gate.layout))
+    recipe = GateRecipe(films, negatives, replace(Budget(), layout=gate.layout), args.seed)
     mid = loaded.info.model_id.split("-", 1)[-1] or loaded.info.weights_sha256
     stages = Stages(Path(args.work) / "eval" / mid[:16], args.fresh)
     out = [f"### Input gate figures: {loaded.info.label}", ""]
