@@ -1,8 +1,10 @@
 """Command-line entry point: ``pneumoview [view] [PATH] ...`` and the display-less subcommands.
 
 Each subcommand lives in its own module under :mod:`pneumoview.commands` exposing
-``add_arguments(parser)`` and ``run(args) -> int``; modules are imported only when their command
-runs, so ``info``/``render``/``flag`` never import Qt and the GUI path never imports torch early.
+``add_arguments(parser)`` and ``run(args) -> int``. Building the parser imports every command
+module, so those keep their module-level imports light and import what is heavy (Qt, torch,
+pydicom) inside ``run``: ``info``/``render``/``flag`` never import Qt and the GUI path never
+imports torch early (subprocess tests check it, e.g. in tests/test_batch_cli.py).
 """
 
 from __future__ import annotations

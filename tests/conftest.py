@@ -109,3 +109,40 @@ def _no_thread_left_running():
             problems.append(f"{pool.activeThreadCount()} QThreadPool thread(s) still busy")
     if problems:
         pytest.fail("test left work running: " + "; ".join(problems))
+
+
+# ---- viewer windows (issue 15, Qt half: owned by the 15b helper) -------------------------------
+@pytest.fixture
+def make_viewer_window(request: pytest.FixtureRequest):  # noqa: ANN201 - a factory fixture
+    """A factory of main windows, in the style of napari's ``make_napari_viewer``.
+
+    ``make_viewer_window(model=..., device="cpu", settings=None, show=True,
+    screenshot_mode=False)`` returns a :class:`~pneumoview.qt.mainwindow.MainWindow` (shown and
+    exposed unless ``show=False``). Every window made is closed at teardown, and the test fails
+    if one leaves a background job running.
+    """
+    qtbot = request.getfixturevalue("qtbot")
+    windows = []
+
+    def make(*, model: str | os.PathLike[str] | None = None, device: str | None = "cpu",
+             settings=None, show: bool = True, screenshot_mode: bool = False):  # noqa: ANN001, ANN202
+        from pneumoview.core.settings import Settings
+        from pneumoview.qt.mainwindow import MainWindow, ViewerOptions
+
+        options = ViewerOptions(model=None if model is None else str(model), device=device,
+                                screenshot_mode=screenshot_mode)
+        win = MainWindow(settings if settings is not None else Settings(), options)
+        qtbot.addWidget(win)
+        windows.append(win)
+        if show:
+            win.show()
+            qtbot.waitExposed(win)
+        return win
+
+    yield make
+    left = []
+    for win in windows:
+        win.close()
+        left += [t.name for t in win.runner.threads()] if hasattr(win.runner, "threads") else []
+    if left:
+        pytest.fail(f"a viewer window left background work running: {left}")

@@ -27,7 +27,7 @@ def model_dir(tmp_path_factory: pytest.TempPathFactory) -> Path:
 
 def test_threshold_reads_loading_until_the_model_gives_it(qtbot) -> None:  # noqa: ANN001
     from pneumoview.core.model import read_model_info
-    from pneumoview.qt.aicontroller import AIController
+    from pneumoview.qt.ai.controller import AIController
 
     try:
         real = float(read_model_info(None).threshold)  # the bundled model's: 79.1 %
@@ -53,7 +53,7 @@ def test_threshold_reads_loading_until_the_model_gives_it(qtbot) -> None:  # noq
 
 
 def test_missing_model_says_so_in_the_threshold_box(qtbot, tmp_path: Path) -> None:  # noqa: ANN001
-    from pneumoview.qt.aicontroller import AIController
+    from pneumoview.qt.ai.controller import AIController
 
     ctl = AIController(_settings(), model_dir=str(tmp_path / "none"), device="cpu")
     qtbot.addWidget(ctl.panel)

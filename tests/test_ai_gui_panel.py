@@ -37,7 +37,7 @@ def images(tmp_path_factory: pytest.TempPathFactory) -> list:
 
 @pytest.fixture()
 def controller(qtbot, model_dir: Path):  # noqa: ANN001, ANN201
-    from pneumoview.qt.aicontroller import AIController
+    from pneumoview.qt.ai.controller import AIController
 
     ctl = AIController(_settings(), model_dir=str(model_dir), device="cpu")
     qtbot.addWidget(ctl.panel)
@@ -149,7 +149,7 @@ def test_not_scored_and_score_anyway(qtbot, controller) -> None:  # noqa: ANN001
 
 
 def test_missing_model_keeps_working(qtbot, tmp_path: Path, images) -> None:  # noqa: ANN001
-    from pneumoview.qt.aicontroller import AIController
+    from pneumoview.qt.ai.controller import AIController
 
     ctl = AIController(_settings(), model_dir=str(tmp_path / "no-model"), device="cpu")
     qtbot.addWidget(ctl.panel)
@@ -166,7 +166,7 @@ def test_missing_model_keeps_working(qtbot, tmp_path: Path, images) -> None:  # 
 
 
 def test_no_inference_thread_left(qtbot, model_dir: Path) -> None:  # noqa: ANN001
-    from pneumoview.qt.inference_worker import InferenceWorker
+    from pneumoview.qt.ai.worker import InferenceWorker
 
     worker = InferenceWorker(str(model_dir), "cpu")
     worker.start()
@@ -180,7 +180,7 @@ def test_no_inference_thread_left(qtbot, model_dir: Path) -> None:  # noqa: ANN0
 
 
 def test_cam_overlay_lut_has_alpha_ramp() -> None:
-    from pneumoview.qt.camoverlay import cam_lut
+    from pneumoview.qt.ai.cam import cam_lut
 
     lut = cam_lut()
     assert lut.shape == (256, 4) and lut.dtype == np.uint8
@@ -188,7 +188,7 @@ def test_cam_overlay_lut_has_alpha_ramp() -> None:
 
 
 def test_metrics_from_training_metadata() -> None:
-    from pneumoview.qt.aipanel import format_metric, per_source_text, split_metrics
+    from pneumoview.core.modelmetrics import format_metric, per_source_text, split_metrics
 
     metrics = {"test": {
         "all": {"n": 900, "sensitivity": 0.912, "specificity": 0.801,

@@ -82,6 +82,7 @@ def test_vanished_file_is_an_error_row(tmp_path: Path, monkeypatch: pytest.Monke
     from model_fixture import make_random_model_dir
 
     from pneumoview.core import batch
+    from pneumoview.core.batch import run as batch_run
 
     root = build_small_folder(tmp_path / "data", 3, size=64)
     victim = next(root.rglob("*.dcm"))
@@ -92,7 +93,7 @@ def test_vanished_file_is_an_error_row(tmp_path: Path, monkeypatch: pytest.Monke
         victim.unlink()
         return files
 
-    monkeypatch.setattr(batch, "scan", scan_then_delete)
+    monkeypatch.setattr(batch_run, "scan", scan_then_delete)
     out = tmp_path / "r.csv"
     summary = batch.run_batch(batch.BatchOptions(
         root, out, model_dir=make_random_model_dir(tmp_path / "m"), device="cpu", workers=1))

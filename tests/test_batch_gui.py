@@ -41,7 +41,8 @@ def _no_children_left() -> None:
 
 def test_cancel_keeps_partial_results_then_a_full_run(qtbot, model_dir: Path, folder: Path,  # noqa: ANN001
                                                       tmp_path: Path) -> None:
-    from pneumoview.qt.batchpanel import COL_PROB, BatchController
+    from pneumoview.qt.batch.controller import BatchController
+    from pneumoview.qt.batch.table import COL_PROB
 
     ctl = BatchController(model_dir=str(model_dir), device="cpu")
     qtbot.addWidget(ctl.panel)

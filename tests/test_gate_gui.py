@@ -15,7 +15,7 @@ pytestmark = [pytest.mark.gui]
 
 @pytest.fixture()
 def controller(qtbot, tmp_path: Path):  # noqa: ANN001, ANN201
-    from pneumoview.qt.aicontroller import AIController
+    from pneumoview.qt.ai.controller import AIController
 
     settings = SimpleNamespace(ai_thresholds={}, ai_device="auto", ai_model_dir="",
                                cam_opacity=60)

@@ -129,7 +129,7 @@ def test_release_queued_just_before_the_worker_is_deleted_is_dropped(qtbot) -> N
     deleted", an error in the Qt event loop that failed an unrelated GUI test under load)."""
     import shiboken6
 
-    from pneumoview.qt.inference_worker import InferenceWorker
+    from pneumoview.qt.ai.worker import InferenceWorker
 
     worker = InferenceWorker(model_dir="/nonexistent", device="cpu")
     worker._on_failed("no model")  # queues the release of its pending unit

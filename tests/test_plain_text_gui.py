@@ -139,8 +139,8 @@ def test_patient_name_pointing_at_dev_zero_cannot_exhaust_the_viewer(tmp_path):
         from PySide6.QtWidgets import QApplication
         app = QApplication([])
         from pneumoview.core import dicomio
-        from pneumoview.qt.imageview import ImageView, prepare
-        view = ImageView()
+        from pneumoview.qt.radiographview import RadiographView, prepare
+        view = RadiographView()
         view.resize(800, 600)
         view.show()
         view.set_image(prepare(dicomio.decode({str(path)!r})))

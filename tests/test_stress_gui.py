@@ -123,10 +123,10 @@ def test_rapid_selection_and_window_level_while_a_batch_runs(qtbot, model_dir, f
         instances = sorted(win.tree.instances(), key=lambda inst: inst.path)
         with qtbot.waitSignal(win.imageShown, timeout=TIMEOUT_MS):
             win.show_instance(instances[0])
-        one_image = mainwindow.prepared_nbytes(win._cache[(instances[0].path, 0)])
+        one_image = mainwindow.prepared_nbytes(win.frames[(instances[0].path, 0)])
         # a byte limit that holds two of these frames: the count limit (3) must not decide
         byte_limit = int(2.5 * one_image)
-        monkeypatch.setattr(mainwindow, "DECODE_CACHE_BYTES", byte_limit)
+        win.frames.max_bytes = byte_limit
 
         qtbot.waitUntil(lambda: win.ai.info is not None, timeout=TIMEOUT_MS)  # torch loaded
         ctl = win.batch

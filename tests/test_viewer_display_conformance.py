@@ -18,8 +18,8 @@ from display_probes import without_voi  # noqa: E402
 from pneumoview.commands import render  # noqa: E402
 from pneumoview.core import dicomio  # noqa: E402
 from pneumoview.core.settings import Settings  # noqa: E402
-from pneumoview.qt.imageview import ImageView, prepare  # noqa: E402
 from pneumoview.qt.mainwindow import MainWindow, ViewerOptions  # noqa: E402
+from pneumoview.qt.radiographview import RadiographView, prepare  # noqa: E402
 
 TIMEOUT_MS = 60_000
 
@@ -33,7 +33,7 @@ def _file(name: str) -> Path:
 
 @pytest.fixture
 def view(qtbot):
-    v = ImageView()
+    v = RadiographView()
     qtbot.addWidget(v)
     v.resize(500, 400)
     v.show()

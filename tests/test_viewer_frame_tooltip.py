@@ -18,12 +18,12 @@ def test_frame_line_has_a_tooltip_saying_dicom_counts_from_1(qtbot, tmp_path: Pa
     from PySide6.QtWidgets import QApplication, QToolTip
 
     from pneumoview.core import dicomio
-    from pneumoview.qt.imageview import ImageView
+    from pneumoview.qt.radiographview import RadiographView
 
     frames = np.stack([np.full((32, 32), v, np.uint8) for v in (10, 120, 240)])
     multi = save(make_dataset(frames), tmp_path / "multi.dcm")
     single = save(make_dataset(frames[0]), tmp_path / "single.dcm")
-    view = ImageView()
+    view = RadiographView()
     qtbot.addWidget(view)
     view.resize(640, 480)
     view.show()

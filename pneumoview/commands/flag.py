@@ -19,7 +19,8 @@ from typing import Any, TextIO
 
 from pneumoview.commands.argtypes import positive_seconds
 from pneumoview.commands.console import say
-from pneumoview.core.errors import PneumoViewError
+from pneumoview.core import defaults, runoptions
+from pneumoview.core.errors import PneumoViewError, ReportExistsError
 
 #: The signals that stop a run cleanly (finish the rows in flight, mark the report cancelled),
 #: and the exit status each gives (128 + the signal number, as a shell reports it).
@@ -34,10 +35,10 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--model", metavar="DIR", help="model folder (default: the bundled one)")
     parser.add_argument("--threshold", type=float, metavar="T",
                         help="flag when probability >= T (default: the model's threshold)")
-    parser.add_argument("--device", default="auto", metavar="D",
-                        help="auto (default), cpu, cuda, cuda:N or mps")
-    parser.add_argument("--batch-size", type=int, default=32, metavar="N",
-                        help="images per model batch (default 32)")
+    parser.add_argument("--device", metavar="D",
+                        help=f"{defaults.DEVICE} (default), cpu, cuda, cuda:N or mps")
+    parser.add_argument("--batch-size", type=int, metavar="N",
+                        help=f"images per model batch (default {defaults.BATCH_SIZE})")
     parser.add_argument("--workers", type=int, metavar="N",
                         help="decode worker processes (default: cores - 1, at least 1)")
     parser.add_argument("--resume", action="store_true",
@@ -50,11 +51,15 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--shard", metavar="K/N",
                         help="process only shard K of N (0-based; a stable hash of the "
                              "relative path); join shards with merge-reports")
-    parser.add_argument("--timeout", type=positive_seconds, default=120.0, metavar="S",
-                        help="per-file decode time limit in seconds (default 120)")
+    parser.add_argument("--timeout", type=positive_seconds, metavar="S",
+                        help="per-file decode time limit in seconds "
+                             f"(default {defaults.DECODE_TIMEOUT_S:g})")
+    parser.add_argument("--max-image-mib", type=int, metavar="MIB",
+                        help="size guard: refuse (an error row) an image whose decoded pixels "
+                             f"need more than this (default {defaults.MAX_IMAGE_MIB})")
     parser.add_argument("--memory-limit", type=int, default=-1, metavar="MB",
                         help="per-worker memory limit in MiB (Linux; 0 = none; default: "
-                             "RAM / (workers + 1), at most 6144)")
+                             f"RAM / (workers + 1), at most {defaults.MEMORY_LIMIT_MAX_MIB})")
     parser.add_argument("--no-gate", action="store_true",
                         help="research runs: keep the tag gate only; the model's content gate "
                              "(rotated, not a chest film, no content, atypical) does not stop a "
@@ -144,11 +149,20 @@ class _StopSignals:
         return 128 + (self.received or signal.SIGINT)
 
 
+def advice(exc: PneumoViewError) -> str:
+    """What to do about a fatal error, in this command's words ("" when nothing to add)."""
+    if isinstance(exc, ReportExistsError):
+        return "; pass --resume to continue it or --overwrite to replace it"
+    return ""
+
+
 def _check_usage(args: argparse.Namespace) -> str | None:
     if args.threshold is not None and not 0.0 <= args.threshold <= 1.0:
         return "--threshold must be between 0 and 1"
-    if args.batch_size < 1 or (args.workers is not None and args.workers < 1):
+    if any(v is not None and v < 1 for v in (args.batch_size, args.workers)):
         return "--batch-size and --workers must be at least 1"
+    if getattr(args, "max_image_mib", None) is not None and args.max_image_mib < 1:
+        return "--max-image-mib must be at least 1"
     if args.no_retry_errors and not args.resume:
         return "--no-retry-errors goes with --resume"
     return None
@@ -190,10 +204,13 @@ def run(args: argparse.Namespace) -> int:
     if problem:
         print(f"pneumoview flag: error: {problem}", file=err)
         return 2
+    # headless: the command line, then the defaults (never the viewer's settings)
+    chosen = runoptions.resolve(args)
     options = BatchOptions(
-        root=args.folder, output=args.output, model_dir=args.model, device=args.device,
-        threshold=args.threshold, batch_size=args.batch_size, workers=args.workers,
-        resume=args.resume, overwrite=args.overwrite, shard=shard, timeout_s=args.timeout,
+        root=args.folder, output=args.output, model_dir=chosen.model_dir, device=chosen.device,
+        threshold=args.threshold, batch_size=chosen.batch_size, workers=chosen.workers,
+        resume=args.resume, overwrite=args.overwrite, shard=shard, timeout_s=chosen.timeout_s,
+        max_image_mib=chosen.max_image_mib,
         memory_limit_mb=args.memory_limit if args.memory_limit != 0 else None,
         retry_errors=not args.no_retry_errors, quiet=args.quiet,
         gate_mode=GateMode.TAGS_ONLY if args.no_gate else GateMode.CONTENT)
@@ -208,7 +225,7 @@ def run(args: argparse.Namespace) -> int:
         try:
             summary = run_batch(options, on_progress=bar, cancel=lambda: stop.stopped)
         except PneumoViewError as exc:
-            say(f"pneumoview flag: error: {exc}", err)
+            say(f"pneumoview flag: error: {exc}{advice(exc)}", err)
             return 1
         except KeyboardInterrupt:
             print("pneumoview flag: aborted; finish the report with --resume", file=err)

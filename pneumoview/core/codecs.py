@@ -76,7 +76,7 @@ def available_plugins(ds: Dataset) -> tuple[str, ...]:
         from pydicom.pixels.decoders.base import get_decoder
 
         return tuple(get_decoder(uid).available_plugins)
-    except Exception:  # noqa: BLE001 - an unsupported syntax: check_decodable says so
+    except Exception:  # an unsupported syntax: check_decodable says so
         return ()
 
 
@@ -93,7 +93,7 @@ def _frame_bytes(ds: Dataset, frame: int) -> bytes | None:
 
         n_frames = int(ds.get("NumberOfFrames", 1) or 1)
         return bytes(get_frame(ds.PixelData, frame, number_of_frames=n_frames))
-    except Exception:  # noqa: BLE001 - unreadable encapsulation: no last resort
+    except Exception:  # unreadable encapsulation: no last resort
         return None
 
 
@@ -114,7 +114,7 @@ def _jpeg_size(stream: bytes) -> tuple[int, int, int] | None:
 
         info: dict[str, Any] = _get_jpg_parameters(stream)
         return int(info["height"]), int(info["width"]), int(info["components"])
-    except Exception:  # noqa: BLE001 - no SOF marker or a changed pydicom: not checked
+    except Exception:  # no SOF marker or a changed pydicom: not checked
         return None
 
 
@@ -155,6 +155,6 @@ def decode_frame(ds: Dataset, frame: int) -> np.ndarray:
             raise
         except (KeyboardInterrupt, SystemExit):
             raise
-        except BaseException as exc:  # noqa: BLE001 - Rust codecs raise pyo3's PanicException
+        except BaseException as exc:  # Rust codecs raise pyo3's PanicException
             tried.append((plugin, one_line(exc, plugin)))
     raise DecodeFailure(tried)

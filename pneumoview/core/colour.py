@@ -49,7 +49,7 @@ def ow_bytes(value: object, little_endian: bool) -> bytes:
         return np.frombuffer(raw, dtype=">u2").astype("<u2").tobytes()
     if isinstance(value, int):
         value = [value]
-    return np.asarray(list(value), dtype="<u2").tobytes()  # type: ignore[arg-type]
+    return np.asarray(list(value), dtype="<u2").tobytes()  # type: ignore[call-overload]
 
 
 def _palette_tables(ds: Dataset) -> Dataset:

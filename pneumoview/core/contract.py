@@ -90,7 +90,7 @@ def load_plain_image(path: str | PathLike[str]) -> np.ndarray:
         with Image.open(path) as img:
             img.load()
             if img.mode not in ("L", "RGB", "I;16", "I", "F"):
-                img = img.convert("RGB")
+                return np.asarray(img.convert("RGB"))
             return np.asarray(img)
     except (OSError, UnidentifiedImageError, ValueError) as exc:
         raise PneumoViewError(f"cannot read image: {exc}", path) from exc

@@ -8,6 +8,7 @@ Files are only ever opened for reading.
 
 from __future__ import annotations
 
+import errno
 import logging
 import math
 import os
@@ -21,15 +22,22 @@ import pydicom
 from pydicom.dataset import Dataset
 from pydicom.errors import InvalidDicomError
 
-from pneumoview.core import codecs, colour, functional_groups, windowing
-from pneumoview.core.errors import PneumoViewError
+from pneumoview.core import codecs, colour, defaults, functional_groups, windowing
+from pneumoview.core.errors import (
+    CodecUnavailableError,
+    ImageTooLargeError,
+    NoPixelDataError,
+    NotDicomError,
+    PneumoViewError,
+    file_access_error,
+)
 from pneumoview.core.overlays import Overlay, frame_overlays
 from pneumoview.core.windowing import Window, declared_windows
 
 log = logging.getLogger(__name__)
 
 #: Refuse, before decoding, images whose declared pixel data would need more memory than this.
-DEFAULT_MAX_PIXEL_BYTES = 1 << 30
+DEFAULT_MAX_PIXEL_BYTES = defaults.MAX_IMAGE_BYTES
 
 #: Optional plugins that decode syntaxes the bundled (non-GPL) codecs cannot.
 _GPL_HINTS = {
@@ -166,9 +174,10 @@ def _read_deflated_header(path: PathType, info: _Deflated,
         return reached_pixels
 
     try:
-        ds = pydicom.filereader.read_dataset(buffer, False, True, stop_when=stop,
-                                             specific_tags=tags)
-    except Exception:  # noqa: BLE001 - a cut element: decided below
+        ds = pydicom.filereader.read_dataset(buffer, False, True,  # type: ignore[arg-type]
+                                             stop_when=stop,
+                                             specific_tags=tags)  # type: ignore[arg-type]
+    except Exception:  # a cut element: decided below
         if complete:
             raise
         ds = None
@@ -199,15 +208,15 @@ def _read_pydicom(path: PathType, max_inflated: int | None, **kwargs: Any) -> Da
     except InvalidDicomError:
         ds = pydicom.dcmread(path, force=True, **kwargs)
         if not _looks_like_dicom(ds):
-            raise PneumoViewError("not a DICOM file (no DICM preamble, no DICOM content)",
-                                  path) from None
+            raise NotDicomError("not a DICOM file (no DICM preamble, no DICOM content)",
+                                path) from None
         return ds
 
 
 def _read(path: PathType, max_inflated: int | None = None, **kwargs: Any) -> Dataset:
     try:
         if os.path.isdir(path):
-            raise PneumoViewError("is a folder, not a DICOM file", path)
+            raise file_access_error(IsADirectoryError(errno.EISDIR, "is a folder"), path)
         try:
             ds = _read_pydicom(path, max_inflated, **kwargs)
         except zlib.error as exc:
@@ -218,10 +227,8 @@ def _read(path: PathType, max_inflated: int | None = None, **kwargs: Any) -> Dat
         return ds
     except PneumoViewError:
         raise
-    except FileNotFoundError:
-        raise PneumoViewError("file not found (moved or deleted?)", path) from None
-    except PermissionError:
-        raise PneumoViewError("permission denied: the file cannot be read", path) from None
+    except (FileNotFoundError, PermissionError) as exc:
+        raise file_access_error(exc, path) from None
     except Exception as exc:  # pydicom raises many types for corrupt headers
         raise PneumoViewError(f"unreadable DICOM header ({type(exc).__name__}: {exc})",
                               path) from exc
@@ -252,7 +259,7 @@ def _drop_unconvertible(ds: Dataset) -> None:
                 continue
             try:
                 dataset[tag]
-            except Exception as exc:  # noqa: BLE001 - any conversion failure
+            except Exception as exc:  # any conversion failure
                 log.debug("ignoring unreadable element %s (%s)", tag, type(exc).__name__)
                 del dataset[tag]
 
@@ -274,7 +281,7 @@ def header_text(ds: Any, keyword: str) -> str:
         if isinstance(value, list | tuple) or type(value).__name__ == "MultiValue":
             value = "\\".join(str(v) for v in value)
         return " ".join(str(value).split())
-    except Exception:  # noqa: BLE001 - a malformed element: treat as missing
+    except Exception:  # a malformed element: treat as missing
         return ""
 
 
@@ -318,17 +325,18 @@ def declared_pixel_bytes(ds: Dataset, path: PathType | None = None) -> int:
 def check_decodable(ds: Dataset, path: PathType, max_bytes: int = DEFAULT_MAX_PIXEL_BYTES) -> None:
     """Refuse files with no pixels, absurd sizes or a syntax no installed codec decodes."""
     if "Rows" not in ds or "Columns" not in ds:
-        raise PneumoViewError("has no image (no Rows/Columns: not an image object)", path)
+        raise NoPixelDataError("has no image (no Rows/Columns: not an image object)", path)
     rows, cols = header_int(ds, "Rows", 0, path), header_int(ds, "Columns", 0, path)
     if rows < 1 or cols < 1:
         raise PneumoViewError(f"declares an empty image ({rows}x{cols})", path)
     header_int(ds, "NumberOfFrames", 1, path)  # "1A" is not a frame count: say so, by name
     need = declared_pixel_bytes(ds, path)
     if need > max_bytes:
-        raise PneumoViewError(
+        raise ImageTooLargeError(
             f"image too large to open safely: {rows}x{cols}x{number_of_frames(ds)} frame(s) "
             f"needs {need / 2**20:.0f} MiB, the limit is {max_bytes / 2**20:.0f} MiB "
-            "(raise 'max image MiB' in the settings to open it)", path)
+            "(raise 'max image MiB' in the settings to open it)", path,
+            need_bytes=need, limit_bytes=max_bytes)
     tsyntax = ds.file_meta.get("TransferSyntaxUID") if hasattr(ds, "file_meta") else None
     if tsyntax is None:
         return
@@ -351,7 +359,7 @@ def _check_codec(tsyntax: pydicom.uid.UID, path: PathType, bits_stored: int = 8)
         decoder = get_decoder(tsyntax)
     except NotImplementedError:
         name = tsyntax.name if tsyntax.is_transfer_syntax else "private/unknown syntax"
-        raise PneumoViewError(
+        raise CodecUnavailableError(
             f"transfer syntax {tsyntax} ({name}) is not supported by any pixel decoder", path
         ) from None
     if decoder.is_available and not _needs_gpl_plugin(str(tsyntax), bits_stored):
@@ -368,7 +376,7 @@ def _check_codec(tsyntax: pydicom.uid.UID, path: PathType, bits_stored: int = 8)
         missing = list(decoder.missing_dependencies)  # e.g. "pylibjpeg - requires ..."
         if missing:
             hint = f" Plugins that would: {'; '.join(missing)}."
-    raise PneumoViewError(f"no installed codec decodes {label} ({tsyntax}).{hint}", path)
+    raise CodecUnavailableError(f"no installed codec decodes {label} ({tsyntax}).{hint}", path)
 
 
 def decode(path: PathType, frame: int = 0, max_bytes: int = DEFAULT_MAX_PIXEL_BYTES,
@@ -389,7 +397,7 @@ def decode(path: PathType, frame: int = 0, max_bytes: int = DEFAULT_MAX_PIXEL_BY
     if not 0 <= frame < n_frames:
         raise PneumoViewError(f"frame {frame} does not exist (the file has {n_frames})", path)
     if not _has_pixels(full):
-        raise PneumoViewError("has no pixel data", path)
+        raise NoPixelDataError("has no pixel data", path)
     photometric = str(full.get("PhotometricInterpretation", "MONOCHROME2")).strip().upper()
     try:
         stored = codecs.decode_frame(full, frame)
@@ -403,7 +411,7 @@ def decode(path: PathType, frame: int = 0, max_bytes: int = DEFAULT_MAX_PIXEL_BY
         raise PneumoViewError("not enough memory to decode this image", path) from None
     except (KeyboardInterrupt, SystemExit):
         raise
-    except BaseException as exc:  # noqa: BLE001 - Rust codecs raise pyo3's PanicException
+    except BaseException as exc:  # Rust codecs raise pyo3's PanicException
         raise PneumoViewError(f"cannot decode pixel data ({codecs.one_line(exc)})",
                               path) from exc
     grey = values.ndim == 2
@@ -472,7 +480,7 @@ def _identity(ds: Dataset, frame: int) -> Window | None:
     try:
         values = _modality(stored, functional_groups.rescale_source(ds, frame),
                            apply_modality_lut)
-    except Exception:  # noqa: BLE001 - a Modality LUT that cannot map every value: no identity
+    except Exception:  # a Modality LUT that cannot map every value: no identity
         return None
     return windowing.identity_window(float(values.min()), float(values.max()))
 

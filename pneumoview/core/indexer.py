@@ -31,8 +31,11 @@ from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass, field
 from typing import Any
 
-from pneumoview.core.errors import PneumoViewError
+from pneumoview.core.errors import FileAccessError, NotDicomError, PneumoViewError
 from pneumoview.core.indexcache import IndexCache, stat_key
+from pneumoview.core.walk import IssueCallback as IssueCallback
+from pneumoview.core.walk import iter_files as iter_files
+from pneumoview.core.walk import walk as _walk
 
 __all__ = [
     "Instance", "Series", "Study", "Patient", "IndexProgress", "IndexResult", "IndexCache",
@@ -351,8 +354,7 @@ def _fast_fields(path: str, size: int, f: Any = None, first: bytes = b"") -> dic
     if implicit:
         # pydicom corrects files whose data contradict the declared syntax; so do we, by
         # leaving them to it.
-        off = w.view(pos, pos + 8) if pos + 8 <= size else None
-        if off is not None and bytes(w.data[off + 4:off + 6]) in _VRS:
+        if pos + 8 <= size and bytes(w.data[(o := w.view(pos, pos + 8)) + 4:o + 6]) in _VRS:
             raise _Fallback
     elif not _known_syntax(syntax):
         raise _Fallback  # unknown private syntax: let pydicom probe it
@@ -413,7 +415,7 @@ def _decode_fields(raw: dict[int, tuple[bytes | None, bytes]], meta: dict[int, b
     encodings = {_SIMPLE_CHARSETS.get(t) for t in terms}
     if len(encodings) != 1 or None in encodings:
         raise _Fallback  # ISO 2022 code extensions, other single-byte sets: pydicom decodes
-    encoding = encodings.pop()
+    encoding = str(encodings.pop())
     out: dict[str, Any] = {"transfer_syntax": syntax}
     for tag, (vr, value) in raw.items():
         name, kind = _WANTED[tag]
@@ -577,15 +579,16 @@ def read_instance(path: PathType, *, fast: bool = True) -> Instance:
     spath = os.fspath(path)
     try:
         st = os.stat(spath)
-    except FileNotFoundError:
-        raise PneumoViewError("file not found", spath) from None
+    except FileNotFoundError as exc:
+        raise FileAccessError("file not found", spath, exc.errno) from None
     except OSError as exc:
-        raise PneumoViewError(f"cannot read the file ({exc.strerror or exc})", spath) from None
+        raise FileAccessError(f"cannot read the file ({exc.strerror or exc})", spath,
+                              exc.errno) from None
     if stat_mod.S_ISDIR(st.st_mode):
-        raise PneumoViewError("is a folder, not a DICOM file", spath)
+        raise FileAccessError("is a folder, not a DICOM file", spath, errno.EISDIR)
     result = _read(spath, st, fast=fast)
     if result is _NOT_DICOM:
-        raise PneumoViewError("not a DICOM file (no DICM preamble, no DICOM content)", spath)
+        raise NotDicomError("not a DICOM file (no DICM preamble, no DICOM content)", spath)
     assert isinstance(result, Instance)
     return result
 
@@ -671,102 +674,6 @@ def _file_key(path: str, st: os.stat_result) -> tuple[Any, ...]:
     return ("path", os.path.normcase(os.path.realpath(path)))
 
 
-#: ``on_issue(path, reason, is_folder)``: what the walk passes over and why (a folder it cannot
-#: list; a dangling link, a FIFO, a socket, a device). Called as they are met.
-IssueCallback = Callable[[str, str, bool], None]
-
-
-def _special_kind(mode: int) -> str:
-    if stat_mod.S_ISFIFO(mode):
-        return "a named pipe (FIFO)"
-    if stat_mod.S_ISSOCK(mode):
-        return "a socket"
-    if stat_mod.S_ISCHR(mode):
-        return "a character device"
-    if stat_mod.S_ISBLK(mode):
-        return "a block device"
-    return "not a regular file"
-
-
-def _walk(root: str, follow_symlinks: bool = True, cancel: Callable[[], bool] | None = None,
-          state: dict[str, bool] | None = None,
-          on_issue: IssueCallback | None = None) -> Iterator[tuple[str, os.stat_result]]:
-    """Depth-first walk yielding (path, stat) of regular files, each folder visited once.
-
-    When ``cancel()`` turns true while a folder is listed, the walk stops and sets
-    ``state["cancelled"]``. Entries are only ``stat``-ed, never opened (a FIFO cannot block)."""
-    try:
-        st_root = os.stat(root)
-    except OSError:
-        return
-    visited = {(st_root.st_dev, st_root.st_ino)}
-    stack = [root]
-    while stack:
-        folder = stack.pop()
-        try:
-            with os.scandir(folder) as it:
-                entries = sorted(it, key=lambda e: e.name)
-        except OSError as exc:
-            log.debug("skipping unreadable folder (%s)", type(exc).__name__)
-            if on_issue is not None:
-                on_issue(folder, f"cannot list this folder ({exc.strerror or exc})", True)
-            continue
-        subdirs: list[str] = []
-        for entry in entries:
-            if cancel is not None and cancel():
-                if state is not None:
-                    state["cancelled"] = True
-                return
-            try:
-                if entry.is_symlink() and not follow_symlinks:
-                    if on_issue is not None:
-                        on_issue(entry.path, "a symbolic link (links are not followed)", False)
-                    continue
-                st = entry.stat(follow_symlinks=True)
-            except OSError as exc:
-                if on_issue is not None:  # dangling symlink, vanished file
-                    dangling = entry.is_symlink() and exc.errno in (errno.ENOENT, errno.ELOOP)
-                    on_issue(entry.path, "a dangling symbolic link (its target does not exist)"
-                             if dangling else f"cannot stat it ({exc.strerror or exc})", False)
-                continue
-            if stat_mod.S_ISDIR(st.st_mode):
-                if not st.st_ino:  # Windows DirEntry.stat() leaves st_ino at 0
-                    try:
-                        st = os.stat(entry.path)
-                    except OSError:
-                        continue
-                key = (st.st_dev, st.st_ino)
-                if key in visited:
-                    log.debug("skipping a folder reached twice (symlink loop?)")
-                    continue
-                visited.add(key)
-                subdirs.append(entry.path)
-            elif stat_mod.S_ISREG(st.st_mode):
-                if not st.st_ino:
-                    try:
-                        st = os.stat(entry.path)
-                    except OSError:
-                        continue
-                yield entry.path, st
-            elif on_issue is not None:
-                on_issue(entry.path, f"{_special_kind(st.st_mode)}, not a regular file",
-                         False)
-        stack.extend(reversed(subdirs))
-
-
-def iter_files(root: PathType, follow_symlinks: bool = True,
-               on_issue: IssueCallback | None = None) -> Iterator[str]:
-    """Every regular file below ``root``, recursively, in a stable (sorted) order.
-
-    Symlinked folders are followed once each (visited folders are remembered by device and
-    inode), so a link to a parent cannot loop; unreadable folders, special files and dangling
-    links are passed over, and told to ``on_issue`` when given.
-    """
-    for path, _st in _walk(os.path.abspath(os.fspath(root)), follow_symlinks,
-                           on_issue=on_issue):
-        yield path
-
-
 # --------------------------------------------------------------------------------------------
 # DICOMDIR
 # --------------------------------------------------------------------------------------------
@@ -788,7 +695,7 @@ def _dicomdir_references(path: str) -> tuple[list[str], list[tuple[str, str]]]:
     errors: list[tuple[str, str]] = []
     try:
         records = list(ds.get("DirectoryRecordSequence", []) or [])
-    except Exception as exc:  # noqa: BLE001 - a damaged sequence (found by the fuzzer)
+    except Exception as exc:  # a damaged sequence (found by the fuzzer)
         raise PneumoViewError(f"unreadable directory records ({type(exc).__name__})",
                               path) from None
     for record in records:
@@ -796,7 +703,7 @@ def _dicomdir_references(path: str) -> tuple[list[str], list[tuple[str, str]]]:
             ref = record.get("ReferencedFileID")
             parts = None if ref is None else (
                 [str(p) for p in ref] if not isinstance(ref, str) else str(ref).split("\\"))
-        except Exception as exc:  # noqa: BLE001 - found by the fuzzer
+        except Exception as exc:  # found by the fuzzer
             errors.append((path, f"DICOMDIR record unreadable ({type(exc).__name__}); "
                                  "skipped (the DICOMDIR may be damaged)"))
             continue
@@ -832,7 +739,7 @@ def _instance_from_cache(path: str, values: Any, size: int, mtime_ns: int) -> In
     """Rebuild an Instance from its cached value list (None if the entry does not fit)."""
     if not isinstance(values, list) or len(values) != len(_CACHED_FIELDS):
         return None
-    return Instance(path, *values, size, mtime_ns)
+    return Instance(path, *values, size, mtime_ns)  # type: ignore[call-arg]
 
 
 def _cache_fields(inst: Instance) -> list[Any]:

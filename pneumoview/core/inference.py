@@ -102,7 +102,7 @@ def _limit_gradients_to_cam_layer(module: Any) -> None:
         param.requires_grad_(id(param) in keep)
 
 
-def _model_module():  # noqa: ANN202 - the pneumoview.core.model module (imports torch)
+def _model_module():  # the pneumoview.core.model module (imports torch)
     from pneumoview.core import model
 
     return model
@@ -329,11 +329,11 @@ class Engine:
         class _LayerGridGradCAM(GradCAM):
             """Grad-CAM that returns the raw layer grid; we resample it ourselves, exactly."""
 
-            def get_target_width_height(self, input_tensor):  # noqa: ANN001, ANN202
+            def get_target_width_height(self, input_tensor):
                 return None
 
         class _Logit:
-            def __call__(self, output):  # noqa: ANN001, ANN204
+            def __call__(self, output):
                 return output.reshape(-1)[0]
 
         batch = model.prepare_batch([x], loaded.info).to(loaded.device)

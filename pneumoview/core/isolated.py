@@ -38,8 +38,8 @@ from typing import Any
 import pydicom.filereader
 from pydicom.uid import UID
 
-from pneumoview.core import dicomio
-from pneumoview.core.errors import PneumoViewError
+from pneumoview.core import defaults, dicomio
+from pneumoview.core.errors import ImageTooLargeError, PneumoViewError
 from pneumoview.core.procpool import ProcessPool, default_memory_limit_mb
 
 #: Native pixel data larger than this (all frames) is decoded in the worker, not in-process.
@@ -51,7 +51,7 @@ VIEW_BYTES_PER_SAMPLE = 12
 #: The worker's entry point (``module:function``, imported inside the worker).
 TARGET = "pneumoview.core.isolated:decode_payload"
 #: A frame the viewer waits for longer than this is given up (the worker is killed, restarted).
-DEFAULT_TIMEOUT_S = 60.0
+DEFAULT_TIMEOUT_S = defaults.VIEWER_DECODE_TIMEOUT_S
 #: A cancelled decode is left to finish (its frame is cached for going back) unless it has run
 #: this long: killing costs a worker restart (about a second of imports), not worth it for the
 #: quick files a reader skips through, worth it for a codec stuck on one file.
@@ -83,10 +83,11 @@ def check_view_budget(ds: Any, path: PathType, max_bytes: int) -> None:
     stored = max(1, -(-(dicomio.header_int(ds, "BitsAllocated", 16, path) or 16) // 8))
     need = rows * cols * samples * (stored + VIEW_BYTES_PER_SAMPLE)
     if need > max_bytes:
-        raise PneumoViewError(
+        raise ImageTooLargeError(
             f"image too large to display safely: one {rows}x{cols} frame needs about "
             f"{need / 2**20:.0f} MiB to decode and show, the limit is {max_bytes / 2**20:.0f} "
-            "MiB (raise 'max image MiB' in the settings to open it)", path)
+            "MiB (raise 'max image MiB' in the settings to open it)", path,
+            need_bytes=need, limit_bytes=max_bytes)
 
 
 def file_transfer_syntax(path: PathType) -> str | None:
@@ -98,7 +99,7 @@ def file_transfer_syntax(path: PathType) -> str | None:
     """
     try:
         uid = pydicom.filereader.read_file_meta_info(path).get("TransferSyntaxUID")
-    except Exception:  # noqa: BLE001 - any failure here only means "decode it in the worker"
+    except Exception:  # any failure here only means "decode it in the worker"
         return "unknown"
     return None if uid is None else str(uid)
 

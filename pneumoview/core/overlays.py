@@ -92,7 +92,7 @@ def _bits(ds: Dataset, group: int, rows: int, cols: int, k: int) -> np.ndarray |
 def _place(plane: np.ndarray, origin: object, shape: tuple[int, int]) -> np.ndarray:
     """``plane`` on an image of ``shape``, its top-left at the 1-based (row, column) origin."""
     try:
-        r0, c0 = (int(v) - 1 for v in origin)  # type: ignore[union-attr]
+        r0, c0 = (int(v) - 1 for v in origin)  # type: ignore[attr-defined]
     except (TypeError, ValueError):
         r0, c0 = 0, 0
     out = np.zeros(shape, dtype=bool)

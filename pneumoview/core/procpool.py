@@ -34,11 +34,12 @@ import signal
 import sys
 import threading
 import time
-from collections.abc import Callable, Iterable, Iterator
-from dataclasses import dataclass
+from collections.abc import Callable, Generator, Iterable, Iterator
+from dataclasses import dataclass, field
 from multiprocessing.connection import Connection, wait
 from typing import Any
 
+from pneumoview.core import defaults
 from pneumoview.core.errors import PneumoViewError
 
 log = logging.getLogger(__name__)
@@ -62,22 +63,10 @@ PARENT_SIGNALS = ("SIGINT", "SIGTERM", "SIGHUP")
 MAX_START_FAILURES = 3
 
 
-#: Address-space limit per decode worker, at most. The largest image dicomio opens by default
-#: (1 GiB of stored pixels) needs about 3.5 GiB once converted to float32 and resized; imports
-#: take ~0.5 GiB. :func:`default_memory_limit_mb` lowers it so all workers fit in the RAM.
-DEFAULT_MEMORY_LIMIT_MB = 6144
-MIN_MEMORY_LIMIT_MB = 1024
-
-
-def default_memory_limit_mb(workers: int) -> int:
-    """``min(6 GiB, RAM / (workers + 1))``, at least 1 GiB: N runaway decoders together cannot
-    take the machine's memory (the +1 leaves room for the model process)."""
-    try:
-        total = os.sysconf("SC_PAGE_SIZE") * os.sysconf("SC_PHYS_PAGES") // 2**20
-    except (AttributeError, ValueError, OSError):
-        return DEFAULT_MEMORY_LIMIT_MB
-    return int(max(MIN_MEMORY_LIMIT_MB, min(DEFAULT_MEMORY_LIMIT_MB,
-                                            total // (max(1, workers) + 1))))
+#: Address-space limits per decode worker (MiB); the rule is :func:`defaults.memory_limit_mib`.
+DEFAULT_MEMORY_LIMIT_MB = defaults.MEMORY_LIMIT_MAX_MIB
+MIN_MEMORY_LIMIT_MB = defaults.MEMORY_LIMIT_MIN_MIB
+default_memory_limit_mb = defaults.memory_limit_mib
 
 
 @dataclass(frozen=True)
@@ -91,9 +80,7 @@ class TaskResult:
     worker_restarted: bool = False
 
 
-def default_workers() -> int:
-    """Cores minus one (the main process runs the model), at least one."""
-    return max(1, (os.cpu_count() or 1) - 1)
+default_workers = defaults.decode_workers
 
 
 def signal_name(exitcode: int | None) -> str:
@@ -176,7 +163,7 @@ def _worker_main(conn: Connection, target: str, memory_limit: int | None,
     try:
         module_name, _, func_name = target.partition(":")
         func: Callable[[Any], Any] = getattr(importlib.import_module(module_name), func_name)
-    except BaseException as exc:  # noqa: BLE001 - reported as text, then exit
+    except BaseException as exc:  # reported as text, then exit
         with contextlib.suppress(Exception):
             conn.send(("failed", _describe(exc)))
         return
@@ -191,7 +178,7 @@ def _worker_main(conn: Connection, target: str, memory_limit: int | None,
         task_id, payload = msg
         try:
             reply = (task_id, True, func(payload), "")
-        except BaseException as exc:  # noqa: BLE001 - every failure becomes a message
+        except BaseException as exc:  # every failure becomes a message
             reply = (task_id, False, None, _describe(exc))
         try:
             conn.send(reply)
@@ -251,6 +238,29 @@ class _Worker:
 _DONE = object()
 
 
+@dataclass
+class _Feed:
+    """The task stream of one :meth:`ProcessPool.imap_unordered` call, as its supervisor
+    loop sees it: tasks to re-send after a restart come first."""
+
+    items: Iterator[tuple[Any, Any]]
+    next_id: int = 0
+    exhausted: bool = False
+    retry: list[tuple[Any, Any]] = field(default_factory=list)
+    start_failures: int = 0  # worker deaths in a row before one was ready
+
+    def next_task(self) -> tuple[Any, Any] | None:
+        if self.retry:
+            return self.retry.pop()
+        if self.exhausted:
+            return None
+        try:
+            return next(self.items)
+        except StopIteration:
+            self.exhausted = True
+            return None
+
+
 class ProcessPool:
     """Supervised worker processes running ``target`` on payloads; see the module docstring.
 
@@ -259,9 +269,10 @@ class ProcessPool:
     viewer's own decoding is served first).
     """
 
-    def __init__(self, target: str, workers: int | None = None, *, timeout_s: float = 120.0,
+    def __init__(self, target: str, workers: int | None = None, *,
+                 timeout_s: float = defaults.DECODE_TIMEOUT_S,
                  memory_limit_bytes: int | None = None, max_ahead: int | None = None,
-                 start_timeout_s: float = 120.0, nice: int = 0) -> None:
+                 start_timeout_s: float = defaults.WORKER_START_TIMEOUT_S, nice: int = 0) -> None:
         import multiprocessing
 
         self.target = target
@@ -332,7 +343,7 @@ class ProcessPool:
 
     # -- running ----------------------------------------------------------------------------
     def imap_unordered(self, items: Iterable[tuple[Any, Any]], poll_s: float = 0.25,
-                       ticks: bool = False) -> Iterator[TaskResult | None]:
+                       ticks: bool = False) -> Generator[TaskResult | None, None, None]:
         """Run ``(key, payload)`` items; yield a :class:`TaskResult` per item as they finish.
 
         At most ``max_ahead`` finished results wait unread (back-pressure on a slow consumer).
@@ -372,111 +383,127 @@ class ProcessPool:
         try:
             self._loop(items, out)
             out.put(_DONE)
-        except BaseException as exc:  # noqa: BLE001 - handed to the consumer
+        except BaseException as exc:  # handed to the consumer
             out.put(exc if isinstance(exc, PneumoViewError)
                     else PneumoViewError(f"the decode worker pool failed: {_describe(exc)}"))
 
     def _loop(self, items: Iterator[tuple[Any, Any]], out: queue.Queue[Any]) -> None:
-        next_id = 0
-        exhausted = False
-        retry: list[tuple[Any, Any]] = []  # tasks to re-send (not blamed) after a restart
-        start_failures = 0
+        """Dispatch tasks, then handle each worker's message, death or deadline, until the
+        items are done (or the pool is stopped)."""
+        feed = _Feed(items)
         while not self._stop.is_set():
             with self._lock:
                 workers = list(self._workers)
-            # dispatch to idle, ready workers while the consumer keeps up
-            for w in workers:
-                if not w.ready or w.task is not None:
-                    continue
-                if out.qsize() >= self.max_ahead:
-                    break
-                if retry:
-                    key, payload = retry.pop()
-                elif not exhausted:
-                    try:
-                        key, payload = next(items)
-                    except StopIteration:
-                        exhausted = True
-                        continue
-                else:
-                    continue
-                next_id += 1
-                try:
-                    w.conn.send((next_id, payload))
-                except (BrokenPipeError, EOFError, OSError):
-                    retry.append((key, payload))  # the death is handled below
-                    continue
-                w.task = (next_id, key, payload)
-                w.started = time.monotonic()
-            if exhausted and not retry and all(w.task is None for w in workers):
+            self._dispatch(workers, feed, out)
+            if feed.exhausted and not feed.retry and all(w.task is None for w in workers):
                 return
-            # wait for a result, a death or the next deadline
-            now = time.monotonic()
-            deadline = 0.2
+            ready = self._wait(workers)
             for w in workers:
-                limit = self.timeout_s if w.ready else self.start_timeout_s
-                deadline = min(deadline, max(0.0, w.started + limit - now))
-            waitables: list[Any] = [w.conn for w in workers] + [w.proc.sentinel for w in workers]
-            ready = set(wait(waitables, timeout=deadline)) if waitables else set()
-            for w in workers:
-                restarted = False
-                if w.conn in ready:
-                    try:
-                        msg = w.conn.recv()
-                    except (EOFError, OSError):
-                        msg = None
-                    if msg is not None and msg[0] == "ready":
-                        w.ready = True
-                        start_failures = 0
-                        continue
-                    if msg is not None and msg[0] == "failed":
-                        raise PneumoViewError(f"decode workers cannot start: {msg[1]}")
-                    if msg is not None and w.task is not None and msg[0] == w.task[0]:
-                        _, key, _ = w.task
-                        w.task = None
-                        self._busy_done_s += time.monotonic() - w.started
-                        _, ok, value, message = msg
-                        out.put(TaskResult(key, ok, value, message))
-                        continue
-                    if msg is None:
-                        w.proc.join(1)  # the pipe closed: the process is dying
-                if not w.proc.is_alive() or (w.conn in ready and w.proc.exitcode is not None):
-                    w.proc.join(1)
-                    code = w.proc.exitcode
-                    if w.task is not None:
-                        _, key, _ = w.task
-                        out.put(TaskResult(
-                            key, False, None,
-                            f"the decoder crashed ({signal_name(code)}) on this file; it was "
-                            "skipped (a corrupt file or a codec bug)", worker_restarted=True))
-                    elif not w.ready:
-                        start_failures += 1
-                        if start_failures >= MAX_START_FAILURES:
-                            raise PneumoViewError(
-                                f"decode workers cannot start (they exited with "
-                                f"{signal_name(code)}); check the installation and the memory "
-                                "limit")
-                    restarted = True
-                elif w.task is not None and time.monotonic() - w.started > self.timeout_s:
-                    _, key, _ = w.task
-                    out.put(TaskResult(
-                        key, False, None,
-                        f"decoding took longer than {self.timeout_s:g} s and was stopped "
-                        "(a hung codec or an extreme file); it was skipped",
-                        worker_restarted=True))
-                    restarted = True
-                elif not w.ready and time.monotonic() - w.started > self.start_timeout_s:
-                    raise PneumoViewError(
-                        f"a decode worker did not start within {self.start_timeout_s:g} s")
-                if restarted:
-                    if w.task is not None:
-                        self._busy_done_s += time.monotonic() - w.started
-                    w.task = None
-                    w.kill()
-                    self.restarts += 1
-                    if self._stop.is_set():
-                        continue
-                    with self._lock:
-                        if w in self._workers:
-                            self._workers[self._workers.index(w)] = self._spawn()
-                    log.warning("decode worker restarted (exit: %s)", signal_name(w.proc.exitcode))
+                if w.conn in ready and self._on_message(w, feed, out):
+                    continue
+                if self._on_death_or_deadline(w, ready, feed, out):
+                    self._restart(w)
+
+    def _dispatch(self, workers: list[_Worker], feed: _Feed, out: queue.Queue[Any]) -> None:
+        """Send a task to each idle, ready worker while the consumer keeps up."""
+        for w in workers:
+            if not w.ready or w.task is not None:
+                continue
+            if out.qsize() >= self.max_ahead:
+                break
+            task = feed.next_task()
+            if task is None:
+                continue
+            key, payload = task
+            feed.next_id += 1
+            try:
+                w.conn.send((feed.next_id, payload))
+            except (BrokenPipeError, EOFError, OSError):
+                feed.retry.append((key, payload))  # the death is handled by the caller
+                continue
+            w.task = (feed.next_id, key, payload)
+            w.started = time.monotonic()
+
+    def _wait(self, workers: list[_Worker]) -> set[Any]:
+        """Wait for a result, a death or the next deadline (at most 0.2 s)."""
+        now = time.monotonic()
+        deadline = 0.2
+        for w in workers:
+            limit = self.timeout_s if w.ready else self.start_timeout_s
+            deadline = min(deadline, max(0.0, w.started + limit - now))
+        waitables: list[Any] = [w.conn for w in workers] + [w.proc.sentinel for w in workers]
+        return set(wait(waitables, timeout=deadline)) if waitables else set()
+
+    def _on_message(self, w: _Worker, feed: _Feed, out: queue.Queue[Any]) -> bool:
+        """Handle what ``w`` sent; True when that settles the worker for this round."""
+        try:
+            msg = w.conn.recv()
+        except (EOFError, OSError):
+            msg = None
+        if msg is None:
+            w.proc.join(1)  # the pipe closed: the process is dying
+            return False
+        if msg[0] == "ready":
+            w.ready = True
+            feed.start_failures = 0
+            return True
+        if msg[0] == "failed":
+            raise PneumoViewError(f"decode workers cannot start: {msg[1]}")
+        if w.task is not None and msg[0] == w.task[0]:
+            _, key, _ = w.task
+            w.task = None
+            self._busy_done_s += time.monotonic() - w.started
+            _, ok, value, message = msg
+            out.put(TaskResult(key, ok, value, message))
+            return True
+        return False
+
+    def _on_death_or_deadline(self, w: _Worker, ready: set[Any], feed: _Feed,
+                              out: queue.Queue[Any]) -> bool:
+        """A dead worker or one past its deadline: its task gets an error result; True when
+        the worker must be restarted."""
+        if not w.proc.is_alive() or (w.conn in ready and w.proc.exitcode is not None):
+            self._on_death(w, feed, out)
+            return True
+        if w.task is not None and time.monotonic() - w.started > self.timeout_s:
+            _, key, _ = w.task
+            out.put(TaskResult(
+                key, False, None,
+                f"decoding took longer than {self.timeout_s:g} s and was stopped "
+                "(a hung codec or an extreme file); it was skipped",
+                worker_restarted=True))
+            return True
+        if not w.ready and time.monotonic() - w.started > self.start_timeout_s:
+            raise PneumoViewError(
+                f"a decode worker did not start within {self.start_timeout_s:g} s")
+        return False
+
+    def _on_death(self, w: _Worker, feed: _Feed, out: queue.Queue[Any]) -> None:
+        w.proc.join(1)
+        code = w.proc.exitcode
+        if w.task is not None:
+            _, key, _ = w.task
+            out.put(TaskResult(
+                key, False, None,
+                f"the decoder crashed ({signal_name(code)}) on this file; it was "
+                "skipped (a corrupt file or a codec bug)", worker_restarted=True))
+        elif not w.ready:
+            feed.start_failures += 1
+            if feed.start_failures >= MAX_START_FAILURES:
+                raise PneumoViewError(
+                    f"decode workers cannot start (they exited with "
+                    f"{signal_name(code)}); check the installation and the memory "
+                    "limit")
+
+    def _restart(self, w: _Worker) -> None:
+        if w.task is not None:
+            self._busy_done_s += time.monotonic() - w.started
+        w.task = None
+        w.kill()
+        self.restarts += 1
+        if self._stop.is_set():
+            return
+        with self._lock:
+            if w in self._workers:
+                self._workers[self._workers.index(w)] = self._spawn()
+        log.warning("decode worker restarted (exit: %s)", signal_name(w.proc.exitcode))

@@ -45,20 +45,17 @@ from typing import Any
 from urllib.parse import unquote
 
 from pneumoview.core.errors import PneumoViewError
+from pneumoview.core.reportrow import COLUMNS as _COLUMNS
+from pneumoview.core.reportrow import STATUSES as STATUSES
+from pneumoview.core.reportrow import ReportRow as ReportRow
+from pneumoview.core.reportrow import Status as Status
 
 log = logging.getLogger(__name__)
 
-#: Report columns, in order. The first 15 are the documented interface; the rest are extras.
-#: Columns are only ever appended: a report of an older format has a prefix of these.
-COLUMNS: tuple[str, ...] = (
-    "path", "relpath", "file_size", "mtime_ns", "status", "probability", "flagged", "threshold",
-    "message", "patient_id", "study_instance_uid", "series_instance_uid", "sop_instance_uid",
-    "view_position", "model_sha256",
-    "study_date", "modality", "frame", "model_label", "elapsed_ms",
-    "model_id",
-    # issue 16 (the content gate); issue 18's logit, operating_point go before these
-    "gate", "atypicality", "atypicality_percentile",
-)
+#: Report columns, in order: the fields of :class:`~pneumoview.core.reportrow.ReportRow`.
+#: The first 15 are the documented interface; the rest are extras. Columns are only ever
+#: appended: a report of an older format has a prefix of these.
+COLUMNS: tuple[str, ...] = _COLUMNS
 #: The manifest's ``report_format``: 1 = the first 20 columns (no field in the manifest), 2 =
 #: ``model_id`` appended, 3 = cells encoded by :func:`encode_cell` (paths exact and
 #: percent-escaped, formula-like cells behind an apostrophe; before, text was written as it
@@ -72,7 +69,6 @@ ENCODED_CELLS_FORMAT = 3
 #: The columns of format 1; every report has at least these.
 LEGACY_COLUMNS = COLUMNS[:20]
 
-STATUSES = ("scored", "not_scored", "skipped", "error")
 MANIFEST_FORMAT = "pneumoview-batch-manifest-1"
 
 #: Most shards one batch may be split into (a manifest claiming more is refused).
@@ -322,7 +318,7 @@ def _row_line(row: Mapping[str, Any]) -> str:
         line = _csv_line(format_row(row))
         line.encode("utf-8")
         return line
-    except Exception as exc:  # noqa: BLE001 - one bad value must not lose the other rows
+    except Exception as exc:  # one bad value must not lose the other rows
         log.warning("a report row could not be formatted (%s)", type(exc).__name__)
         safe: dict[str, Any] = {}
         for key in ("path", "relpath", "file_size", "mtime_ns", "threshold", "model_sha256"):
@@ -371,7 +367,7 @@ class ReportWriter:
         tmp: Path | None = None
         try:
             fd, tmp = _temp_beside(target)
-            self._fh: io.TextIOWrapper = open(  # noqa: SIM115 - closed in close()
+            self._fh: io.TextIOWrapper = open(  # closed in close()
                 fd, "w", encoding="utf-8", newline="")
             self._fh.write(",".join(COLUMNS) + "\n")
             for row in keep:
@@ -955,7 +951,7 @@ def merge_reports(inputs: Sequence[PathType], output: PathType) -> MergeResult:
         "merged_from": [escape_path(os.path.basename(by_index[k][0])) for k in range(n)],
     })
     return MergeResult(str(output), n, len(merged), str(first.get("model_sha256")),
-                       float(first.get("threshold")))
+                       float(first.get("threshold")))  # type: ignore[arg-type]
 
 
 def _missing_shards(given: Mapping[int, Any], n: int, show: int = 10) -> str:

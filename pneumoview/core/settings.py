@@ -21,6 +21,7 @@ from dataclasses import asdict, dataclass, field, fields
 from pathlib import Path
 from typing import Any
 
+from pneumoview.core import defaults
 from pneumoview.core.errors import PneumoViewError
 from pneumoview.core.paths import config_dir, read_small_file, write_private_file
 
@@ -44,19 +45,19 @@ class Settings:
     window_geometry: str = ""  # base64 of QWidget.saveGeometry()
     window_state: str = ""  # base64 of QMainWindow.saveState()
     show_patient_overlay: bool = True
-    max_image_mib: int = 1024  # size guard: refuse to decode images needing more than this
+    max_image_mib: int = defaults.MAX_IMAGE_MIB  # size guard: refuse images needing more
     # AI: the user's threshold per model (model_id -> threshold; absent = model default),
     # device preference ("auto", "cpu", "cuda[:N]", "mps"), model folder ("" = bundled), CAM
     # overlay opacity in percent
     ai_thresholds: dict[str, Any] = field(default_factory=dict)
-    ai_device: str = "auto"
+    ai_device: str = defaults.DEVICE
     ai_model_dir: str = ""
-    cam_opacity: int = 60
+    cam_opacity: int = defaults.CAM_OPACITY_PERCENT
     extra: dict[str, Any] = field(default_factory=dict)  # unknown keys, kept for newer versions
 
     @property
     def max_image_bytes(self) -> int:
-        return max(1, int(self.max_image_mib)) * 2**20
+        return max(1, int(self.max_image_mib)) * defaults.MIB
 
     def add_recent(self, path: str) -> None:
         """Put ``path`` first in the recent list (no duplicates, at most MAX_RECENT)."""

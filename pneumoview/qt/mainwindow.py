@@ -1,18 +1,21 @@
 """The main window: study tree (left), image (centre), details tabs (right), log (bottom).
 
-Wiring is in small methods so later features can hook in without editing them:
+It is the :class:`~pneumoview.qt.host.Host` of the feature controllers (AI, batch): they add
+menu actions by :class:`~pneumoview.qt.host.MenuSlot`, docks by name, status widgets, and send
+every message to :meth:`report` / :meth:`report_error` (status bar + log panel; nothing pops up a
+dialog or prints a traceback). Besides that protocol:
 
 * signals: ``folderOpened(str)``, ``instancesAdded(list)``, ``indexFinished(IndexResult)``,
   ``currentInstanceChanged(Instance)``, ``imageShown(DecodedImage)``, ``imageFailed(str, str)``;
 * ``self.runner`` (:class:`WorkRunner`) runs background jobs and counts pending work that
   ``--screenshot`` waits for; submit jobs there (or wrap outside work in ``begin``/``end``);
+* ``self.ai_state`` (:class:`~pneumoview.core.aistate.AIState`): the model choice, thresholds
+  and results the AI panel and the GUI batch share;
+* ``self.frames`` (:class:`~pneumoview.core.framecache.FrameCache`): decoded frames;
 * ``self.details`` (a QTabWidget in the right dock) holds the tag browser; add panels with
   :meth:`add_detail_tab`; ``self.view.add_layer`` stacks an overlay on the image;
   ``self.tree`` has an empty ``AI_COLUMN`` (see :mod:`pneumoview.qt.studytree`);
 * ``self.options`` carries ``--model`` / ``--device`` from the command line.
-
-Every failure goes through :meth:`report_error` (status bar + log panel); nothing pops up a
-dialog or prints a traceback.
 """
 
 from __future__ import annotations
@@ -20,7 +23,6 @@ from __future__ import annotations
 import base64
 import logging
 import os
-from collections import OrderedDict
 from collections.abc import Callable
 from dataclasses import dataclass
 
@@ -33,6 +35,7 @@ from PySide6.QtWidgets import (
     QHBoxLayout,
     QLabel,
     QMainWindow,
+    QMenu,
     QProgressBar,
     QPushButton,
     QSlider,
@@ -45,25 +48,21 @@ from PySide6.QtWidgets import (
 
 from pneumoview.core import threads
 from pneumoview.core.errors import PneumoViewError
+from pneumoview.core.framecache import FrameCache
 from pneumoview.core.indexer import IndexProgress, IndexResult, Instance
 from pneumoview.core.isolated import IsolatedDecoder, is_codec_syntax
 from pneumoview.core.paths import display_path
 from pneumoview.core.settings import MAX_RECENT, Settings, save_settings
-from pneumoview.qt.imageview import ImageView, PreparedImage, prepare
+from pneumoview.qt.host import DETAILS_DOCK, LOG_DOCK, STUDIES_DOCK, DockArea, MenuSlot
 from pneumoview.qt.logpanel import LogPanel, QtLogHandler
 from pneumoview.qt.navkeys import NavigationKeys
 from pneumoview.qt.plaintext import make_plain, menu_text
+from pneumoview.qt.radiographview import PreparedImage, RadiographView, prepare
 from pneumoview.qt.studytree import StudyTree
 from pneumoview.qt.tagbrowser import TagBrowser
 from pneumoview.qt.workers import Job, WorkRunner
 
 log = logging.getLogger("pneumoview.viewer")
-
-#: How many decoded frames to keep for quick back-and-forth, and how many bytes they may hold
-#: (the newest frame is always kept, however large): a few big images must not pile up.
-DECODE_CACHE = 3
-DECODE_CACHE_BYTES = 512 * 2**20
-
 
 def prepared_nbytes(prepared: PreparedImage) -> int:
     """Bytes a cached frame holds: modality values plus the display copy."""
@@ -118,6 +117,39 @@ def _read_files_task(paths: list[str], on_instances, cancel, progress=None) -> I
                        errors=errors, cancelled=cancel(), from_cache=0)
 
 
+@dataclass
+class _Slot:
+    """A place in a menu: before ``anchor`` (``None``: at the end), in its own group when
+    ``leading`` / ``trailing`` ask for a separator before / after what is added."""
+
+    menu: Callable[[], QMenu]
+    anchor: QAction | None
+    leading: bool = False
+    trailing: bool = False
+    used: bool = False
+
+    def add(self, action: QAction) -> None:
+        menu = self.menu()
+        if not self.used:
+            self.used = True
+            if self.leading:
+                self._insert(menu, None)
+            if self.trailing:
+                self.anchor = self._insert(menu, None)
+        self._insert(menu, action)
+
+    def _insert(self, menu: QMenu, action: QAction | None) -> QAction:
+        if action is None:
+            if self.anchor is None:
+                return menu.addSeparator()
+            return menu.insertSeparator(self.anchor)
+        if self.anchor is None:
+            menu.addAction(action)
+        else:
+            menu.insertAction(self.anchor, action)
+        return action
+
+
 class MainWindow(QMainWindow):
     """The viewer window. See the module docstring for the hooks."""
 
@@ -139,8 +171,10 @@ class MainWindow(QMainWindow):
         self.current_root: str | None = None
         self._wanted: tuple[str, int] | None = None
         self._index_job: Job | None = None
-        self._cache: OrderedDict[tuple[str, int], PreparedImage] = OrderedDict()
+        #: decoded frames for quick back-and-forth (bounded by count and bytes)
+        self.frames: FrameCache[tuple[str, int], PreparedImage] = FrameCache(prepared_nbytes)
         self._closed = False
+        self.tools_menu: QMenu | None = None
         self.setWindowTitle("PneumoView")
         self.setAcceptDrops(True)
         # the final size before any dock is added or tabified: Qt keeps tab bars laid out for
@@ -154,15 +188,18 @@ class MainWindow(QMainWindow):
         self._connect()
         self._install_log_handler()
         # AI panel, CAM overlay, tree column, menus (torch loads in its own thread after show)
-        from pneumoview.qt.aicontroller import AIController
+        # one AI state: the viewer and the GUI batch use the same model and thresholds
+        from pneumoview.core.aistate import AIState, resolve_choice
+        from pneumoview.qt.ai.controller import AIController
 
-        self.ai = AIController(self.settings, model_dir=self.options.model,
-                               device=self.options.device, parent=self)
+        self.ai_state = AIState(self.settings, resolve_choice(
+            self.options.model, self.options.device, self.settings))
+        self.ai = AIController(self.settings, parent=self, state=self.ai_state)
         self.ai.attach(self)
         # File > Batch Flag Folder..., the Batch dock, Go > Next Flagged (N)
-        from pneumoview.qt.batchpanel import BatchController
+        from pneumoview.qt.batch.controller import BatchController
 
-        self.batch = BatchController(self.settings, parent=self)
+        self.batch = BatchController(self.settings, parent=self, state=self.ai_state)
         self.batch.attach(self)
         for dock in self.findChildren(QDockWidget):
             dock.visibilityChanged.connect(self._tidy_tab_bars_later)
@@ -202,7 +239,7 @@ class MainWindow(QMainWindow):
         vl = QVBoxLayout(self.viewer_page)
         vl.setContentsMargins(0, 0, 0, 0)
         vl.setSpacing(0)
-        self.view = ImageView()
+        self.view = RadiographView()
         self.view.set_show_patient_text(self.settings.show_patient_overlay)
         vl.addWidget(self.view, 1)
         self.frame_bar = QWidget()
@@ -224,24 +261,62 @@ class MainWindow(QMainWindow):
         # tabs of tabified docks (Log/Batch, Details/AI) above their panels
         self.setTabPosition(Qt.DockWidgetArea.AllDockWidgetAreas, QTabWidget.TabPosition.North)
         self.tree = StudyTree()
-        self.tree_dock = self._dock("Studies", "studies", self.tree,
-                                    Qt.DockWidgetArea.LeftDockWidgetArea)
+        self.tree_dock = self.add_dock(STUDIES_DOCK, "Studies", self.tree, DockArea.LEFT)
         self.tags = TagBrowser()
         self.details = QTabWidget()
         self.details.addTab(self.tags, "Tags")
-        self.details_dock = self._dock("Details", "details", self.details,
-                                       Qt.DockWidgetArea.RightDockWidgetArea)
+        self.details_dock = self.add_dock(DETAILS_DOCK, "Details", self.details, DockArea.RIGHT)
         self.log_panel = LogPanel()
-        self.log_dock = self._dock("Log", "log", self.log_panel,
-                                   Qt.DockWidgetArea.BottomDockWidgetArea)
+        self.log_dock = self.add_dock(LOG_DOCK, "Log", self.log_panel, DockArea.BOTTOM)
 
-    def _dock(self, title: str, name: str, widget: QWidget,
-              area: Qt.DockWidgetArea) -> QDockWidget:
+
+    # -- the host protocol (pneumoview.qt.host) ----------------------------------------------
+    def add_menu_action(self, slot: MenuSlot, action: QAction) -> None:
+        """Put ``action`` at ``slot`` (after what is there); its shortcut works window-wide."""
+        self._slots[slot].add(action)
+        self.addAction(action)
+
+    def _tools_menu(self) -> QMenu:
+        if self.tools_menu is None:
+            self.tools_menu = self.menuBar().addMenu("&Tools")
+        return self.tools_menu
+
+    def add_dock(self, name: str, title: str, widget: QWidget, area: DockArea, *,
+                 tab_with: str | None = None, raised: bool = False,
+                 hidden: bool = False) -> QDockWidget:
+        """A dock with the object name ``name`` (saved layouts find it by that name)."""
         dock = QDockWidget(title, self)
-        dock.setObjectName(f"dock-{name}")
+        dock.setObjectName(name)
         dock.setWidget(widget)
-        self.addDockWidget(area, dock)
+        self.addDockWidget(area.value, dock)
+        other = self.findChild(QDockWidget, tab_with) if tab_with else None
+        if other is not None:
+            self.tabifyDockWidget(other, dock)
+        if raised:
+            dock.raise_()
+        if hidden:
+            dock.hide()
         return dock
+
+    def show_dock(self, dock: QDockWidget, fraction: float | None = None) -> None:
+        """Show and raise ``dock``; with ``fraction``, at least that share of the window's
+        height when it was hidden or squeezed to under half of it, else as the user left it."""
+        was_hidden = not dock.isVisible()
+        dock.show()
+        dock.raise_()
+        if fraction is None:
+            return
+        want = int(self.height() * fraction)
+        if was_hidden or dock.height() < want // 2:
+            self.resizeDocks([dock], [want], Qt.Orientation.Vertical)
+
+    def add_status_widget(self, widget: QWidget) -> None:
+        self.statusBar().addPermanentWidget(widget)
+
+    def open_in_viewer(self, path: str) -> None:
+        """Select ``path`` in the study tree, or open the file when the tree does not hold it."""
+        if not self.tree.select_instance(path):
+            self.open_files([path])
 
     def add_detail_tab(self, widget: QWidget, title: str) -> int:
         """Add a panel to the right-hand tabs (the AI panel goes here); returns its index."""
@@ -316,6 +391,7 @@ class MainWindow(QMainWindow):
         file_menu.addAction(self.act_clear_cache)
         file_menu.addSeparator()
         file_menu.addAction(self.act_quit)
+        self.file_menu = file_menu
         view_menu = bar.addMenu("&View")
         for act in (self.act_fit, self.act_one, self.act_invert, self.act_reset):
             view_menu.addAction(act)
@@ -330,6 +406,14 @@ class MainWindow(QMainWindow):
         go_menu = bar.addMenu("&Go")
         for act in (self.act_next, self.act_prev, self.act_next_series, self.act_prev_series):
             go_menu.addAction(act)
+        self.go_menu = go_menu
+        self._slots = {
+            MenuSlot.FILE_OPEN: _Slot(lambda: file_menu, self.act_open_file),
+            MenuSlot.FILE_MODEL: _Slot(lambda: file_menu, self.act_quit, trailing=True),
+            MenuSlot.VIEW_OVERLAYS: _Slot(lambda: view_menu, None, leading=True),
+            MenuSlot.GO_RESULTS: _Slot(lambda: go_menu, None, leading=True),
+            MenuSlot.TOOLS: _Slot(lambda: self._tools_menu(), None),
+        }
         self._rebuild_recent_menu()
         self._rebuild_preset_menu()
 
@@ -619,9 +703,8 @@ class MainWindow(QMainWindow):
     def request_frame(self, path: str, frame: int) -> None:
         key = (path, frame)
         self._wanted = key
-        cached = self._cache.get(key)
+        cached = self.frames.get(key)
         if cached is not None:
-            self._cache.move_to_end(key)
             self.runner.cancel_lane("decode")
             self._display(cached)
             return
@@ -634,19 +717,15 @@ class MainWindow(QMainWindow):
         self.runner.submit(job, lane="decode", latest_only=True)
 
     def _on_decoded(self, key: tuple[str, int], prepared: PreparedImage) -> None:
-        self._cache[key] = prepared
-        self._cache.move_to_end(key)
-        while len(self._cache) > DECODE_CACHE or (
-                len(self._cache) > 1 and self.cache_bytes() > DECODE_CACHE_BYTES):
-            self._cache.popitem(last=False)
+        self.frames.put(key, prepared)
         if key != self._wanted:
             return  # a stale result: the reader moved on
         self._display(prepared)
         self.statusBar().clearMessage()
 
     def cache_bytes(self) -> int:
-        """Bytes held by the decoded-frame cache (bounded by DECODE_CACHE_BYTES)."""
-        return sum(prepared_nbytes(p) for p in self._cache.values())
+        """Bytes held by the decoded-frame cache (bounded by ``frames.max_bytes``)."""
+        return self.frames.nbytes()
 
     def _display(self, prepared: PreparedImage) -> None:
         decoded = prepared.decoded

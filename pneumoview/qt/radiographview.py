@@ -3,7 +3,7 @@
 Pixels are shown at the modality values' own coordinates: the ImageItem sits at the origin with
 an identity transform, one scene unit per image pixel, rows down (``row-major``, ``invertY``).
 **Overlays** (the AI heat map, measurements) therefore only need to be another item with the same
-pixel grid added with :meth:`ImageView.add_layer`, which stacks it above the image in the same
+pixel grid added with :meth:`RadiographView.add_layer`, which stacks it above the image in the same
 ViewBox; zoom and pan move both together.
 
 Display levels are explicit: a linear window becomes ``ImageItem.setLevels(window.levels)``
@@ -13,7 +13,7 @@ uint8. Inversion is ``decoded.invert XOR`` the user's toggle, applied once as a 
 Colour images (RGB, YBR, PALETTE COLOR with its palette applied) are shown as an RGB image,
 reduced to 8 bits by :func:`colour.to_display8` as ``render`` does. The file's own overlay
 planes (60xx) are a white RGBA layer above the heat map: graphics planes shown by default, ROI
-planes (as outlines) on request (:meth:`ImageView.set_show_overlays`).
+planes (as outlines) on request (:meth:`RadiographView.set_show_overlays`).
 ``autoDownsample`` averages the data down to the screen resolution when zoomed out (fast and
 without aliasing); at 1:1 and above pixels are drawn as they are (no smoothing).
 
@@ -45,6 +45,9 @@ pg.setConfigOptions(imageAxisOrder="row-major", antialias=False)
 
 #: Z value of the file's overlay planes: above the AI heat map layer (10).
 OVERLAY_Z = 20.0
+#: Layers above the image: a feature's heat map below the file's overlays, reading tools on top.
+AI_LAYER_Z = 10.0
+TOOL_LAYER_Z = 30.0
 
 #: Fraction of the width at the start of the drag moved per screen pixel of right-drag.
 WL_SENSITIVITY = 1.0 / 200.0
@@ -250,8 +253,16 @@ class WindowViewBox(pg.ViewBox):
         super().mouseClickEvent(ev)
 
 
-class ImageView(QWidget):
-    """Shows one :class:`DecodedImage` with a window, zoom/pan, inversion and corner text."""
+class RadiographView(QWidget):
+    """Shows one :class:`DecodedImage` with a window, zoom/pan, inversion and corner text.
+
+    (Named for what it shows; ``pyqtgraph.ImageView`` is another widget.) What a feature may
+    use: :meth:`add_layer` / :meth:`remove_layer` stack an item drawn in image-pixel
+    coordinates (z: :data:`AI_LAYER_Z` heat maps, :data:`OVERLAY_Z` the file's overlay planes,
+    :data:`TOOL_LAYER_Z` measurements and annotations); ``view_box`` maps scene positions to
+    image pixels (``view_box.mapSceneToView``); ``decoded`` / ``window`` are what is shown;
+    the signals say when the window, the inversion or the zoom change.
+    """
 
     windowChanged = Signal(object)  # Window
     invertChanged = Signal(bool)
@@ -301,7 +312,7 @@ class ImageView(QWidget):
         self.graphics.viewport().installEventFilter(self)
 
     # -- public API --------------------------------------------------------------------------
-    def add_layer(self, item: pg.GraphicsObject, z: float = 10.0) -> None:
+    def add_layer(self, item: pg.GraphicsObject, z: float = AI_LAYER_Z) -> None:
         """Stack ``item`` (e.g. an ImageItem of the same H x W) above the image, same transform."""
         item.setZValue(z)
         self.view_box.addItem(item, ignoreBounds=True)

@@ -1,14 +1,13 @@
 """The AI panel: probability, threshold state, the threshold control, model facts and CAM controls.
 
 A passive view: it shows what it is given and emits what the user asks for; the controller
-(:mod:`pneumoview.qt.aicontroller`) owns the worker and decides. The threshold relabels a shown
+(:mod:`pneumoview.qt.ai.controller`) owns the worker and decides. The threshold relabels a shown
 prediction through :meth:`Prediction.with_threshold`, never by running the model again.
 "Not for diagnostic use" is permanent: it is part of the panel's layout, not a message.
 """
 
 from __future__ import annotations
 
-import math
 from typing import Any
 
 from PySide6.QtCore import QRectF, Qt, Signal
@@ -27,109 +26,23 @@ from PySide6.QtWidgets import (
     QWidget,
 )
 
+from pneumoview.core.modelmetrics import (
+    finite_number,
+    format_metric,
+    per_source_text,
+    split_metrics,
+)
 from pneumoview.core.paths import display_path
-from pneumoview.qt.camoverlay import CamColourBar
+from pneumoview.qt.ai.cam import CamColourBar
 from pneumoview.qt.plaintext import make_plain, tip
+from pneumoview.qt.theme import FLAGGED_COLOUR, MUTED_COLOUR, NOT_FLAGGED_COLOUR
 
-FLAGGED_COLOUR = "#c62828"
-NOT_FLAGGED_COLOUR = "#2e7d32"
-NOT_SCORED_COLOUR = "#757575"
 #: Shown in place of the threshold until a model says what it is (never a made-up 50 %).
 THRESHOLD_LOADING = "loading..."
 THRESHOLD_NONE = "n/a"
 CAM_NOTE = ("The map shows where the model looked, not disease. It is scaled per image, so a "
             "low-probability image glows as brightly as a high one.")
 SLIDER_STEPS = 1000
-
-
-def _number(value: Any) -> float | None:
-    try:
-        out = float(value)
-    except (TypeError, ValueError):
-        return None
-    return out if math.isfinite(out) else None
-
-
-def _metric(entry: Any) -> tuple[float, float | None, float | None] | None:
-    """(value, low, high) from a number, ``{"value", "ci_low", "ci_high"}`` or similar."""
-    if isinstance(entry, dict):
-        value = _number(entry.get("value", entry.get("point", entry.get("estimate"))))
-        if value is None:
-            return None
-        lo = _number(entry.get("ci_low", entry.get("low", entry.get("lower"))))
-        hi = _number(entry.get("ci_high", entry.get("high", entry.get("upper"))))
-        ci = entry.get("ci")
-        if (lo is None or hi is None) and isinstance(ci, list | tuple) and len(ci) == 2:
-            lo, hi = _number(ci[0]), _number(ci[1])
-        return value, lo, hi
-    value = _number(entry)
-    return None if value is None else (value, None, None)
-
-
-def _entry_metric(entry: dict, name: str) -> tuple[float, float | None, float | None] | None:
-    """A metric from one metrics entry: training's ``{name: v, "ci95": {name: [lo, hi]}}``,
-    or ``{name: v}`` / ``{name: {"value", "ci_low", "ci_high"}}``."""
-    if name not in entry:
-        return None
-    parsed = _metric(entry[name])
-    ci = entry.get("ci95")
-    if parsed is not None and parsed[1] is None and isinstance(ci, dict):
-        bounds = ci.get(name)
-        if isinstance(bounds, list | tuple) and len(bounds) == 2:
-            parsed = (parsed[0], _number(bounds[0]), _number(bounds[1]))
-    return parsed
-
-
-def _test_split(metrics: dict | None) -> dict:
-    if not isinstance(metrics, dict):
-        return {}
-    for key in ("test", "test_split", "test_internal"):
-        if isinstance(metrics.get(key), dict):
-            return metrics[key]
-    return metrics
-
-
-def split_metrics(metrics: dict | None) -> dict[str, tuple[float, float | None,
-                                                         float | None] | None]:
-    """Sensitivity and specificity on the test split at the model's threshold, from the
-    metadata's ``metrics`` (``metrics["test"]["all"]`` as training writes it; a flat
-    ``metrics["test"]`` or top level is accepted too). Missing numbers are None ("n/a")."""
-    out: dict[str, tuple[float, float | None, float | None] | None] = {
-        "sensitivity": None, "specificity": None}
-    test = _test_split(metrics)
-    candidates = [test.get("all"), test]
-    for name in out:
-        for cand in candidates:
-            parsed = _entry_metric(cand, name) if isinstance(cand, dict) else None
-            if parsed is not None:
-                out[name] = parsed
-                break
-    return out
-
-
-def per_source_text(metrics: dict | None) -> str:
-    """One line per data source of the test split (populations differ: children, adults)."""
-    lines = []
-    for source, entry in sorted(_test_split(metrics).items()):
-        if source == "all" or not isinstance(entry, dict):
-            continue
-        sens, spec = _entry_metric(entry, "sensitivity"), _entry_metric(entry, "specificity")
-        if sens is None and spec is None:
-            continue
-        n = entry.get("n")
-        lines.append(f"{source}{f' (n={n})' if n else ''}: sensitivity "
-                     f"{format_metric(sens)}, specificity {format_metric(spec)}")
-    return "\n".join(lines)
-
-
-def format_metric(entry: tuple[float, float | None, float | None] | None) -> str:
-    if entry is None:
-        return "n/a"
-    value, lo, hi = entry
-    text = f"{value * 100:.1f} %"
-    if lo is not None and hi is not None:
-        text += f" (95 % CI {lo * 100:.1f}-{hi * 100:.1f})"
-    return text
 
 
 class ProbabilityBar(QWidget):
@@ -139,7 +52,7 @@ class ProbabilityBar(QWidget):
         super().__init__(parent)
         self.probability: float | None = None
         self.threshold: float | None = None  # no marker until a model gives one
-        self.colour = QColor(NOT_SCORED_COLOUR)
+        self.colour = QColor(MUTED_COLOUR)
         self.setMinimumHeight(22)
         self.setSizePolicy(QSizePolicy.Policy.Expanding, QSizePolicy.Policy.Fixed)
 
@@ -388,7 +301,7 @@ class AIPanel(QWidget):
     def clear(self, message: str = "No image") -> None:
         self.prediction = None
         self.percent.setText("-")
-        self.bar.set_values(None, self.threshold, NOT_SCORED_COLOUR)
+        self.bar.set_values(None, self.threshold, MUTED_COLOUR)
         self.state.setText(message)
         self.state.setStyleSheet("")
         self.score_anyway.setVisible(False)
@@ -400,14 +313,14 @@ class AIPanel(QWidget):
 
     def show_error(self, message: str) -> None:
         self.clear()
-        self._set_state(message, NOT_SCORED_COLOUR)
+        self._set_state(message, MUTED_COLOUR)
 
     def show_prediction(self, prediction: Any, elapsed_ms: float | None = None) -> None:
         """Show a Prediction (re-labelled at the panel's threshold)."""
         if prediction.scored and self.threshold is not None \
                 and abs(prediction.threshold - self.threshold) > 1e-12:
             prediction = prediction.with_threshold(self.threshold)
-        if prediction.scored and _number(prediction.probability) is None:
+        if prediction.scored and finite_number(prediction.probability) is None:
             self.show_error("Not scored: the model gave no valid probability (NaN or "
                             "infinity); the model may be damaged")
             return
@@ -423,8 +336,8 @@ class AIPanel(QWidget):
             self.score_anyway.setVisible(False)
         else:
             self.percent.setText("-")
-            self.bar.set_values(None, self.threshold, NOT_SCORED_COLOUR)
-            self._set_state(prediction.state_text, NOT_SCORED_COLOUR)
+            self.bar.set_values(None, self.threshold, MUTED_COLOUR)
+            self._set_state(prediction.state_text, MUTED_COLOUR)
             self.score_anyway.setVisible(True)
         total = prediction.timings.get("total_ms")
         fwd = prediction.timings.get("forward_ms")

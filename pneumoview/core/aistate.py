@@ -1,0 +1,207 @@
+"""The viewer's AI state, without Qt: which model, which threshold, which results are known.
+
+One object is shared by everything in a window that uses the model, so that the AI panel, the
+study tree's AI column and File > Batch Flag Folder agree on three policies:
+
+* :class:`ModelChoice` — the model folder and device in use. The command line's ``--model`` /
+  ``--device`` win over the saved settings, which win over the bundled model on ``auto``
+  (:func:`resolve_choice`); once the user loads another model, *that* model is the choice for
+  the viewer and the batch alike, and it is remembered in the settings.
+* :class:`ThresholdMemory` — the operating threshold the user set per model (``model_id``),
+  falling back to the model's own.
+* :class:`ResultCache` — predictions per (path, frame, forced) and CAMs per (path, frame), so
+  that going back to an image or moving the threshold never runs the model again.
+"""
+
+from __future__ import annotations
+
+from collections import OrderedDict
+from collections.abc import Hashable, Iterator, MutableMapping
+from dataclasses import dataclass, field
+from typing import Any, Generic, TypeVar
+
+from pneumoview.core import runoptions
+
+#: Predictions kept (a few bytes each: a whole folder's worth).
+RESULT_CACHE = 10000
+#: CAMs kept (an image-sized float array each).
+CAM_CACHE = 4
+
+K = TypeVar("K", bound=Hashable)
+V = TypeVar("V")
+ResultKey = tuple[str, int, bool]  # path, frame, scored anyway (gate overridden)
+ImageKey = tuple[str, int]  # path, frame
+
+
+@dataclass(frozen=True)
+class ModelChoice:
+    """A model folder (``None``: the bundled model) and a device preference (``auto``...)."""
+
+    model_dir: str | None = None
+    device: str = "auto"
+
+
+def resolve_choice(cli_model: str | None, cli_device: str | None,
+                   settings: Any = None) -> ModelChoice:
+    """Command line, then the saved settings, then the bundled model on ``auto``
+    (:func:`pneumoview.core.runoptions.resolve` is the one precedence rule)."""
+    chosen = runoptions.resolve({"model_dir": cli_model or None, "device": cli_device or None},
+                                settings)
+    return ModelChoice(chosen.model_dir, chosen.device)
+
+
+def saved_threshold(saved: Any, model_id: str, default: float) -> float:
+    """The threshold remembered for ``model_id`` in ``saved`` (a mapping), else ``default``.
+
+    Anything that is not a number in [0, 1] (a hand-edited settings file) counts as unset.
+    """
+    return runoptions.resolve_threshold(None, saved if isinstance(saved, dict) else None,
+                                        model_id, default)
+
+
+class ThresholdMemory:
+    """Per-model thresholds, kept in ``settings.ai_thresholds`` when there are settings."""
+
+    def __init__(self, settings: Any = None) -> None:
+        self.settings = settings
+        self._own: dict[str, Any] = {}
+
+    @property
+    def saved(self) -> dict[str, Any]:
+        """The live mapping ``model_id -> threshold`` (the settings' own dict when present)."""
+        mapping = getattr(self.settings, "ai_thresholds", None)
+        return mapping if isinstance(mapping, dict) else self._own
+
+    def get(self, model_id: str, default: float) -> float:
+        return saved_threshold(self.saved, model_id, default)
+
+    def set(self, model_id: str, value: float, default: float) -> None:
+        """Remember ``value``; the model's own threshold is stored as no entry at all."""
+        if abs(float(value) - float(default)) < 1e-12:
+            self.saved.pop(model_id, None)
+        else:
+            self.saved[model_id] = float(value)
+
+    def snapshot(self) -> dict[str, Any]:
+        """A copy for a background job (the user may move the threshold while it runs)."""
+        return dict(self.saved)
+
+
+class LRU(Generic[K, V]):
+    """A mapping that forgets its least recently stored entries beyond ``limit``."""
+
+    def __init__(self, limit: int) -> None:
+        self.limit = int(limit)
+        self._items: OrderedDict[K, V] = OrderedDict()
+
+    def get(self, key: K) -> V | None:
+        return self._items.get(key)
+
+    def put(self, key: K, value: V) -> list[K]:
+        """Store ``value``; returns the keys evicted to stay within the limit."""
+        self._items[key] = value
+        self._items.move_to_end(key)
+        evicted = []
+        while len(self._items) > self.limit:
+            old, _ = self._items.popitem(last=False)
+            evicted.append(old)
+        return evicted
+
+    def __contains__(self, key: object) -> bool:
+        return key in self._items
+
+    def __len__(self) -> int:
+        return len(self._items)
+
+    def __iter__(self) -> Iterator[K]:
+        return iter(self._items)
+
+    def clear(self) -> None:
+        self._items.clear()
+
+
+@dataclass
+class ResultCache:
+    """Predictions (with the time they took), CAMs and the images the user scored anyway."""
+
+    predictions: LRU[ResultKey, Any] = field(default_factory=lambda: LRU(RESULT_CACHE))
+    cams: LRU[ImageKey, Any] = field(default_factory=lambda: LRU(CAM_CACHE))
+    elapsed: MutableMapping[ResultKey, float] = field(default_factory=dict)
+    forced: set[ImageKey] = field(default_factory=set)
+
+    def key(self, image: ImageKey) -> ResultKey:
+        """The cache key of the result wanted for ``image`` now (forced or not)."""
+        return (*image, image in self.forced)
+
+    def put(self, key: ResultKey, prediction: Any, elapsed_ms: float | None) -> None:
+        for old in self.predictions.put(key, prediction):
+            self.elapsed.pop(old, None)
+        if elapsed_ms is not None:
+            self.elapsed[key] = float(elapsed_ms)
+
+    def for_image(self, image: ImageKey) -> Any:
+        return self.predictions.get(self.key(image))
+
+    def best_for_path(self, path: str) -> Any:
+        """The result that stands for a file: frame 0, a scored-anyway result preferred."""
+        for force in (True, False):
+            pred = self.predictions.get((path, 0, force))
+            if pred is not None:
+                return pred
+        return None
+
+    def clear(self) -> None:
+        self.predictions.clear()
+        self.elapsed.clear()
+        self.cams.clear()
+        self.forced.clear()
+
+
+class AIState:
+    """The model choice, threshold memory and results of one viewer window.
+
+    :meth:`choose` records the model the user asked for; :meth:`model_loaded` makes it the
+    choice (and the remembered setting) once it has loaded, so a refused model changes nothing.
+    """
+
+    def __init__(self, settings: Any = None, choice: ModelChoice | None = None) -> None:
+        self.settings = settings
+        self.choice = choice or resolve_choice(None, None, settings)
+        self.thresholds = ThresholdMemory(settings)
+        self.results = ResultCache()
+        self.info: Any = None  # the loaded model's ModelInfo
+        self.threshold = 0.5
+        self._pending: ModelChoice | None = None
+
+    def choose(self, model_dir: str | None) -> ModelChoice:
+        """The user asked for ``model_dir`` (``None``: bundled); returns what to load."""
+        self._pending = ModelChoice(model_dir or None, self.choice.device)
+        return self._pending
+
+    def model_loaded(self, info: Any) -> bool:
+        """A model is ready; returns True when it replaced another (results are then stale)."""
+        replaced = self.info is not None and self.info.model_id != info.model_id
+        self.info = info
+        if self._pending is not None:
+            self.choice, self._pending = self._pending, None
+            if hasattr(self.settings, "ai_model_dir"):
+                self.settings.ai_model_dir = self.choice.model_dir or ""
+        self.threshold = self.thresholds.get(info.model_id, float(info.threshold))
+        if replaced:
+            self.results.clear()
+        return replaced
+
+    def model_refused(self) -> None:
+        """The model asked for did not load: the one in use stays the choice."""
+        self._pending = None
+
+    def set_threshold(self, value: float) -> None:
+        self.threshold = float(value)
+        if self.info is not None:
+            self.thresholds.set(self.info.model_id, self.threshold, float(self.info.threshold))
+
+    def shown(self, pred: Any) -> Any:
+        """``pred`` as the user sees it: relabelled at the current threshold when scored."""
+        if pred is not None and pred.scored:
+            return pred.with_threshold(self.threshold)
+        return pred

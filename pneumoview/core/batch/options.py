@@ -1,0 +1,82 @@
+"""What a batch run is asked (:class:`BatchOptions`), what it reports while it runs
+(:class:`BatchProgress`) and how it ended (:class:`BatchSummary`)."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from os import PathLike
+
+from pneumoview.core import defaults
+from pneumoview.core.batch.decode import DECODE_TARGET
+from pneumoview.core.gatepolicy import GateMode
+
+
+@dataclass
+class BatchOptions:
+    """What to flag and how; the CLI flags map one to one."""
+
+    root: str | PathLike[str]
+    output: str | PathLike[str] | None = None
+    model_dir: str | PathLike[str] | None = None
+    device: str = defaults.DEVICE
+    threshold: float | None = None
+    batch_size: int = defaults.BATCH_SIZE
+    workers: int | None = None
+    resume: bool = False
+    overwrite: bool = False
+    shard: tuple[int, int] | None = None
+    timeout_s: float = defaults.DECODE_TIMEOUT_S
+    memory_limit_mb: int | None = -1  # MiB; -1: defaults.memory_limit_mib(workers); None/0: none
+    max_image_mib: int = defaults.MAX_IMAGE_MIB  # size guard, MiB
+    decode_target: str = DECODE_TARGET
+    follow_symlinks: bool = True
+    nice: int = 0  # >0 lowers the decode workers' priority (the GUI: the viewer comes first)
+    retry_errors: bool = True  # --resume scores each file of an `error` row once more
+    quiet: bool = False  # no warnings from the decoders on stderr (pydicom's, numpy's)
+    gate_mode: GateMode = GateMode.CONTENT  # TAGS_ONLY: --no-gate (the tag gate alone)
+
+
+@dataclass
+class BatchProgress:
+    done: int
+    total: int
+    scored: int
+    flagged: int
+    not_scored: int
+    skipped: int
+    errors: int
+    elapsed_s: float
+    rate: float  # files per second in this run
+    eta_s: float | None
+    phase: str = "flagging"  # "scanning" | "loading model" | "flagging" | "finished"
+
+
+@dataclass
+class BatchSummary:
+    """How a run ended. ``counts`` and ``flagged`` are the whole report's (rows kept from a
+    resumed report included); ``run_counts`` and ``run_flagged`` this run's rows alone."""
+
+    root: str
+    output: str | None
+    manifest: str | None
+    total: int
+    done: int
+    resumed: int
+    counts: dict[str, int]
+    flagged: int
+    cancelled: bool
+    finished: bool
+    elapsed_s: float
+    rate: float
+    model_label: str
+    model_sha256: str
+    threshold: float
+    workers: int
+    restarts: int
+    stage_cpu_s: dict[str, float] = field(default_factory=dict)
+    run_counts: dict[str, int] = field(default_factory=dict)
+    run_flagged: int = 0
+    retried: int = 0  # error rows of the resumed report scored again
+    unlisted_folders: int = 0  # folders that could not be listed (each an error row)
+    gate: str = "tags"  # the manifest's gate: "content" (tag + content gate) or "tags"
+    gate_note: str = ""  # gatepolicy.gate_note: why a run was gated by tags alone

@@ -1,0 +1,65 @@
+"""Every default of a run, written once: the size guard, batch size, time and memory limits.
+
+The command line's help texts, the settings file's defaults, the batch engine and the viewer's
+decoder all read them from here, and :mod:`pneumoview.core.runoptions` resolves what a user
+chose over them (command line, then settings, then these). Rules that depend on the machine
+(how many decode workers, how much memory each may take) are functions here too.
+"""
+
+from __future__ import annotations
+
+import os
+
+MIB = 2**20
+
+#: Size guard: an image whose decoded pixels (all frames) need more than this is refused
+#: before anything is allocated (the viewer also counts its display copies against it).
+MAX_IMAGE_MIB = 1024
+MAX_IMAGE_BYTES = MAX_IMAGE_MIB * MIB
+
+#: Model device preference: "auto" picks CUDA, then MPS, then the CPU.
+DEVICE = "auto"
+
+#: Images per model batch in a batch run.
+BATCH_SIZE = 32
+
+#: Per-file decode time limit of a batch run (a hung codec costs one row, not the run).
+DECODE_TIMEOUT_S = 120.0
+#: The viewer waits this long for one frame from its decode process before giving up.
+VIEWER_DECODE_TIMEOUT_S = 60.0
+#: A decode worker that is not ready (imports done) within this is a fatal pool error.
+WORKER_START_TIMEOUT_S = 120.0
+
+#: Decode workers started by the GUI's batch run this much below normal priority, so the
+#: viewer's own decoding is served first.
+GUI_WORKER_NICE = 10
+
+#: CAM overlay opacity in percent.
+CAM_OPACITY_PERCENT = 60
+
+#: Environment variable capping torch's threads (tests set it to 1); the rule itself, cores
+#: minus the other busy workers, is :func:`pneumoview.core.threads.torch_threads`.
+TORCH_THREADS_ENV = "PNEUMOVIEW_TORCH_THREADS"
+
+#: Address-space limit per decode worker, at most and at least. The largest image opened by
+#: default (1 GiB of stored pixels) needs about 3.5 GiB once converted to float32 and
+#: resized; imports take ~0.5 GiB.
+MEMORY_LIMIT_MAX_MIB = 6144
+MEMORY_LIMIT_MIN_MIB = 1024
+
+
+def memory_limit_mib(workers: int) -> int:
+    """``min(6 GiB, RAM / (workers + 1))``, at least 1 GiB: N runaway decoders together cannot
+    take the machine's memory (the +1 leaves room for the model process)."""
+    try:
+        total = os.sysconf("SC_PAGE_SIZE") * os.sysconf("SC_PHYS_PAGES") // MIB
+    except (AttributeError, ValueError, OSError):
+        return MEMORY_LIMIT_MAX_MIB
+    return int(max(MEMORY_LIMIT_MIN_MIB, min(MEMORY_LIMIT_MAX_MIB,
+                                             total // (max(1, workers) + 1))))
+
+
+def decode_workers() -> int:
+    """Decode worker processes of a batch run: cores minus one (the main process runs the
+    model), at least one."""
+    return max(1, (os.cpu_count() or 1) - 1)

@@ -1,0 +1,1 @@
+"""The viewer's AI: controller, panel, CAM overlay, study-tree column, inference worker."""

@@ -1,0 +1,1 @@
+"""File > Batch Flag Folder: the controller, the dock's panel and table, the background job."""

@@ -1,0 +1,73 @@
+"""The GUI's batch job: load the viewer's model, pick the report's name, run the core engine.
+
+Runs on a background thread (a :class:`~pneumoview.qt.workers.Job` in the ``batch`` lane); no Qt
+here, so it is the same code path as ``pneumoview flag`` apart from where the report goes (see
+:mod:`pneumoview.core.savedreports`).
+"""
+
+from __future__ import annotations
+
+import contextlib
+import os
+from collections.abc import Callable
+from dataclasses import dataclass
+from typing import Any
+
+from pneumoview.core import defaults
+from pneumoview.core.aistate import saved_threshold
+from pneumoview.core.batch import BatchOptions, BatchSummary, run_batch
+from pneumoview.core.paths import PRIVATE_FILE_MODE, create_private_file
+from pneumoview.core.savedreports import (
+    mark_cancelled,
+    prepare_reports_dir,
+    report_name,
+    unique_report_path,
+)
+
+#: Decode workers run below normal priority in the GUI so the viewer's own decoding is first.
+GUI_WORKER_NICE = defaults.GUI_WORKER_NICE
+
+
+@dataclass
+class Started:
+    """Sent once the model is loaded and the report file chosen."""
+
+    folder: str
+    output: str
+    model_label: str
+    model_version: str
+    threshold: float
+
+
+def gui_batch(folder: str, *, model_dir: str | None, device: str,
+              thresholds: dict[str, Any] | None,
+              on_started: Callable[[Started], None],
+              on_rows: Callable[[list[dict[str, Any]]], None],
+              on_progress: Callable[[Any], None],
+              cancel: Callable[[], bool],
+              workers: int | None = None, batch_size: int = defaults.BATCH_SIZE,
+              out_dir: str | os.PathLike[str] | None = None,
+              max_image_mib: int = defaults.MAX_IMAGE_MIB) -> BatchSummary:
+    """Flag ``folder`` with the viewer's model choice, per-model threshold and size guard."""
+    from pneumoview.core.inference import Engine
+
+    engine = Engine(model_dir, device or defaults.DEVICE, with_cam=False)
+    info = engine.load()
+    threshold = saved_threshold(thresholds or {}, info.model_id, float(info.threshold))
+    target_dir = prepare_reports_dir(out_dir)
+    output = unique_report_path(target_dir, report_name(folder, info.version, threshold))
+    on_started(Started(os.path.abspath(folder), str(output), info.label, info.version,
+                       threshold))
+    if out_dir is None:
+        create_private_file(output)  # the writer truncates it and keeps its 0600 mode
+    summary = run_batch(
+        BatchOptions(folder, output, threshold=threshold, workers=workers,
+                     batch_size=batch_size, nice=GUI_WORKER_NICE, overwrite=True,
+                     max_image_mib=max_image_mib),
+        engine=engine, on_rows=on_rows, on_progress=on_progress, cancel=cancel)
+    if summary.cancelled and summary.output is not None:
+        summary.output, summary.manifest = mark_cancelled(output)
+    if out_dir is None and summary.manifest:
+        with contextlib.suppress(OSError):
+            os.chmod(summary.manifest, PRIVATE_FILE_MODE)
+    return summary

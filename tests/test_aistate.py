@@ -1,0 +1,105 @@
+"""The AI state without Qt: model choice precedence, threshold memory, result cache."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import pytest
+
+from pneumoview.core.aistate import (
+    LRU,
+    AIState,
+    ModelChoice,
+    ResultCache,
+    ThresholdMemory,
+    resolve_choice,
+    saved_threshold,
+)
+from pneumoview.core.settings import Settings
+
+
+@dataclass
+class _Info:
+    model_id: str
+    threshold: float = 0.5
+
+
+def test_command_line_wins_over_settings_which_win_over_bundled() -> None:
+    s = Settings(ai_model_dir="/saved", ai_device="cuda")
+    assert resolve_choice("/cli", "cpu", s) == ModelChoice("/cli", "cpu")
+    assert resolve_choice(None, None, s) == ModelChoice("/saved", "cuda")
+    assert resolve_choice(None, None, Settings()) == ModelChoice(None, "auto")
+    assert resolve_choice(None, None, None) == ModelChoice(None, "auto")
+
+
+def test_a_loaded_model_becomes_the_choice_over_the_command_line() -> None:
+    s = Settings()
+    state = AIState(s, resolve_choice("/model-a", "cpu", s))
+    state.model_loaded(_Info("a"))
+    assert state.choice == ModelChoice("/model-a", "cpu")
+    assert state.choose("/model-b") == ModelChoice("/model-b", "cpu")
+    assert state.choice.model_dir == "/model-a"  # not before it has loaded
+    assert state.model_loaded(_Info("b")) is True
+    assert state.choice == ModelChoice("/model-b", "cpu")
+    assert s.ai_model_dir == "/model-b"
+    state.choose(None)
+    state.model_loaded(_Info("bundled"))
+    assert state.choice.model_dir is None and s.ai_model_dir == ""
+
+
+def test_a_refused_model_changes_nothing() -> None:
+    s = Settings()
+    state = AIState(s, ModelChoice("/a", "cpu"))
+    state.model_loaded(_Info("a"))
+    state.choose("/broken")
+    state.model_refused()
+    assert state.choice.model_dir == "/a" and s.ai_model_dir == ""
+    state.model_loaded(_Info("a"))  # the same model again: still /a
+    assert state.choice.model_dir == "/a"
+
+
+@pytest.mark.parametrize("saved, expected", [
+    ({"m": 0.3}, 0.3), ({"m": "0.25"}, 0.25), ({"m": 1.5}, 0.5), ({"m": -0.1}, 0.5),
+    ({"m": "x"}, 0.5), ({"m": None}, 0.5), ({}, 0.5), ([], 0.5), (None, 0.5)])
+def test_saved_threshold_falls_back_to_the_model_default(saved: object, expected: float) -> None:
+    assert saved_threshold(saved, "m", 0.5) == pytest.approx(expected)
+
+
+def test_threshold_memory_lives_in_the_settings_and_drops_the_default() -> None:
+    s = Settings()
+    mem = ThresholdMemory(s)
+    mem.set("m", 0.4, 0.5)
+    assert s.ai_thresholds == {"m": 0.4}
+    snap = mem.snapshot()
+    mem.set("m", 0.5, 0.5)
+    assert s.ai_thresholds == {} and snap == {"m": 0.4}
+    state = AIState(s, ModelChoice())
+    s.ai_thresholds["x"] = 0.2
+    state.model_loaded(_Info("x"))
+    assert state.threshold == pytest.approx(0.2)
+
+
+def test_result_cache_evicts_oldest_and_their_timings() -> None:
+    cache = ResultCache(predictions=LRU(2))
+    cache.put(("a", 0, False), "pa", 1.0)
+    cache.put(("b", 0, False), "pb", 2.0)
+    cache.put(("c", 0, False), "pc", 3.0)
+    assert cache.predictions.get(("a", 0, False)) is None
+    assert ("a", 0, False) not in cache.elapsed
+    cache.forced.add(("c", 0))
+    assert cache.key(("c", 0)) == ("c", 0, True)
+    cache.put(("c", 0, True), "pc-forced", None)
+    assert cache.best_for_path("c") == "pc-forced"
+    assert cache.for_image(("c", 0)) == "pc-forced"
+    cache.clear()
+    assert len(cache.predictions) == 0 and not cache.forced
+
+
+def test_replacing_the_model_forgets_its_results() -> None:
+    state = AIState(None, ModelChoice())
+    state.model_loaded(_Info("a"))
+    state.results.put(("p", 0, False), "old", None)
+    assert state.model_loaded(_Info("a")) is False
+    assert state.results.best_for_path("p") == "old"
+    assert state.model_loaded(_Info("b")) is True
+    assert state.results.best_for_path("p") is None
