@@ -271,10 +271,9 @@ def test_film_with_large_collimation_border_passes(bundled) -> None:  # noqa: AN
 
 
 @needs_shared
-@pytest.mark.xfail(strict=True, reason="known limit (model card): a film padded with a white "
-                   "frame of 20 % on every side (half the picture) is beyond the atypicality "
-                   "bound")
 def test_film_padded_with_a_very_large_frame(bundled) -> None:  # noqa: ANN001
+    """A white frame of 20 % on every side (half the picture): pv-gate-1 refused it as
+    atypical; pv-gate-2's heads see where the frame is and its atypicality bound keeps it."""
     grey = _nih(7)
     h, w = grey.shape
     framed = np.full((int(h * 1.4), int(w * 1.4)), 255.0, np.float32)
@@ -305,9 +304,15 @@ def test_film_with_burned_in_text_and_markers_passes(bundled) -> None:  # noqa: 
 @needs_shared
 def test_rotated_inverted_and_photo_are_refused(bundled) -> None:  # noqa: ANN001
     grey = _nih(3)
-    assert _verdict(bundled, np.rot90(grey, -1).copy()).kind is G.GateKind.ROTATED
-    assert _verdict(bundled, np.rot90(grey, 2).copy()).kind is G.GateKind.ROTATED
-    assert _verdict(bundled, 255.0 - grey).kind is G.GateKind.INVERTED
+    # a film turned 90 degrees may be named a lateral view by the content head (README, known
+    # limits): refused either way
+    for k in (-1, 2):
+        turned = _verdict(bundled, np.rot90(grey, k).copy())
+        assert turned.kind is G.GateKind.ROTATED or \
+            turned.reason.startswith("looks like a lateral"), turned.reason
+    # an inverted film is refused; some (22 of the 250 of the test set) are named "not a
+    # chest radiograph" by the content head instead (README, known limits)
+    assert _verdict(bundled, 255.0 - grey).kind in (G.GateKind.INVERTED, G.GateKind.NOT_CHEST)
     skimage = pytest.importorskip("skimage")
     camera = Path(skimage.__file__).parent / "data" / "camera.png"
     from pneumoview.core import contract

@@ -56,7 +56,11 @@ def test_ci_runs_the_shared_data_tests_again_with_the_data_hidden() -> None:
 def test_benchmark_tables_live_in_docs_performance() -> None:
     readme = (ROOT / "README.md").read_text()
     perf = (ROOT / "docs" / "performance.md").read_text()
-    table_rows = [line for line in readme.splitlines() if line.startswith("|")]
+    # the input gate's per-group figures are required in the README (issue 16), not benchmarks
+    start = readme.index("### Input gate")
+    end = readme.index("\n### ", start + 1)
+    outside = readme[:start] + readme[end:]
+    table_rows = [line for line in outside.splitlines() if line.startswith("|")]
     assert "| W/L step + repaint" in perf and "| W/L step" not in readme
     assert len(table_rows) < 20, "benchmark tables belong in docs/performance.md"
     assert "docs/performance.md" in readme

@@ -72,6 +72,8 @@ def card_section(gate: dict, training: dict) -> str:
         lines += ["", training["figures_markdown"]]
     if training.get("command"):
         lines += ["", f"Trained by `{training['command']}`."]
+    if training.get("thresholds_note"):
+        lines.append(f"Thresholds: {training['thresholds_note']}.")
     lines += [CARD_END, ""]
     return "\n".join(lines)
 
