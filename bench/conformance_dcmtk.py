@@ -37,8 +37,9 @@ from PIL import Image
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "tests"))
 
-from dicom_factory import SHARED_DICOM, sample_file  # noqa: E402
+from dicom_factory import sample_file  # noqa: E402
 from display_probes import big_endian_ow_lut, half_range_lut, little_endian_ow_lut  # noqa: E402
+from shared_data import shared_path  # noqa: E402
 
 from pneumoview.cli import main as cli_main  # noqa: E402
 from pneumoview.commands import render  # noqa: E402
@@ -53,7 +54,8 @@ RGB_DEEP = [f"SC_rgb{enc}_{bits}bit{frames}.dcm" for bits in (16, 32)
 ENHANCED = [("eCT_Supplemental.dcm", 0), ("eCT_Supplemental.dcm", 1)]
 J2K = ["GDCMJ2K_TextGBR.dcm"]
 OVERLAYS = ["MR-SIEMENS-DICOM-WithOverlays.dcm", "examples_overlay.dcm"]
-FILMS_8BIT = [SHARED_DICOM / "nhsx_nih_cxr.dcm", SHARED_DICOM / "txv_siim_cxr.dcm"]
+FILMS_8BIT = [p for p in (shared_path("dicom", "nhsx_nih_cxr.dcm"),
+                          shared_path("dicom", "txv_siim_cxr.dcm")) if p is not None]
 SEGMENTED = {"gdcm-US-ALOKA-16.dcm", "gdcm-US-ALOKA-16_big.dcm"}
 
 
@@ -155,7 +157,7 @@ def cases(tmp: Path) -> list[Case]:
                                               big_endian_ow_lut]
     out += [Case("voi-lut", b(tmp / f"{b.__name__}.dcm")) for b in builders]
     out += [Case("overlays", p, overlays=True) for p in named(OVERLAYS)]
-    out += [Case("8-bit film", p) for p in FILMS_8BIT if p.exists()]
+    out += [Case("8-bit film", p) for p in FILMS_8BIT]
     return out
 
 

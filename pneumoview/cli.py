@@ -32,6 +32,12 @@ SUBCOMMANDS: dict[str, tuple[str, str]] = {
                       "join the reports of a sharded flag run into one"),
     "cache": ("pneumoview.commands.cache",
               "show what PneumoView stores where (info), delete the index cache (clear)"),
+    "echo": ("pneumoview.commands.echo", "check that a PACS node answers (C-ECHO)"),
+    "send": ("pneumoview.commands.send", "send DICOM files to a PACS (C-STORE or STOW-RS)"),
+    "pull": ("pneumoview.commands.pull",
+             "query and retrieve studies from a PACS (C-FIND/C-GET or QIDO-RS/WADO-RS)"),
+    "listen": ("pneumoview.commands.listen",
+               "receive DICOM (a Storage SCP) and score what arrives"),
 }
 
 

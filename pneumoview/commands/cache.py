@@ -56,6 +56,16 @@ def info_lines() -> list[str]:
                  "with patient IDs; delete them yourself when done)")
     demo = paths.cache_dir() / "demo"
     lines.append(f"Demo images: {demo} ({_mode(demo)}; public sample data)")
+    from pneumoview.core.pacs.audit import default_audit_path
+    from pneumoview.core.pacs.cache import RETRIEVED
+
+    retrieved = paths.cache_dir() / RETRIEVED
+    lines.append(f"Studies retrieved from a PACS (File > Open from PACS): {retrieved} "
+                 f"({_mode(retrieved)}; DICOM files with patient data; delete them yourself "
+                 "when done)")
+    audit = default_audit_path()
+    lines.append(f"PACS audit log of listen: {audit} ({_mode(audit)}; AE titles, addresses, "
+                 "digests of UIDs; no patient data)")
     lines.append("Clear the index cache with: pneumoview cache clear")
     return lines
 

@@ -17,6 +17,7 @@ import sys
 import time
 from typing import Any, TextIO
 
+from pneumoview.commands import dicom_results
 from pneumoview.commands.argtypes import positive_seconds
 from pneumoview.commands.console import say
 from pneumoview.core import defaults, runoptions
@@ -67,6 +68,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
                              "'gate: tags'; atypicality is still reported)")
     parser.add_argument("-q", "--quiet", action="store_true",
                         help="no progress bar and no decoder warnings")
+    dicom_results.add_argument(parser)
 
 
 def _fmt_eta(seconds: float | None) -> str:
@@ -165,7 +167,7 @@ def _check_usage(args: argparse.Namespace) -> str | None:
         return "--max-image-mib must be at least 1"
     if args.no_retry_errors and not args.resume:
         return "--no-retry-errors goes with --resume"
-    return None
+    return dicom_results.check(args)
 
 
 def summary_line(summary: Any) -> str:
@@ -235,4 +237,6 @@ def run(args: argparse.Namespace) -> int:
         print("pneumoview flag: cancelled; the partial report is kept - finish it with "
               "--resume", file=err)
         return stop.exit_status()
-    return 0
+    with _StopSignals(err) as stop:
+        status = dicom_results.write(args, chosen, err, cancel=lambda: stop.stopped)
+    return stop.exit_status() if stop.stopped else status

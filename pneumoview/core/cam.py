@@ -54,3 +54,33 @@ def top_fraction_mask(cam: np.ndarray, fraction: float) -> np.ndarray:
     if k > 0:
         mask[np.argsort(-arr, kind="stable")[:k]] = True
     return mask.reshape(np.shape(cam))
+
+
+#: Colour stops (value, (r, g, b)) of the CAM overlay: dark blue through green and yellow to
+#: red. The viewer's overlay and burned-in exports (Secondary Capture) share them.
+CAM_STOPS = ((0.0, (0, 0, 120)), (0.3, (0, 90, 255)), (0.55, (0, 220, 120)),
+             (0.75, (255, 220, 0)), (1.0, (255, 30, 0)))
+#: Below this value the map is fully transparent; alpha then rises to CAM_ALPHA_MAX.
+CAM_ALPHA_FLOOR = 0.2
+CAM_ALPHA_MAX = 220
+
+
+def cam_lut(n: int = 256) -> np.ndarray:
+    """(n, 4) uint8 RGBA lookup table: colour ramp plus an alpha ramp from CAM_ALPHA_FLOOR, so
+    cold values leave the film readable and hot values cover it."""
+    x = np.linspace(0.0, 1.0, n)
+    pos = np.array([s[0] for s in CAM_STOPS])
+    rgb = np.stack([np.interp(x, pos, [s[1][c] for s in CAM_STOPS]) for c in range(3)], axis=1)
+    alpha = np.clip((x - CAM_ALPHA_FLOOR) / (1.0 - CAM_ALPHA_FLOOR), 0.0, 1.0) * CAM_ALPHA_MAX
+    return np.concatenate([rgb, alpha[:, None]], axis=1).round().astype(np.uint8)
+
+
+def blend_cam(film_rgb: np.ndarray, cam: np.ndarray, opacity: float = 0.6) -> np.ndarray:
+    """``film_rgb`` (H, W, 3) uint8 with ``cam`` (H, W) in [0, 1] painted over it through
+    :func:`cam_lut` at ``opacity``; uint8, what the viewer shows at that opacity."""
+    lut = cam_lut()
+    idx = np.clip(np.rint(np.asarray(cam, np.float32) * 255.0), 0, 255).astype(np.intp)
+    rgba = lut[idx].astype(np.float32)
+    alpha = rgba[..., 3:4] / 255.0 * float(opacity)
+    out = film_rgb.astype(np.float32) * (1.0 - alpha) + rgba[..., :3] * alpha
+    return np.clip(np.rint(out), 0, 255).astype(np.uint8)

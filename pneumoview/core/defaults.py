@@ -37,6 +37,13 @@ GUI_WORKER_NICE = 10
 #: CAM overlay opacity in percent.
 CAM_OPACITY_PERCENT = 60
 
+#: PACS: this node's AE title, the network time limit of every association or request, the
+#: address and port `listen` binds (loopback: a network service is opened only on request).
+CALLING_AE = "PNEUMOVIEW"
+PACS_TIMEOUT_S = 30
+LISTEN_HOST = "127.0.0.1"
+LISTEN_PORT = 11112
+
 #: Environment variable capping torch's threads (tests set it to 1); the rule itself, cores
 #: minus the other busy workers, is :func:`pneumoview.core.threads.torch_threads`.
 TORCH_THREADS_ENV = "PNEUMOVIEW_TORCH_THREADS"

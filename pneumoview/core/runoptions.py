@@ -63,9 +63,32 @@ def resolve(cli: Mapping[str, Any] | Any | None = None, settings: Any = None) ->
     ``model_dir``, ``--timeout S`` for ``timeout_s``).
     ``settings`` is a :class:`~pneumoview.core.settings.Settings` or None (headless).
     """
+    return _resolve(RunOptions, cli, settings)
+
+
+@dataclass(frozen=True)
+class NetworkOptions:
+    """How PneumoView meets PACS peers (``echo``, ``send``, ``pull``, ``listen``, the GUI)."""
+
+    calling_ae: str = field(default=defaults.CALLING_AE,
+                            metadata=_from("pacs_calling_ae", unset=""))
+    timeout_s: float = field(default=float(defaults.PACS_TIMEOUT_S),
+                             metadata=_from("pacs_timeout_s"))
+    #: the address ``listen`` binds
+    host: str = field(default=defaults.LISTEN_HOST, metadata=_from("listen_host", unset=""))
+
+
+def resolve_network(cli: Mapping[str, Any] | Any | None = None,
+                    settings: Any = None) -> NetworkOptions:
+    """:class:`NetworkOptions` by the same rule as :func:`resolve` (``--timeout S`` is
+    ``timeout_s``)."""
+    return _resolve(NetworkOptions, cli, settings)
+
+
+def _resolve(cls: type, cli: Mapping[str, Any] | Any | None, settings: Any) -> Any:
     given = _given(cli)
     values: dict[str, Any] = {}
-    for f in dataclasses.fields(RunOptions):
+    for f in dataclasses.fields(cls):
         value = given.get(f.name)
         if value is None and f.name in _CLI_NAMES:
             value = given.get(_CLI_NAMES[f.name])
@@ -75,7 +98,7 @@ def resolve(cli: Mapping[str, Any] | Any | None = None, settings: Any = None) ->
                 value = saved
         if value is not None:
             values[f.name] = value
-    return RunOptions(**values)
+    return cls(**values)
 
 
 def _given(cli: Mapping[str, Any] | Any | None) -> dict[str, Any]:

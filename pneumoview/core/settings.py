@@ -53,6 +53,15 @@ class Settings:
     ai_device: str = defaults.DEVICE
     ai_model_dir: str = ""
     cam_opacity: int = defaults.CAM_OPACITY_PERCENT
+    # PACS: this node's calling AE title; the nodes the user keeps (dicom://AET@HOST:PORT,
+    # dicom+tls://..., http(s)://HOST/PATH); the network time limit in seconds; the calling AE
+    # titles `listen` accepts (empty: none but those given on its command line) and the address
+    # it binds (loopback unless configured)
+    pacs_calling_ae: str = defaults.CALLING_AE
+    pacs_nodes: list[str] = field(default_factory=list)
+    pacs_timeout_s: int = defaults.PACS_TIMEOUT_S
+    listen_allowed_aes: list[str] = field(default_factory=list)
+    listen_host: str = defaults.LISTEN_HOST
     extra: dict[str, Any] = field(default_factory=dict)  # unknown keys, kept for newer versions
 
     @property

@@ -90,5 +90,8 @@ class Host(Protocol):
     def open_in_viewer(self, path: str) -> None:
         """Show the file ``path`` (selecting it in the study tree when it is there)."""
 
+    def open_folder(self, path: str) -> None:
+        """Read the folder ``path`` into the study tree (studies retrieved from a PACS)."""
+
     def installEventFilter(self, obj: Any) -> None:  # noqa: N802 - Qt's name
         """Qt's: a controller may watch the window's events (its first show)."""

@@ -201,6 +201,11 @@ class MainWindow(QMainWindow):
 
         self.batch = BatchController(self.settings, parent=self, state=self.ai_state)
         self.batch.attach(self)
+        # File > Open from PACS..., File > Save AI Result as DICOM...
+        from pneumoview.qt.pacs.controller import PacsController
+
+        self.pacs = PacsController(self.settings, ai=self.ai)
+        self.pacs.attach(self)
         for dock in self.findChildren(QDockWidget):
             dock.visibilityChanged.connect(self._tidy_tab_bars_later)
         self._add_panel_actions()
@@ -821,6 +826,7 @@ class MainWindow(QMainWindow):
         self.settings.window_state = base64.b64encode(bytes(self.saveState())).decode()
         self.ai.shutdown()
         self.batch.shutdown()  # cancels a running batch; the runner below joins its thread
+        self.pacs.shutdown()  # cancels a query or retrieval; the runner joins its thread
         save_settings(self.settings)
         self.decoder.close()  # first: a decode in flight then ends at once
         self.runner.shutdown(timeout=10.0)

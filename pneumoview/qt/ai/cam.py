@@ -15,21 +15,8 @@ from PySide6.QtCore import QRectF, Qt
 from PySide6.QtGui import QColor, QLinearGradient, QPainter
 from PySide6.QtWidgets import QSizePolicy, QWidget
 
-#: Colour stops (value, (r, g, b)): dark blue through green and yellow to red.
-_STOPS = ((0.0, (0, 0, 120)), (0.3, (0, 90, 255)), (0.55, (0, 220, 120)),
-          (0.75, (255, 220, 0)), (1.0, (255, 30, 0)))
-#: Below this value the map is fully transparent; alpha then rises to ALPHA_MAX.
-ALPHA_FLOOR = 0.2
-ALPHA_MAX = 220
-
-
-def cam_lut(n: int = 256) -> np.ndarray:
-    """(n, 4) uint8 RGBA lookup table: colour ramp plus an alpha ramp from ALPHA_FLOOR."""
-    x = np.linspace(0.0, 1.0, n)
-    pos = np.array([s[0] for s in _STOPS])
-    rgb = np.stack([np.interp(x, pos, [s[1][c] for s in _STOPS]) for c in range(3)], axis=1)
-    alpha = np.clip((x - ALPHA_FLOOR) / (1.0 - ALPHA_FLOOR), 0.0, 1.0) * ALPHA_MAX
-    return np.concatenate([rgb, alpha[:, None]], axis=1).round().astype(np.uint8)
+# the colour table is shared with the burned-in Secondary Capture: one home, core.cam
+from pneumoview.core.cam import cam_lut
 
 
 class CamOverlay:
