@@ -1,6 +1,6 @@
 """Batch flagging throughput against its ceiling, the naive loop and the bare model, in one run.
 
-    python bench/bench_batch.py [--n 500] [--sets uncompressed,mixed] [--data-dir DIR]
+    python -m bench.bench_batch [--n 500] [--sets uncompressed,mixed] [--data-dir DIR]
                                 [--model DIR] [--batch-size 32] [--workers N] [--json OUT]
 
 For each set (>= 500 generated 1024x1024 chest radiographs: 8-bit uncompressed, and mixed
@@ -40,7 +40,7 @@ SHARED = REPO.parent / "shared" / "data"
 # Data
 
 
-def _base_images(n_bases: int, size: int):  # noqa: ANN202 - list of uint8 arrays
+def _base_images(n_bases: int, size: int):
     """Real chest radiographs (NIH, 512^2) upscaled to ``size``; synthetic when absent."""
     import numpy as np
     from PIL import Image
@@ -62,7 +62,7 @@ def _base_images(n_bases: int, size: int):  # noqa: ANN202 - list of uint8 array
 ENCODINGS_MIXED = ("explicit8", "implicit8", "rescale12", "rle", "jpegls", "j2k", "jpeg")
 
 
-def _write(arr, encoding: str, path: Path) -> None:  # noqa: ANN001
+def _write(arr, encoding: str, path: Path) -> None:
     import io
 
     import numpy as np
@@ -77,8 +77,7 @@ def _write(arr, encoding: str, path: Path) -> None:  # noqa: ANN001
         RLELossless,
     )
 
-    sys.path.insert(0, str(REPO / "tests"))
-    from dicom_factory import make_dataset
+    from tests.support.dicom_factory import make_dataset
 
     if encoding == "rescale12":
         ds = make_dataset(arr.astype(np.uint16) * 16, bits_stored=12, RescaleSlope=0.0625,
@@ -132,7 +131,7 @@ def make_set(folder: Path, name: str, n: int, size: int) -> Path:
 # Measurements
 
 
-def naive_loop(files: list[str], engine, threads_n: int) -> dict:  # noqa: ANN001
+def naive_loop(files: list[str], engine, threads_n: int) -> dict:
     """Same decode/gate/contract function and model, one file at a time, batch 1."""
     import torch
 
@@ -157,7 +156,7 @@ def naive_loop(files: list[str], engine, threads_n: int) -> dict:  # noqa: ANN00
             "input_cpu_s_per_img": cpu["input"] / len(files)}
 
 
-def model_only(engine, batch_size: int, threads_n: int, seconds: float = 8.0) -> dict:  # noqa: ANN001
+def model_only(engine, batch_size: int, threads_n: int, seconds: float = 8.0) -> dict:
     import numpy as np
     import torch
 
@@ -199,8 +198,7 @@ def _model_dir(arg: str | None, scratch: Path) -> Path | None:
         read_model_info(None)
         return None
     except PneumoViewError:
-        sys.path.insert(0, str(REPO / "tests"))
-        from model_fixture import make_random_model_dir
+        from tests.support.model_fixture import make_random_model_dir
 
         print("no bundled model: using a random model in the same format", file=sys.stderr)
         return make_random_model_dir(scratch / "random-model")
@@ -221,9 +219,7 @@ def main() -> int:
 
     import tempfile
 
-    sys.path.insert(0, str(HERE))
-    from _common import check_load
-
+    from bench._common import check_load
     from pneumoview.core.inference import Engine
     from pneumoview.core.procpool import tune_malloc
     from pneumoview.core.threads import cpu_count

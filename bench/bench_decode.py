@@ -1,6 +1,6 @@
 """Decode + model input per encoding, against pydicom's bare ``pixel_array`` in the same run.
 
-    python bench/bench_decode.py [--repeat 5] [--force]
+    python -m bench.bench_decode [--repeat 5] [--force]
 
 For the 1955x1841 15-bit CR (pydicom-data RG1) and a 1024x1024 chest radiograph re-encoded in
 each supported transfer syntax, prints: pydicom ``dcmread().pixel_array`` (the baseline: what
@@ -17,20 +17,16 @@ from pathlib import Path
 
 import numpy as np
 import pydicom
-
-sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "tests"))
-sys.path.insert(0, str(Path(__file__).resolve().parent))
-
-from _common import check_load, median_time  # noqa: E402
-from dicom_factory import make_dataset, reencode, sample_file, save  # noqa: E402
-from pydicom.uid import (  # noqa: E402
+from pydicom.uid import (
     JPEG2000Lossless,
     JPEGLSLossless,
     RLELossless,
 )
-from shared_data import shared_path  # noqa: E402
 
-from pneumoview.core import contract, dicomio  # noqa: E402
+from bench._common import check_load, median_time
+from pneumoview.core import contract, dicomio
+from tests.support.dicom_factory import make_dataset, reencode, sample_file, save
+from tests.support.shared_data import shared_path
 
 
 def _chest1024() -> np.ndarray:

@@ -3,8 +3,8 @@ most 10 %).
 
 Both sides of each ratio run in this process, on the same films, alternately:
 
-* **viewer**: ``Engine.score_with_cam`` (contract, the forward pass with the CAM hooks, the
-  backward pass and the map) with the model's gate, against the same engine with its gate
+* **viewer**: ``Engine.score_with_cam`` (contract, the forward pass and the closed-form CAM
+  from its activations) with the model's gate, against the same engine with its gate
   taken out (``engine.input_gate = None``, which is how a model without a gate runs);
 * **batch**: what the batch's model process does for a batch of ``--batch`` ready inputs
   (``Engine.gated_logits`` with the content statistics the decode workers compute, then the
@@ -16,7 +16,7 @@ Times are medians of repeated runs, as wall time and as process CPU time (with o
 thread by default the CPU time is what a quiet machine would show, so the ratio is meaningful
 on a busy one too).
 
-    python bench/bench_gate.py [--model DIR] [--n 8] [--batch 16] [--threads 1]
+    python -m bench.bench_gate [--model DIR] [--engine auto] [--n 8] [--batch 16] [--threads 1]
 """
 
 from __future__ import annotations
@@ -31,7 +31,6 @@ from pathlib import Path
 import numpy as np
 
 ROOT = Path(__file__).resolve().parents[1]
-sys.path.insert(0, str(ROOT))
 DATA = ROOT.parent / "shared" / "data"
 
 from bench._common import check_load  # noqa: E402
@@ -95,6 +94,7 @@ class _Decoded:
 def main() -> int:
     ap = argparse.ArgumentParser(description=__doc__)
     ap.add_argument("--model", default=None)
+    ap.add_argument("--engine", default="auto", help="auto, torch or openvino")
     ap.add_argument("--n", type=int, default=8, help="films")
     ap.add_argument("--batch", type=int, default=16, help="batch size of the batch side")
     ap.add_argument("--repeat", type=int, default=5)
@@ -111,7 +111,7 @@ def main() -> int:
 
     torch.set_num_threads(args.threads)
     check_load()
-    engine = Engine(args.model, device="cpu")
+    engine = Engine(args.model, device="cpu", engine=args.engine)
     engine.load()
     gate = engine.input_gate
     if gate is None:
@@ -119,8 +119,9 @@ def main() -> int:
         return 2
     images = films(args.n)
     decoded = [_Decoded(g, i) for i, g in enumerate(images)]
-    print(f"model {engine.info.label}; gate {engine.info.raw['gate']['format']}; "
-          f"{args.n} films 1024 x 1024; torch threads {args.threads}")
+    print(f"model {engine.info.label} ({engine.engine_text}); "
+          f"gate {engine.info.raw['gate']['format']}; {args.n} films 1024 x 1024; "
+          f"torch threads {args.threads}")
 
     # -- viewer ------------------------------------------------------------------------------
     def viewer() -> None:
@@ -160,9 +161,7 @@ def main() -> int:
                  tuple(t / len(inputs) for t in bg), tuple(t / len(inputs) for t in bp)))
 
     # -- components --------------------------------------------------------------------------
-    from pneumoview.core.model import predict_activations, prepare_batch
-
-    acts = predict_activations(engine._require(), prepare_batch(inputs[:1], engine.info))[1]
+    acts = engine.forward(inputs[:1]).activations
     x0 = inputs[0]
     comp = {
         "rules (content statistics)": lambda: content_statistics(x0),

@@ -1,6 +1,6 @@
 """Indexing benchmark: a generated folder of DICOM files, cold and cached, versus dcmread.
 
-    python bench/bench_index.py [--files 2000] [--dir DIR] [--repeat 3] [--strict]
+    python -m bench.bench_index [--files 2000] [--dir DIR] [--repeat 3] [--strict]
 
 Generates (once, in a temporary folder unless --dir names one) small DICOM files that carry a
 real chest CR header (pydicom-data RG1_UNCI.dcm) with 64x64 pixels, spread over several

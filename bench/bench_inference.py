@@ -7,7 +7,7 @@ decodes the file and shows it, the AI controller asks the inference thread, whic
 and maps it; the clock stops when the AI panel shows this file's probability, and when the CAM
 overlay holds this file's map. The model-only forward time of the same runs is shown beside it.
 
-    python bench/bench_inference.py [--model DIR] [--device cpu] [--n 20]
+    python -m bench.bench_inference [--model DIR] [--device cpu] [--engine E] [--n 20]
 
 Without a bundled model it uses a random model of the same architecture (timings are the same).
 Goals on this CPU: probability < 150 ms, CAM < 400 ms (medians).
@@ -74,7 +74,7 @@ def make_files(out: Path, n: int, size: int = 1024) -> list[Path]:
     return files
 
 
-def _wait(app, cond, timeout: float = 120.0) -> None:  # noqa: ANN001
+def _wait(app, cond, timeout: float = 120.0) -> None:
     deadline = time.perf_counter() + timeout
     while not cond():
         if time.perf_counter() > deadline:
@@ -87,6 +87,8 @@ def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--model", help="model folder (default: bundled, else a random model)")
     parser.add_argument("--device", default="auto")
+    parser.add_argument("--engine", default=None, help="auto (default), torch or openvino")
+    parser.add_argument("--precision", default=None, help="auto (default), bf16 or f32")
     parser.add_argument("--n", type=int, default=20)
     args = parser.parse_args(argv)
     os.environ.setdefault("QT_QPA_PLATFORM", "offscreen")
@@ -108,8 +110,7 @@ def main(argv: list[str] | None = None) -> int:
         try:
             read_model_info(None)
         except PneumoViewError:
-            sys.path.insert(0, str(ROOT))
-            from tests.model_fixture import make_random_model_dir
+            from tests.support.model_fixture import make_random_model_dir
 
             model_dir = str(make_random_model_dir(tmp / "random-model"))
             note = " (random weights: no bundled model; timings are the same)"
@@ -117,7 +118,9 @@ def main(argv: list[str] | None = None) -> int:
     folder.mkdir()
     files = make_files(folder, args.n + 1)  # the first is shown on opening: not timed
 
-    window = MainWindow(Settings(), ViewerOptions(model=model_dir, device=args.device))
+    window = MainWindow(Settings(), ViewerOptions(model=model_dir, device=args.device,
+                                                  engine=args.engine,
+                                                  precision=args.precision))
     window.resize(1400, 900)
     window.show()
     ai = window.ai

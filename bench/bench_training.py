@@ -1,6 +1,6 @@
 """Training throughput: the real data pipeline + model step vs the model step alone.
 
-    .venv/bin/python bench/bench_training.py [--data PREPARED_CACHE] [--image-size 224]
+    python -m bench.bench_training [--data PREPARED_CACHE] [--image-size 224]
         [--batch-size 32] [--steps 8] [--threads 2] [--amp]
 
 Both rates are measured in the same process, alternating, on the same model and optimiser
@@ -22,8 +22,6 @@ import time
 from pathlib import Path
 
 import numpy as np
-
-sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 
 def synthetic_cache(root: Path, n: int, size: int) -> Path:

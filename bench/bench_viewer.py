@@ -1,6 +1,6 @@
 """Viewer speed: one window/level step, cold start, and select -> image shown.
 
-    python bench/bench_viewer.py [--steps 40] [--starts 5] [--force]
+    python -m bench.bench_viewer [--steps 40] [--starts 5] [--force]
 
 Runs offscreen (``QT_QPA_PLATFORM=offscreen`` unless set). Each figure comes with a baseline
 measured in the same run, so the ratio stays meaningful on a busy or slow machine:
@@ -29,18 +29,17 @@ from pathlib import Path
 
 os.environ.setdefault("QT_QPA_PLATFORM", "offscreen")
 
-import numpy as np  # noqa: E402
-import pydicom  # noqa: E402
+import numpy as np
+import pydicom
 
 HERE = Path(__file__).resolve().parent
 REPO = HERE.parent
-sys.path.insert(0, str(REPO / "tests"))
-sys.path.insert(0, str(HERE))
 
-from _common import check_load  # noqa: E402
-from dicom_factory import sample_file  # noqa: E402
 from pydicom.uid import generate_uid  # noqa: E402
-from shared_data import shared_path  # noqa: E402
+
+from bench._common import check_load  # noqa: E402
+from tests.support.dicom_factory import sample_file  # noqa: E402
+from tests.support.shared_data import shared_path  # noqa: E402
 
 START_SCRIPT = r"""
 import json, sys, threading, time

@@ -1,6 +1,6 @@
 """Display conformance: ``pneumoview render`` against dcmtk (and GDCM where dcmtk cannot read).
 
-    python bench/conformance_dcmtk.py
+    python -m bench.conformance_dcmtk
 
 For the files of issue 14 (palette colour, 16/32-bit RGB, Enhanced multi-frame, JPEG 2000,
 VOI LUT probes, overlays, 8-bit films without VOI data) renders each with PneumoView's default
@@ -35,15 +35,12 @@ import numpy as np
 import pydicom
 from PIL import Image
 
-sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "tests"))
-
-from dicom_factory import sample_file  # noqa: E402
-from display_probes import big_endian_ow_lut, half_range_lut, little_endian_ow_lut  # noqa: E402
-from shared_data import shared_path  # noqa: E402
-
-from pneumoview.cli import main as cli_main  # noqa: E402
-from pneumoview.commands import render  # noqa: E402
-from pneumoview.core import dicomio  # noqa: E402
+from pneumoview.cli import main as cli_main
+from pneumoview.commands import render
+from pneumoview.core import dicomio
+from tests.support.dicom_factory import sample_file
+from tests.support.display_probes import big_endian_ow_lut, half_range_lut, little_endian_ow_lut
+from tests.support.shared_data import shared_path
 
 PALETTE = ["OBXXXX1A.dcm", "OBXXXX1A_2frame.dcm", "OBXXXX1A_expb.dcm",
            "OBXXXX1A_expb_2frame.dcm", "OBXXXX1A_rle.dcm", "OBXXXX1A_rle_2frame.dcm",

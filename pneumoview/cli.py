@@ -30,6 +30,10 @@ SUBCOMMANDS: dict[str, tuple[str, str]] = {
     "flag": ("pneumoview.commands.flag", "score and flag every file in a folder (CSV report)"),
     "merge-reports": ("pneumoview.commands.merge_reports",
                       "join the reports of a sharded flag run into one"),
+    "calibrate": ("pneumoview.commands.calibrate",
+                  "fit a site profile (calibration + operating point) from labelled cases"),
+    "reviews": ("pneumoview.commands.reviews",
+                "export the readers' reviews as labels (export), or count them (info)"),
     "cache": ("pneumoview.commands.cache",
               "show what PneumoView stores where (info), delete the index cache (clear)"),
     "echo": ("pneumoview.commands.echo", "check that a PACS node answers (C-ECHO)"),
@@ -67,7 +71,7 @@ def build_parser() -> argparse.ArgumentParser:
     return parser
 
 
-def _load(module: str):  # noqa: ANN202 - a command module
+def _load(module: str):
     return importlib.import_module(module)
 
 

@@ -29,7 +29,7 @@ import time
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
-from typing import TextIO
+from typing import TYPE_CHECKING, TextIO
 
 import numpy as np
 from pydicom.uid import (
@@ -43,7 +43,11 @@ from pydicom.uid import (
 )
 
 from pneumoview import __version__
+from pneumoview.commands.engineargs import add_engine_arguments
 from pneumoview.core.errors import PneumoViewError
+
+if TYPE_CHECKING:  # pragma: no cover - typing only
+    from pneumoview.core.inference import Engine
 
 #: Shape of the samples: not square, so a transposed decode cannot pass.
 SAMPLE_SHAPE = (48, 64)
@@ -196,16 +200,50 @@ def check_model(model_dir: Path | None = None) -> Check:
     return Check("model", "weights", True, f"{info.label}: sha256 verified")
 
 
+#: Largest logit difference from torch float32 the self-test accepts, by the precision that ran:
+#: float32 engines differ by rounding only (about 1e-5); bf16 keeps 8 bits of mantissa, which
+#: moves the logit by a few hundredths on real films.
+AGREEMENT_LIMIT = {"f32": 1e-3, "bf16": 0.1}
+
+
+def check_engine_agreement(engine: Engine, model_dir: Path | None, device: str,
+                           directory: Path) -> Check:
+    """The engine that runs against torch float32 on every sample that decodes."""
+    from pneumoview.core.dicomio import decode
+    from pneumoview.core.inference import Engine
+
+    name = f"{engine.engine_name} {engine.precision} vs torch f32"
+    try:
+        inputs = []
+        for sample in SAMPLES:
+            try:
+                inputs.append(engine.model_input(decode(directory / sample.filename)))
+            except PneumoViewError:
+                continue  # the codec checks report it
+        reference = Engine(model_dir, device=device, with_cam=False, engine="torch")
+        reference.load()
+        diff = float(np.abs(engine.logits(inputs) - reference.logits(inputs)).max())
+        reference.close()
+    except Exception as exc:
+        return Check("engine", name, False, f"{type(exc).__name__}: {exc}")
+    limit = AGREEMENT_LIMIT.get(engine.precision, 1e-3)
+    return Check("engine", name, bool(inputs) and diff <= limit,
+                 f"{len(inputs)} samples, max logit difference {diff:.1e} (limit {limit:g})")
+
+
 def check_inference(model_dir: Path | None = None, device: str = "auto",
-                    directory: Path | None = None) -> list[Check]:
-    """Load the engine, score the uncompressed sample and compute its CAM."""
+                    directory: Path | None = None, engine_name: str = "auto",
+                    precision: str = "auto") -> list[Check]:
+    """Load the engine, score the uncompressed sample and compute its CAM; an engine other
+    than torch is also checked against torch on the samples."""
     directory = samples_dir() if directory is None else directory
     try:
         from pneumoview.core.dicomio import decode
         from pneumoview.core.inference import Engine
 
         t0 = time.perf_counter()
-        engine = Engine(model_dir, device=device, with_cam=True)
+        engine = Engine(model_dir, device=device, with_cam=True, engine=engine_name,
+                        precision=precision)
         engine.load()
         load_ms = (time.perf_counter() - t0) * 1000
         decoded = decode(directory / SAMPLES[0].filename)
@@ -221,17 +259,22 @@ def check_inference(model_dir: Path | None = None, device: str = "auto",
     p = pred.probability
     if pred.scored and p is not None and math.isfinite(p) and 0.0 <= p <= 1.0:
         inf = Check("inference", "score", True,
-                    f"probability {p:.4f} on {engine.device} (load {load_ms:.0f} ms, "
-                    f"score {score_ms:.0f} ms)")
+                    f"probability {p:.4f} with {engine.engine_text} (load {load_ms:.0f} ms, "
+                    f"score {score_ms:.0f} ms)"
+                    + (f"; openvino not used: {engine.engine_fallback}"
+                       if engine.engine_fallback else ""))
     else:
         inf = Check("inference", "score", False,
                     f"status {pred.status}, probability {p!r} ({pred.reason})")
+    agreement = [] if engine.engine_name == "torch" else \
+        [check_engine_agreement(engine, model_dir, device, directory)]
     try:
         t2 = time.perf_counter()
         cam = np.asarray(engine.cam(decoded))
         cam_ms = (time.perf_counter() - t2) * 1000
     except Exception as exc:
-        return [inf, Check("cam", "grad-cam", False, f"{type(exc).__name__}: {exc}")]
+        return [inf, Check("cam", "grad-cam", False, f"{type(exc).__name__}: {exc}"),
+                *agreement]
     finally:
         engine.close()
     if (cam.shape == decoded.shape and np.isfinite(cam).all() and cam.min() >= 0.0
@@ -242,7 +285,7 @@ def check_inference(model_dir: Path | None = None, device: str = "auto",
         cam_check = Check("cam", "grad-cam", False,
                           f"bad map: shape {cam.shape} for image {decoded.shape}, "
                           f"range [{np.nanmin(cam):g}, {np.nanmax(cam):g}]")
-    return [inf, cam_check]
+    return [inf, cam_check, *agreement]
 
 
 def _native_platform() -> str:
@@ -275,7 +318,7 @@ def check_qt() -> Check:
 
 
 def run_self_test(model_dir: Path | None = None, device: str = "auto",
-                  stream: TextIO | None = None,
+                  stream: TextIO | None = None, engine: str = "auto", precision: str = "auto",
                   steps: Sequence[str] = ("model", "codecs", "inference", "qt")) -> list[Check]:
     """Run the checks, printing each line as it finishes; returns them all."""
     out = sys.stdout if stream is None else stream
@@ -284,7 +327,8 @@ def run_self_test(model_dir: Path | None = None, device: str = "auto",
     runners: dict[str, Callable[[], list[Check]]] = {
         "model": lambda: [check_model(model_dir)],
         "codecs": check_codecs,
-        "inference": lambda: check_inference(model_dir, device),
+        "inference": lambda: check_inference(model_dir, device, engine_name=engine,
+                                             precision=precision),
         "qt": lambda: [check_qt()],
     }
     checks: list[Check] = []
@@ -308,9 +352,11 @@ def main(argv: Sequence[str] | None = None) -> int:
     parser.add_argument("--model", metavar="DIR", help="model folder (default: the bundled one)")
     parser.add_argument("--device", default="auto", metavar="D",
                         help="auto (default), cpu, cuda, cuda:N or mps")
+    add_engine_arguments(parser)
     args = parser.parse_args(list(sys.argv[1:] if argv is None else argv))
     model_dir = Path(args.model) if args.model else None
-    checks = run_self_test(model_dir, args.device)
+    checks = run_self_test(model_dir, args.device, engine=args.engine or "auto",
+                           precision=args.precision or "auto")
     return 0 if all(c.ok for c in checks) else 1
 
 

@@ -5,7 +5,8 @@ from __future__ import annotations
 from pathlib import Path
 
 import pytest
-from shared_data import chest_dicoms, require, shared_path
+
+from tests.support.shared_data import chest_dicoms, require, shared_path
 
 __all__ = ["chest_dicoms", "chest_folder", "kermany_pneumonia_dirs", "shared_dicom"]
 

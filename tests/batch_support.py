@@ -12,7 +12,8 @@ import shutil
 from pathlib import Path
 
 import numpy as np
-from shared_data import require
+
+from tests.support.shared_data import require
 
 #: relpath -> (status, phrase the message must contain; "" = empty message)
 MIXED_EXPECTED: dict[str, tuple[str, str]] = {
@@ -53,9 +54,16 @@ def need_real_dicoms() -> Path:
 def build_mixed_folder(root: Path) -> Path:
     """Write the mixed archive under ``root`` (a symlink loop included) and return it."""
     import pydicom
-    from dicom_factory import ct_dataset, make_dataset, monochrome1_twin, reencode, save
     from PIL import Image
     from pydicom.uid import JPEG2000Lossless, JPEGLSLossless, RLELossless
+
+    from tests.support.dicom_factory import (
+        ct_dataset,
+        make_dataset,
+        monochrome1_twin,
+        reencode,
+        save,
+    )
 
     dicom_dir = need_real_dicoms()
     for sub in ("real", "twins", "odd", "other"):
@@ -102,7 +110,7 @@ def build_mixed_folder(root: Path) -> Path:
 
 def build_small_folder(root: Path, n: int, size: int = 256, seed: int = 0) -> Path:
     """``n`` small uncompressed DX files (random smooth images) in two sub-folders."""
-    from dicom_factory import make_dataset, save
+    from tests.support.dicom_factory import make_dataset, save
 
     rng = np.random.default_rng(seed)
     for i in range(n):

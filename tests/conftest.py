@@ -14,7 +14,8 @@ import time
 from pathlib import Path
 
 import pytest
-import shared_data as _shared
+
+from tests.support import shared_data as _shared
 
 os.environ.setdefault("QT_QPA_PLATFORM", "offscreen")
 os.environ.setdefault("PNEUMOVIEW_TORCH_THREADS", "1")
@@ -112,6 +113,22 @@ def _no_thread_left_running():
 
 
 # ---- viewer windows (issue 15, Qt half: owned by the 15b helper) -------------------------------
+@pytest.fixture(scope="module")
+def model_dir(request: pytest.FixtureRequest, tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """A random-weight model directory in the real format, made once per test module.
+
+    A module picks its weights and input size with the module constants ``MODEL_SEED``
+    (default 0) and ``MODEL_INPUT_SIZE`` (default 224); each module gets its own directory, so
+    a module that edits its model's files cannot disturb another.
+    """
+    from tests.support.model_fixture import make_random_model_dir
+
+    seed = int(getattr(request.module, "MODEL_SEED", 0))
+    input_size = int(getattr(request.module, "MODEL_INPUT_SIZE", 224))
+    return make_random_model_dir(tmp_path_factory.mktemp("model") / "m", seed=seed,
+                                 input_size=input_size)
+
+
 @pytest.fixture
 def make_viewer_window(request: pytest.FixtureRequest):  # noqa: ANN201 - a factory fixture
     """A factory of main windows, in the style of napari's ``make_napari_viewer``.

@@ -66,10 +66,11 @@ def write_deflate_bomb(path: Path, zeros: int, *, in_header: bool, rows: int = 6
     from io import BytesIO
 
     import numpy as np
-    from dicom_factory import make_dataset
     from pydicom.filebase import DicomBytesIO
     from pydicom.filewriter import write_dataset, write_file_meta_info
     from pydicom.uid import DeflatedExplicitVRLittleEndian
+
+    from tests.support.dicom_factory import make_dataset
 
     ds = make_dataset(np.zeros((rows, cols), np.uint16), PatientName="Bomb^Deflate")
     del ds.PixelData
@@ -108,9 +109,10 @@ def write_sparse_image(path: Path, rows: int, cols: int, frames: int = 1) -> Pat
     import struct
 
     import numpy as np
-    from dicom_factory import make_dataset
     from pydicom.filebase import DicomBytesIO
     from pydicom.filewriter import write_dataset, write_file_meta_info
+
+    from tests.support.dicom_factory import make_dataset
 
     ds = make_dataset(np.zeros((2, 2), np.uint16), PatientName="Sparse^Giant")
     ds.Rows, ds.Columns = rows, cols

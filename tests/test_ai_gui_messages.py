@@ -18,11 +18,6 @@ def _settings() -> SimpleNamespace:
     return SimpleNamespace(ai_thresholds={}, ai_device="auto", ai_model_dir="", cam_opacity=60)
 
 
-@pytest.fixture(scope="module")
-def model_dir(tmp_path_factory: pytest.TempPathFactory) -> Path:
-    from model_fixture import make_random_model_dir
-
-    return make_random_model_dir(tmp_path_factory.mktemp("aimsg") / "random")
 
 
 def test_threshold_reads_loading_until_the_model_gives_it(qtbot) -> None:  # noqa: ANN001
@@ -105,12 +100,11 @@ def test_export_failure_goes_to_the_log(qtbot, window, tmp_path: Path,  # noqa: 
                                         monkeypatch: pytest.MonkeyPatch) -> None:
     from pneumoview.qt import export_image
 
-    def failing(*_a, **_k):  # noqa: ANN002, ANN003, ANN202
-        return export_image.export_view(window.view, tmp_path / "gone" / "x.png", ["caption"])
-
     window.ai.current = ("some.dcm", 0)
-    monkeypatch.setattr(export_image, "ask_and_export", failing)
+    monkeypatch.setattr(export_image, "ask_export_options",
+                        lambda *_a, **_k: (tmp_path / "gone" / "x.png", False, None))
     window.ai.export_image()
+    qtbot.waitUntil(lambda: window.runner.pending() == 0, timeout=TIMEOUT_MS)
     log = window.log_panel.toPlainText()
     assert "Export Image failed" in log and "cannot write the PNG" in log
     assert "Export Image failed" in window.statusBar().currentMessage()

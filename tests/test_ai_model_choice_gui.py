@@ -18,7 +18,7 @@ TIMEOUT_MS = 180_000
 
 @pytest.fixture(scope="module")
 def two_models(tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, Path]:
-    from model_fixture import make_random_model_dir
+    from tests.support.model_fixture import make_random_model_dir
 
     root = tmp_path_factory.mktemp("choice")
     return (make_random_model_dir(root / "model-a", seed=1),

@@ -19,11 +19,7 @@ REPO = Path(__file__).resolve().parents[1]
 N_FILES = 40
 
 
-@pytest.fixture(scope="module")
-def model_dir(tmp_path_factory: pytest.TempPathFactory) -> Path:
-    from model_fixture import make_random_model_dir
-
-    return make_random_model_dir(tmp_path_factory.mktemp("model") / "m", seed=5)
+MODEL_SEED = 5  # the model_dir fixture's weights (tests/conftest.py)
 
 
 @pytest.fixture(scope="module")
@@ -170,7 +166,7 @@ def test_disk_full_and_unwritable_output_are_clear_errors(folder: Path, model_di
 def test_headless_commands_do_not_import_qt_or_torch_early() -> None:
     code = ("import sys; from pneumoview.cli import build_parser; build_parser(); "
             "import pneumoview.core.batch, pneumoview.core.report, pneumoview.core.procpool; "
-            "bad = [m for m in sys.modules if m.startswith(('PySide6', 'torch'))]; "
+            "bad = [m for m in sys.modules if m.startswith(('PySide6', 'torch', 'openvino'))]; "
             "print(bad); sys.exit(1 if bad else 0)")
     res = subprocess.run([sys.executable, "-c", code], env=_env(), cwd=REPO,
                          capture_output=True, text=True, timeout=120)

@@ -24,7 +24,8 @@ from pneumoview.core.errors import PneumoViewError
 @pytest.fixture(scope="module")
 def model_dir(tmp_path_factory: pytest.TempPathFactory) -> Path:
     import torch
-    from model_fixture import make_random_model_dir
+
+    from tests.support.model_fixture import make_random_model_dir
 
     torch.set_num_threads(1)
     return make_random_model_dir(tmp_path_factory.mktemp("model") / "m", seed=3)
@@ -148,7 +149,7 @@ def test_report_inside_the_folder_is_not_scanned_and_resume_repairs_a_torn_line(
 
 def test_existing_report_is_not_clobbered_and_models_are_not_mixed(
         small: Path, model_dir: Path, tmp_path: Path) -> None:
-    from model_fixture import make_random_model_dir
+    from tests.support.model_fixture import make_random_model_dir
 
     out = tmp_path / "r.csv"
     _run(small, out, model_dir)

@@ -55,9 +55,8 @@ def test_pool_reports_crash_hang_and_memory_and_keeps_going() -> None:
 
 @pytest.mark.slow
 def test_batch_run_survives_faults(tmp_path: Path) -> None:
-    from model_fixture import make_random_model_dir
-
     from pneumoview.core.batch import BatchOptions, run_batch
+    from tests.support.model_fixture import make_random_model_dir
 
     root = build_small_folder(tmp_path / "data", 6, size=96)
     good = sorted(p.relative_to(root).as_posix() for p in root.rglob("*.dcm"))
@@ -79,10 +78,9 @@ def test_batch_run_survives_faults(tmp_path: Path) -> None:
 
 def test_vanished_file_is_an_error_row(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     """A file deleted between the scan and its decode gets an error row."""
-    from model_fixture import make_random_model_dir
-
     from pneumoview.core import batch
     from pneumoview.core.batch import run as batch_run
+    from tests.support.model_fixture import make_random_model_dir
 
     root = build_small_folder(tmp_path / "data", 3, size=64)
     victim = next(root.rglob("*.dcm"))

@@ -21,11 +21,7 @@ TIMEOUT_MS = 180_000
 N_FILES = 14
 
 
-@pytest.fixture(scope="module")
-def model_dir(tmp_path_factory: pytest.TempPathFactory) -> Path:
-    from model_fixture import make_random_model_dir
-
-    return make_random_model_dir(tmp_path_factory.mktemp("bgui") / "model", seed=11)
+MODEL_SEED = 11  # the model_dir fixture's weights (tests/conftest.py)
 
 
 @pytest.fixture(scope="module")

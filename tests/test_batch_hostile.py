@@ -24,7 +24,8 @@ BAD_NAME = os.fsdecode(b"bad\xff\xfe.dcm")
 @pytest.fixture(scope="module")
 def model_dir(tmp_path_factory: pytest.TempPathFactory) -> Path:
     import torch
-    from model_fixture import make_random_model_dir
+
+    from tests.support.model_fixture import make_random_model_dir
 
     torch.set_num_threads(1)
     return make_random_model_dir(tmp_path_factory.mktemp("model") / "m", seed=13)

@@ -39,11 +39,7 @@ def _pv(*args: str | os.PathLike[str], timeout: float = 300, **kw: object) \
                           capture_output=True, text=True, timeout=timeout, **kw)
 
 
-@pytest.fixture(scope="module")
-def model_dir(tmp_path_factory: pytest.TempPathFactory) -> Path:
-    from model_fixture import make_random_model_dir
-
-    return make_random_model_dir(tmp_path_factory.mktemp("model") / "m", seed=7)
+MODEL_SEED = 7  # the model_dir fixture's weights (tests/conftest.py)
 
 
 @pytest.fixture(scope="module")
@@ -53,7 +49,7 @@ def folder(tmp_path_factory: pytest.TempPathFactory) -> Path:
 
 @pytest.fixture(scope="module")
 def dicom_file(tmp_path_factory: pytest.TempPathFactory) -> Path:
-    from dicom_factory import make_dataset, save
+    from tests.support.dicom_factory import make_dataset, save
 
     arr = (np.arange(64 * 64, dtype=np.uint16).reshape(64, 64) % 4096).astype(np.uint16)
     ds = make_dataset(arr, bits_stored=12, PatientID="ID\x1b]0;owned\x07",
@@ -252,7 +248,7 @@ def test_render_output_format_follows_the_extension(dicom_file: Path, tmp_path: 
 
 def _sparse_image(path: Path, rows: int, cols: int) -> Path:
     """A 16-bit image whose pixel data is a hole: 4 KB on disk, ``rows*cols*2`` bytes read."""
-    from dicom_factory import make_dataset, save
+    from tests.support.dicom_factory import make_dataset, save
 
     ds = make_dataset(np.zeros((2, 2), np.uint16))
     del ds.PixelData
@@ -351,7 +347,7 @@ def test_mistyped_subcommand_is_named(tmp_path: Path) -> None:
 
 
 def test_quiet_flag_keeps_pydicom_warnings_off_stderr(model_dir: Path, tmp_path: Path) -> None:
-    from dicom_factory import make_dataset, save
+    from tests.support.dicom_factory import make_dataset, save
 
     data = tmp_path / "warn"
     data.mkdir()

@@ -6,7 +6,10 @@ from pathlib import Path
 
 import numpy as np
 import pytest
-from dicom_factory import (
+from pydicom.uid import JPEG2000Lossless, RLELossless
+
+from pneumoview.core import contract, dicomio
+from tests.support.dicom_factory import (
     make_dataset,
     monochrome1_twin,
     reencode,
@@ -14,10 +17,7 @@ from dicom_factory import (
     sample_file,
     save,
 )
-from pydicom.uid import JPEG2000Lossless, RLELossless
-from shared_data import require
-
-from pneumoview.core import contract, dicomio
+from tests.support.shared_data import require
 
 
 def test_output_shape_range_and_percentile_clip() -> None:

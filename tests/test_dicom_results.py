@@ -11,7 +11,6 @@ import numpy as np
 import pydicom
 import pytest
 from batch_support import build_small_folder
-from dicom_factory import ct_dataset, make_dataset, save
 from dicomout_support import (
     dciodvfy_errors,
     evidence_uids,
@@ -29,6 +28,7 @@ from pneumoview.core.dicomout.result import AIResult, ModelIdentity
 from pneumoview.core.dicomout.sc import build_sc
 from pneumoview.core.dicomout.sr import build_sr
 from pneumoview.core.errors import PneumoViewError
+from tests.support.dicom_factory import ct_dataset, make_dataset, save
 
 SR_CLASS = "1.2.840.10008.5.1.4.1.1.88.33"
 SC_CLASS = "1.2.840.10008.5.1.4.1.1.7"
@@ -37,7 +37,7 @@ MODEL = ModelIdentity("pneumoview-test", "0.0-test", "ab" * 32, "pv-model-1-" + 
 
 @pytest.fixture(scope="module")
 def model_dir(tmp_path_factory: pytest.TempPathFactory) -> Path:
-    from model_fixture import make_random_model_dir
+    from tests.support.model_fixture import make_random_model_dir
 
     return make_random_model_dir(tmp_path_factory.mktemp("model") / "m", seed=3)
 

@@ -7,7 +7,11 @@ from pathlib import Path
 import numpy as np
 import pydicom
 import pytest
-from dicom_factory import (
+from pydicom.uid import JPEG2000Lossless, JPEGLSLossless, RLELossless
+
+from pneumoview.core import contract, dicomio, windowing
+from pneumoview.core.errors import PneumoViewError
+from tests.support.dicom_factory import (
     make_dataset,
     monochrome1_twin,
     reencode,
@@ -15,11 +19,7 @@ from dicom_factory import (
     sample_file,
     save,
 )
-from pydicom.uid import JPEG2000Lossless, JPEGLSLossless, RLELossless
-from shared_data import require
-
-from pneumoview.core import contract, dicomio, windowing
-from pneumoview.core.errors import PneumoViewError
+from tests.support.shared_data import require
 
 
 def _need(name: str) -> str:

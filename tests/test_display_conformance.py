@@ -14,21 +14,21 @@ from pathlib import Path
 import numpy as np
 import pydicom
 import pytest
-from dicom_factory import sample_file, save
-from display_probes import (
+from PIL import Image
+
+from pneumoview.cli import main as cli_main
+from pneumoview.commands import render
+from pneumoview.core import codecs, colour, dicomio, gate, overlays, windowing
+from pneumoview.core.errors import PneumoViewError
+from tests.support.dicom_factory import sample_file, save
+from tests.support.display_probes import (
     big_endian_copy,
     big_endian_ow_lut,
     half_range_lut,
     little_endian_ow_lut,
     without_voi,
 )
-from PIL import Image
-from shared_data import require
-
-from pneumoview.cli import main as cli_main
-from pneumoview.commands import render
-from pneumoview.core import codecs, colour, dicomio, gate, overlays, windowing
-from pneumoview.core.errors import PneumoViewError
+from tests.support.shared_data import require
 
 FIXTURES = np.load(Path(__file__).parent / "fixtures" / "dcmtk_display.npz")
 PROBES = {"voi_half_range_lut": half_range_lut, "voi_big_endian_ow_lut": big_endian_ow_lut}

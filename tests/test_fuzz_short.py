@@ -1,9 +1,9 @@
 """Short fuzz run for CI: mutated real DICOM files through every core entry point.
 
-Each case runs in its own forked process (``tests/fuzzing.py``) under an address-space limit and
-a time bound, so a codec segfault or abort is counted as a crash, a loop as a hang, and any
-exception other than PneumoViewError escaping a core function (indexer, header reader, gate,
-decoder, display windowing, model-input contract, inference engine, the batch worker task,
+Each case runs in its own forked process (``tests/support/fuzzing.py``) under an address-space
+limit and a time bound, so a codec segfault or abort is counted as a crash, a loop as a hang,
+and any exception other than PneumoViewError escaping a core function (indexer, header reader,
+gate, decoder, display windowing, model-input contract, inference engine, the batch worker task,
 ``info``) is a failure with its traceback and a saved reproducer. The batch engine runs as the
 real ``pneumoview flag`` command on a folder of mutated files: every file must get exactly one
 row. The long campaign (>= 10,000 cases) is ``tools/fuzz_campaign.py``; see RELIABILITY.md.
@@ -26,8 +26,7 @@ from pathlib import Path
 
 import pytest
 
-sys.path.insert(0, str(Path(__file__).resolve().parent))
-import fuzzing  # noqa: E402
+from tests.support import fuzzing
 
 REPO = Path(__file__).resolve().parents[1]
 PY = sys.executable
@@ -47,7 +46,7 @@ def _env() -> dict[str, str]:
 def model_dir(tmp_path_factory: pytest.TempPathFactory) -> Path | None:
     """The random-weight model fixture, or None when torch/the model module is unavailable."""
     try:
-        from model_fixture import make_random_model_dir
+        from tests.support.model_fixture import make_random_model_dir
 
         return make_random_model_dir(tmp_path_factory.mktemp("fuzz-model") / "model")
     except ImportError:
@@ -355,13 +354,13 @@ def test_fuzz_regression_huge_header_value_keeps_the_report_readable(tmp_path, m
 def test_fuzz_regression_indexer_pydicom_path_value_whose_text_raises(tmp_path):
     """The case that broke `info` also reaches the indexer's pydicom fallback (used when the fast
     header parser gives up): str() of the re-typed value raised BytesLengthException there."""
-    from pneumoview.core import indexer
     from pneumoview.core.errors import PneumoViewError
+    from pneumoview.core.indexer.pydicomheader import pydicom_fields
 
     path = tmp_path / "case.dcm"
     path.write_bytes(_case("pydicom_emri_small_RLE.dcm", 894585346))
     try:
-        fields = indexer._pydicom_fields(str(path))
+        fields = pydicom_fields(str(path))
     except PneumoViewError as exc:
         assert str(path) in str(exc) and "SeriesDescription" in exc.reason
     else:
@@ -389,7 +388,7 @@ def test_fuzz_regression_codec_panic_becomes_pneumoview_error(tmp_path, monkeypa
     class PanicException(BaseException):
         pass
 
-    def panic(*args, **kwargs):  # noqa: ANN002, ANN003, ANN202
+    def panic(*args, **kwargs):
         raise PanicException("index out of bounds: the len is 8192 but the index is 8193")
 
     path = tmp_path / "rle.dcm"

@@ -7,8 +7,9 @@ from pathlib import Path
 from types import SimpleNamespace
 
 import pytest
-from dicom_factory import make_dataset, save
-from gate_support import UPSIDE_DOWN, make_gated_model_dir, structured_image
+
+from tests.support.dicom_factory import make_dataset, save
+from tests.support.gate_support import UPSIDE_DOWN, make_gated_model_dir, structured_image
 
 pytestmark = [pytest.mark.gui]
 

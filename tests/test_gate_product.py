@@ -1,8 +1,8 @@
 """The content gate in the product: the engine (viewer path, Score anyway), the batch engine
 (not_scored rows, gate columns, --no-gate, resume and merge across gate modes), the CLI flag.
 
-The gates here are controlled (tests/gate_support.py): a random-weights model with a head that
-passes or refuses everything; the rules (too small, no content) are the app's own.
+The gates here are controlled (tests/support/gate_support.py): a random-weights model with a
+head that passes or refuses everything; the rules (too small, no content) are the app's own.
 """
 
 from __future__ import annotations
@@ -15,8 +15,6 @@ from pathlib import Path
 
 import numpy as np
 import pytest
-from dicom_factory import make_dataset, save
-from gate_support import UPSIDE_DOWN, make_gated_model_dir, structured_image
 
 from pneumoview.core import report as rep
 from pneumoview.core.batch import BatchOptions, run_batch
@@ -24,6 +22,8 @@ from pneumoview.core.dicomio import decode
 from pneumoview.core.errors import PneumoViewError
 from pneumoview.core.gatepolicy import GateMode
 from pneumoview.core.inference import Engine
+from tests.support.dicom_factory import make_dataset, save
+from tests.support.gate_support import UPSIDE_DOWN, make_gated_model_dir, structured_image
 
 ROOT = Path(__file__).resolve().parents[1]
 
@@ -103,7 +103,7 @@ def test_engine_rules_refuse_before_the_model_and_tags_come_first(models, folder
 
 
 def test_engine_without_a_gate_scores_as_before(tmp_path: Path, folder) -> None:
-    from model_fixture import make_random_model_dir
+    from tests.support.model_fixture import make_random_model_dir
 
     eng = Engine(make_random_model_dir(tmp_path / "m"), device="cpu")
     eng.load()
@@ -204,11 +204,14 @@ def test_resume_and_merge_refuse_to_mix_gate_modes(models, folder, tmp_path: Pat
     assert merged.rows == 5 and rep.read_manifest(tmp_path / "merged.csv")["gate"] == "content"
 
 
-def test_reports_of_format_3_still_resume_and_merge(tmp_path: Path, folder) -> None:
-    """A report written before the gate columns (21 columns, report_format 3, no manifest
-    gate) resumes with a model without a content gate and merges; its rows keep empty gate
-    cells and new rows are written with the full header."""
-    from model_fixture import make_random_model_dir
+@pytest.mark.parametrize(("fmt", "n_columns"), [(3, 21), (4, 23)])
+def test_reports_before_the_gate_columns_still_resume_and_merge(tmp_path: Path, folder,
+                                                                 fmt: int,
+                                                                 n_columns: int) -> None:
+    """A report written before the gate columns (format 3: 21 columns; format 4: 23, with
+    ``logit, operating_point``; no manifest gate) resumes with a model without a content gate
+    and merges; its rows keep empty gate cells and new rows are written with the full header."""
+    from tests.support.model_fixture import make_random_model_dir
 
     model = make_random_model_dir(tmp_path / "m")
     out = tmp_path / "old.csv"
@@ -216,16 +219,26 @@ def test_reports_of_format_3_still_resume_and_merge(tmp_path: Path, folder) -> N
     with out.open(newline="") as fh:
         lines = list(csv.reader(fh))
     assert lines[0] == list(rep.COLUMNS)
+    assert rep.COLUMNS[21:23] == ("logit", "operating_point")
+    assert rep.COLUMNS[23:] == ("gate", "atypicality", "atypicality_percentile")
     with out.open("w", newline="") as fh:
-        csv.writer(fh, lineterminator="\n").writerows(line[:21] for line in lines[:3])
+        csv.writer(fh, lineterminator="\n").writerows(line[:n_columns] for line in lines[:3])
     m = json.loads(rep.manifest_path(out).read_text())
     m.pop("gate")
-    m.update(report_format=3, finished=False)
+    if fmt < 4:  # format 3 manifests had no policy fields: their one threshold applied
+        for key in ("operating_points", "profile", "engine", "precision"):
+            m.pop(key, None)
+    m.update(report_format=fmt, finished=False)
     rep.manifest_path(out).write_text(json.dumps(m))
     summary = _flag(folder, out, model, resume=True)
     assert summary.resumed == 2 and summary.done == 5
     rows = _rows(out)
     assert len(rows) == 5 and {r["gate"] for r in rows.values()} <= {"", "absent"}
+    kept = [rows[line[1]] for line in lines[1:3]]  # the rows of the old report
+    assert all(r["gate"] == "" and r["atypicality"] == "" for r in kept)
+    if fmt == 4:
+        assert all(r["logit"] for r in kept if r["status"] == "scored")
+    assert rep.read_manifest(out)["report_format"] == rep.REPORT_FORMAT == 5
     assert rep.merge_reports([out], tmp_path / "merged.csv").rows == 5
 
 

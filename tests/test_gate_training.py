@@ -9,7 +9,7 @@ import numpy as np
 import pytest
 
 from pneumoview.core import inputgate as G
-from tests.model_fixture import make_random_model_dir
+from tests.support.model_fixture import make_random_model_dir
 
 
 def _gate_dir(tmp: Path, backbone_id: str) -> Path:

@@ -17,11 +17,11 @@ from pathlib import Path
 
 import numpy as np
 import pytest
-from dicom_factory import make_dataset, save
 
 from pneumoview.core import indexcache
 from pneumoview.core.indexcache import IndexCache
 from pneumoview.core.indexer import index_folder
+from tests.support.dicom_factory import make_dataset, save
 
 BAD_NAME = b"bad\xff\xfe.dcm"
 needs_bytes_names = pytest.mark.skipif(sys.platform in ("win32", "darwin"),

@@ -13,7 +13,6 @@ import pydicom
 import pytest
 from pydicom.data import get_testdata_file
 from pydicom.uid import ExplicitVRLittleEndian, ImplicitVRLittleEndian, generate_uid
-from shared_data import chest_dicoms, shared_path
 
 from pneumoview.core import paths
 from pneumoview.core.errors import PneumoViewError
@@ -26,6 +25,7 @@ from pneumoview.core.indexer import (
     iter_files,
     read_instance,
 )
+from tests.support.shared_data import chest_dicoms, shared_path
 
 PYDICOM_TEST_FILES = Path(pydicom.__file__).parent / "data" / "test_files"
 

@@ -15,7 +15,6 @@ from pneumoview.core.dicomio import decode
 from pneumoview.core.errors import PneumoViewError
 from pneumoview.core.inference import Engine, Prediction, label_state
 from tests.ai_support import chest_dicoms, pydicom_testdata, shared_dicom
-from tests.model_fixture import make_random_model_dir
 
 
 @pytest.fixture(autouse=True)
@@ -26,9 +25,6 @@ def _one_thread(monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setenv("PNEUMOVIEW_TORCH_THREADS", "1")
 
 
-@pytest.fixture(scope="module")
-def model_dir(tmp_path_factory: pytest.TempPathFactory) -> Path:
-    return make_random_model_dir(tmp_path_factory.mktemp("model") / "random")
 
 
 @pytest.fixture(scope="module")
@@ -36,7 +32,7 @@ def engine(model_dir: Path) -> Engine:
     import torch
 
     torch.set_num_threads(1)
-    eng = Engine(model_dir, device="cpu")
+    eng = Engine(model_dir, device="cpu", engine="torch")  # grad-cam's plumbing needs torch
     eng.load()
     return eng
 
@@ -55,10 +51,12 @@ def test_engine_import_does_not_import_torch() -> None:
 
     code = ("import sys, pneumoview.core.inference, pneumoview.core.gate, "
             "pneumoview.core.cam, pneumoview.core.threads; "
-            "print('torch' in sys.modules, 'pytorch_grad_cam' in sys.modules)")
+            "import pneumoview.core.engines, pneumoview.core.engines.loader; "
+            "print('torch' in sys.modules, 'pytorch_grad_cam' in sys.modules, "
+            "'openvino' in sys.modules)")
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True,
                          check=True).stdout.split()
-    assert out == ["False", "False"]
+    assert out == ["False", "False", "False"]
 
 
 def test_load_reports_model(engine: Engine) -> None:
@@ -235,7 +233,7 @@ def test_cam_on_original_grid(engine: Engine) -> None:
     # CAM must not leave hooks or gradients behind: plain scoring still works and agrees
     p1 = engine.score(decoded).probability
     assert p1 == pytest.approx(engine.score(decoded).probability)
-    assert all(p.grad is None for p in engine._loaded.module.parameters())
+    assert all(p.grad is None for p in engine._reference.module.parameters())
 
 
 def test_engine_without_cam_refuses_cam(model_dir: Path) -> None:
@@ -249,15 +247,15 @@ def test_cam_unchanged_by_gradient_limiting(engine: Engine) -> None:
     """Freezing the layers before layer4[-1] (for speed) must give the same map."""
     from pneumoview.core.inference import _limit_gradients_to_cam_layer
 
-    module = engine._loaded.module
+    module = engine._reference.module
     frozen = [n for n, p in module.named_parameters() if not p.requires_grad]
     assert frozen and all(not n.startswith(("layer4.1.", "fc.")) for n in frozen)
     x = np.random.default_rng(3).random((224, 224)).astype(np.float32)
-    fast = engine.cam_from_input(x)
+    fast = engine.gradcam_from_input(x)
     try:
         for p in module.parameters():
             p.requires_grad_(True)
-        full = engine.cam_from_input(x)
+        full = engine.gradcam_from_input(x)
     finally:
         _limit_gradients_to_cam_layer(module)
     assert fast.max() > 0

@@ -94,7 +94,7 @@ def test_batch_engine_waits_for_viewer_engine(tmp_path) -> None:  # noqa: ANN001
     import numpy as np
 
     from pneumoview.core.inference import Engine
-    from tests.model_fixture import make_random_model_dir
+    from tests.support.model_fixture import make_random_model_dir
 
     model_dir = make_random_model_dir(tmp_path / "m")
     batch = Engine(model_dir, device="cpu", with_cam=False)

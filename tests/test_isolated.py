@@ -14,12 +14,12 @@ from typing import Any
 
 import numpy as np
 import pytest
-from dicom_factory import make_dataset, reencode, save
 from pydicom.uid import JPEG2000Lossless, RLELossless
 
 from pneumoview.core import dicomio, isolated
 from pneumoview.core.errors import PneumoViewError
 from pneumoview.core.isolated import IsolatedDecoder
+from tests.support.dicom_factory import make_dataset, reencode, save
 
 FAULTY = "test_isolated:faulty_payload"
 
@@ -180,3 +180,18 @@ def test_a_file_without_preamble_is_decoded_in_the_worker(decoder: IsolatedDecod
     np.testing.assert_array_equal(decoder.decode(bare).values,
                                   dicomio.decode(files["native"]).values)
     assert decoder.isolated == 1
+
+
+def test_the_size_guard_keeps_its_type_across_the_worker(decoder: IsolatedDecoder,
+                                                         files: dict[str, Path]) -> None:
+    """A compressed image refused by the size guard in the worker came back as a plain
+    PneumoViewError, so the viewer could not word its advice ("raise 'max image MiB'") on the
+    type; the core message itself carries no GUI advice."""
+    from pneumoview.core.errors import ImageTooLargeError
+
+    with pytest.raises(ImageTooLargeError) as info:
+        decoder.decode(files["j2k"], max_bytes=1024)
+    assert decoder.isolated == 1
+    assert str(files["j2k"]) in str(info.value) and "too large" in info.value.reason
+    assert info.value.limit_bytes == 1024 and info.value.need_bytes > 1024
+    assert "settings" not in str(info.value)

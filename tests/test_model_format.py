@@ -16,9 +16,6 @@ from pneumoview.core import contract  # noqa: E402
 from pneumoview.core import model as pm  # noqa: E402
 from pneumoview.core.errors import PneumoViewError  # noqa: E402
 
-sys.path.insert(0, str(Path(__file__).resolve().parent))
-from model_fixture import make_random_model_dir  # noqa: E402
-
 
 @pytest.fixture(autouse=True)
 def _one_thread():
@@ -28,9 +25,8 @@ def _one_thread():
     torch.set_num_threads(old)
 
 
-@pytest.fixture(scope="module")
-def model_dir(tmp_path_factory) -> Path:
-    return make_random_model_dir(tmp_path_factory.mktemp("m") / "model", seed=1, input_size=64)
+MODEL_SEED = 1  # the model_dir fixture's weights (tests/conftest.py)
+MODEL_INPUT_SIZE = 64
 
 
 def _edit_meta(d: Path, **changes) -> None:

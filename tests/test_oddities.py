@@ -13,12 +13,12 @@ from pathlib import Path
 import numpy as np
 import pydicom
 import pytest
-from dicom_factory import make_dataset, sample_file, save
 from pydicom.dataset import Dataset, FileMetaDataset
 from pydicom.uid import ExplicitVRLittleEndian, generate_uid
 
 from pneumoview.core import batch, contract, dicomio, indexer, windowing
 from pneumoview.core.errors import PneumoViewError
+from tests.support.dicom_factory import make_dataset, sample_file, save
 
 
 def _chest8(size: int = 64) -> np.ndarray:

@@ -19,13 +19,13 @@ TIMEOUT_MS = 120_000
 
 @pytest.fixture(scope="module")
 def model_dir(tmp_path_factory: pytest.TempPathFactory) -> Path:
-    from model_fixture import make_random_model_dir
+    from tests.support.model_fixture import make_random_model_dir
 
     return make_random_model_dir(tmp_path_factory.mktemp("model") / "m", seed=8)
 
 
 def _films(folder: Path, patient: str, n: int = 2) -> list[Path]:
-    from dicom_factory import make_dataset, save
+    from tests.support.dicom_factory import make_dataset, save
 
     rng = np.random.default_rng(3)
     study = pydicom.uid.generate_uid()

@@ -11,7 +11,6 @@ from pathlib import Path
 import numpy as np
 import pydicom
 import pytest
-from dicom_factory import make_dataset, save
 
 from pneumoview.cli import main
 from pneumoview.core import report as rep
@@ -20,6 +19,7 @@ from pneumoview.core.pacs.audit import AuditLog
 from pneumoview.core.pacs.listen import ListenService, ScoreOptions
 from pneumoview.core.pacs.nodes import PacsError, parse_node
 from pneumoview.core.pacs.scp import ServerOptions
+from tests.support.dicom_factory import make_dataset, save
 
 PATIENT_ID = "LISTEN-PID-4711"
 PATIENT_NAME = "Secret^Patient"
@@ -27,7 +27,7 @@ PATIENT_NAME = "Secret^Patient"
 
 @pytest.fixture(scope="module")
 def model_dir(tmp_path_factory: pytest.TempPathFactory) -> Path:
-    from model_fixture import make_random_model_dir
+    from tests.support.model_fixture import make_random_model_dir
 
     return make_random_model_dir(tmp_path_factory.mktemp("model") / "m", seed=4)
 

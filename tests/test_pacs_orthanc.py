@@ -12,13 +12,13 @@ from pathlib import Path
 import numpy as np
 import pydicom
 import pytest
-from dicom_factory import make_dataset, save
 from orthanc_support import Orthanc, start_orthanc
 
 from pneumoview.cli import main
 from pneumoview.core.pacs import transfer
 from pneumoview.core.pacs.nodes import parse_node
 from pneumoview.core.pacs.query import StudyQuery
+from tests.support.dicom_factory import make_dataset, save
 
 SR_CLASS = "1.2.840.10008.5.1.4.1.1.88.33"
 
@@ -90,9 +90,9 @@ def test_pull_over_dimse_what_was_sent_over_dicomweb(orthanc: Orthanc, tmp_path:
 def test_flag_results_sent_both_ways_read_back_from_orthanc(orthanc: Orthanc, tmp_path: Path,
                                                             ) -> None:
     from dicomout_support import sr_measurements
-    from model_fixture import make_random_model_dir
 
     from pneumoview.core import report as rep
+    from tests.support.model_fixture import make_random_model_dir
 
     model = make_random_model_dir(tmp_path / "model", seed=2)
     _study(tmp_path / "films", "RESULTS", n=2, seed=7)
@@ -152,12 +152,11 @@ def test_a_refused_object_is_named_with_its_reason(orthanc: Orthanc, tmp_path: P
 def test_listen_scores_and_forwards_the_results_to_the_pacs(orthanc: Orthanc,
                                                             tmp_path: Path) -> None:
     """A modality sends a study to ``listen``; its SRs and Secondary Captures reach Orthanc."""
-    from model_fixture import make_random_model_dir
-
     from pneumoview.core.pacs import dimse
     from pneumoview.core.pacs.audit import AuditLog
     from pneumoview.core.pacs.listen import ListenService, ScoreOptions
     from pneumoview.core.pacs.scp import ServerOptions
+    from tests.support.model_fixture import make_random_model_dir
 
     model = make_random_model_dir(tmp_path / "model", seed=6)
     films = _study(tmp_path / "src", "FORWARD", n=2, seed=11)

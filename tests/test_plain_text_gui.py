@@ -17,8 +17,9 @@ import pytest
 pytest.importorskip("PySide6")
 pytestmark = pytest.mark.gui
 
-from dicom_factory import make_dataset, save  # noqa: E402
 from hostile_support import run_bounded  # noqa: E402
+
+from tests.support.dicom_factory import make_dataset, save  # noqa: E402
 
 MARK = "<b>PWNED</b>"
 TAG = "<b>PWNED"  # in file and folder names (no "/"), and what every check looks for
@@ -28,7 +29,7 @@ TIMEOUT_MS = 120_000
 
 @pytest.fixture(scope="module")
 def hostile_model(tmp_path_factory: pytest.TempPathFactory) -> Path:
-    from model_fixture import make_random_model_dir
+    from tests.support.model_fixture import make_random_model_dir
 
     d = make_random_model_dir(tmp_path_factory.mktemp("hm") / f"model{TAG}", input_size=64)
     meta = json.loads((d / "metadata.json").read_text())

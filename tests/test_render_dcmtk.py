@@ -13,17 +13,17 @@ from pathlib import Path
 
 import numpy as np
 import pytest
-from dicom_factory import (
+from PIL import Image
+
+from pneumoview.cli import main as cli_main
+from pneumoview.core import dicomio, windowing
+from tests.support.dicom_factory import (
     make_dataset,
     monochrome1_twin,
     sample_file,
     save,
 )
-from PIL import Image
-from shared_data import require
-
-from pneumoview.cli import main as cli_main
-from pneumoview.core import dicomio, windowing
+from tests.support.shared_data import require
 
 DCMJ2PNM = shutil.which("dcmj2pnm")
 pytestmark = pytest.mark.skipif(DCMJ2PNM is None,

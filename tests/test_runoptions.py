@@ -91,9 +91,9 @@ def test_typed_errors_are_pneumoview_errors_and_oserror_has_one_wording(tmp_path
 
 def test_size_guard_raises_its_own_type_with_the_numbers() -> None:
     import numpy as np
-    from dicom_factory import make_dataset
 
     from pneumoview.core import dicomio
+    from tests.support.dicom_factory import make_dataset
 
     ds = make_dataset(np.zeros((64, 64), np.uint8))
     with pytest.raises(ImageTooLargeError) as info:
@@ -104,7 +104,8 @@ def test_size_guard_raises_its_own_type_with_the_numbers() -> None:
 def _big_image_folder(tmp_path: Path) -> Path:
     """One chest-like 1100 x 1100 8-bit image: 1.15 MiB of pixels."""
     import numpy as np
-    from dicom_factory import make_dataset, save
+
+    from tests.support.dicom_factory import make_dataset, save
 
     data = tmp_path / "data"
     data.mkdir()
@@ -119,7 +120,7 @@ def _big_image_folder(tmp_path: Path) -> Path:
 def test_flag_max_image_mib_refuses_a_larger_image(tmp_path: Path) -> None:
     """``--max-image-mib`` is the size guard of a command-line run (before, only the
     viewer's settings had one and the CLI used the fixed 1 GiB)."""
-    from model_fixture import make_random_model_dir
+    from tests.support.model_fixture import make_random_model_dir
 
     model = make_random_model_dir(tmp_path / "m", seed=3)
     data = _big_image_folder(tmp_path)
@@ -141,9 +142,8 @@ def test_flag_max_image_mib_refuses_a_larger_image(tmp_path: Path) -> None:
 @pytest.mark.slow
 def test_gui_batch_honours_the_size_guard_setting(tmp_path: Path) -> None:
     """The GUI batch used the fixed 1 GiB guard whatever ``max_image_mib`` said."""
-    from model_fixture import make_random_model_dir
-
     from pneumoview.qt.batch.job import gui_batch
+    from tests.support.model_fixture import make_random_model_dir
 
     data = _big_image_folder(tmp_path)
     model = make_random_model_dir(tmp_path / "m", seed=3)

@@ -21,7 +21,8 @@ from pathlib import Path
 
 import numpy as np
 import pytest
-from dicom_factory import make_dataset, sample_file, save
+
+from tests.support.dicom_factory import make_dataset, sample_file, save
 
 REPO = Path(__file__).resolve().parents[1]
 PY = sys.executable
@@ -59,11 +60,6 @@ def phi_folder(tmp_path_factory: pytest.TempPathFactory) -> Path:
     return folder
 
 
-@pytest.fixture(scope="module")
-def model_dir(tmp_path_factory: pytest.TempPathFactory) -> Path:
-    from model_fixture import make_random_model_dir
-
-    return make_random_model_dir(tmp_path_factory.mktemp("secmodel") / "model")
 
 
 # --------------------------------------------------------------------------------------------
@@ -229,11 +225,10 @@ def test_tampered_weights_are_refused(model_dir, tmp_path, phi_folder) -> None:
 def test_metadata_pointing_elsewhere_is_refused(model_dir, tmp_path) -> None:
     """Metadata cannot redirect the loader: extra path fields are ignored (only the folder's
     own model.safetensors is read) and a digest of another file is a mismatch."""
-    from model_fixture import make_random_model_dir
-
     from pneumoview.core.errors import PneumoViewError
     from pneumoview.core.inference import Engine
     from pneumoview.core.model import sha256_file
+    from tests.support.model_fixture import make_random_model_dir
 
     other = make_random_model_dir(tmp_path / "other", seed=7)
     redirected = _copy_model(model_dir, tmp_path / "redirected")

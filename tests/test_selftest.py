@@ -117,10 +117,33 @@ def test_inference_and_cam_run_on_a_model(random_model_dir: Path) -> None:
     import torch
 
     torch.set_num_threads(1)
-    checks = selftest.check_inference(random_model_dir, device="cpu", directory=SAMPLES_DIR)
+    checks = selftest.check_inference(random_model_dir, device="cpu", directory=SAMPLES_DIR,
+                                      engine_name="torch")
     assert [c.area for c in checks] == ["inference", "cam"]
     assert all(c.ok for c in checks), [c.line() for c in checks]
     assert "64x48 map" in checks[1].detail
+    assert "with torch f32 on cpu" in checks[0].detail
+
+
+@pytest.mark.slow
+def test_fast_engine_is_checked_against_torch(random_model_dir: Path) -> None:
+    from pneumoview.core.engines.openvino_engine import openvino_available
+    from pneumoview.core.inference import Engine
+
+    if not openvino_available():
+        pytest.skip("openvino is not installed")
+    checks = selftest.check_inference(random_model_dir, device="cpu", directory=SAMPLES_DIR,
+                                      engine_name="openvino")
+    assert [c.area for c in checks] == ["inference", "cam", "engine"]
+    assert all(c.ok for c in checks), [c.line() for c in checks]
+    assert "openvino f32 on cpu" in checks[0].detail
+    assert "6 samples, max logit difference" in checks[2].detail
+    fast = Engine(random_model_dir, device="cpu", engine="openvino")
+    fast.load()
+    logits = fast.logits
+    fast.logits = lambda inputs: logits(inputs) + 0.01  # type: ignore[method-assign]
+    off = selftest.check_engine_agreement(fast, random_model_dir, "cpu", SAMPLES_DIR)
+    assert not off.ok and "limit 0.001" in off.detail
 
 
 def test_cli_self_test_exits_1_and_reports_when_the_model_is_missing(
@@ -153,7 +176,6 @@ def test_bundled_model_self_test_passes() -> None:
 
 @pytest.fixture(scope="module")
 def random_model_dir(tmp_path_factory: pytest.TempPathFactory) -> Path:
-    sys.path.insert(0, str(Path(__file__).resolve().parent))
-    from model_fixture import make_random_model_dir
+    from tests.support.model_fixture import make_random_model_dir
 
     return make_random_model_dir(tmp_path_factory.mktemp("model") / "m")

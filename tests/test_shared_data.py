@@ -14,13 +14,14 @@ import textwrap
 from pathlib import Path
 
 import pytest
-import shared_data
+
+from tests.support import shared_data
 
 TESTS = Path(__file__).resolve().parent
 
 INNER = textwrap.dedent('''
     import pytest
-    from shared_data import chest_dicoms
+    from tests.support.shared_data import chest_dicoms
 
     @pytest.mark.shared_data("dicom")
     def test_needs_dicom():
@@ -68,10 +69,11 @@ def _run_inner(tmp_path: Path, data: str, *args: str) -> str:
     """Run INNER under this directory's conftest in a fresh pytest, data set to ``data``."""
     root = tmp_path / f"inner-{len(list(tmp_path.iterdir()))}"
     root.mkdir()
-    for name in ("conftest.py", "shared_data.py"):
-        shutil.copy(TESTS / name, root / name)
+    shutil.copy(TESTS / "conftest.py", root / "conftest.py")
     (root / "test_inner.py").write_text(INNER)
-    env = {**os.environ, shared_data.ENV_VAR: data, "QT_QPA_PLATFORM": "offscreen"}
+    path = os.pathsep.join(p for p in (str(TESTS.parent), os.environ.get("PYTHONPATH")) if p)
+    env = {**os.environ, shared_data.ENV_VAR: data, "QT_QPA_PLATFORM": "offscreen",
+           "PYTHONPATH": path}
     done = subprocess.run([sys.executable, "-m", "pytest", "-rA", "-s", "-p", "no:cacheprovider",
                            "-o", "addopts=", *args], cwd=root, env=env, capture_output=True,
                           text=True, timeout=300)

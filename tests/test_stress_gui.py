@@ -22,10 +22,11 @@ import pytest
 pytest.importorskip("PySide6")
 pytestmark = [pytest.mark.gui, pytest.mark.slow]
 
-from dicom_factory import make_dataset, sample_file, save  # noqa: E402
 from PySide6.QtCore import QEvent, QPointF, Qt  # noqa: E402
 from PySide6.QtGui import QMouseEvent  # noqa: E402
 from PySide6.QtWidgets import QApplication  # noqa: E402
+
+from tests.support.dicom_factory import make_dataset, sample_file, save  # noqa: E402
 
 N_IMAGES = 16
 N_BATCH = 240
@@ -52,11 +53,7 @@ def _pixels() -> np.ndarray:
     return (2000 + 1500 * np.sin(x / 9.0) * np.cos(y / 7.0)).astype(np.uint16)
 
 
-@pytest.fixture(scope="module")
-def model_dir(tmp_path_factory: pytest.TempPathFactory) -> Path:
-    from model_fixture import make_random_model_dir
-
-    return make_random_model_dir(tmp_path_factory.mktemp("stress") / "model", seed=21)
+MODEL_SEED = 21  # the model_dir fixture's weights (tests/conftest.py)
 
 
 @pytest.fixture(scope="module")

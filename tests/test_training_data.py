@@ -9,10 +9,10 @@ from pathlib import Path
 
 import numpy as np
 import pytest
-from shared_data import require
 
 from pneumoview.core import contract
 from pneumoview.core.errors import PneumoViewError
+from tests.support.shared_data import require
 from training import sources
 from training.prepare import RunningStats, load_model_input, prepare
 from training.splits import assign_splits, group_ids

@@ -14,10 +14,9 @@ import pytest
 
 torch = pytest.importorskip("torch")
 
-from shared_data import require  # noqa: E402
-
 from pneumoview.core import contract, dicomio  # noqa: E402
 from pneumoview.core import model as pm  # noqa: E402
+from tests.support.shared_data import require  # noqa: E402
 from training import sources  # noqa: E402
 from training.dicomwrap import VARIANTS, grey_of, write_dicom  # noqa: E402
 from training.evaluate import evaluate_model  # noqa: E402

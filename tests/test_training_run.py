@@ -13,8 +13,7 @@ import pytest
 
 torch = pytest.importorskip("torch")
 
-from shared_data import require  # noqa: E402
-
+from tests.support.shared_data import require  # noqa: E402
 from training import sources  # noqa: E402
 from training.prepare import prepare  # noqa: E402
 from training.train import get_args_parser, load_checkpoint, main  # noqa: E402

@@ -17,8 +17,9 @@ from pathlib import Path
 
 import numpy as np
 import pytest
-from dicom_factory import make_dataset, save
 from hostile_support import run_bounded, write_deflate_bomb, write_sparse_image
+
+from tests.support.dicom_factory import make_dataset, save
 
 #: What a refusal may cost the child beyond its imports (peak RSS, MiB).
 SMALL_RSS_MIB = 600

@@ -12,14 +12,13 @@ import pytest
 pytest.importorskip("PySide6")
 pytestmark = pytest.mark.gui
 
-from dicom_factory import sample_file  # noqa: E402
-from display_probes import without_voi  # noqa: E402
-
 from pneumoview.commands import render  # noqa: E402
 from pneumoview.core import dicomio  # noqa: E402
 from pneumoview.core.settings import Settings  # noqa: E402
 from pneumoview.qt.mainwindow import MainWindow, ViewerOptions  # noqa: E402
 from pneumoview.qt.radiographview import RadiographView, prepare  # noqa: E402
+from tests.support.dicom_factory import sample_file  # noqa: E402
+from tests.support.display_probes import without_voi  # noqa: E402
 
 TIMEOUT_MS = 60_000
 

@@ -12,13 +12,13 @@ pytestmark = pytest.mark.gui
 
 
 def test_frame_line_has_a_tooltip_saying_dicom_counts_from_1(qtbot, tmp_path: Path) -> None:
-    from dicom_factory import make_dataset, save
     from PySide6.QtCore import QEvent, QPoint, QPointF
     from PySide6.QtGui import QHelpEvent
     from PySide6.QtWidgets import QApplication, QToolTip
 
     from pneumoview.core import dicomio
     from pneumoview.qt.radiographview import RadiographView
+    from tests.support.dicom_factory import make_dataset, save
 
     frames = np.stack([np.full((32, 32), v, np.uint8) for v in (10, 120, 240)])
     multi = save(make_dataset(frames), tmp_path / "multi.dcm")

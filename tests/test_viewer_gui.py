@@ -12,7 +12,6 @@ import pytest
 pytest.importorskip("PySide6")
 pytestmark = pytest.mark.gui
 
-from dicom_factory import make_dataset, reencode, sample_file, save  # noqa: E402
 from PySide6.QtCore import QEvent, QMimeData, QPointF, Qt, QUrl  # noqa: E402
 from PySide6.QtGui import QDropEvent, QMouseEvent  # noqa: E402
 from PySide6.QtWidgets import QApplication  # noqa: E402
@@ -22,6 +21,7 @@ from pneumoview.core.demo import prepare_demo  # noqa: E402
 from pneumoview.core.settings import Settings  # noqa: E402
 from pneumoview.qt import studytree  # noqa: E402
 from pneumoview.qt.mainwindow import MainWindow, ViewerOptions  # noqa: E402
+from tests.support.dicom_factory import make_dataset, reencode, sample_file, save  # noqa: E402
 
 RG1 = sample_file("RG1_UNCR.dcm")
 needs_rg1 = pytest.mark.skipif(RG1 is None, reason="pydicom-data's RG1_UNCR.dcm is not installed")

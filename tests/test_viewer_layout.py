@@ -20,11 +20,7 @@ TIMEOUT_MS = 120_000
 FIRST_ROWS = 8
 
 
-@pytest.fixture(scope="module")
-def model_dir(tmp_path_factory: pytest.TempPathFactory) -> Path:
-    from model_fixture import make_random_model_dir
-
-    return make_random_model_dir(tmp_path_factory.mktemp("layout") / "model", seed=2)
+MODEL_SEED = 2  # the model_dir fixture's weights (tests/conftest.py)
 
 
 @pytest.fixture(scope="module")

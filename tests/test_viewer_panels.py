@@ -21,11 +21,7 @@ from pneumoview.qt.mainwindow import MainWindow, ViewerOptions  # noqa: E402
 TIMEOUT_MS = 120_000
 
 
-@pytest.fixture(scope="module")
-def model_dir(tmp_path_factory: pytest.TempPathFactory) -> Path:
-    from model_fixture import make_random_model_dir
-
-    return make_random_model_dir(tmp_path_factory.mktemp("panels") / "model", seed=5)
+MODEL_SEED = 5  # the model_dir fixture's weights (tests/conftest.py)
 
 
 @pytest.fixture(scope="module")

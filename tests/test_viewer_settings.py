@@ -8,12 +8,12 @@ import logging
 import numpy as np
 import pydicom
 import pytest
-from dicom_factory import sample_file
 
 from pneumoview.core import dicomio, windowing
 from pneumoview.core.demo import prepare_demo
 from pneumoview.core.paths import config_dir
 from pneumoview.core.settings import MAX_RECENT, Settings, load_settings, save_settings
+from tests.support.dicom_factory import sample_file
 
 
 def test_settings_round_trip_under_config_dir(tmp_path):

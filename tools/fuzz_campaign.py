@@ -1,12 +1,13 @@
 """Long fuzz campaign: many mutated DICOM files through every core entry point, in parallel.
 
-    .venv/bin/python tools/fuzz_campaign.py --cases 10000 --workers 2 --out /tmp/pv-fuzz
+    python -m tools.fuzz_campaign --cases 10000 --workers 2 --out /tmp/pv-fuzz
 
-Starts ``--workers`` fork servers (``tests/fuzzing.py serve``); each case (a seed file and an
-rng seed, drawn deterministically from ``--seed``) is mutated in a server and run in a forked
-child under an address-space limit (``--mem-mb`` over the server's own) and a time bound
-(``--timeout``). Then ``--batch-runs`` runs of the real ``pneumoview flag`` (and the indexer)
-on folders of ``--batch-files`` mutated files check that every file gets exactly one row.
+Starts ``--workers`` fork servers (``python -m tests.support.fuzzing serve``); each case (a seed
+file and an rng seed, drawn deterministically from ``--seed``) is mutated in a server and run in
+a forked child under an address-space limit (``--mem-mb`` over the server's own) and a time
+bound (``--timeout``). Then ``--batch-runs`` runs of the real ``pneumoview flag`` (and the
+indexer) on folders of ``--batch-files`` mutated files check that every file gets exactly one
+row.
 
 Writes to ``--out``: ``cases.jsonl`` (one line per case: how it ended, each target's outcome,
 wall/CPU time, peak RSS), ``reproducers/`` (the file and record of every failing case),
@@ -30,8 +31,7 @@ from pathlib import Path
 from typing import Any
 
 REPO = Path(__file__).resolve().parents[1]
-sys.path.insert(0, str(REPO / "tests"))
-import fuzzing  # noqa: E402
+from tests.support import fuzzing  # noqa: E402
 
 
 def _env() -> dict[str, str]:
@@ -318,7 +318,7 @@ def main(argv: list[str] | None = None) -> int:
         (out / "cases.jsonl").unlink()
     model_dir = None
     if not args.no_model:
-        from model_fixture import make_random_model_dir
+        from tests.support.model_fixture import make_random_model_dir
 
         model_dir = out / "model"
         if not (model_dir / "metadata.json").exists():

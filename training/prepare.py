@@ -41,6 +41,11 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
                    help="CSV image,label[,patient_id], paths relative to the CSV (repeatable)")
     p.add_argument("--rsna", action="append", default=[], metavar="[NAME=]DIR",
                    help="RSNA layout: DIR/stage_2_train_labels.csv + stage_2_train_images/")
+    p.add_argument("--reviews", action="append", default=[], metavar="[NAME=]CSV",
+                   help="a site's review export (pneumoview reviews export), images under "
+                        "--reviews-root")
+    p.add_argument("--reviews-root", metavar="DIR",
+                   help="the folder the reviewed files are in (default: the CSV's folder)")
     p.add_argument("--negative-dirs", default="NORMAL", help="comma-separated class-0 folders")
     p.add_argument("--positive-dirs", default="PNEUMONIA", help="comma-separated class-1 folders")
     p.add_argument("--out", required=True, help="output folder for the cache")
@@ -179,7 +184,8 @@ def prepare(items: list[src_mod.Item], out: Path, size: int = contract.INPUT_SIZ
 def run(args: argparse.Namespace) -> int:
     items = src_mod.collect(args.folder, args.manifest, args.rsna,
                             tuple(s for s in args.negative_dirs.split(",") if s),
-                            tuple(s for s in args.positive_dirs.split(",") if s))
+                            tuple(s for s in args.positive_dirs.split(",") if s),
+                            args.reviews, args.reviews_root)
     fr = tuple(float(x) for x in args.fractions.split(","))
     if len(fr) != 3:
         raise PneumoViewError("--fractions needs three numbers: train,val,test")

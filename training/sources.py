@@ -144,6 +144,38 @@ def read_rsna(root: Path | str, name: str = "rsna",
     return items
 
 
+def read_reviews(csv_path: Path | str, root: Path | str | None = None,
+                 name: str = "reviews") -> list[Item]:
+    """The labelled reviews a site exported (``pneumoview reviews export``: ``relpath,
+    sop_instance_uid, study_instance_uid, label, ...``), images at ``root / relpath`` (default:
+    the CSV's folder). The export names no patient, so a study stands for its patient when the
+    data are split (two studies of one patient can land in different splits: say so in a
+    model's provenance)."""
+    csv_path = Path(csv_path).resolve()
+    if not csv_path.is_file():
+        raise PneumoViewError("review export not found", csv_path)
+    base = Path(root).resolve() if root else csv_path.parent
+    items: list[Item] = []
+    with open(csv_path, newline="", encoding="utf-8") as fh:
+        reader = csv.DictReader(fh)
+        if not {"relpath", "label", "study_instance_uid"} <= set(reader.fieldnames or []):
+            raise PneumoViewError("not a review export (needs relpath, label and "
+                                  "study_instance_uid columns)", csv_path)
+        for i, row in enumerate(reader, start=2):
+            rel = row["relpath"][1:] if row["relpath"].startswith("'") else row["relpath"]
+            parts = [q for q in rel.split("/") if q not in ("", ".", "..")]
+            path = base.joinpath(*parts)
+            if not parts or not path.is_file():
+                raise PneumoViewError(f"line {i}: image {rel!r} not found under {base}",
+                                      csv_path)
+            group = row.get("study_instance_uid") or row.get("sop_instance_uid") or rel
+            items.append(Item(name, str(path), _parse_label(row["label"], f"{csv_path}:{i}"),
+                              f"study:{group}"))
+    if not items:
+        raise PneumoViewError("the review export has no labels", csv_path)
+    return items
+
+
 def parse_source_spec(spec: str, kind: str) -> tuple[str | None, str]:
     """``NAME=PATH`` or ``PATH``."""
     if "=" in spec and not Path(spec).exists():
@@ -154,7 +186,8 @@ def parse_source_spec(spec: str, kind: str) -> tuple[str | None, str]:
 
 def collect(folders: list[str] | None = None, manifests: list[str] | None = None,
             rsna: list[str] | None = None, negative: tuple[str, ...] = ("NORMAL",),
-            positive: tuple[str, ...] = ("PNEUMONIA",)) -> list[Item]:
+            positive: tuple[str, ...] = ("PNEUMONIA",), reviews: list[str] | None = None,
+            reviews_root: str | None = None) -> list[Item]:
     """All items of all given sources (source names must be distinct)."""
     items: list[Item] = []
     names: set[str] = set()
@@ -168,6 +201,9 @@ def collect(folders: list[str] | None = None, manifests: list[str] | None = None
     for spec in rsna or []:
         name, path = parse_source_spec(spec, "rsna")
         groups.append(read_rsna(path, name or "rsna"))
+    for spec in reviews or []:
+        name, path = parse_source_spec(spec, "reviews")
+        groups.append(read_reviews(path, reviews_root, name or "reviews"))
     for g in groups:
         src = g[0].source
         if src in names:

@@ -46,5 +46,5 @@ def say_lines(lines: list[str], file: TextIO | None = None) -> None:
 class PrintableFormatter(logging.Formatter):
     """A log formatter whose lines are escaped like :func:`printable` (tracebacks kept)."""
 
-    def formatMessage(self, record: logging.LogRecord) -> str:  # noqa: N802 - logging API
+    def formatMessage(self, record: logging.LogRecord) -> str:
         return printable(super().formatMessage(record))

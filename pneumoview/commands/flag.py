@@ -20,6 +20,7 @@ from typing import Any, TextIO
 from pneumoview.commands import dicom_results
 from pneumoview.commands.argtypes import positive_seconds
 from pneumoview.commands.console import say
+from pneumoview.commands.engineargs import add_engine_arguments
 from pneumoview.core import defaults, runoptions
 from pneumoview.core.errors import PneumoViewError, ReportExistsError
 
@@ -36,8 +37,12 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--model", metavar="DIR", help="model folder (default: the bundled one)")
     parser.add_argument("--threshold", type=float, metavar="T",
                         help="flag when probability >= T (default: the model's threshold)")
+    parser.add_argument("--profile", metavar="PROFILE.json",
+                        help="a site profile (pneumoview calibrate): its calibrated probability "
+                             "and threshold replace the model's; --threshold still overrides")
     parser.add_argument("--device", metavar="D",
                         help=f"{defaults.DEVICE} (default), cpu, cuda, cuda:N or mps")
+    add_engine_arguments(parser)
     parser.add_argument("--batch-size", type=int, metavar="N",
                         help=f"images per model batch (default {defaults.BATCH_SIZE})")
     parser.add_argument("--workers", type=int, metavar="N",
@@ -135,7 +140,7 @@ class _StopSignals:
         for signum, old in self._old.items():
             signal.signal(signum, old)
 
-    def _handle(self, signum: int, frame: Any) -> None:  # noqa: ARG002
+    def _handle(self, signum: int, frame: Any) -> None:
         if self.received is not None:
             raise KeyboardInterrupt
         self.received = signum
@@ -176,7 +181,7 @@ def summary_line(summary: Any) -> str:
     folders = (f" ({summary.unlisted_folders} folders that cannot be listed)"
                if summary.unlisted_folders else "")
     text = (f"{summary.done}/{summary.total} files: {c.get('scored', 0)} scored "
-            f"({summary.flagged} flagged at threshold {summary.threshold:g}), "
+            f"({summary.flagged} flagged; {summary.policy or f'threshold {summary.threshold:g}'}), "
             f"{c.get('not_scored', 0)} not scored, {c.get('skipped', 0)} skipped, "
             f"{c.get('error', 0)} errors{folders}")
     if summary.resumed:
@@ -186,9 +191,10 @@ def summary_line(summary: Any) -> str:
         text += (f"; this run: {ran} files ({r.get('scored', 0)} scored, "
                  f"{summary.run_flagged} flagged, {r.get('error', 0)} errors{retried}), "
                  f"{summary.resumed} kept from the report")
+    engine = f" ({summary.engine})" if summary.engine else ""
     if getattr(summary, "gate_note", ""):
         text += f"; {summary.gate_note}"
-    return f"{text}; model {summary.model_label}; report {summary.output}"
+    return f"{text}; model {summary.model_label}{engine}; report {summary.output}"
 
 
 def run(args: argparse.Namespace) -> int:
@@ -210,11 +216,12 @@ def run(args: argparse.Namespace) -> int:
     chosen = runoptions.resolve(args)
     options = BatchOptions(
         root=args.folder, output=args.output, model_dir=chosen.model_dir, device=chosen.device,
+        engine=chosen.engine, precision=chosen.precision,
         threshold=args.threshold, batch_size=chosen.batch_size, workers=chosen.workers,
         resume=args.resume, overwrite=args.overwrite, shard=shard, timeout_s=chosen.timeout_s,
         max_image_mib=chosen.max_image_mib,
         memory_limit_mb=args.memory_limit if args.memory_limit != 0 else None,
-        retry_errors=not args.no_retry_errors, quiet=args.quiet,
+        retry_errors=not args.no_retry_errors, quiet=args.quiet, profile=args.profile,
         gate_mode=GateMode.TAGS_ONLY if args.no_gate else GateMode.CONTENT)
     if args.quiet:
         silence_warnings()

@@ -65,7 +65,7 @@ def _check(args: argparse.Namespace) -> str | None:
     return None
 
 
-def build_service(args: argparse.Namespace):  # noqa: ANN201 - a ListenService
+def build_service(args: argparse.Namespace):
     from pneumoview.core.dicomout.output import check_output_folder, is_inside
     from pneumoview.core.errors import PneumoViewError
     from pneumoview.core.pacs.audit import AuditLog

@@ -40,7 +40,7 @@ def print_failures(failed: list[tuple[str, str]], err: TextIO, prog: str) -> Non
         say(f"{prog}: ... and {len(failed) - SHOW_FAILURES} more failures", err)
 
 
-def progress_printer(err: TextIO, label: str, quiet: bool = False):  # noqa: ANN201
+def progress_printer(err: TextIO, label: str, quiet: bool = False):
     """A (done, total) callback writing one updating line on a terminal, nothing otherwise."""
     tty = bool(getattr(err, "isatty", lambda: False)())
 

@@ -7,6 +7,8 @@ import os
 import sys
 from collections.abc import Callable, MutableMapping
 
+from pneumoview.commands.engineargs import add_engine_arguments
+
 #: what to install when Qt's xcb platform cannot load (Qt 6.5+ needs libxcb-cursor)
 XCB_PACKAGES = "libxcb-cursor0 (Debian/Ubuntu) or xcb-util-cursor (Fedora)"
 
@@ -18,6 +20,9 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
                         help="open PATH, wait for all pending work, save the window and exit")
     parser.add_argument("--model", metavar="DIR", help="model folder exported by training")
     parser.add_argument("--device", metavar="D", help="auto, cpu, cuda, cuda:N or mps")
+    add_engine_arguments(parser)
+    parser.add_argument("--profile", metavar="PROFILE.json",
+                        help="use this site profile for its model (remembered in the settings)")
 
 
 def _can_load(soname: str) -> bool:
@@ -85,9 +90,34 @@ def run(args: argparse.Namespace) -> int:
     if problem:
         print(f"pneumoview: cannot start the viewer: {problem}", file=sys.stderr)
         return 1
+    if getattr(args, "profile", None):
+        from pneumoview.core.errors import PneumoViewError
+
+        try:
+            remember_profile(args.profile, args.model)
+        except PneumoViewError as exc:
+            from pneumoview.commands.console import say
+
+            say(f"pneumoview: {exc}", sys.stderr)
+            return 1
     handler = logging.StreamHandler()
     handler.setFormatter(PrintableFormatter("%(levelname)s %(message)s"))
     logging.basicConfig(level=logging.INFO, handlers=[handler])
     from pneumoview.qt.app import run_viewer
 
     return run_viewer(args)
+
+
+def remember_profile(path: str, model_dir: str | None) -> None:
+    """Check a site profile against the model the viewer will use and make it that model's
+    active profile in the settings (the viewer and the GUI batch then use it)."""
+    from pneumoview.core.modelinfo import read_model_info
+    from pneumoview.core.settings import load_settings, save_settings
+    from pneumoview.core.siteprofile import load_profile
+
+    settings = load_settings()
+    profile = load_profile(path)
+    profile.check_model(read_model_info(model_dir or settings.ai_model_dir or None))
+    settings.site_profiles = {**settings.site_profiles,
+                              profile.model_id: os.path.abspath(path)}
+    save_settings(settings)

@@ -15,6 +15,8 @@ study tree's AI column and File > Batch Flag Folder agree on three policies:
 
 from __future__ import annotations
 
+import dataclasses
+import logging
 from collections import OrderedDict
 from collections.abc import Hashable, Iterator, MutableMapping
 from dataclasses import dataclass, field
@@ -32,6 +34,8 @@ V = TypeVar("V")
 ResultKey = tuple[str, int, bool]  # path, frame, scored anyway (gate overridden)
 ImageKey = tuple[str, int]  # path, frame
 
+log = logging.getLogger(__name__)
+
 
 @dataclass(frozen=True)
 class ModelChoice:
@@ -39,15 +43,19 @@ class ModelChoice:
 
     model_dir: str | None = None
     device: str = "auto"
+    engine: str = "auto"  # auto, torch, openvino (pneumoview.core.engines)
+    precision: str = "auto"  # auto, bf16, f32
 
 
 def resolve_choice(cli_model: str | None, cli_device: str | None,
-                   settings: Any = None) -> ModelChoice:
+                   settings: Any = None, cli_engine: str | None = None,
+                   cli_precision: str | None = None) -> ModelChoice:
     """Command line, then the saved settings, then the bundled model on ``auto``
     (:func:`pneumoview.core.runoptions.resolve` is the one precedence rule)."""
-    chosen = runoptions.resolve({"model_dir": cli_model or None, "device": cli_device or None},
-                                settings)
-    return ModelChoice(chosen.model_dir, chosen.device)
+    chosen = runoptions.resolve({"model_dir": cli_model or None, "device": cli_device or None,
+                                 "engine": cli_engine or None,
+                                 "precision": cli_precision or None}, settings)
+    return ModelChoice(chosen.model_dir, chosen.device, chosen.engine, chosen.precision)
 
 
 def saved_threshold(saved: Any, model_id: str, default: float) -> float:
@@ -172,10 +180,11 @@ class AIState:
         self.info: Any = None  # the loaded model's ModelInfo
         self.threshold = 0.5
         self._pending: ModelChoice | None = None
+        self.profile: Any = None  # the active SiteProfile for the loaded model
 
     def choose(self, model_dir: str | None) -> ModelChoice:
         """The user asked for ``model_dir`` (``None``: bundled); returns what to load."""
-        self._pending = ModelChoice(model_dir or None, self.choice.device)
+        self._pending = dataclasses.replace(self.choice, model_dir=model_dir or None)
         return self._pending
 
     def model_loaded(self, info: Any) -> bool:
@@ -186,10 +195,30 @@ class AIState:
             self.choice, self._pending = self._pending, None
             if hasattr(self.settings, "ai_model_dir"):
                 self.settings.ai_model_dir = self.choice.model_dir or ""
-        self.threshold = self.thresholds.get(info.model_id, float(info.threshold))
+        self.profile = self._active_profile(info)
+        self.threshold = self.thresholds.get(info.model_id, self.default_threshold)
         if replaced:
             self.results.clear()
         return replaced
+
+    def _active_profile(self, info: Any) -> Any:
+        """The site profile the settings make active for this model (File > Use Site
+        Profile..., ``view --profile``), or None; a broken or foreign one is left out."""
+        from pneumoview.core.errors import PneumoViewError
+        from pneumoview.core.siteprofile import active_profile_path, profile_for
+
+        try:
+            return profile_for(info, active_profile_path(self.settings, info.model_id))
+        except PneumoViewError as exc:
+            log.warning("site profile not used: %s", exc)
+            return None
+
+    @property
+    def default_threshold(self) -> float:
+        """The active site profile's threshold, else the model's."""
+        if self.profile is not None:
+            return float(self.profile.threshold)
+        return float(self.info.threshold) if self.info is not None else 0.5
 
     def model_refused(self) -> None:
         """The model asked for did not load: the one in use stays the choice."""
@@ -198,10 +227,15 @@ class AIState:
     def set_threshold(self, value: float) -> None:
         self.threshold = float(value)
         if self.info is not None:
-            self.thresholds.set(self.info.model_id, self.threshold, float(self.info.threshold))
+            self.thresholds.set(self.info.model_id, self.threshold, self.default_threshold)
 
     def shown(self, pred: Any) -> Any:
         """``pred`` as the user sees it: relabelled at the current threshold when scored."""
         if pred is not None and pred.scored:
+            if self.profile is not None and pred.logit is not None:
+                import dataclasses
+
+                pred = dataclasses.replace(
+                    pred, probability=self.profile.calibration.probability(pred.logit))
             return pred.with_threshold(self.threshold)
         return pred

@@ -84,3 +84,23 @@ def blend_cam(film_rgb: np.ndarray, cam: np.ndarray, opacity: float = 0.6) -> np
     alpha = rgba[..., 3:4] / 255.0 * float(opacity)
     out = film_rgb.astype(np.float32) * (1.0 - alpha) + rgba[..., :3] * alpha
     return np.clip(np.rint(out), 0, 255).astype(np.uint8)
+
+
+def linear_cam(activations: np.ndarray, weights: np.ndarray) -> np.ndarray:
+    """Grad-CAM of a global-average-pool + one-linear-logit head, in closed form.
+
+    For logit = b + sum_k w_k mean(A_k), the gradient of the logit with respect to A_k is
+    w_k / (h w) everywhere, so Grad-CAM's channel weights are w_k / (h w) and its map is
+    ReLU(sum_k w_k A_k) up to that positive factor: no backward pass is needed. The map is
+    then scaled as grad-cam scales it (minus its minimum, over its maximum + 1e-7), so it equals
+    the package's output. ``activations`` is A (C, h, w) or (N, C, h, w); ``weights`` (C,).
+    Returns float32 maps in [0, 1] of shape (h, w) or (N, h, w).
+    """
+    a = np.asarray(activations, dtype=np.float32)
+    w = np.asarray(weights, dtype=np.float32).reshape(-1)
+    if a.ndim not in (3, 4) or a.shape[-3] != w.shape[0]:
+        raise ValueError(f"activations {a.shape} do not fit {w.shape[0]} channel weights")
+    raw = np.maximum(np.tensordot(w, a, axes=([0], [a.ndim - 3])), 0.0)
+    low = raw.min(axis=(-2, -1), keepdims=True)
+    shifted = raw - low
+    return (shifted / (shifted.max(axis=(-2, -1), keepdims=True) + 1e-7)).astype(np.float32)

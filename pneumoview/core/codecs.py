@@ -4,7 +4,7 @@ pydicom, given no plugin, tries its available plugins itself; but the one it tri
 refuse a stream another decodes (Pillow fails on some valid JPEG 2000 streams that OpenJPEG and
 GDCM read), and gdcm must never see a frame whose own size disagrees with the header: on such a
 stream it throws a C++ exception that aborts the whole process (SIGABRT) where the other
-plugins raise a Python error (found by the fuzzer, tests/test_fuzz_short.py). So the plugins
+plugins raise a Python error (tests/test_fuzz_short.py holds such a case). So the plugins
 are tried here one at a time, gdcm last and only for a frame whose codestream header matches
 the dataset's Rows, Columns and Samples per Pixel (:func:`codestream_matches`), and a failure
 names every plugin tried.

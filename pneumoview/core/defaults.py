@@ -20,6 +20,12 @@ MAX_IMAGE_BYTES = MAX_IMAGE_MIB * MIB
 #: Model device preference: "auto" picks CUDA, then MPS, then the CPU.
 DEVICE = "auto"
 
+#: Inference engine and precision preferences: "auto" keeps a GPU on torch, runs OpenVINO on
+#: the CPU (bf16 only where the CPU has it natively); the rules are
+#: :mod:`pneumoview.core.engines.base`'s.
+ENGINE = "auto"
+PRECISION = "auto"
+
 #: Images per model batch in a batch run.
 BATCH_SIZE = 32
 

@@ -334,8 +334,7 @@ def check_decodable(ds: Dataset, path: PathType, max_bytes: int = DEFAULT_MAX_PI
     if need > max_bytes:
         raise ImageTooLargeError(
             f"image too large to open safely: {rows}x{cols}x{number_of_frames(ds)} frame(s) "
-            f"needs {need / 2**20:.0f} MiB, the limit is {max_bytes / 2**20:.0f} MiB "
-            "(raise 'max image MiB' in the settings to open it)", path,
+            f"needs {need / 2**20:.0f} MiB, the limit is {max_bytes / 2**20:.0f} MiB", path,
             need_bytes=need, limit_bytes=max_bytes)
     tsyntax = ds.file_meta.get("TransferSyntaxUID") if hasattr(ds, "file_meta") else None
     if tsyntax is None:
@@ -486,8 +485,8 @@ def _identity(ds: Dataset, frame: int) -> Window | None:
 
 
 def _check_shape(stored: np.ndarray, ds: Dataset, path: PathType) -> None:
-    """The decoded frame must be Rows x Columns (x samples): found by the fuzzer, a header whose
-    Columns disagrees with the data length decoded to a 4-D array instead of an error."""
+    """The decoded frame must be Rows x Columns (x samples): a header whose Columns disagrees
+    with the data length would otherwise decode to a 4-D array instead of an error."""
     rows, cols = header_int(ds, "Rows", 0, path), header_int(ds, "Columns", 0, path)
     ok = stored.ndim in (2, 3) and stored.shape[:2] == (rows, cols)
     if ok and stored.ndim == 3:

@@ -1,9 +1,13 @@
 """The inference engine: calibrated pneumonia probability, threshold state and Grad-CAM.
 
 One :class:`Engine` owns one model instance and is used from one thread (the GUI's inference
-worker, or the batch engine, which makes its own with ``with_cam=False``). Importing this module
-is cheap: torch, :mod:`pneumoview.core.model` and the (slow) grad-cam package are imported only
-when a model is loaded or a CAM is asked for, so the viewer's first window never waits on them.
+worker, or the batch engine, which makes its own with ``with_cam=False``). The network runs in a
+backend (:mod:`pneumoview.core.engines`: torch or OpenVINO, chosen by ``engine``/``precision``)
+that returns the logit and the last block's activations A; the CAM is Grad-CAM's closed form on
+A (:func:`pneumoview.core.cam.linear_cam`), from the same forward pass. The grad-cam package
+stays the reference (:meth:`Engine.gradcam_from_input`, on a torch model). Importing this module
+is cheap: torch, openvino, :mod:`pneumoview.core.model` and grad-cam are imported only when a
+model is loaded or a reference CAM is asked for, so the viewer's first window never waits.
 
 Every :class:`Prediction` names the model that made it (label and sha256) and carries its
 timings. The probability is ``sigmoid(logit / temperature)``; an image is flagged iff the
@@ -27,15 +31,17 @@ from typing import TYPE_CHECKING, Any
 import numpy as np
 
 from pneumoview.core import contract, threads
-from pneumoview.core.cam import normalise_cam, resample_to_grid
+from pneumoview.core.cam import linear_cam, normalise_cam, resample_to_grid
 from pneumoview.core.errors import PneumoViewError
 from pneumoview.core.gate import not_scorable_reason
 from pneumoview.core.gatepolicy import GateMode, objection, refuses
 from pneumoview.core.inputgate import GateFormatError, GateVerdict, InputGate, content_statistics
+from pneumoview.core.modelinfo import calibrated_probability
 from pneumoview.core.threads import apply_torch_threads
 
 if TYPE_CHECKING:  # pragma: no cover - typing only
     from pneumoview.core.dicomio import DecodedImage
+    from pneumoview.core.engines import Backend, Forward
     from pneumoview.core.model import LoadedModel, ModelInfo
 
 log = logging.getLogger(__name__)
@@ -113,16 +119,21 @@ class Engine:
 
     def __init__(self, model_dir: str | PathLike[str] | None = None, device: str = "auto",
                  with_cam: bool = True, interactive: bool | None = None,
+                 engine: str = "auto", precision: str = "auto",
                  gate_mode: GateMode = GateMode.CONTENT) -> None:
         self.model_dir = None if model_dir is None else Path(model_dir)
         self.device_preference = device or "auto"
+        self.engine_preference = engine or "auto"
+        self.precision_preference = precision or "auto"
         self.with_cam = with_cam
         self.gate_mode = GateMode(gate_mode)
         self.input_gate: InputGate | None = None  # the model's content gate, when it has one
         # the viewer's engine (with CAM) goes first; a batch engine waits for it between runs
         self.interactive = with_cam if interactive is None else bool(interactive)
         self.info: ModelInfo | None = None
-        self._loaded: LoadedModel | None = None
+        self._backend: Backend | None = None
+        self._reference: LoadedModel | None = None  # torch model for grad-cam (loaded lazily)
+        self.engine_fallback = ""  # why auto ran torch instead of openvino ('' when it did not)
         self.last_cam_timings: dict[str, float] = {}  # of the last score_with_cam
 
     # -- loading -------------------------------------------------------------------------
@@ -133,42 +144,78 @@ class Engine:
         """
         t0 = time.perf_counter()
         try:
-            model = _model_module()
-            loaded = model.load_model(self.model_dir, self.device_preference)
+            from pneumoview.core.engines.loader import load_backend
+
+            result = load_backend(self.model_dir, self.device_preference,
+                                  self.engine_preference, self.precision_preference)
         except PneumoViewError:
             raise
-        except Exception as exc:  # torch/safetensors failures we did not foresee
+        except Exception as exc:  # torch/openvino/safetensors failures we did not foresee
             raise PneumoViewError(f"cannot load the model ({type(exc).__name__}: {exc})",
                                   self.model_dir) from exc
+        backend = result.backend
         try:
-            self.input_gate = InputGate.from_model(loaded.info.raw, loaded.gate_tensors)
+            # built from the backend's metadata and gate tensors: the same for every engine
+            input_gate = InputGate.from_model(backend.info.raw, backend.gate_tensors)
         except GateFormatError as exc:
+            backend.close()
             raise PneumoViewError(f"the model's input gate is malformed ({exc}); re-export "
-                                  "the model", loaded.info.directory) from exc
-        if self.with_cam:
-            _limit_gradients_to_cam_layer(loaded.module)
-        self._loaded = loaded
-        self.info = loaded.info
-        log.info("loaded model %s on %s in %.0f ms", loaded.info.label, loaded.device,
+                                  "the model", backend.info.directory) from exc
+        self.input_gate = input_gate
+        self._backend, self.engine_fallback = backend, result.fallback
+        self._reference = getattr(backend, "loaded", None)
+        if self.with_cam and self._reference is not None:
+            _limit_gradients_to_cam_layer(self._reference.module)
+        self.info = backend.info
+        log.info("loaded model %s (%s) in %.0f ms", backend.info.label, self.engine_text,
                  (time.perf_counter() - t0) * 1000)
-        return loaded.info
+        return backend.info
 
     @property
     def loaded(self) -> bool:
-        return self._loaded is not None
+        return self._backend is not None
 
     @property
     def device(self) -> str:
         """The device the model runs on ('cpu', 'cuda', 'mps'), or '' before loading."""
-        return "" if self._loaded is None else str(self._loaded.device)
+        return "" if self._backend is None else self._backend.device
 
-    def _require(self) -> LoadedModel:
-        if self._loaded is None:
+    @property
+    def engine_name(self) -> str:
+        """The engine that runs ('torch', 'openvino'), or '' before loading."""
+        return "" if self._backend is None else self._backend.engine.value
+
+    @property
+    def precision(self) -> str:
+        """The precision that runs ('f32', 'bf16'), or '' before loading."""
+        return "" if self._backend is None else self._backend.precision.value
+
+    @property
+    def engine_text(self) -> str:
+        """'openvino f32 on cpu' (the panel's, the report's and the self-test's words)."""
+        from pneumoview.core.engines import describe
+
+        return "" if self._backend is None else describe(self._backend)
+
+    def _require(self) -> Backend:
+        if self._backend is None:
             raise PneumoViewError("no model is loaded (call Engine.load first)")
-        return self._loaded
+        return self._backend
+
+    def _reference_model(self) -> LoadedModel:
+        """The torch model grad-cam runs on: the backend's own, or loaded now on the CPU."""
+        backend = self._require()
+        if self._reference is None:
+            self._reference = _model_module().load_model(self.model_dir, "cpu")
+            if self._reference.info.model_id != backend.info.model_id:
+                self._reference = None
+                raise PneumoViewError("the model changed on disk since it was loaded; load "
+                                      "it again", self.model_dir)
+            _limit_gradients_to_cam_layer(self._reference.module)
+        return self._reference
 
     def _threads(self) -> None:
-        if self._loaded is not None and self._loaded.device.type == "cpu":
+        if self._reference is not None and self._reference.device.type == "cpu":
             apply_torch_threads()
 
     def _turn(self) -> AbstractContextManager[None]:
@@ -179,14 +226,19 @@ class Engine:
         return nullcontext()
 
     # -- scoring -------------------------------------------------------------------------
+    def forward(self, inputs: Sequence[np.ndarray]) -> Forward:
+        """One forward pass for contract step-4 outputs: the logits and the last block's
+        activations A (what the CAM and the input gate read)."""
+        from pneumoview.core.engines import normalised_batch
+
+        backend = self._require()
+        batch = normalised_batch(inputs, backend.info)
+        with self._turn():
+            return backend.forward(batch)
+
     def logits(self, inputs: Sequence[np.ndarray]) -> np.ndarray:
         """Raw logits (float64, ``(N,)``) for contract step-4 outputs."""
-        loaded = self._require()
-        model = _model_module()
-        batch = model.prepare_batch(inputs, loaded.info)
-        with self._turn():
-            self._threads()
-            return model.predict_logits(loaded, batch)
+        return self.forward(inputs).logits
 
     def probabilities(self, inputs: Sequence[np.ndarray]) -> np.ndarray:
         """Calibrated probabilities (float64, ``(N,)``) for contract step-4 outputs."""
@@ -194,8 +246,7 @@ class Engine:
 
     def calibrated(self, logits: np.ndarray) -> np.ndarray:
         """The model's calibrated probabilities of raw logits."""
-        loaded = self._require()
-        return _model_module().calibrated_probability(logits, loaded.info.temperature)
+        return calibrated_probability(logits, self._require().info.temperature)
 
     def model_input(self, decoded: DecodedImage) -> np.ndarray:
         """Contract steps 1-4 for a decoded image, errors as PneumoViewError."""
@@ -226,13 +277,8 @@ class Engine:
         decode workers compute them). Verdicts are None when the model has no gate; under
         ``--no-gate`` they are computed (the atypicality is reported) but not applied.
         """
-        loaded = self._require()
-        model = _model_module()
-        batch = model.prepare_batch(inputs, loaded.info)
-        with self._turn():
-            self._threads()
-            logits, act = model.predict_activations(loaded, batch)
-        return logits, self._verdicts(inputs, shapes, stats, act)
+        out = self.forward(inputs)
+        return out.logits, self._verdicts(inputs, shapes, stats, out.activations)
 
     def _verdicts(self, inputs: Sequence[np.ndarray], shapes: Sequence[tuple[int, int]],
                   stats: Sequence[dict[str, float] | None] | None,
@@ -295,8 +341,7 @@ class Engine:
     def _scored(self, decoded: DecodedImage, logit: float, threshold: float, reason: str,
                 timings: dict[str, float], verdict: GateVerdict | None = None) -> Prediction:
         info = self._require().info
-        prob = float(_model_module().calibrated_probability(np.array([logit]),
-                                                            info.temperature)[0])
+        prob = float(calibrated_probability(np.array([logit]), info.temperature)[0])
         if not (math.isfinite(logit) and math.isfinite(prob)):
             raise PneumoViewError(NON_FINITE, decoded.path)
         return Prediction(path=decoded.path, frame=decoded.frame, status=SCORED,
@@ -307,21 +352,33 @@ class Engine:
                           model_id=info.model_id, timings=timings, gate=verdict)
 
     # -- CAM -----------------------------------------------------------------------------
-    def _gradcam(self, x: np.ndarray,
-                 on_logit: Callable[[float, np.ndarray], bool] | None = None,
-                 ) -> tuple[float, np.ndarray | None]:
-        """One forward pass with Grad-CAM hooks on ``layer4[-1]``: the logit, then the map.
-
-        This is the grad-cam package's GradCAM (its hooks, weights and map), driven step by step
-        so that ``on_logit(logit, activations)`` can report the logit before the backward pass
-        and the map are done: the probability reaches the screen without waiting for the CAM,
-        and the CAM costs no second forward pass. ``activations`` is the hooked block's output
-        A (the content gate reads it); when ``on_logit`` returns False the map is not computed
-        (None). The target is the single logit (evidence for pneumonia).
-        """
-        loaded = self._require()
+    def _require_cam(self) -> Backend:
+        backend = self._require()
         if not self.with_cam:
             raise PneumoViewError("this engine was created without CAM support")
+        return backend
+
+    def _logit_and_cam(self, x: np.ndarray,
+                       on_logit: Callable[[float, np.ndarray], bool] | None = None,
+                       ) -> tuple[float, np.ndarray | None]:
+        """One forward pass: the logit (reported to ``on_logit`` at once), then Grad-CAM's map
+        in closed form from the same pass's activations (no backward pass).
+
+        ``on_logit(logit, activations)`` gets the pass's A (N=1, C, h, w; the content gate
+        reads it); when it returns False the map is not computed (None).
+        """
+        backend = self._require_cam()
+        out = self.forward([x])
+        logit = float(out.logits[0])
+        if on_logit is not None and not on_logit(logit, out.activations):
+            return logit, None
+        return logit, linear_cam(out.activations[0], backend.fc_weight)
+
+    def gradcam_from_input(self, x: np.ndarray) -> np.ndarray:
+        """The grad-cam package's GradCAM of the logit on ``layer4[-1]`` (torch, forward and
+        backward): the reference the closed form is tested against, on the layer grid."""
+        self._require_cam()
+        loaded = self._reference_model()
         model = _model_module()
         import torch
         from pytorch_grad_cam import GradCAM  # slow import: only here
@@ -344,30 +401,22 @@ class Engine:
             cam = _LayerGridGradCAM(model=module, target_layers=[module.layer4[-1]])
             try:
                 outputs = cam.activations_and_grads(batch)
-                logit = float(outputs.reshape(-1)[0].detach().to("cpu", torch.float64))
-                go_on = True
-                if on_logit is not None:
-                    act = cam.activations_and_grads.activations[0]
-                    go_on = on_logit(logit, act.to(torch.float32).contiguous().numpy())
-                if go_on:
-                    module.zero_grad(set_to_none=True)
-                    _Logit()(outputs).backward()
-                    grid = cam.aggregate_multi_layers(
-                        cam.compute_cam_per_layer(batch, [_Logit()], False))
+                module.zero_grad(set_to_none=True)
+                _Logit()(outputs).backward()
+                grid = cam.aggregate_multi_layers(
+                    cam.compute_cam_per_layer(batch, [_Logit()], False))
             finally:
                 cam.activations_and_grads.release()
                 module.zero_grad(set_to_none=True)
-        if grid is None:
-            return logit, None
-        return logit, normalise_cam(np.asarray(grid, dtype=np.float32)[0])
+        return normalise_cam(np.asarray(grid, dtype=np.float32)[0])
 
     def cam_from_input(self, x: np.ndarray) -> np.ndarray:
-        """Grad-CAM of the logit on ``layer4[-1]`` for one contract output, on the layer grid.
+        """Grad-CAM of the logit on the last block for one contract output, on the layer grid.
 
-        Returns a float32 map in [0, 1] (7 x 7 for a 224 input), ReLU'd and scaled to its
-        maximum; an image with no positive evidence gives all zeros.
+        Returns a float32 map in [0, 1] (7 x 7 for a 224 input), scaled as grad-cam scales it;
+        an image with no positive evidence gives all zeros.
         """
-        grid = self._gradcam(x)[1]
+        grid = self._logit_and_cam(x)[1]
         assert grid is not None
         return grid
 
@@ -386,8 +435,7 @@ class Engine:
         gate's verdict, read from the same forward pass) is known, before the map is computed.
         The map is None when the image is not scored.
         """
-        loaded = self._require()
-        info = loaded.info
+        info = self._require().info
         thr = float(info.threshold if threshold is None else threshold)
         t0, c0 = time.perf_counter(), time.thread_time()
         reason = self.gate(decoded) or ""
@@ -426,7 +474,7 @@ class Engine:
                 on_prediction(made[0])
             return made[0].scored
 
-        _logit, grid = self._gradcam(x, report)
+        _logit, grid = self._logit_and_cam(x, report)
         if grid is None:
             return made[0], None
         t3 = time.perf_counter()
@@ -439,16 +487,19 @@ class Engine:
         return made[0], cam
 
     def warm_up(self) -> None:
-        """Import grad-cam and run one forward (and CAM) on a blank input, so the user's first
-        image does not pay for imports, allocator growth or lazy kernel set-up."""
-        loaded = self._require()
-        blank = np.full((loaded.info.input_size,) * 2, 0.5, dtype=np.float32)
-        self.logits([blank])
+        """Run one forward (and CAM) on a blank input, so the user's first image does not pay
+        for allocator growth or lazy kernel set-up."""
+        backend = self._require()
+        blank = np.full((backend.info.input_size,) * 2, 0.5, dtype=np.float32)
         if self.with_cam:
             self.cam_from_input(blank)
+        else:
+            self.logits([blank])
 
     def close(self) -> None:
         """Drop the model (frees GPU memory when on CUDA)."""
-        self._loaded = None
+        if self._backend is not None:
+            self._backend.close()
+        self._backend = self._reference = None
         self.info = None
         self.input_gate = None

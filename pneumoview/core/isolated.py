@@ -64,14 +64,27 @@ def decode_payload(payload: tuple[str, int, int]) -> tuple[bool, Any]:
     """Worker side: ``(True, DecodedImage)`` or ``(False, reason)`` for a refused file.
 
     The reason travels without the path (the parent adds it), so messages do not repeat it.
+    A refusal by the size guard travels as ``(False, (reason, need_bytes, limit_bytes))`` so
+    that the parent raises :class:`ImageTooLargeError` again (a front end words its advice
+    on the type).
     """
     path, frame, max_bytes = payload
     try:
         header = dicomio.read_header(path)  # a deflated header is inflated only so far
         check_view_budget(header, path, max_bytes)
         return True, dicomio.decode(path, frame, max_bytes=max_bytes, ds=header)
+    except ImageTooLargeError as exc:
+        return False, (exc.reason, exc.need_bytes, exc.limit_bytes)
     except PneumoViewError as exc:
         return False, exc.reason
+
+
+def _refusal(value: Any, path: str) -> PneumoViewError:
+    """The parent's error for a worker's refusal (see :func:`decode_payload`)."""
+    if isinstance(value, tuple) and len(value) == 3:
+        reason, need, limit = value
+        return ImageTooLargeError(str(reason), path, need_bytes=need, limit_bytes=limit)
+    return PneumoViewError(value, path)
 
 
 def check_view_budget(ds: Any, path: PathType, max_bytes: int) -> None:
@@ -86,7 +99,7 @@ def check_view_budget(ds: Any, path: PathType, max_bytes: int) -> None:
         raise ImageTooLargeError(
             f"image too large to display safely: one {rows}x{cols} frame needs about "
             f"{need / 2**20:.0f} MiB to decode and show, the limit is {max_bytes / 2**20:.0f} "
-            "MiB (raise 'max image MiB' in the settings to open it)", path,
+            "MiB", path,
             need_bytes=need, limit_bytes=max_bytes)
 
 
@@ -173,7 +186,7 @@ class IsolatedDecoder:
                     raise PneumoViewError(res.message, path)
                 ok, value = res.value
                 if not ok:
-                    raise PneumoViewError(value, path)
+                    raise _refusal(value, path)
                 return value
         except RuntimeError as exc:  # the pool was closed under us (close() from another thread)
             raise PneumoViewError(f"decoding was stopped ({exc})", path) from None

@@ -37,6 +37,7 @@ from pneumoview.core.modelinfo import (  # noqa: F401 - re-exported: the histori
     METADATA_FILE,
     WEIGHTS_FILE,
     ModelInfo,
+    calibrated_probability,
     model_id,
     read_model_info,
     sha256_file,
@@ -169,17 +170,6 @@ def predict_activations(model: LoadedModel,
         logits = model.module.fc(act.mean(dim=(2, 3))).reshape(-1)
         return (logits.detach().to("cpu", torch.float64).numpy(),
                 act.detach().to("cpu", torch.float32).contiguous().numpy())
-
-
-def calibrated_probability(logits: np.ndarray, temperature: float) -> np.ndarray:
-    """Temperature-scaled sigmoid ``1 / (1 + exp(-logit / T))``, numerically stable."""
-    z = np.asarray(logits, dtype=np.float64) / float(temperature)
-    out = np.empty_like(z)
-    pos = z >= 0
-    out[pos] = 1.0 / (1.0 + np.exp(-z[pos]))
-    ez = np.exp(z[~pos])
-    out[~pos] = ez / (1.0 + ez)
-    return out
 
 
 def _jsonable(obj: Any) -> Any:

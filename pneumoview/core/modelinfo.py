@@ -37,6 +37,8 @@ from os import PathLike
 from pathlib import Path
 from typing import Any
 
+import numpy as np
+
 from pneumoview.core import contract
 from pneumoview.core.errors import PneumoViewError
 from pneumoview.core.paths import read_small_file
@@ -272,6 +274,9 @@ def read_model_info(model_dir: Path | str | PathLike[str] | None = None) -> Mode
         log.debug("model metadata has keys this version does not know (digested into the "
                   "model_id): %s", ", ".join(k[:40] for k in unknown[:20]))
     metrics = raw.get("metrics") or {}
+    from pneumoview.core.oppoints import parse_operating_points
+
+    parse_operating_points(raw.get("operating_points"), meta_path)  # refuse damaged points now
     return ModelInfo(
         name=str(raw.get("name", "pneumoview-model"))[:200],
         version=str(raw.get("version", "0"))[:80],
@@ -306,3 +311,14 @@ def verify_weights(info: ModelInfo) -> None:
                               f"{digest[:12]}... differs from the metadata's "
                               f"{info.weights_sha256[:12]}...); reinstall PneumoView or "
                               "re-export the model", path)
+
+
+def calibrated_probability(logits: np.ndarray, temperature: float) -> np.ndarray:
+    """Temperature-scaled sigmoid ``1 / (1 + exp(-logit / T))``, numerically stable."""
+    z = np.asarray(logits, dtype=np.float64) / float(temperature)
+    out = np.empty_like(z)
+    pos = z >= 0
+    out[pos] = 1.0 / (1.0 + np.exp(-z[pos]))
+    ez = np.exp(z[~pos])
+    out[~pos] = ez / (1.0 + ez)
+    return out

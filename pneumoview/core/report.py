@@ -59,11 +59,12 @@ COLUMNS: tuple[str, ...] = _COLUMNS
 #: The manifest's ``report_format``: 1 = the first 20 columns (no field in the manifest), 2 =
 #: ``model_id`` appended, 3 = cells encoded by :func:`encode_cell` (paths exact and
 #: percent-escaped, formula-like cells behind an apostrophe; before, text was written as it
-#: was, whitespace collapsed everywhere), 4 = the content gate's ``gate``, ``atypicality``,
-#: ``atypicality_percentile`` appended (and the manifest's ``gate``). Each later appended
-#: column or cell change bumps it; :func:`read_report` reads each report by its own format, so
-#: older ones resume and merge.
-REPORT_FORMAT = 4
+#: was, whitespace collapsed everywhere). Each later appended column or cell change bumps it;
+#: :func:`read_report` reads each report by its own format, so older ones resume and merge.
+#: 4 = ``logit`` (the raw logit, full precision: ``repr``) and ``operating_point`` (which
+#: threshold the row used: :mod:`pneumoview.core.oppoints`) appended. 5 = the content gate's
+#: ``gate``, ``atypicality``, ``atypicality_percentile`` appended (and the manifest's ``gate``).
+REPORT_FORMAT = 5
 #: The first format whose cells :func:`decode_cell` decodes.
 ENCODED_CELLS_FORMAT = 3
 #: The columns of format 1; every report has at least these.
@@ -118,8 +119,8 @@ def shard_of(relpath: str, n: int) -> int:
 
 
 #: Longest text a header-derived field (message, UIDs, patient ID...) may take in the report: a
-#: corrupt header can hold megabytes in one element (found by the fuzzer), which made the report
-#: unreadable by Python's csv module (128 KiB field limit), and so --resume and merge-reports.
+#: corrupt header can hold megabytes in one element, which would make the report unreadable by
+#: Python's csv module (128 KiB field limit), and so --resume and merge-reports.
 MAX_FIELD_CHARS = 1024
 
 
@@ -216,6 +217,8 @@ def format_value(key: str, value: Any) -> str:
         return f"{value:.6f}" if math.isfinite(value) else ""
     if key == "threshold" and isinstance(value, float):
         return f"{value:.6g}"
+    if key == "logit" and isinstance(value, float):
+        return repr(value) if math.isfinite(value) else ""
     if key == "elapsed_ms" and isinstance(value, float):
         return f"{value:.1f}"
     if key in ("atypicality", "atypicality_percentile") and isinstance(value, float):
@@ -237,7 +240,7 @@ def parse_row(row: Mapping[str, str]) -> dict[str, Any]:
     out: dict[str, Any] = dict(row)
     for key in ("file_size", "mtime_ns", "frame"):
         out[key] = int(row[key]) if row.get(key, "").lstrip("-").isdigit() else None
-    for key in ("probability", "threshold", "elapsed_ms", "atypicality",
+    for key in ("probability", "threshold", "elapsed_ms", "logit", "atypicality",
                 "atypicality_percentile"):
         try:
             out[key] = float(row[key]) if row.get(key) else None
@@ -672,18 +675,24 @@ def _refuse_gate(have: str | None, want: str | None, path: PathType) -> None:
 
 
 def load_for_resume(path: PathType, *, model_sha256: str, threshold: float,
-                    shard: tuple[int, int] | None,
-                    model_id: str = "", gate: str | None = None) -> dict[str, dict[str, str]]:
+                    shard: tuple[int, int] | None, model_id: str = "",
+                    policy: Mapping[str, Any] | None = None,
+                    gate: str | None = None) -> dict[str, dict[str, str]]:
     """Rows already in a report (by relpath), after checking they can be continued.
 
     Refuses (``PneumoViewError``) a file that is not a report, and a report made with another
     model (weights sha256, or ``model_id`` where the report has one: reports of format 1 have
-    none and resume when the weights match), threshold or ``gate`` (the manifest's: "content"
-    or "tags"; reports before format 4 were gated by tags alone), or for another shard:
-    mixing them would give one report with two meanings. Thresholds are compared like with like: the
+    none and resume when the weights match) or threshold, or for another shard: mixing them
+    would give one report with two meanings. Thresholds are compared like with like: the
     manifest's exact value with this run's, and each row's six-digit text with this run's
-    threshold written the same way.
+    threshold written the same way. ``policy`` (``ScoringPolicy.manifest_fields()``) is this
+    run's set of operating points and site profile: a report made with another set is refused,
+    and each row's threshold must be one of the set's. ``gate`` is how this run gates
+    ("content" or "tags"): a report gated otherwise (the manifest's ``gate``; reports before
+    format 5 were gated by tags alone) is refused.
     """
+    from pneumoview.core import oppoints
+
     if not os.path.lexists(path):
         return {}
     check_output_target(path)
@@ -705,6 +714,11 @@ def load_for_resume(path: PathType, *, model_sha256: str, threshold: float,
                 f"{want[0]}/{want[1]}; resume with the same --shard", path)
         _refuse_model_id(str(manifest.get("model_id") or ""), model_id, path)
         _refuse_gate(str(manifest.get("gate") or "tags"), gate, path)
+        why = None if policy is None else oppoints.policy_mismatch(
+            oppoints.manifest_policy(manifest), policy, single_thresholds=False)
+        if why:
+            raise PneumoViewError(f"{why}; write to a new --output or use the same "
+                                  "settings", path)
         if float(manifest["threshold"]) != threshold:
             used = float(manifest["threshold"])
             raise PneumoViewError(
@@ -712,7 +726,10 @@ def load_for_resume(path: PathType, *, model_sha256: str, threshold: float,
                 f"{threshold!r}; write to a new --output or pass --threshold {used!r}", path)
     rows = read_report(path)
     done: dict[str, dict[str, str]] = {}
+    allowed = {format_value("threshold", float(t))
+               for t in (policy or {}).get("operating_points", {}).values()}
     ours = format_value("threshold", float(threshold))
+    allowed.add(ours)
     for row in rows:
         sha = row["model_sha256"]
         if sha and sha != model_sha256:
@@ -722,7 +739,7 @@ def load_for_resume(path: PathType, *, model_sha256: str, threshold: float,
                 "same --model", path)
         _refuse_model_id(row.get("model_id", ""), model_id, path)
         _refuse_gate(_gate_of_row(row.get("gate", "")), gate, path)
-        if row["threshold"] and row["threshold"] != ours:
+        if row["threshold"] and row["threshold"] not in allowed:
             raise PneumoViewError(
                 f"refusing to mix thresholds: the report used {row['threshold']}, this run "
                 f"{threshold!r}; write to a new --output or pass --threshold "
@@ -843,6 +860,9 @@ def check_manifest(data: Mapping[str, Any], where: str) -> None:
         raise bad("model_id", "must be a text (the model's identity)")
     if data.get("gate") is not None and data["gate"] not in ("content", "tags"):
         raise bad("gate", "must be 'content' or 'tags'")
+    from pneumoview.core.oppoints import check_manifest_policy
+
+    check_manifest_policy(data, where)
 
 
 # --------------------------------------------------------------------------------------------
@@ -869,89 +889,137 @@ def merge_reports(inputs: Sequence[PathType], output: PathType) -> MergeResult:
     if not inputs:
         raise PneumoViewError("no shard reports given")
     check_output_target(output)
-    out_real = os.path.realpath(output)
-    by_index: dict[int, tuple[str, dict[str, Any]]] = {}
-    counts: set[int] = set()
-    models: set[str] = set()
-    model_ids: set[str] = set()
-    thresholds: set[float] = set()
-    gates: set[str] = set()
+    shards = _ShardSet()
     for report in inputs:
-        if os.path.realpath(report) == out_real:
+        shards.add(report, output)
+    n = shards.check_agree()
+    gate = shards.one_gate()
+    policy = _one_policy([m for _, m in shards.by_index.values()])
+    merged = shards.merged_rows(n)
+    write_report_atomic(output, merged)
+    first = shards.by_index[0][1]
+    write_manifest(output, {
+        "shard_index": 0, "shard_count": 1, "files": len(merged),
+        "model_sha256": first.get("model_sha256"),
+        **({"model_id": next(iter(shards.model_ids))} if shards.model_ids else {}),
+        "report_format": REPORT_FORMAT, "model_label": first.get("model_label"),
+        "threshold": first.get("threshold"), "finished": True, "cancelled": False,
+        **policy, "gate": gate,
+        "merged_from": [escape_path(os.path.basename(shards.by_index[k][0]))
+                        for k in range(n)],
+    })
+    return MergeResult(str(output), n, len(merged), str(first.get("model_sha256")),
+                       float(first.get("threshold")))  # type: ignore[arg-type]
+
+
+class _ShardSet:
+    """The shard reports given to :func:`merge_reports`, checked as they are added."""
+
+    def __init__(self) -> None:
+        self.by_index: dict[int, tuple[str, dict[str, Any]]] = {}
+        self.counts: set[int] = set()
+        self.models: set[str] = set()
+        self.model_ids: set[str] = set()
+        self.thresholds: set[float] = set()
+        self.gates: set[str] = set()
+
+    def add(self, report: PathType, output: PathType) -> None:
+        """Read one shard's manifest; refuse the output itself, a duplicate, an unfinished run."""
+        if os.path.realpath(report) == os.path.realpath(output):
             raise PneumoViewError("the output is one of the inputs; choose another --output",
                                   output)
         m = read_manifest(report)
         assert m is not None
         k, n = m["shard_index"], m["shard_count"]
-        if k in by_index:
-            raise PneumoViewError(f"shard {k}/{n} given twice ({by_index[k][0]} and {report})")
+        if k in self.by_index:
+            raise PneumoViewError(f"shard {k}/{n} given twice ({self.by_index[k][0]} and "
+                                  f"{report})")
         if m.get("cancelled") or not m.get("finished"):
             raise PneumoViewError(f"shard {k}/{n} did not finish (its manifest says "
                                   f"{'cancelled' if m.get('cancelled') else 'unfinished'}); "
                                   "finish it with pneumoview flag ... --resume", report)
-        by_index[k] = (str(report), m)
-        counts.add(n)
-        models.add(m["model_sha256"])
+        self.by_index[k] = (str(report), m)
+        self.counts.add(n)
+        self.models.add(m["model_sha256"])
         if m.get("model_id"):  # format-1 manifests have none: the weights' sha256 decides
-            model_ids.add(str(m["model_id"]))
-        thresholds.add(float(m["threshold"]))
-        gates.add(str(m.get("gate") or "tags"))
-    if len(counts) != 1:
-        raise PneumoViewError(f"the reports come from different shard counts {sorted(counts)}")
-    if len(models) != 1:
-        raise PneumoViewError("refusing to merge reports made with different models "
-                              f"({', '.join(sorted(s[:12] for s in models))})")
-    if len(model_ids) > 1:
-        raise PneumoViewError("refusing to merge reports made with different model_ids (the "
-                              "same weights with other metadata: "
-                              f"{', '.join(sorted(s[:17] for s in model_ids))})")
-    if len(thresholds) != 1:
-        raise PneumoViewError("refusing to merge reports made with different thresholds "
-                              f"({', '.join(repr(t) for t in sorted(thresholds))})")
-    if len(gates) != 1:
-        raise PneumoViewError("refusing to merge reports gated differently (some with the "
-                              "content gate, some with the tag gate only: --no-gate)")
-    n = counts.pop()
-    if len(by_index) < n:
-        raise PneumoViewError(_missing_shards(by_index, n))
-    seen: dict[str, int] = {}
-    merged: list[dict[str, str]] = []
-    for k in range(n):
-        report, m = by_index[k]
-        rows = read_report(report, allow_partial_tail=False)
-        if len(rows) != m["files"]:
-            raise PneumoViewError(f"shard {k}/{n} has {len(rows)} rows but its manifest counts "
-                                  f"{m['files']} files; rerun it with --resume", report)
-        for row in rows:
-            rel = row["relpath"]
-            if rel in seen:
-                raise PneumoViewError(f"file {rel!r} appears twice (shards {seen[rel]} and "
-                                      f"{k}); the shards overlap - rerun them with the same N")
-            if n > 1 and shard_of(rel, n) != k:
-                raise PneumoViewError(f"file {rel!r} belongs to shard {shard_of(rel, n)}/{n} "
-                                      f"but is in shard {k}'s report")
-            if row.get("model_id"):
-                model_ids.add(row["model_id"])
-                if len(model_ids) > 1:
-                    raise PneumoViewError(f"file {rel!r} was scored with another model_id "
-                                          f"({row['model_id'][:17]}...) than the other rows; "
-                                          "refusing to merge", report)
-            seen[rel] = k
-            merged.append(row)
-    merged.sort(key=lambda r: r["relpath"])
-    write_report_atomic(output, merged)
-    first = by_index[0][1]
-    write_manifest(output, {
-        "shard_index": 0, "shard_count": 1, "files": len(merged),
-        "model_sha256": first.get("model_sha256"),
-        **({"model_id": next(iter(model_ids))} if model_ids else {}),
-        "report_format": REPORT_FORMAT, "model_label": first.get("model_label"),
-        "threshold": first.get("threshold"), "finished": True, "cancelled": False,
-        "gate": gates.pop(),
-        "merged_from": [escape_path(os.path.basename(by_index[k][0])) for k in range(n)],
-    })
-    return MergeResult(str(output), n, len(merged), str(first.get("model_sha256")),
-                       float(first.get("threshold")))  # type: ignore[arg-type]
+            self.model_ids.add(str(m["model_id"]))
+        self.thresholds.add(float(m["threshold"]))
+        self.gates.add(str(m.get("gate") or "tags"))  # before format 5: the tag gate alone
+
+    def one_gate(self) -> str:
+        """How the shards were gated ("content" or "tags"); refuses shards gated differently."""
+        if len(self.gates) != 1:
+            raise PneumoViewError("refusing to merge reports gated differently (some with the "
+                                  "content gate, some with the tag gate only: --no-gate)")
+        return next(iter(self.gates))
+
+    def check_agree(self) -> int:
+        """The shard count N, once the manifests agree on it, the model and the threshold and
+        every shard 0..N-1 is present."""
+        if len(self.counts) != 1:
+            raise PneumoViewError("the reports come from different shard counts "
+                                  f"{sorted(self.counts)}")
+        if len(self.models) != 1:
+            raise PneumoViewError("refusing to merge reports made with different models "
+                                  f"({', '.join(sorted(s[:12] for s in self.models))})")
+        if len(self.model_ids) > 1:
+            raise PneumoViewError("refusing to merge reports made with different model_ids "
+                                  "(the same weights with other metadata: "
+                                  f"{', '.join(sorted(s[:17] for s in self.model_ids))})")
+        if len(self.thresholds) != 1:
+            raise PneumoViewError("refusing to merge reports made with different thresholds "
+                                  f"({', '.join(repr(t) for t in sorted(self.thresholds))})")
+        n = next(iter(self.counts))
+        if len(self.by_index) < n:
+            raise PneumoViewError(_missing_shards(self.by_index, n))
+        return n
+
+    def merged_rows(self, n: int) -> list[dict[str, str]]:
+        """Every shard's rows, sorted by relpath, each file once and in its own shard."""
+        seen: dict[str, int] = {}
+        merged: list[dict[str, str]] = []
+        for k in range(n):
+            report, m = self.by_index[k]
+            rows = read_report(report, allow_partial_tail=False)
+            if len(rows) != m["files"]:
+                raise PneumoViewError(f"shard {k}/{n} has {len(rows)} rows but its manifest "
+                                      f"counts {m['files']} files; rerun it with --resume",
+                                      report)
+            for row in rows:
+                self._check_row(row, k, n, seen, report)
+                seen[row["relpath"]] = k
+                merged.append(row)
+        merged.sort(key=lambda r: r["relpath"])
+        return merged
+
+    def _check_row(self, row: dict[str, str], k: int, n: int, seen: dict[str, int],
+                   report: str) -> None:
+        rel = row["relpath"]
+        if rel in seen:
+            raise PneumoViewError(f"file {rel!r} appears twice (shards {seen[rel]} and "
+                                  f"{k}); the shards overlap - rerun them with the same N")
+        if n > 1 and shard_of(rel, n) != k:
+            raise PneumoViewError(f"file {rel!r} belongs to shard {shard_of(rel, n)}/{n} "
+                                  f"but is in shard {k}'s report")
+        if row.get("model_id"):
+            self.model_ids.add(row["model_id"])
+            if len(self.model_ids) > 1:
+                raise PneumoViewError(f"file {rel!r} was scored with another model_id "
+                                      f"({row['model_id'][:17]}...) than the other rows; "
+                                      "refusing to merge", report)
+
+
+def _one_policy(manifests: Sequence[Mapping[str, Any]]) -> dict[str, Any]:
+    """The shards' common operating points and profile; refuses shards made under others."""
+    from pneumoview.core import oppoints
+
+    first = oppoints.manifest_policy(manifests[0])
+    for m in manifests[1:]:
+        why = oppoints.policy_mismatch(first, oppoints.manifest_policy(m))
+        if why:
+            raise PneumoViewError(why.replace("the report used", "one shard used")
+                                  .replace("this run", "another"))
+    return first
 
 
 def _missing_shards(given: Mapping[int, Any], n: int, show: int = 10) -> str:

@@ -54,7 +54,9 @@ class ReportRow:
     elapsed_ms: float | None = None
     # appended columns, one per report format
     model_id: str = ""
-    # report format 4: the input gate (issue 16; issue 18's logit, operating_point go before)
+    logit: float | None = None  # the raw logit, full precision (format 4)
+    operating_point: str = ""  # which threshold the row used (format 4; core.oppoints)
+    # report format 5: the input gate (issue 16)
     gate: str = ""  # the verdict kind; "" not run, "off" (--no-gate), "absent" (no gate)
     atypicality: float | None = None
     atypicality_percentile: float | None = None

@@ -38,6 +38,8 @@ class RunOptions:
     #: model folder; None: the bundled model
     model_dir: str | None = field(default=None, metadata=_from("ai_model_dir", unset=""))
     device: str = field(default=defaults.DEVICE, metadata=_from("ai_device", unset=""))
+    engine: str = field(default=defaults.ENGINE, metadata=_from("ai_engine", unset=""))
+    precision: str = field(default=defaults.PRECISION, metadata=_from("ai_precision", unset=""))
     #: size guard in MiB (an image needing more is refused before decoding)
     max_image_mib: int = field(default=defaults.MAX_IMAGE_MIB, metadata=_from("max_image_mib"))
     batch_size: int = defaults.BATCH_SIZE

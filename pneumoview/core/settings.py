@@ -51,8 +51,14 @@ class Settings:
     # overlay opacity in percent
     ai_thresholds: dict[str, Any] = field(default_factory=dict)
     ai_device: str = defaults.DEVICE
+    ai_engine: str = defaults.ENGINE  # auto, torch, openvino
+    ai_precision: str = defaults.PRECISION  # auto, bf16, f32
     ai_model_dir: str = ""
     cam_opacity: int = defaults.CAM_OPACITY_PERCENT
+    # reviews and site calibration: the reader's name for reviews ("" = the OS user), the
+    # active site profile per model (model_id -> profile path)
+    reviewer: str = ""
+    site_profiles: dict[str, Any] = field(default_factory=dict)
     # PACS: this node's calling AE title; the nodes the user keeps (dicom://AET@HOST:PORT,
     # dicom+tls://..., http(s)://HOST/PATH); the network time limit in seconds; the calling AE
     # titles `listen` accepts (empty: none but those given on its command line) and the address

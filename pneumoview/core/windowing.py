@@ -57,7 +57,7 @@ class Window:
 def _multi(value: object) -> list[float]:
     """The numbers of a (multi-valued) DS element; a value that is not a number becomes NaN,
     so a damaged WindowCenter/Width only drops that window (pairs stay aligned), and a plain
-    string is one value, not a sequence of characters (found by the fuzzer)."""
+    string is one value, not a sequence of characters."""
     if value is None or value == "":
         return []
     if isinstance(value, str | bytes):

@@ -47,7 +47,9 @@ def create_window(args: argparse.Namespace) -> MainWindow:
     app.device = getattr(args, "device", None)  # type: ignore[attr-defined]
     screenshot = bool(getattr(args, "screenshot", None))
     options = ViewerOptions(model=getattr(args, "model", None),
-                            device=getattr(args, "device", None), screenshot_mode=screenshot)
+                            device=getattr(args, "device", None), screenshot_mode=screenshot,
+                            engine=getattr(args, "engine", None),
+                            precision=getattr(args, "precision", None))
     window = MainWindow(load_settings(), options)
     if screenshot:
         window.resize(*SCREENSHOT_SIZE)

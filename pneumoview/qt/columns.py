@@ -75,7 +75,7 @@ class ColumnFitter(QObject):
         if not self._fitting and QApplication.mouseButtons() != Qt.MouseButton.NoButton:
             self.user_sized.add(column)
 
-    def eventFilter(self, obj: QObject, event: QEvent) -> bool:  # noqa: N802 - Qt's name
+    def eventFilter(self, obj: QObject, event: QEvent) -> bool:
         if event.type() in (QEvent.Type.Resize, QEvent.Type.Show) \
                 and (self.fill_last or self.before_fit is not None):
             self.schedule()

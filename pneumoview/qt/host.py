@@ -93,5 +93,5 @@ class Host(Protocol):
     def open_folder(self, path: str) -> None:
         """Read the folder ``path`` into the study tree (studies retrieved from a PACS)."""
 
-    def installEventFilter(self, obj: Any) -> None:  # noqa: N802 - Qt's name
+    def installEventFilter(self, obj: Any) -> None:
         """Qt's: a controller may watch the window's events (its first show)."""

@@ -42,6 +42,7 @@ from PySide6.QtWidgets import (
     QStackedWidget,
     QTabBar,
     QTabWidget,
+    QToolButton,
     QVBoxLayout,
     QWidget,
 )
@@ -49,10 +50,11 @@ from PySide6.QtWidgets import (
 from pneumoview.core import threads
 from pneumoview.core.errors import PneumoViewError
 from pneumoview.core.framecache import FrameCache
-from pneumoview.core.indexer import IndexProgress, IndexResult, Instance
+from pneumoview.core.indexer import IndexProgress, IndexResult, Instance, index_files, index_folder
 from pneumoview.core.isolated import IsolatedDecoder, is_codec_syntax
 from pneumoview.core.paths import display_path
 from pneumoview.core.settings import MAX_RECENT, Settings, save_settings
+from pneumoview.qt.advice import advice
 from pneumoview.qt.host import DETAILS_DOCK, LOG_DOCK, STUDIES_DOCK, DockArea, MenuSlot
 from pneumoview.qt.logpanel import LogPanel, QtLogHandler
 from pneumoview.qt.navkeys import NavigationKeys
@@ -60,6 +62,7 @@ from pneumoview.qt.plaintext import make_plain, menu_text
 from pneumoview.qt.radiographview import PreparedImage, RadiographView, prepare
 from pneumoview.qt.studytree import StudyTree
 from pneumoview.qt.tagbrowser import TagBrowser
+from pneumoview.qt.tools.cine import CineControl
 from pneumoview.qt.workers import Job, WorkRunner
 
 log = logging.getLogger("pneumoview.viewer")
@@ -84,6 +87,8 @@ class ViewerOptions:
     model: str | None = None
     device: str | None = None
     screenshot_mode: bool = False
+    engine: str | None = None  # --engine / --precision (None: the settings, then auto)
+    precision: str | None = None
 
 
 def _decode_task(decoder: IsolatedDecoder, path: str, frame: int, max_bytes: int,
@@ -94,27 +99,6 @@ def _decode_task(decoder: IsolatedDecoder, path: str, frame: int, max_bytes: int
     """
     with threads.busy():
         return prepare(decoder.decode(path, frame, max_bytes=max_bytes, cancelled=cancelled))
-
-
-def _read_files_task(paths: list[str], on_instances, cancel, progress=None) -> IndexResult:  # noqa: ANN001, E501
-    """Worker: index individual files (Open File, drops of files)."""
-    from pneumoview.core.indexer import build_tree, read_instance
-
-    found: list[Instance] = []
-    errors: list[tuple[str, str]] = []
-    for path in paths:
-        if cancel():
-            break
-        try:
-            inst = read_instance(path)
-        except PneumoViewError as exc:
-            errors.append((path, exc.reason))
-            continue
-        found.append(inst)
-        on_instances([inst])
-    root = os.path.dirname(paths[0]) if paths else ""
-    return IndexResult(root=root, patients=build_tree(found), instances=found, non_dicom=[],
-                       errors=errors, cancelled=cancel(), from_cache=0)
 
 
 @dataclass
@@ -193,7 +177,8 @@ class MainWindow(QMainWindow):
         from pneumoview.qt.ai.controller import AIController
 
         self.ai_state = AIState(self.settings, resolve_choice(
-            self.options.model, self.options.device, self.settings))
+            self.options.model, self.options.device, self.settings, self.options.engine,
+            self.options.precision))
         self.ai = AIController(self.settings, parent=self, state=self.ai_state)
         self.ai.attach(self)
         # File > Batch Flag Folder..., the Batch dock, Go > Next Flagged (N)
@@ -201,11 +186,24 @@ class MainWindow(QMainWindow):
 
         self.batch = BatchController(self.settings, parent=self, state=self.ai_state)
         self.batch.attach(self)
+        # the Worklist dock (batch results as studies to review), Open Report..., Use Site
+        # Profile..., Tools > Calibrate from Reviews... / Export Reviews...
+        from pneumoview.qt.worklist.controller import WorklistController
+
+        self.worklist = WorklistController(self.settings, parent=self)
+        self.worklist.attach(self, batch=self.batch)
         # File > Open from PACS..., File > Save AI Result as DICOM...
         from pneumoview.qt.pacs.controller import PacsController
 
         self.pacs = PacsController(self.settings, ai=self.ai)
         self.pacs.attach(self)
+        # Tools menu: measurements, annotations, rotation/flip, presentation states; the
+        # Measurements and Series docks
+        from pneumoview.qt.tools.controller import ReadingTools
+
+        self.reading = ReadingTools(parent=self)
+        self.reading.attach(self)
+        self._build_help_menu()  # last: it lists every action, the controllers' included
         for dock in self.findChildren(QDockWidget):
             dock.visibilityChanged.connect(self._tidy_tab_bars_later)
         self._add_panel_actions()
@@ -253,9 +251,19 @@ class MainWindow(QMainWindow):
         self.frame_slider = QSlider(Qt.Orientation.Horizontal)
         self.frame_slider.setMinimum(0)
         self.frame_label = make_plain(QLabel())
+        # cine: play/pause and the rate; the timer waits for each frame to be shown
+        self.cine = CineControl(self.frame_slider, lambda: self.view.decoded.frame
+                                if self.view.decoded is not None else None, self)
+        self.play_button = QToolButton()
+        self.play_button.setText("Play")
+        self.play_button.setCheckable(True)
+        self.play_button.clicked.connect(lambda _on: self.cine.toggle())
+        self.cine.playingChanged.connect(self._on_cine_playing)
+        fl.addWidget(self.play_button)
         fl.addWidget(make_plain(QLabel("Frame")))
         fl.addWidget(self.frame_slider, 1)
         fl.addWidget(self.frame_label)
+        fl.addWidget(self.cine.fps_box)
         self.frame_bar.hide()
         vl.addWidget(self.frame_bar)
         self.stack.addWidget(self.welcome)
@@ -337,7 +345,7 @@ class MainWindow(QMainWindow):
         self.statusBar().addPermanentWidget(self.busy_label)
         self.statusBar().addPermanentWidget(self.progress)
 
-    def _action(self, text: str, slot, shortcut=None, checkable: bool = False) -> QAction:  # noqa: ANN001
+    def _action(self, text: str, slot, shortcut=None, checkable: bool = False) -> QAction:
         action = QAction(text, self)
         if shortcut is not None:
             keys = shortcut if isinstance(shortcut, list) else [shortcut]
@@ -373,6 +381,9 @@ class MainWindow(QMainWindow):
         self.act_prev = a("&Previous Image", lambda: self.tree.step_instance(-1), ["Up", "Left"])
         self.act_next_series = a("Next &Series", lambda: self.tree.step_series(1), "PgDown")
         self.act_prev_series = a("Previous S&eries", lambda: self.tree.step_series(-1), "PgUp")
+        self.act_play = a("&Play / Pause Frames", lambda: self.cine.toggle(), "Space")
+        self.act_next_frame = a("Next &Frame", lambda: self.cine.step(1), ".")
+        self.act_prev_frame = a("Previous Fra&me", lambda: self.cine.step(-1), ",")
         self.preset_actions = [a(f"Preset {i}", lambda _=False, i=i: self.apply_preset(i - 1),
                                  str(i)) for i in range(1, 10)]
         self.act_reset_layout = a("Reset Window &Layout", self.reset_layout)
@@ -410,6 +421,9 @@ class MainWindow(QMainWindow):
         self.view_menu = view_menu
         go_menu = bar.addMenu("&Go")
         for act in (self.act_next, self.act_prev, self.act_next_series, self.act_prev_series):
+            go_menu.addAction(act)
+        go_menu.addSeparator()
+        for act in (self.act_play, self.act_next_frame, self.act_prev_frame):
             go_menu.addAction(act)
         self.go_menu = go_menu
         self._slots = {
@@ -470,7 +484,7 @@ class MainWindow(QMainWindow):
                          Qt.Orientation.Horizontal)
         self.resizeDocks([self.log_dock], [110], Qt.Orientation.Vertical)
 
-    def showEvent(self, event) -> None:  # noqa: ANN001, N802 - Qt's name
+    def showEvent(self, event) -> None:
         super().showEvent(event)
         if not self._shown_once:
             self._shown_once = True
@@ -615,8 +629,6 @@ class MainWindow(QMainWindow):
 
     def open_folder(self, path: str) -> None:
         """Index ``path`` in the background; the tree fills as files are found."""
-        from pneumoview.core.indexer import index_folder
-
         root = os.path.abspath(path)
         self.settings.add_recent(root)
         save_settings(self.settings)
@@ -630,7 +642,7 @@ class MainWindow(QMainWindow):
         paths = [os.path.abspath(p) for p in paths]
         self.setWindowTitle(f"PneumoView - {display_path(paths[0])}" if len(paths) == 1
                             else "PneumoView")
-        job = Job(_read_files_task, paths, name="open-files")
+        job = Job(index_files, paths, name="open-files")
         self._start_index(os.path.dirname(paths[0]), job)
 
     def _on_index_batch(self, job: Job, batch: list[Instance]) -> None:
@@ -702,6 +714,8 @@ class MainWindow(QMainWindow):
         self.frame_slider.setValue(0)
         self.frame_slider.blockSignals(False)
         self.frame_bar.setVisible(inst.n_frames > 1)
+        if not same:
+            self.cine.stop()
         self.frame_label.setText(f"1 / {inst.n_frames}")
         self.request_frame(inst.path, 0)
 
@@ -740,6 +754,7 @@ class MainWindow(QMainWindow):
         self.view.set_image(prepared, keep)
         if not same_file:
             self.tags.set_dataset(decoded.header)
+            self.cine.set_image(decoded.header)
         self._rebuild_preset_menu()
         self.frame_label.setText(f"{decoded.frame + 1} / {decoded.n_frames}")
         self.imageShown.emit(decoded)
@@ -747,10 +762,33 @@ class MainWindow(QMainWindow):
     def _on_decode_error(self, key: tuple[str, int], exc: Exception) -> None:
         if key != self._wanted:
             return
-        self.view.clear(f"Cannot show this image:\n{exc}")
+        message = f"{exc}{advice(exc)}"
+        self.view.clear(f"Cannot show this image:\n{message}")
         self.tags.set_dataset(None)
-        self.report_error(str(exc))
-        self.imageFailed.emit(key[0], str(exc))
+        self.report_error(message)
+        self.imageFailed.emit(key[0], message)
+
+    def _on_cine_playing(self, playing: bool) -> None:
+        self.play_button.setChecked(playing)
+        self.play_button.setText("Pause" if playing else "Play")
+
+    def _build_help_menu(self) -> None:
+        from pneumoview.qt.helpdialogs import AboutDialog, ShortcutsDialog
+
+        help_menu = self.menuBar().addMenu("&Help")
+        self.act_shortcuts = self._action("&Keyboard Shortcuts",
+                                          lambda: ShortcutsDialog(self).exec(), "F1")
+        self.act_about = self._action("&About PneumoView",
+                                      lambda: AboutDialog(self, self._model_lines).exec())
+        help_menu.addAction(self.act_shortcuts)
+        help_menu.addAction(self.act_about)
+        self.help_menu = help_menu
+
+    def _model_lines(self) -> list[str]:
+        info = self.ai.info
+        if info is None:
+            return [f"none loaded ({self.ai.error})" if self.ai.error else "not loaded yet"]
+        return [str(getattr(info, "label", "")), f"model_id {getattr(info, 'model_id', '?')}"]
 
     def _on_frame_changed(self, frame: int) -> None:
         if self.current_instance is not None:
@@ -813,7 +851,7 @@ class MainWindow(QMainWindow):
             self.open_files(paths)
 
     # -- closing -------------------------------------------------------------------------------
-    def closeEvent(self, event) -> None:  # noqa: ANN001
+    def closeEvent(self, event) -> None:
         self.shutdown()
         super().closeEvent(event)
 

@@ -15,7 +15,7 @@ TAG, NAME, VR, VALUE = range(4)
 WIDE_PX = 560
 
 
-def _value_text(elem) -> str:  # noqa: ANN001 - a pydicom DataElement
+def _value_text(elem) -> str:
     if elem.VR in ("OB", "OW", "OF", "OD", "OL", "OV", "UN") or elem.tag == 0x7FE00010:
         length = len(elem.value) if elem.value is not None else 0
         return f"<{length} bytes>"

@@ -106,7 +106,8 @@ def _decode_task(payload: dict[str, Any]) -> dict[str, Any]:
         series_instance_uid=text(header, "SeriesInstanceUID"),
         sop_instance_uid=text(header, "SOPInstanceUID"),
         view_position=text(header, "ViewPosition"), study_date=text(header, "StudyDate"),
-        modality=text(header, "Modality"), frame=0)
+        modality=text(header, "Modality"), frame=0, patient_age=text(header, "PatientAge"),
+        birth_date=text(header, "PatientBirthDate"))
     # header-only gate first: a lateral or a CT is refused without decoding its pixels; only
     # the colour check needs the pixels (a grey film stored as RGB passes)
     reason = not_scorable_reason(header, dicomio.number_of_frames(header))

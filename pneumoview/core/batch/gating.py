@@ -21,6 +21,7 @@ if TYPE_CHECKING:  # pragma: no cover
 
     from pneumoview.core.inference import Engine
     from pneumoview.core.inputgate import GateVerdict
+    from pneumoview.core.oppoints import ScoringPolicy
 
 
 @dataclass
@@ -54,15 +55,23 @@ def apply_rules(pending: list[Ready], engine: Engine,
     return ready, refused
 
 
-def scored_row(row: dict[str, Any], p: float, verdict: GateVerdict | None, threshold: float,
-               mode: GateMode, has_gate: bool) -> dict[str, Any]:
-    """A row after the model: scored, refused by the content gate, or an error (non-finite)."""
+def scored_row(row: dict[str, Any], logit: float, verdict: GateVerdict | None,
+               policy: ScoringPolicy, mode: GateMode, has_gate: bool) -> dict[str, Any]:
+    """A row after the model: refused by the content gate, scored under the run's policy
+    (probability, threshold and operating point of the film's population), or an error
+    (non-finite output)."""
+    from pneumoview.core.oppoints import row_population
+
     row.update(gate_fields(verdict, mode, has_gate))
     if refuses(verdict, mode):
         assert verdict is not None
         row.update(status=Status.NOT_SCORED, message=verdict.reason)
-    elif math.isfinite(p):
-        row.update(probability=p, flagged=bool(p >= threshold))
+        return row
+    decision = policy.decide(logit, row_population(row)) if math.isfinite(logit) else None
+    if decision is not None and math.isfinite(decision.probability):
+        row.update(probability=decision.probability, flagged=decision.flagged,
+                   threshold=decision.threshold, logit=logit,
+                   operating_point=decision.operating_point)
     else:
         from pneumoview.core.inference import NON_FINITE
 

@@ -19,6 +19,8 @@ class BatchOptions:
     output: str | PathLike[str] | None = None
     model_dir: str | PathLike[str] | None = None
     device: str = defaults.DEVICE
+    engine: str = defaults.ENGINE
+    precision: str = defaults.PRECISION
     threshold: float | None = None
     batch_size: int = defaults.BATCH_SIZE
     workers: int | None = None
@@ -33,6 +35,7 @@ class BatchOptions:
     nice: int = 0  # >0 lowers the decode workers' priority (the GUI: the viewer comes first)
     retry_errors: bool = True  # --resume scores each file of an `error` row once more
     quiet: bool = False  # no warnings from the decoders on stderr (pydicom's, numpy's)
+    profile: str | PathLike[str] | None = None  # a site profile (calibration + threshold)
     gate_mode: GateMode = GateMode.CONTENT  # TAGS_ONLY: --no-gate (the tag gate alone)
 
 
@@ -78,5 +81,7 @@ class BatchSummary:
     run_flagged: int = 0
     retried: int = 0  # error rows of the resumed report scored again
     unlisted_folders: int = 0  # folders that could not be listed (each an error row)
+    engine: str = ""  # the engine and precision that ran: "openvino f32 on cpu"
+    policy: str = ""  # which threshold(s) applied and where from (ScoringPolicy.describe)
     gate: str = "tags"  # the manifest's gate: "content" (tag + content gate) or "tags"
     gate_note: str = ""  # gatepolicy.gate_note: why a run was gated by tags alone

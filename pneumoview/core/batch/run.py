@@ -33,7 +33,8 @@ if TYPE_CHECKING:  # pragma: no cover
 
 #: Header facts a decode task returns that go into the row as they are.
 _FACT_KEYS = ("patient_id", "study_instance_uid", "series_instance_uid", "sop_instance_uid",
-              "view_position", "study_date", "modality", "frame")
+              "view_position", "study_date", "modality", "frame",
+              "patient_age", "birth_date")  # the last two choose the operating point only
 
 RowsCallback = Callable[[list[dict[str, Any]]], None]
 ProgressCallback = Callable[[BatchProgress], None]
@@ -118,6 +119,7 @@ class BatchRun:
         self.batch_size = max(1, int(options.batch_size))
         self.info: Any = None
         self.threshold = 0.0
+        self.policy: Any = None  # the run's ScoringPolicy (load_engine)
         self.files: list[tuple[str, str]] = []
         self.issues: list[ScanIssue] = []
         self.stats_by_rel: dict[str, os.stat_result | None] = {}
@@ -180,16 +182,21 @@ class BatchRun:
             from pneumoview.core.inference import Engine
 
             self.engine = Engine(self.options.model_dir, self.options.device, with_cam=False,
+                                 engine=self.options.engine,
+                                 precision=self.options.precision,
                                  gate_mode=self.options.gate_mode)
         engine = self.engine
         self.info = engine.info if engine.loaded else engine.load()
         assert self.info is not None
         self.has_gate = engine.input_gate is not None
         self.gate = effective_gate(self.options.gate_mode, self.has_gate)
-        explicit = self.options.threshold
-        self.threshold = float(self.info.threshold if explicit is None else explicit)
-        if not 0.0 <= self.threshold <= 1.0:
-            raise PneumoViewError(f"--threshold must be in [0, 1], got {self.threshold:g}")
+        from pneumoview.core.oppoints import ScoringPolicy
+        from pneumoview.core.siteprofile import profile_for
+
+        # --threshold > site profile > the model's population points > its one threshold
+        self.policy = ScoringPolicy(self.info, self.options.threshold,
+                                    profile_for(self.info, self.options.profile))
+        self.threshold = self.policy.default_threshold
 
     def scan(self) -> bool:
         """The files (and what cannot be flagged) of this run's shard, each ``stat``-ed once.
@@ -220,7 +227,8 @@ class BatchRun:
         info = self.info
         previous = rep.load_for_resume(self.output, model_sha256=info.weights_sha256,
                                        threshold=self.threshold, shard=self.options.shard,
-                                       model_id=info.model_id, gate=self.gate)
+                                       model_id=info.model_id,
+                                       policy=self.policy.manifest_fields(), gate=self.gate)
         for rel, row in previous.items():
             st = self.stats_by_rel.get(rel)
             if st is None:  # gone, unreadable, or a scan issue (its row is made again)
@@ -237,6 +245,8 @@ class BatchRun:
         info, kept = self.info, self.kept
         shard_k, shard_n = self.options.shard or (0, 1)
         total = len(self.files) + len(self.issues)
+        engine = self.engine
+        assert engine is not None  # loaded by load_engine
         self.manifest_base = {
             "root": rep.escape_path(self.root), "shard_index": shard_k, "shard_count": shard_n,
             "files": total,
@@ -244,7 +254,8 @@ class BatchRun:
             "report_format": rep.REPORT_FORMAT, "model_label": info.label,
             "model_name": info.name, "model_version": info.version,
             "threshold": self.threshold, "pneumoview_version": _version(),
-            "gate": self.gate,
+            "engine": engine.engine_name, "precision": engine.precision,
+            **self.policy.manifest_fields(), "gate": self.gate,
         }
         kept_rows = [kept[r] for _, r in self.files if r in kept]
         if self.output is not None:
@@ -411,9 +422,8 @@ class BatchRun:
                     [r.statistics for r in ready])
             self.stage["model"] += time.process_time() - c0
             self.stage["model_wall"] += time.perf_counter() - w0
-            probs = self.engine.calibrated(logits)
-            for r, p, v in zip(ready, probs, verdicts, strict=True):
-                rows.append(scored_row(r.row, float(p), v, self.threshold,
+            for r, z, v in zip(ready, logits, verdicts, strict=True):
+                rows.append(scored_row(r.row, float(z), v, self.policy,
                                        self.options.gate_mode, self.has_gate))
         self._write(rows)
 
@@ -452,7 +462,8 @@ class BatchRun:
     def _summary(self, **kw: Any) -> BatchSummary:
         return BatchSummary(root=self.root, elapsed_s=time.monotonic() - self.t_start,
                             model_label=self.info.label, model_sha256=self.info.weights_sha256,
-                            threshold=self.threshold, **kw)
+                            threshold=self.threshold, policy=self.policy.describe(),
+                            engine=self.engine.engine_text if self.engine else "", **kw)
 
     def _memory_limit_bytes(self) -> int | None:
         mib = self.options.memory_limit_mb

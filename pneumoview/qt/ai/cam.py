@@ -24,6 +24,8 @@ class CamOverlay:
 
     def __init__(self, opacity: float = 0.6) -> None:
         self.item = pg.ImageItem(axisOrder="row-major")
+        # Export Image draws a colour bar for a layer that names itself so
+        self.item.colourbar_label = "model attention (this image)"
         self.item.setLookupTable(cam_lut())
         self.item.setZValue(10)
         self.item.setOpacity(opacity)
@@ -70,7 +72,7 @@ class CamColourBar(QWidget):
         self.setToolTip("CAM colour scale: transparent where the model paid least attention, "
                         "red where it paid most (relative to this image only)")
 
-    def paintEvent(self, _event) -> None:  # noqa: ANN001, N802 - Qt's signature
+    def paintEvent(self, _event) -> None:
         p = QPainter(self)
         bar = QRectF(2, 2, self.width() - 4, 12)
         # a checkerboard-free grey backdrop shows the alpha ramp

@@ -56,7 +56,8 @@ class AIController(QObject):
         self.overlay = CamOverlay(getattr(settings, "cam_opacity", 60) / 100.0)
         self.panel.opacity.setValue(int(round(self.overlay.opacity * 100)))
         choice = self.state.choice
-        self.worker = InferenceWorker(choice.model_dir, choice.device, self)
+        self.worker = InferenceWorker(choice.model_dir, choice.device, self,
+                                      engine=choice.engine, precision=choice.precision)
         self.error = ""
         self.current: tuple[str, int] | None = None
         self.current_decoded: Any = None
@@ -144,7 +145,7 @@ class AIController(QObject):
         """Load the model in the background (call once the window is shown)."""
         self.worker.start()
 
-    def eventFilter(self, obj: QObject, event: QEvent) -> bool:  # noqa: N802 - Qt's name
+    def eventFilter(self, obj: QObject, event: QEvent) -> bool:
         """Start loading the model shortly after the window is first shown.
 
         The delay lets the first window paint (and a --screenshot open its folder) before the
@@ -194,6 +195,8 @@ class AIController(QObject):
         replaced = self.state.model_loaded(info)
         self.error = ""
         self.panel.set_model(info, device)
+        if self.state.profile is not None:
+            self.panel.show_profile(self.state.profile)
         self.panel.show_model_error("")
         self.status_label.setText(f"AI: {device} | {info.name} {info.version}")
         self.status_label.setToolTip(tip(info.label))
@@ -409,16 +412,31 @@ class AIController(QObject):
                              cam_shown=self.overlay.visible, status=status)
 
     def export_image(self) -> None:
+        """File > Export Image: the dialog here, the rendering and saving in the background
+        (a full-resolution export of a large radiograph takes seconds)."""
         if self.view is None or self.current is None:
             return
-        from pneumoview.qt.export_image import ask_and_export
+        from pneumoview.qt.export_image import ask_export_options, export_job
+        from pneumoview.qt.workers import Job
 
         stem = os.path.splitext(os.path.basename(self.current[0]))[0] or "image"
-        try:
-            out = ask_and_export(self.window, self.view, self.caption(),
-                                 f"{stem}_pneumoview.png")
-        except OSError as exc:
-            self._report_error(f"Export Image failed: {exc}")
+        choice = ask_export_options(self.window, self.view, f"{stem}_pneumoview.png")
+        if choice is None:
             return
-        if out is not None and self.window is not None:
-            self.window.report(f"Exported {out}")
+        out, include_patient, long_side = choice
+        work = export_job(self.view, out, self.caption(), include_patient, long_side)
+        job = Job(_export, work, name="export image")
+        job.signals.result.connect(lambda path: self.window.report(f"Exported {path}"))
+        job.signals.error.connect(lambda exc: self._report_error(
+            f"Export Image failed: {getattr(exc, 'reason', exc)}"))
+        self.runner.submit(job, lane="export")
+
+
+def _export(work: Any) -> Any:
+    """Run an export; a file that cannot be written is an expected error, not a bug."""
+    from pneumoview.core.errors import PneumoViewError
+
+    try:
+        return work()
+    except OSError as exc:
+        raise PneumoViewError(str(exc)) from exc

@@ -63,7 +63,7 @@ class ProbabilityBar(QWidget):
                         f"probability {probability:.1%}; threshold {threshold:.1%} (marker)")
         self.update()
 
-    def paintEvent(self, _event) -> None:  # noqa: ANN001, N802 - Qt's signature
+    def paintEvent(self, _event) -> None:
         p = QPainter(self)
         p.setRenderHint(QPainter.RenderHint.Antialiasing, False)
         bar = QRectF(1, 4, self.width() - 2, self.height() - 8)
@@ -94,7 +94,17 @@ class AIPanel(QWidget):
         self.threshold: float | None = None
         self.prediction: Any = None  # the Prediction shown (already at self.threshold)
         layout = QVBoxLayout(self)
+        self._build_result(layout)
+        layout.addWidget(self._build_threshold_box())
+        layout.addWidget(self._build_cam_box())
+        self._build_model_facts(layout)
+        layout.addStretch(1)
+        for label in self.findChildren(QLabel):  # model metadata and header text: never markup
+            make_plain(label)
+        self._set_threshold_widgets(self.threshold)
 
+    def _build_result(self, layout: QVBoxLayout) -> None:
+        """The notice, the probability, its bar, the state line and "Score anyway"."""
         self.notice = QLabel("Not for diagnostic use")
         self.notice.setObjectName("notForDiagnosticUse")
         self.notice.setAlignment(Qt.AlignmentFlag.AlignCenter)
@@ -127,6 +137,7 @@ class AIPanel(QWidget):
         self.score_anyway.setVisible(False)
         layout.addWidget(self.score_anyway)
 
+    def _build_threshold_box(self) -> QGroupBox:
         thr_box = QGroupBox("Threshold")
         thr_layout = QVBoxLayout(thr_box)
         row = QHBoxLayout()
@@ -157,11 +168,12 @@ class AIPanel(QWidget):
         self.per_source.setVisible(False)
         thr_layout.addWidget(self.per_source)
         thr_layout.addWidget(self.metrics_note)
-        layout.addWidget(thr_box)
         self.slider.valueChanged.connect(self._on_slider)
         self.spin.valueChanged.connect(self._on_spin)
         self.reset_button.clicked.connect(self.thresholdReset)
+        return thr_box
 
+    def _build_cam_box(self) -> QGroupBox:
         cam_box = QGroupBox("Class-activation map")
         cam_layout = QVBoxLayout(cam_box)
         self.cam_check = QCheckBox("Show map (C)")
@@ -184,8 +196,10 @@ class AIPanel(QWidget):
         cam_layout.addWidget(self.cam_note)
         self.cam_status = QLabel("")
         cam_layout.addWidget(self.cam_status)
-        layout.addWidget(cam_box)
+        return cam_box
 
+    def _build_model_facts(self, layout: QVBoxLayout) -> None:
+        """Why the last model was refused, then the model, device and inference time."""
         facts = QFormLayout()
         # why the model chosen last was refused (the one in use, if any, stays): it stays on
         # screen until a model loads, unlike the status bar message
@@ -203,17 +217,14 @@ class AIPanel(QWidget):
         self.device_label = QLabel("-")
         self.time_label = QLabel("-")
         facts.addRow("Model:", self.model_label)
-        facts.addRow("Device:", self.device_label)
+        facts.addRow("Engine:", self.device_label)  # engine, precision and device
         facts.addRow("Inference:", self.time_label)
         layout.addLayout(facts)
-        layout.addStretch(1)
-        for label in self.findChildren(QLabel):  # model metadata and header text: never markup
-            make_plain(label)
-        self._set_threshold_widgets(self.threshold)
 
     # -- model and threshold ---------------------------------------------------------------
     def set_model(self, info: Any, device: str = "", error: str = "") -> None:
         """Show the loaded model (``info`` = ModelInfo) or why there is none."""
+        self._profile = None
         if info is None:
             self.model_label.setText(error or "no model")
             self.model_label.setStyleSheet(f"QLabel {{ color: {FLAGGED_COLOUR}; }}"
@@ -230,6 +241,30 @@ class AIPanel(QWidget):
         self.device_label.setText(device or "-")
         self.default_threshold = float(info.threshold)
         self._set_metrics(info.metrics)
+
+    def show_profile(self, profile: Any) -> None:
+        """A site profile is active: its name, n and sensitivity/specificity with CIs replace
+        the model card's figures, and its threshold is the default."""
+        m = profile.metrics
+
+        def fmt(key: str) -> str:
+            e = m.get(key) or {}
+            v, ci = e.get("value"), e.get("ci95") or [None, None]
+            if not isinstance(v, int | float):
+                return "-"
+            if None in ci:
+                return f"{v:.1%}"
+            return f"{v:.1%} ({ci[0]:.1%}-{ci[1]:.1%})"
+
+        self.model_label.setText(f"{self.model_label.text()} + site profile {profile.name!r}")
+        self.sensitivity.setText(fmt("sensitivity"))
+        self.specificity.setText(fmt("specificity"))
+        self.per_source.setText(f"Site profile {profile.name!r}: n={profile.n}, prevalence "
+                                f"{profile.prevalence:.2f}, {profile.created}")
+        self.per_source.setVisible(True)
+        self.default_threshold = float(profile.threshold)
+        self._profile = profile
+        self._update_metrics_note()
 
     def show_model_error(self, message: str) -> None:
         """Keep ``message`` (a refused model) on screen; an empty one clears it."""
@@ -252,13 +287,14 @@ class AIPanel(QWidget):
         self._update_metrics_note()
 
     def _update_metrics_note(self) -> None:
+        whose = "the site profile's" if getattr(self, "_profile", None) else "the model's"
         if self.default_threshold is None or self.threshold is None:
             self.metrics_note.setText("")
         elif abs(self.threshold - self.default_threshold) > 1e-9:
-            self.metrics_note.setText(f"Measured at the model's threshold "
+            self.metrics_note.setText(f"Measured at {whose} threshold "
                                       f"{self.default_threshold:.1%}, not at yours.")
         else:
-            self.metrics_note.setText(f"At the model's threshold {self.default_threshold:.1%}.")
+            self.metrics_note.setText(f"At {whose} threshold {self.default_threshold:.1%}.")
 
     def set_threshold(self, value: float) -> None:
         """Set the shown threshold (no signal) and relabel the shown prediction."""

@@ -85,6 +85,8 @@ class CamResult:
 class _Load:
     model_dir: str | None
     device: str
+    engine: str = "auto"
+    precision: str = "auto"
 
 
 _STOP = object()
@@ -94,17 +96,19 @@ class InferenceWorker(QObject):
     """Owns one Engine on one thread; see the module docstring for the protocol."""
 
     modelLoading = Signal(str)  # model folder ('' = bundled)
-    modelReady = Signal(object, str)  # ModelInfo, device
+    modelReady = Signal(object, str)  # ModelInfo, engine ("openvino f32 on cpu")
     modelFailed = Signal(str)  # message; the previous model (if any) stays in use
     predicted = Signal(object)  # AIResult
     camReady = Signal(object)  # CamResult
     busyChanged = Signal(int)
 
     def __init__(self, model_dir: str | None = None, device: str = "auto",
-                 parent: QObject | None = None) -> None:
+                 parent: QObject | None = None, *, engine: str = "auto",
+                 precision: str = "auto") -> None:
         super().__init__(parent)
         self._model_dir = model_dir
         self._device = device or "auto"
+        self._engine = (engine or "auto", precision or "auto")  # engine, precision
         self._lock = threading.Condition()
         self._queue: deque[Any] = deque()
         self._thread: threading.Thread | None = None
@@ -126,7 +130,7 @@ class InferenceWorker(QObject):
         """Start the thread and load the configured model (call after the window is shown)."""
         if self._thread is not None or self._stopping:
             return
-        self._post(_Load(self._model_dir, self._device), replace_requests=False)
+        self._post(_Load(self._model_dir, self._device, *self._engine), replace_requests=False)
         self._thread = threading.Thread(target=self._serve, name="pneumoview-inference",
                                         daemon=True)
         self._thread.start()
@@ -143,7 +147,7 @@ class InferenceWorker(QObject):
         if self._thread is None:
             self.start()
         else:
-            self._post(_Load(model_dir, self._device), replace_requests=False)
+            self._post(_Load(model_dir, self._device, *self._engine), replace_requests=False)
 
     def submit(self, path: str, frame: int = 0, decoded: Any = None, force: bool = False,
                want_cam: bool = True) -> int:
@@ -248,7 +252,8 @@ class InferenceWorker(QObject):
         self.modelLoading.emit(item.model_dir or "")
         from pneumoview.core.inference import Engine
 
-        engine = Engine(item.model_dir, device=item.device, with_cam=True)
+        engine = Engine(item.model_dir, device=item.device, with_cam=True, engine=item.engine,
+                        precision=item.precision)
         try:
             info = engine.load()
             if not self._stopping:  # closing: no need to import grad-cam and warm up
@@ -263,7 +268,7 @@ class InferenceWorker(QObject):
         old, self.engine = self.engine, engine
         if old is not None:
             old.close()
-        self.modelReady.emit(info, engine.device)
+        self.modelReady.emit(info, engine.engine_text)
 
     def _do_request(self, req: AIRequest) -> None:
         """Decode (when needed), gate, score and map one request; always answer it once."""

@@ -127,9 +127,11 @@ class BatchController(QObject):
         self.summary, self.report_path, self.info = None, None, None
         choice = self.state.choice
         job = Job(gui_batch, os.path.abspath(folder), name="batch", model_dir=choice.model_dir,
-                  device=choice.device, thresholds=self.state.thresholds.snapshot(),
+                  device=choice.device, engine_name=choice.engine, precision=choice.precision,
+                  thresholds=self.state.thresholds.snapshot(),
                   workers=workers, batch_size=batch_size, out_dir=out_dir,
-                  max_image_mib=runoptions.resolve(None, self.settings).max_image_mib)
+                  max_image_mib=runoptions.resolve(None, self.settings).max_image_mib,
+                  profiles=dict(getattr(self.settings, "site_profiles", None) or {}))
         job.bind(on_started=job.signals.progress.emit, on_progress=job.signals.progress.emit,
                  on_rows=job.signals.partial.emit, cancel=job.is_cancelled)
         job.signals.progress.connect(lambda p, j=job: self._on_progress(j, p))

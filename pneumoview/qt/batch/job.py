@@ -47,13 +47,28 @@ def gui_batch(folder: str, *, model_dir: str | None, device: str,
               cancel: Callable[[], bool],
               workers: int | None = None, batch_size: int = defaults.BATCH_SIZE,
               out_dir: str | os.PathLike[str] | None = None,
-              max_image_mib: int = defaults.MAX_IMAGE_MIB) -> BatchSummary:
-    """Flag ``folder`` with the viewer's model choice, per-model threshold and size guard."""
+              max_image_mib: int = defaults.MAX_IMAGE_MIB,
+              engine_name: str = defaults.ENGINE, precision: str = defaults.PRECISION,
+              profiles: dict[str, Any] | None = None) -> BatchSummary:
+    """Flag ``folder`` with the viewer's model choice, per-model threshold and size guard.
+
+    A threshold the user set for the model overrides; otherwise the model's active site
+    profile (``profiles``: model_id -> path, File > Use Site Profile), else its population
+    operating points, else its threshold (:class:`~pneumoview.core.oppoints.ScoringPolicy`).
+    """
     from pneumoview.core.inference import Engine
 
-    engine = Engine(model_dir, device or defaults.DEVICE, with_cam=False)
+    engine = Engine(model_dir, device or defaults.DEVICE, with_cam=False, engine=engine_name,
+                    precision=precision)
     info = engine.load()
-    threshold = saved_threshold(thresholds or {}, info.model_id, float(info.threshold))
+    from pneumoview.core.siteprofile import profile_for
+
+    saved = saved_threshold(thresholds or {}, info.model_id, float("nan"))
+    explicit = saved == saved  # a valid threshold the user set (NaN: none)
+    threshold = saved if explicit else float(info.threshold)
+    profile = (profiles or {}).get(info.model_id) if not explicit else None
+    if profile is not None:
+        threshold = profile_for(info, profile).threshold  # type: ignore[union-attr]
     target_dir = prepare_reports_dir(out_dir)
     output = unique_report_path(target_dir, report_name(folder, info.version, threshold))
     on_started(Started(os.path.abspath(folder), str(output), info.label, info.version,
@@ -61,7 +76,8 @@ def gui_batch(folder: str, *, model_dir: str | None, device: str,
     if out_dir is None:
         create_private_file(output)  # the writer truncates it and keeps its 0600 mode
     summary = run_batch(
-        BatchOptions(folder, output, threshold=threshold, workers=workers,
+        BatchOptions(folder, output, threshold=threshold if explicit else None,
+                     profile=profile, workers=workers,
                      batch_size=batch_size, nice=GUI_WORKER_NICE, overwrite=True,
                      max_image_mib=max_image_mib),
         engine=engine, on_rows=on_rows, on_progress=on_progress, cancel=cancel)

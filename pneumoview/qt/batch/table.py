@@ -77,13 +77,13 @@ class BatchResultsModel(QAbstractTableModel):
         self.endResetModel()
 
     # -- Qt model ----------------------------------------------------------------------------
-    def rowCount(self, parent: QModelIndex | QPersistentModelIndex = QModelIndex()) -> int:  # noqa: B008,N802
+    def rowCount(self, parent: QModelIndex | QPersistentModelIndex = QModelIndex()) -> int:
         return 0 if parent.isValid() else len(self._shown)
 
-    def columnCount(self, parent: QModelIndex | QPersistentModelIndex = QModelIndex()) -> int:  # noqa: B008,N802
+    def columnCount(self, parent: QModelIndex | QPersistentModelIndex = QModelIndex()) -> int:
         return 0 if parent.isValid() else len(COLUMNS)
 
-    def headerData(self, section: int, orientation: Qt.Orientation,  # noqa: N802
+    def headerData(self, section: int, orientation: Qt.Orientation,
                    role: int = Qt.ItemDataRole.DisplayRole) -> Any:
         if orientation == Qt.Orientation.Horizontal and role == Qt.ItemDataRole.DisplayRole:
             if section == COLUMNS.index("File") and self.study_level:
@@ -155,7 +155,7 @@ class FlaggedFilter(QSortFilterProxyModel):
             self.flagged_only = bool(on)
             self.invalidateRowsFilter()
 
-    def filterAcceptsRow(self, source_row: int,  # noqa: N802
+    def filterAcceptsRow(self, source_row: int,
                          source_parent: QModelIndex | QPersistentModelIndex) -> bool:
         if not self.flagged_only:
             return True

@@ -19,7 +19,7 @@ import os
 from pathlib import Path
 
 ENV_VAR = "PNEUMOVIEW_TEST_DATA"
-DEFAULT = Path(__file__).resolve().parents[1].parent / "shared" / "data"
+DEFAULT = Path(__file__).resolve().parents[2].parent / "shared" / "data"
 #: Set by the conftest while a test runs; a lookup then records itself here.
 lookups: list[str] = []
 

@@ -1,24 +1,25 @@
 """DICOM fuzzing: a seed corpus, structure-aware mutators and a fork-per-case runner.
 
 Used by ``tests/test_fuzz_short.py`` (a short CI run) and ``tools/fuzz_campaign.py`` (a long
-campaign). Both start one or more *servers* (``python tests/fuzzing.py serve``): a server imports
-PneumoView once (and loads a random-weight model for the inference target), then for every case
-builds the mutated file and **forks a child** that runs the targets on it under an address-space
-limit (``resource.setrlimit``). The server watches the child: a signal (SIGSEGV, SIGABRT,
-SIGKILL...) is counted as a crash, a child still running after the time bound is killed and
-counted as a hang, and any exception other than :class:`PneumoViewError` escaping a core function
-is counted as unexpected, with its traceback. Nothing is hidden by an in-process ``except``.
+campaign). Both start one or more *servers* (``python -m tests.support.fuzzing serve``): a
+server imports PneumoView once (and loads a random-weight model for the inference target), then
+for every case builds the mutated file and **forks a child** that runs the targets on it under
+an address-space limit (``resource.setrlimit``). The server watches the child: a signal
+(SIGSEGV, SIGABRT, SIGKILL...) is counted as a crash, a child still running after the time bound
+is killed and counted as a hang, and any exception other than :class:`PneumoViewError` escaping
+a core function is counted as unexpected, with its traceback. Nothing is hidden by an in-process
+``except``.
 
 A case is fully determined by ``(seed name, rng seed)``: :func:`make_case` rebuilds the same
 bytes, so a failure can be reproduced from its JSON record alone (the campaign also saves the
 file).
 
 Seeds are real DICOM files: ``../shared/data/dicom`` (chest radiographs, found through
-``tests/shared_data.py``, so ``PNEUMOVIEW_TEST_DATA`` reaches the servers too), pydicom's and
-pydicom-data's test files (read with ``download=False``; many transfer syntaxes, multi-frame,
-colour, SR/RT objects with no pixels) and small files built here from real chest pixels in
-several encodings. When none of those exist (a bare machine) the built files fall back to
-synthetic pixels, so the fuzzer always has a corpus.
+``tests/support/shared_data.py``, so ``PNEUMOVIEW_TEST_DATA`` reaches the servers too),
+pydicom's and pydicom-data's test files (read with ``download=False``; many transfer syntaxes,
+multi-frame, colour, SR/RT objects with no pixels) and small files built here from real chest
+pixels in several encodings. When none of those exist (a bare machine) the built files fall back
+to synthetic pixels, so the fuzzer always has a corpus.
 """
 
 from __future__ import annotations
@@ -36,10 +37,9 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-REPO = Path(__file__).resolve().parents[1]
-if str(REPO / "tests") not in sys.path:  # shared_data, dicom_factory (also in a server)
-    sys.path.insert(0, str(REPO / "tests"))
-from shared_data import shared_path  # noqa: E402
+from tests.support.shared_data import shared_path
+
+REPO = Path(__file__).resolve().parents[2]
 
 #: pydicom / pydicom-data test files used as seeds: (name, why).
 PYDICOM_SEEDS = (
@@ -94,7 +94,7 @@ def _pydicom_file(name: str) -> str | None:
         from pydicom.data import get_testdata_file
 
         return get_testdata_file(name, download=False)
-    except Exception:  # noqa: BLE001 - pydicom-data absent, or the file unknown
+    except Exception:
         return None
 
 
@@ -116,7 +116,7 @@ def _chest_pixels() -> tuple[Any, str]:
                 arr = pydicom.dcmread(path).pixel_array.astype(np.float32)
                 arr = (arr - arr.min()) / max(1.0, float(arr.max() - arr.min())) * 255
                 return arr.astype(np.uint8), str(path)
-            except Exception:  # noqa: BLE001 - fall back to synthetic pixels
+            except Exception:
                 pass
     y, x = np.mgrid[0:512, 0:512]
     arr = (128 + 100 * np.sin(x / 37.0) * np.cos(y / 23.0)).astype(np.uint8)
@@ -137,7 +137,6 @@ def _fixed_uids(ds: Any, name: str) -> None:
 
 def built_seeds() -> list[Seed]:
     """Small files built in-process from real chest pixels, one per encoding and oddity."""
-    import dicom_factory as fac
     import numpy as np
     from pydicom.uid import (
         ImplicitVRLittleEndian,
@@ -145,6 +144,8 @@ def built_seeds() -> list[Seed]:
         JPEGLSLossless,
         RLELossless,
     )
+
+    from tests.support import dicom_factory as fac
 
     chest, origin = _chest_pixels()
     small8 = np.ascontiguousarray(chest[::8, ::8][:96, :96])  # ~96x96 real pixels
@@ -168,7 +169,7 @@ def built_seeds() -> list[Seed]:
             out.append((f"built_{label}.dcm", fac.reencode(fac.make_dataset(small16,
                                                                            bits_stored=12),
                                                           syntax)))
-        except Exception:  # noqa: BLE001 - codec plugin missing on this machine
+        except Exception:
             pass
     seeds = []
     for name, ds in out:
@@ -188,7 +189,7 @@ def built_seeds() -> list[Seed]:
             ds.save_as(buf, implicit_vr=True, little_endian=True, enforce_file_format=True)
             seeds.append(Seed(f"built_{label}.dcm", buf.getvalue(), f"built from {origin}",
                               2.0))
-        except Exception as exc:  # noqa: BLE001
+        except Exception as exc:
             print(f"seed {label} not built: {exc}", file=sys.stderr)
     del base
     # no preamble: the same dataset written without the 128-byte preamble + DICM
@@ -322,7 +323,7 @@ def layout(data: bytes) -> Layout | None:
             prev = el
         if prev is not None:
             prev.end = fp.tell()
-    except Exception:  # noqa: BLE001 - a broken seed: no map
+    except Exception:
         return None
     return Layout(preamble, meta_end, implicit, little, elements)
 
@@ -714,7 +715,7 @@ def _outcome(fn: Callable[[], Any], allowed: tuple[type[BaseException], ...] = (
         value = None
         res = {"outcome": "unexpected", "type": "RecursionError", "message": str(exc)[:200],
                "traceback": traceback.format_exc(limit=-8)[-3000:]}
-    except BaseException as exc:  # noqa: BLE001 - exactly what the fuzzer looks for
+    except BaseException as exc:
         value = None
         res = {"outcome": "unexpected", "type": type(exc).__name__, "message": str(exc)[:300],
                "traceback": traceback.format_exc()[-4000:]}
@@ -871,7 +872,7 @@ def run_child(path: str, targets: tuple[str, ...], engine: Any, timeout_s: float
             while view:
                 n = os.write(w, view)
                 view = view[n:]
-        except BaseException:  # noqa: BLE001 - reported by the missing payload
+        except BaseException:
             code = 3
         finally:
             os._exit(code)
@@ -949,7 +950,7 @@ def serve(argv: list[str]) -> int:
     [--save DIR]``: read JSON lines {"id", "seed", "rng"} on stdin, write one JSON line each."""
     import argparse
 
-    p = argparse.ArgumentParser(prog="fuzzing.py serve")
+    p = argparse.ArgumentParser(prog="python -m tests.support.fuzzing serve")
     p.add_argument("--model")
     p.add_argument("--timeout", type=float, default=30.0)
     p.add_argument("--mem-mb", type=int, default=3072)
@@ -1047,7 +1048,7 @@ class Server:
                  infer_every: int = 1, env: dict[str, str] | None = None) -> None:
         import subprocess
 
-        cmd = [sys.executable, str(Path(__file__).resolve()), "serve", "--timeout",
+        cmd = [sys.executable, "-m", "tests.support.fuzzing", "serve", "--timeout",
                str(timeout_s), "--mem-mb", str(mem_mb), "--targets", ",".join(targets),
                "--infer-every", str(infer_every)]
         if model_dir:
@@ -1110,7 +1111,7 @@ class Server:
             self.proc.stdin.close()
             try:
                 self.proc.wait(timeout=10)
-            except Exception:  # noqa: BLE001
+            except Exception:
                 self.proc.kill()
                 self.proc.wait()
         if self.proc.stdout:
@@ -1157,7 +1158,7 @@ def run_plan(cases: list[tuple[Any, str, int]], light: list[Server], heavy: Serv
             case_id, seed, rng = item
             try:
                 rec = server.case(seed, rng, case_id)
-            except Exception as exc:  # noqa: BLE001 - a dead server is a finding too
+            except Exception as exc:
                 errors.append(f"server died on case {case_id} ({seed}, {rng}): {exc}")
                 return
             on_record(rec)

@@ -97,7 +97,7 @@ def reencode(ds: Dataset, syntax: str, plugin: str | None = None) -> Dataset:
     return twin
 
 
-def _roundtrip(ds: Dataset):  # noqa: ANN202 - a BytesIO
+def _roundtrip(ds: Dataset):
     from io import BytesIO
 
     buf = BytesIO()

@@ -18,11 +18,11 @@ UPSIDE_DOWN = "looks upside down (rotated 180°)"
 
 
 def make_gated_model_dir(path: Path, refuse: bool = False, seed: int = 0) -> Path:
-    from model_fixture import make_random_model_dir
     from safetensors.numpy import load_file
 
     from pneumoview.core import inputgate as G
     from pneumoview.core.model import read_model_info
+    from tests.support.model_fixture import make_random_model_dir
     from training.gate.attach import attach_gate, write_gate_dir
     from training.gate.features import network_digest
 
@@ -47,7 +47,7 @@ def make_gated_model_dir(path: Path, refuse: bool = False, seed: int = 0) -> Pat
                             "refuse_above_percentile": 100.0, "n_reference": 101,
                             "bound_rule": "never refuses (test)"}}
     gate_dir = write_gate_dir(path.parent / (path.name + "-gate"), tensors, gate,
-                              {"backbone_id": backbone, "command": "tests/gate_support.py"})
+                              {"backbone_id": backbone, "command": "tests/support/gate_support.py"})
     return attach_gate(src, gate_dir, path)
 
 

@@ -18,9 +18,10 @@ from pathlib import Path
 
 import numpy as np
 import pydicom
-from dicom_factory import sample_file
 from pydicom.dataelem import DataElement
 from pydicom.uid import ExplicitVRBigEndian, ExplicitVRLittleEndian
+
+from tests.support.dicom_factory import sample_file
 
 VLUT = "vlut_04.dcm"
 

@@ -1,0 +1,1 @@
+"""What readers decide about the AI's results: the review store and its exports."""

@@ -1,0 +1,1 @@
+"""The triage worklist dock, the review keys and the calibration dialog."""
