@@ -4,7 +4,9 @@ One :class:`Engine` owns one model instance and is used from one thread (the GUI
 worker, or the batch engine, which makes its own with ``with_cam=False``). The network runs in a
 backend (:mod:`pneumoview.core.engines`: torch or OpenVINO, chosen by ``engine``/``precision``)
 that returns the logit and the last block's activations A; the CAM is Grad-CAM's closed form on
-A (:func:`pneumoview.core.cam.linear_cam`), from the same forward pass. The grad-cam package
+A (:func:`pneumoview.core.cam.linear_cam`), from the same forward pass; the model's input gate
+(:mod:`pneumoview.core.inputgate`, built from the backend's metadata and gate tensors) reads the
+same A, so the gate costs no pass of its own, whichever engine runs. The grad-cam package
 stays the reference (:meth:`Engine.gradcam_from_input`, on a torch model). Importing this module
 is cheap: torch, openvino, :mod:`pneumoview.core.model` and grad-cam are imported only when a
 model is loaded or a reference CAM is asked for, so the viewer's first window never waits.
@@ -395,7 +397,6 @@ class Engine:
 
         batch = model.prepare_batch([x], loaded.info).to(loaded.device)
         module = loaded.module
-        grid = None
         with self._turn(), torch.enable_grad(), torch.inference_mode(False):
             self._threads()
             cam = _LayerGridGradCAM(model=module, target_layers=[module.layer4[-1]])

@@ -27,7 +27,6 @@ from pneumoview.core.gatepolicy import GateMode, effective_gate, gate_note
 from pneumoview.core.reportrow import ReportRow, Status
 
 if TYPE_CHECKING:  # pragma: no cover
-
     from pneumoview.core.inference import Engine
     from pneumoview.core.procpool import ProcessPool, TaskResult
 
