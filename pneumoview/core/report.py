@@ -858,11 +858,17 @@ def check_manifest(data: Mapping[str, Any], where: str) -> None:
         raise bad("model_sha256", "must be a text (the model's sha256)")
     if data.get("model_id") is not None and not isinstance(data["model_id"], str):
         raise bad("model_id", "must be a text (the model's identity)")
-    if data.get("gate") is not None and data["gate"] not in ("content", "tags"):
-        raise bad("gate", "must be 'content' or 'tags'")
+    _check_manifest_gate(data, where)
     from pneumoview.core.oppoints import check_manifest_policy
 
     check_manifest_policy(data, where)
+
+
+def _check_manifest_gate(data: Mapping[str, Any], where: str) -> None:
+    """The manifest's ``gate`` (format 5): absent (the tag gate alone), "content" or "tags"."""
+    gate = data.get("gate")
+    if gate is not None and gate not in ("content", "tags"):
+        raise PneumoViewError(f"{where}: 'gate' must be 'content' or 'tags', got {gate!r:.80}")
 
 
 # --------------------------------------------------------------------------------------------
