@@ -222,7 +222,8 @@ def test_reproduce_plan(tmp_path):
     assert "--precision" in base and "--amp" not in base
     exp = plan.export()
     assert exp[exp.index("--oof") + 1] == str(plan.cv_dir / "oof.csv")
-    assert exp[exp.index("--compare") + 1] == "resources/model"
+    assert exp[exp.index("--compare") + 1] == str(plan.compare_copy)
+    assert exp[exp.index("--compare-data") + 1] == str(plan.cache(224))  # v1.0's contract
     gate = plan.gate()
     assert gate[gate.index("--model") + 1] == gate[gate.index("--attach") + 1] == str(plan.out)
     assert reproduce.STAGES == ("prepare", "base", "cv", "final", "export", "gate",
@@ -254,6 +255,36 @@ def test_reproduce_gate_stages_call_the_gate_commands_as_they_parse(tmp_path):
     assert fit.prepared == figures.prepared == str(plan.ft_data)
     assert fit.work == figures.work and fit.threads == figures.threads == 2
     assert figures.record and fit.data_root == figures.data_root == str(tmp_path / "d")
+
+
+def test_reproduce_compares_with_the_earlier_model_as_it_was(tmp_path):
+    """With --out equal to --compare (the bundled folder), a resumed export still compares
+    with the model that was there when the run first exported, never with itself."""
+    import argparse
+
+    from training import reproduce
+
+    bundled = tmp_path / "resources" / "model"
+    bundled.mkdir(parents=True)
+    (bundled / "metadata.json").write_text(json.dumps({"input_size": 224, "version": "1.0",
+                                                       "input_contract": "pv-input-1"}))
+    (tmp_path / "w" / "data224").mkdir(parents=True)
+    (tmp_path / "w" / "data224" / "prepared.json").write_text("{}")
+    p = argparse.ArgumentParser()
+    reproduce.add_arguments(p)
+    plan = reproduce.Plan(p.parse_args(["--work", str(tmp_path / "w"), "--out", str(bundled),
+                                        "--compare", str(bundled)]))
+    reproduce.snapshot_compare(plan)
+    (bundled / "metadata.json").write_text(json.dumps({"input_size": 320, "version": "1.1",
+                                                       "input_contract": "pv-input-2"}))
+    reproduce.snapshot_compare(plan)  # the resumed run: prepared caches only, no new copy
+    kept = json.loads((plan.compare_copy / "metadata.json").read_text())
+    assert kept["version"] == "1.0"
+    exp = plan.export()
+    assert exp[exp.index("--compare-data") + 1] == str(plan.cache(224))
+    with pytest.raises(PneumoViewError, match="not a model folder"):
+        reproduce.snapshot_compare(reproduce.Plan(p.parse_args(
+            ["--work", str(tmp_path / "w2"), "--compare", str(tmp_path / "none")])))
 
 
 def test_reproduce_stage_log_sums_interrupted_runs(tmp_path):

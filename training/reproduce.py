@@ -83,6 +83,9 @@ class Plan:
         self.base_run, self.base_model = self.work / "base-run", self.work / "base-model"
         self.cv_dir = self.work / "cv" / self.config
         self.final_run = self.work / f"final-{self.config}"
+        # the earlier model as it was when this run first exported: with --out equal to
+        # --compare (the bundled folder), a resumed run must not compare the new model with itself
+        self.compare_copy = self.work / "compare-model"
 
     def cache(self, size: int) -> Path:
         return self.work / f"data{size}"
@@ -121,8 +124,8 @@ class Plan:
                 str(self.work / "plots"), "--stage-log", str(self.work / STAGE_LOG),
                 *self.threads]
         if self.compare:
-            argv += ["--compare", self.compare, "--compare-data",
-                     str(self.cache(R.COMPARE_SIZE))]
+            argv += ["--compare", str(self.compare_copy), "--compare-data",
+                     str(self.cache(compare_size(self.compare_copy)))]
         search = self.work / "search" / "search.json"
         if search.is_file():
             argv += ["--search-summary", str(search)]
@@ -262,7 +265,47 @@ def stage_final(plan: Plan) -> None:
     run_training(plan.final_train(fold_plan))
 
 
+def compare_size(model_dir: Path) -> int:
+    """The input size of the comparison model (its test images come from the cache at that
+    size, whose contract :func:`recipe.contract_for` gives); v1.0's when not copied yet."""
+    meta = model_dir / "metadata.json"
+    if not meta.is_file():
+        return R.COMPARE_SIZE
+    return int(json.loads(meta.read_text(encoding="utf-8"))["input_size"])
+
+
+def snapshot_compare(plan: Plan) -> None:
+    """Copy ``--compare`` to ``WORK/compare-model`` once, and prepare the cache its contract
+    and size need (v1.0: 224 px ``pv-input-1``, already prepared)."""
+    import shutil
+
+    if not plan.compare:
+        return
+    if not (plan.compare_copy / "metadata.json").is_file():
+        src = Path(plan.compare)
+        if not (src / "metadata.json").is_file():
+            raise PneumoViewError("the model to compare with is not a model folder (give "
+                                  "--compare DIR, or --compare '' for none)", src)
+        tmp = plan.compare_copy.with_name(plan.compare_copy.name + ".tmp")
+        shutil.rmtree(tmp, ignore_errors=True)
+        tmp.mkdir(parents=True)
+        for name in ("model.safetensors", "metadata.json", "MODEL_CARD.md"):
+            if (src / name).is_file():
+                shutil.copy2(src / name, tmp / name)
+        tmp.rename(plan.compare_copy)
+    size = compare_size(plan.compare_copy)
+    contract = json.loads((plan.compare_copy / "metadata.json").read_text(encoding="utf-8"))[
+        "input_contract"]
+    if contract != R.contract_for(size):
+        raise PneumoViewError(f"the model to compare with uses {contract} at {size} px; this "
+                              f"recipe caches {R.contract_for(size)} at that size",
+                              plan.compare_copy)
+    if not (plan.cache(size) / "prepared.json").is_file():
+        call(plan.prepare(size))
+
+
 def stage_export(plan: Plan) -> None:
+    snapshot_compare(plan)
     call(plan.export())
 
 
