@@ -154,6 +154,12 @@ class AIPanel(QWidget):
         thr_layout.addLayout(row)
         self.reset_button = QPushButton("Reset to model default")
         thr_layout.addWidget(self.reset_button)
+        # which operating point the shown image is read at (population, profile, by hand)
+        self.operating_point = QLabel("")
+        self.operating_point.setObjectName("aiOperatingPoint")
+        self.operating_point.setWordWrap(True)
+        self.operating_point.setVisible(False)
+        thr_layout.addWidget(self.operating_point)
         form = QFormLayout()
         self.sensitivity = QLabel("n/a")
         self.specificity = QLabel("n/a")
@@ -303,6 +309,11 @@ class AIPanel(QWidget):
         if self.prediction is not None:
             self.show_prediction(self.prediction.with_threshold(self.threshold))
 
+    def show_operating_point(self, text: str) -> None:
+        """The operating point in words (empty: hidden)."""
+        self.operating_point.setText(f"Operating point: {text}" if text else "")
+        self.operating_point.setVisible(bool(text))
+
     def _set_threshold_widgets(self, value: float | None,
                                placeholder: str = THRESHOLD_LOADING) -> None:
         """The slider and box at ``value``; None: disabled, the box reads ``placeholder``."""
@@ -335,6 +346,7 @@ class AIPanel(QWidget):
 
     def clear(self, message: str = "No image") -> None:
         self.prediction = None
+        self.show_operating_point("")
         self.percent.setText("-")
         self.bar.set_values(None, self.threshold, MUTED_COLOUR)
         self.state.setText(message)
