@@ -176,6 +176,36 @@ class ResultCache:
         self.forced.clear()
 
 
+def _row_population(row: dict[str, Any]) -> str | None:
+    from pneumoview.core.oppoints import row_population
+
+    return row_population(row)
+
+
+def prediction_from_row(row: dict[str, Any]) -> Any:
+    """A report row (typed, as ``on_rows`` gives it) as a Prediction of its file's first
+    frame, or None for an ``error``/``skipped`` row (nothing the model said)."""
+    from pneumoview.core.inference import NOT_SCORED, SCORED, Prediction
+    from pneumoview.core.reportrow import Status
+
+    status = str(row.get("status", ""))
+    common = {"path": str(row["path"]), "frame": 0,
+              "threshold": float(row.get("threshold") or 0.0),
+              "model_label": str(row.get("model_label") or ""),
+              "model_sha256": str(row.get("model_sha256") or ""),
+              "model_id": str(row.get("model_id") or "")}
+    if status == Status.NOT_SCORED:
+        return Prediction(status=NOT_SCORED, probability=None, logit=None, flagged=None,
+                          reason=str(row.get("message") or ""), **common)
+    if status != Status.SCORED or row.get("probability") is None:
+        return None
+    logit = row.get("logit")
+    return Prediction(status=SCORED, probability=float(row["probability"]),
+                      logit=None if logit is None else float(logit),
+                      flagged=bool(row.get("flagged")), reason="",
+                      operating_point=str(row.get("operating_point") or ""), **common)
+
+
 class AIState:
     """The model choice, threshold memory and results of one viewer window.
 
@@ -195,6 +225,9 @@ class AIState:
         self.override: float | None = None  # the threshold the user set for the model
         self.populations: dict[str, str | None] = {}  # path -> adult/paediatric/None
         self._policy: Any = None
+        #: path -> Prediction from a GUI batch's report rows (the study tree shows them)
+        self.batch_results: dict[str, Any] = {}
+        self.batch_listeners: list[Any] = []  # called with the paths that got a result
 
     def choose(self, model_dir: str | None) -> ModelChoice:
         """The user asked for ``model_dir`` (``None``: bundled); returns what to load."""
@@ -296,6 +329,26 @@ class AIState:
             self.thresholds.forget(self.info.model_id)
         self.override = None
         self.threshold = self.default_threshold
+
+    def add_batch_rows(self, rows: list[dict[str, Any]]) -> None:
+        """Report rows of a batch run (``run_batch``'s ``on_rows``): the scored and not-scored
+        ones become results the study tree shows; listeners hear which paths changed."""
+        paths = []
+        for row in rows:
+            pred = prediction_from_row(row)
+            if pred is not None:
+                self.batch_results[pred.path] = pred
+                self.populations.setdefault(pred.path, _row_population(row))
+                paths.append(pred.path)
+        for listener in list(self.batch_listeners):
+            listener(paths)
+
+    def batch_result(self, path: str) -> Any:
+        """The batch's result for ``path`` when it was made by the loaded model."""
+        pred = self.batch_results.get(path)
+        if pred is None or self.info is None or pred.model_id != self.info.model_id:
+            return None
+        return pred
 
     def shown(self, pred: Any) -> Any:
         """``pred`` as the user sees it: read by :attr:`policy` (the profile's calibration,

@@ -120,6 +120,7 @@ class AIController(QObject):
         window.installEventFilter(self)
         self.view.add_layer(self.overlay.item, z=AI_LAYER_Z)
         self.tree_column = AITreeColumn(self.tree, self._best_for_path)
+        self.state.batch_listeners.append(self._on_batch_paths)
         window.add_status_widget(self.status_label)
         window.currentInstanceChanged.connect(self.on_instance_changed)
         window.imageShown.connect(self.on_image_shown)
@@ -418,8 +419,14 @@ class AIController(QObject):
         self._refresh_tree()
 
     def _best_for_path(self, path: str) -> Any:
-        """The result shown in the tree for a file: frame 0, forced result preferred."""
-        return self.state.shown(self.results.best_for_path(path))
+        """The result shown in the tree for a file: the viewer's (frame 0, forced result
+        preferred), else a GUI batch run's."""
+        pred = self.results.best_for_path(path)
+        return self.state.shown(pred if pred is not None else self.state.batch_result(path))
+
+    def _on_batch_paths(self, paths: list[str]) -> None:
+        for path in paths:
+            self._update_tree_item(path)
 
     def _update_tree_item(self, path: str) -> None:
         if self.tree_column is not None:
