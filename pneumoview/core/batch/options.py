@@ -9,6 +9,7 @@ from typing import Any
 
 from pneumoview.core import defaults
 from pneumoview.core.batch.decode import DECODE_TARGET
+from pneumoview.core.gatepolicy import GateMode
 
 
 @dataclass
@@ -36,6 +37,7 @@ class BatchOptions:
     retry_errors: bool = True  # --resume scores each file of an `error` row once more
     quiet: bool = False  # no warnings from the decoders on stderr (pydicom's, numpy's)
     profile: str | PathLike[str] | None = None  # a site profile (calibration + threshold)
+    gate_mode: GateMode = GateMode.CONTENT  # TAGS_ONLY: --no-gate (the tag gate alone)
     #: error rows about what is no file under ``root`` (the listener's network incidents,
     #: ``path``/``relpath``/``message``/``sop_instance_uid``): written by every run, since a
     #: resumed report keeps only the rows of files it finds
@@ -86,3 +88,5 @@ class BatchSummary:
     unlisted_folders: int = 0  # folders that could not be listed (each an error row)
     engine: str = ""  # the engine and precision that ran: "openvino f32 on cpu"
     policy: str = ""  # which threshold(s) applied and where from (ScoringPolicy.describe)
+    gate: str = "tags"  # the manifest's gate: "content" (tag + content gate) or "tags"
+    gate_note: str = ""  # gatepolicy.gate_note: why a run was gated by tags alone
