@@ -189,21 +189,19 @@ def prediction_from_row(row: dict[str, Any]) -> Any:
     from pneumoview.core.reportrow import Status
 
     status = str(row.get("status", ""))
-    common = {"path": str(row["path"]), "frame": 0,
-              "threshold": float(row.get("threshold") or 0.0),
-              "model_label": str(row.get("model_label") or ""),
-              "model_sha256": str(row.get("model_sha256") or ""),
-              "model_id": str(row.get("model_id") or "")}
+    path, threshold = str(row["path"]), float(row.get("threshold") or 0.0)
+    model = (str(row.get("model_label") or ""), str(row.get("model_sha256") or ""))
+    model_id = str(row.get("model_id") or "")
     if status == Status.NOT_SCORED:
-        return Prediction(status=NOT_SCORED, probability=None, logit=None, flagged=None,
-                          reason=str(row.get("message") or ""), **common)
+        return Prediction(path, 0, NOT_SCORED, None, None, threshold, None,
+                          str(row.get("message") or ""), *model, model_id=model_id)
     if status != Status.SCORED or row.get("probability") is None:
         return None
     logit = row.get("logit")
-    return Prediction(status=SCORED, probability=float(row["probability"]),
-                      logit=None if logit is None else float(logit),
-                      flagged=bool(row.get("flagged")), reason="",
-                      operating_point=str(row.get("operating_point") or ""), **common)
+    return Prediction(path, 0, SCORED, float(row["probability"]),
+                      None if logit is None else float(logit), threshold,
+                      bool(row.get("flagged")), "", *model, model_id=model_id,
+                      operating_point=str(row.get("operating_point") or ""))
 
 
 class AIState:
