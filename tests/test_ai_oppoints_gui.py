@@ -95,6 +95,7 @@ def test_each_image_is_read_at_its_populations_point_like_the_batch(
                 "Operating point: ")
             assert ("age unknown" in text) == (point == "age-unknown:adult")
             assert ("paediatric" in text) == (point == "paediatric")
+            assert "not at yours" not in ctl.panel.metrics_note.text()  # nothing set by hand
         # the tree column reads the same decision
         assert ctl._best_for_path(str(films["child"])).operating_point == "paediatric"
         # by hand: one threshold for every image; reset: the points again

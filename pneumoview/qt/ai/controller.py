@@ -353,13 +353,14 @@ class AIController(QObject):
         self._show_result(pred, result.elapsed_ms)
 
     def _show_result(self, pred: Any, elapsed_ms: float | None) -> None:
-        from pneumoview.core.oppoints import point_text
+        from pneumoview.core.oppoints import OVERRIDE_POINT, point_text
 
         shown = self.state.shown(pred)
         if shown.scored:  # the image's own operating point (population, profile, by hand)
             self.panel.set_threshold(shown.threshold)
         self.panel.show_operating_point(point_text(shown.operating_point)
-                                        if shown.scored and shown.operating_point else "")
+                                        if shown.scored and shown.operating_point else "",
+                                        by_hand=shown.operating_point == OVERRIDE_POINT)
         self.panel.show_prediction(shown, elapsed_ms)
         self.panel.set_cam_checked(self._cam_should_show())
         self._sync_cam_action()

@@ -93,6 +93,7 @@ class AIPanel(QWidget):
         self.default_threshold: float | None = None
         self.threshold: float | None = None
         self.prediction: Any = None  # the Prediction shown (already at self.threshold)
+        self._chosen_point = False  # the shown threshold is a population's or a profile's
         layout = QVBoxLayout(self)
         self._build_result(layout)
         layout.addWidget(self._build_threshold_box())
@@ -297,8 +298,9 @@ class AIPanel(QWidget):
         if self.default_threshold is None or self.threshold is None:
             self.metrics_note.setText("")
         elif abs(self.threshold - self.default_threshold) > 1e-9:
+            mine = "this operating point" if self._chosen_point else "yours"
             self.metrics_note.setText(f"Measured at {whose} threshold "
-                                      f"{self.default_threshold:.1%}, not at yours.")
+                                      f"{self.default_threshold:.1%}, not at {mine}.")
         else:
             self.metrics_note.setText(f"At {whose} threshold {self.default_threshold:.1%}.")
 
@@ -310,10 +312,13 @@ class AIPanel(QWidget):
         if self.prediction is not None:
             self.show_prediction(self.prediction.with_threshold(self.threshold))
 
-    def show_operating_point(self, text: str) -> None:
-        """The operating point in words (empty: hidden)."""
+    def show_operating_point(self, text: str, by_hand: bool = True) -> None:
+        """The operating point in words (empty: hidden); ``by_hand``: the user's threshold,
+        else one the model or a profile chose for this image."""
         self.operating_point.setText(f"Operating point: {text}" if text else "")
         self.operating_point.setVisible(bool(text))
+        self._chosen_point = bool(text) and not by_hand
+        self._update_metrics_note()
 
     def _set_threshold_widgets(self, value: float | None,
                                placeholder: str = THRESHOLD_LOADING) -> None:
