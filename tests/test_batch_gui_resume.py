@@ -62,20 +62,33 @@ def test_a_cancelled_batch_resumes_into_its_own_report(qtbot, model_dir: Path,  
         ctl.shutdown()
 
 
-def test_batch_rows_fill_the_study_trees_ai_column(make_viewer_window, qtbot,  # noqa: ANN001
-                                                   model_dir: Path, folder: Path) -> None:
-    from pneumoview.qt.studytree import AI_COLUMN
-
+def _opened(qtbot, make_viewer_window, model_dir: Path, folder: Path):  # noqa: ANN001, ANN202
     win = make_viewer_window(model=model_dir)
     win.open_path(str(folder))
     files = sorted(str(p) for p in folder.rglob("*.dcm"))
     qtbot.waitUntil(lambda: all(win.tree.instance_item(f) is not None for f in files),
                     timeout=TIMEOUT_MS)
     qtbot.waitUntil(lambda: win.ai.info is not None, timeout=TIMEOUT_MS)
+    return win, files
+
+
+def test_batch_rows_fill_the_study_trees_ai_column(make_viewer_window, qtbot,  # noqa: ANN001
+                                                   model_dir: Path, folder: Path) -> None:
+    win, files = _opened(qtbot, make_viewer_window, model_dir, folder)
     with qtbot.waitSignal(win.batch.finished, timeout=TIMEOUT_MS) as done:
         win.batch.start(str(folder), workers=1, batch_size=4)
     assert done.args[0].finished
-    rows = {r["path"]: r for r in rep.read_report(done.args[0].output)}
+    _tree_shows(win, files, done.args[0].output)
+    # File > Open Report... in another window: the report's rows fill its tree too
+    other, _ = _opened(qtbot, make_viewer_window, model_dir, folder)
+    assert other.worklist.load_report(done.args[0].output)
+    _tree_shows(other, files, done.args[0].output)
+
+
+def _tree_shows(win, files: list[str], report: str) -> None:  # noqa: ANN001
+    from pneumoview.qt.studytree import AI_COLUMN
+
+    rows = {r["path"]: r for r in rep.read_report(report)}
     for path in files:
         row = rows[path]
         text = win.tree.instance_item(path).text(AI_COLUMN)

@@ -177,9 +177,13 @@ class ResultCache:
 
 
 def _row_population(row: dict[str, Any]) -> str | None:
-    from pneumoview.core.oppoints import row_population
+    """From the header facts a live run's rows have, else the population point a report's
+    row was read at (a report has no age column)."""
+    from pneumoview.core.oppoints import POPULATIONS, row_population
 
-    return row_population(row)
+    population = row_population(row)
+    point = str(row.get("operating_point") or "")
+    return population if population is not None or point not in POPULATIONS else point
 
 
 def prediction_from_row(row: dict[str, Any]) -> Any:
