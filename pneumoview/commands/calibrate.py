@@ -61,7 +61,7 @@ def run(args: argparse.Namespace) -> int:
     return 0
 
 
-def calibrate(args: argparse.Namespace):  # noqa: ANN201 - a SiteProfile
+def calibrate(args: argparse.Namespace):  # a SiteProfile
     import os
     from pathlib import Path
 
