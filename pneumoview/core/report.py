@@ -375,7 +375,6 @@ class ReportWriter:
 
     def __init__(self, path: PathType, keep: Iterable[Mapping[str, Any]] = ()) -> None:
         self.path = str(path)
-        self.rows_written = 0
         check_output_target(self.path)
         target = Path(self.path)
         tmp: Path | None = None
@@ -403,7 +402,6 @@ class ReportWriter:
             for line in lines:
                 self._fh.write(line)
             self._fh.flush()
-            self.rows_written += len(lines)
         except OSError as exc:
             self._abandon()
             raise _write_error(self.path, exc) from exc

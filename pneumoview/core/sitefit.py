@@ -20,7 +20,6 @@ import datetime as _dt
 import hashlib
 import io
 import math
-import os
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from os import PathLike
@@ -267,7 +266,3 @@ def summary_table(profile: Mapping[str, Any]) -> str:
         lines.append(f"  left out         {left['labels_not_scored']} labelled rows not scored, "
                      f"{left['duplicate_rows']} duplicate rows")
     return "\n".join(lines)
-
-
-def display_name(path: str | PathLike[str]) -> str:
-    return os.path.basename(os.fspath(path))
