@@ -203,3 +203,30 @@ def test_saving_a_batch_report_to_a_read_only_place_suggests_another_folder(
     [message] = host.errors
     assert "cannot save the report (Read-only file system)" in message
     assert message.endswith(" (choose another folder, or check its permissions)")
+
+
+def test_calibrating_another_models_report_words_each_front_ends_advice(qtbot) -> None:
+    """The calibration dialog showed "...; flag the folder with that model, or pass --model"."""
+    import numpy as np
+
+    from pneumoview.core.sitefit import Cases, SiteFit
+    from pneumoview.qt.worklist.calibration import CalibrationDialog
+
+    rng = np.random.default_rng(1)
+    y = np.r_[np.ones(80, int), np.zeros(80, int)]
+    cases = Cases(y, rng.normal(0, 1, 160), None, model_ids={"pvm1-" + "a" * 64},
+                  model_label="other model")
+    exc = _raised(lambda: SiteFit(metric="sensitivity", target=0.9, name="").check(
+        cases, "pvm1-" + "d" * 64, "this model"))
+    assert isinstance(exc, ReportMismatchError) and exc.field == "model"
+    assert "another model" in str(exc) and "--" not in str(exc)
+    from pneumoview.commands.advice import calibrate_advice
+
+    assert calibrate_advice(exc) == "; flag the folder with that model, or pass --model"
+    dlg = CalibrationDialog(cases, model_id="pvm1-" + "d" * 64, model_sha256="e" * 64,
+                            model_label="this model", model_temperature=1.0)
+    qtbot.addWidget(dlg)
+    assert not dlg.save_button.isEnabled()
+    text = dlg.warning.text()
+    assert "another model" in text and "--model" not in text
+    assert "load that model, or flag the folder again with this one" in text

@@ -19,7 +19,7 @@ from pneumoview.core.errors import (
     ShardError,
 )
 
-__all__ = ["flag_advice", "merge_advice"]
+__all__ = ["calibrate_advice", "flag_advice", "merge_advice"]
 
 _NEW_OUTPUT = "write to a new --output or "
 
@@ -57,6 +57,13 @@ def _mismatch(exc: ReportMismatchError) -> str:
     if exc.field == "model":
         return f"; {_NEW_OUTPUT}use the same --model"
     return f"; {_NEW_OUTPUT}use the same settings"
+
+
+def calibrate_advice(exc: BaseException) -> str:
+    """``pneumoview calibrate``: a report made by another model than the one named."""
+    if isinstance(exc, ReportMismatchError) and exc.field == "model":
+        return "; flag the folder with that model, or pass --model"
+    return ""
 
 
 def merge_advice(exc: BaseException) -> str:

@@ -28,7 +28,7 @@ from typing import Any
 import numpy as np
 
 from pneumoview.core import calibration as cal
-from pneumoview.core.errors import PneumoViewError
+from pneumoview.core.errors import PneumoViewError, ReportMismatchError
 from pneumoview.core.paths import read_small_file
 from pneumoview.core.siteprofile import PROFILE_FORMAT
 
@@ -153,10 +153,10 @@ class SiteFit:
                                   "one model's report at a time")
         if ids and model_id and ids != {model_id}:
             have = next(iter(ids))
-            raise PneumoViewError(
+            raise ReportMismatchError(
                 f"the report was made by another model (model_id {have[:17]}..., "
                 f"{cases.model_label}) than the one to calibrate ({model_label}, model_id "
-                f"{model_id[:17]}...); flag the folder with that model, or pass --model")
+                f"{model_id[:17]}...)", field="model", report_value=have)
         n_pos = int(cases.y.sum())
         n_neg = int(len(cases.y) - n_pos)
         if n_pos < cal.MIN_PER_CLASS or n_neg < cal.MIN_PER_CLASS:

@@ -34,5 +34,7 @@ def advice(exc: BaseException) -> str:
     if isinstance(exc, ReportUnfinishedError):
         return " (flag the folder again to get a complete report)"
     if isinstance(exc, ReportMismatchError):
+        if exc.field == "model":
+            return " (load that model, or flag the folder again with this one)"
         return " (flag the folder again into a new report)"
     return ""
