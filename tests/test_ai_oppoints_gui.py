@@ -52,7 +52,7 @@ def films(tmp_path_factory: pytest.TempPathFactory) -> dict[str, Path]:
             for name, (ages, _) in FILMS.items()}
 
 
-def _controller(qtbot, model: Path, **settings: object):  # noqa: ANN001, ANN202
+def _controller(qtbot, model: Path, **settings: object):
     from pneumoview.qt.ai.controller import AIController
 
     ctl = AIController(SimpleNamespace(ai_thresholds={}, ai_device="auto", ai_model_dir="",
@@ -65,7 +65,7 @@ def _controller(qtbot, model: Path, **settings: object):  # noqa: ANN001, ANN202
     return ctl
 
 
-def _show(qtbot, ctl, path: Path):  # noqa: ANN001, ANN202
+def _show(qtbot, ctl, path: Path):
     from pneumoview.core.dicomio import decode
 
     ctl.on_instance_changed(None)
@@ -76,7 +76,7 @@ def _show(qtbot, ctl, path: Path):  # noqa: ANN001, ANN202
 
 
 def test_each_image_is_read_at_its_populations_point_like_the_batch(
-        qtbot, points_model: Path, films: dict[str, Path], tmp_path: Path) -> None:  # noqa: ANN001
+        qtbot, points_model: Path, films: dict[str, Path], tmp_path: Path) -> None:
     from pneumoview.core import report as rep
     from pneumoview.core.batch import BatchOptions, run_batch
 
@@ -120,7 +120,7 @@ def test_each_image_is_read_at_its_populations_point_like_the_batch(
         assert float(row["probability"]) == pytest.approx(pred.probability, abs=1e-6)
 
 
-def test_an_active_site_profile_names_its_point(qtbot, points_model: Path,  # noqa: ANN001
+def test_an_active_site_profile_names_its_point(qtbot, points_model: Path,
                                                 films: dict[str, Path], tmp_path: Path) -> None:
     from pneumoview.core.modelinfo import read_model_info
     from pneumoview.core.siteprofile import load_profile

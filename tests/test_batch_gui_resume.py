@@ -23,7 +23,7 @@ def folder(tmp_path_factory: pytest.TempPathFactory) -> Path:
     return build_small_folder(tmp_path_factory.mktemp("bres") / "data", N_FILES, size=96)
 
 
-def test_a_cancelled_batch_resumes_into_its_own_report(qtbot, model_dir: Path,  # noqa: ANN001
+def test_a_cancelled_batch_resumes_into_its_own_report(qtbot, model_dir: Path,
                                                         folder: Path, tmp_path: Path) -> None:
     from pneumoview.qt.batch.controller import BatchController
 
@@ -62,7 +62,7 @@ def test_a_cancelled_batch_resumes_into_its_own_report(qtbot, model_dir: Path,  
         ctl.shutdown()
 
 
-def _opened(qtbot, make_viewer_window, model_dir: Path, folder: Path):  # noqa: ANN001, ANN202
+def _opened(qtbot, make_viewer_window, model_dir: Path, folder: Path):
     win = make_viewer_window(model=model_dir)
     win.open_path(str(folder))
     files = sorted(str(p) for p in folder.rglob("*.dcm"))
@@ -72,7 +72,7 @@ def _opened(qtbot, make_viewer_window, model_dir: Path, folder: Path):  # noqa: 
     return win, files
 
 
-def test_batch_rows_fill_the_study_trees_ai_column(make_viewer_window, qtbot,  # noqa: ANN001
+def test_batch_rows_fill_the_study_trees_ai_column(make_viewer_window, qtbot,
                                                    model_dir: Path, folder: Path) -> None:
     win, files = _opened(qtbot, make_viewer_window, model_dir, folder)
     with qtbot.waitSignal(win.batch.finished, timeout=TIMEOUT_MS) as done:
@@ -85,7 +85,7 @@ def test_batch_rows_fill_the_study_trees_ai_column(make_viewer_window, qtbot,  #
     _tree_shows(other, files, done.args[0].output)
 
 
-def _tree_shows(win, files: list[str], report: str) -> None:  # noqa: ANN001
+def _tree_shows(win, files: list[str], report: str) -> None:
     from pneumoview.qt.studytree import AI_COLUMN
 
     rows = {r["path"]: r for r in rep.read_report(report)}
