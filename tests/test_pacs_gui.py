@@ -24,14 +24,15 @@ def model_dir(tmp_path_factory: pytest.TempPathFactory) -> Path:
     return make_random_model_dir(tmp_path_factory.mktemp("model") / "m", seed=8)
 
 
-def _films(folder: Path, patient: str, n: int = 2) -> list[Path]:
+def _films(folder: Path, patient: str, n: int = 2, **tags: str) -> list[Path]:
     from tests.support.dicom_factory import make_dataset, save
 
     rng = np.random.default_rng(3)
     study = pydicom.uid.generate_uid()
     folder.mkdir(parents=True, exist_ok=True)
     return [save(make_dataset(rng.integers(0, 255, (160, 144)).astype(np.uint8),
-                              PatientID=patient, StudyInstanceUID=study, ViewPosition="PA"),
+                              PatientID=patient, StudyInstanceUID=study, ViewPosition="PA",
+                              **tags),
                  folder / f"f{i}.dcm") for i in range(n)]
 
 
@@ -80,6 +81,36 @@ def test_open_from_pacs_query_retrieve_and_tree(qtbot, make_viewer_window, tmp_p
             pydicom.dcmread(p).SOPInstanceUID for p in sent}
         assert stat.S_IMODE(retrieval_root().stat().st_mode) == 0o700
         assert all(win.tree.instance_item(str(p)) is not None for p in got)
+        dialog.close()
+    finally:
+        server.stop()
+
+
+def test_the_query_form_searches_by_accession_number(qtbot, make_viewer_window,
+                                                     tmp_path: Path) -> None:
+    """The form had no accession field, though the issue's query names one."""
+    from orthanc_support import start_orthanc
+
+    from pneumoview.core.pacs import transfer
+    from pneumoview.core.pacs.nodes import parse_node
+
+    server = start_orthanc(tmp_path / "orthanc")
+    try:
+        node = parse_node(server.dimse_url)
+        assert not transfer.send(node, _films(tmp_path / "a", "ACC-1", 1,
+                                              AccessionNumber="A1001")).failed
+        assert not transfer.send(node, _films(tmp_path / "b", "ACC-2", 1,
+                                              AccessionNumber="A2002")).failed
+        win = make_viewer_window(show=False)
+        win.pacs.open_dialog()
+        dialog = win.pacs.dialog
+        dialog.node.setEditText(server.dimse_url)
+        dialog.accession.setText("A2002")  # no other field: the accession alone narrows it
+        dialog.search_button.click()
+        qtbot.waitUntil(lambda: dialog.job is None, timeout=TIMEOUT_MS)
+        assert dialog.table.rowCount() == 1, dialog.status.text()
+        assert dialog.table.item(0, 0).text() == "ACC-2"
+        assert dialog.table.item(0, 3).text() == "A2002"
         dialog.close()
     finally:
         server.stop()
