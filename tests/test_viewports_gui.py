@@ -271,3 +271,23 @@ def test_view_takes_two_to_four_files_only(qtbot, make_viewer_window, tmp_path):
     assert not win.open_side_by_side([str(tmp_path), str(tmp_path)])
     assert "not a file" in win.statusBar().currentMessage()
     _ = argparse  # the CLI's Namespace is what create_window reads
+
+
+def test_non_square_pixels_are_shown_at_their_physical_aspect(qtbot, make_viewer_window,
+                                                             tmp_path):
+    """PixelSpacing 0.2 \\ 0.1 (row \\ column): a 100 x 100 pixel image is 20 mm tall and 10 mm
+    wide, so on screen it is twice as tall as wide, and after a quarter turn twice as wide."""
+    ds = make_dataset(gradient(True, (100, 100)), modality="CR", PatientID="P1",
+                      PixelSpacing=[0.2, 0.1])
+    path = str(save(ds, tmp_path / "tall.dcm"))
+    win = make_viewer_window()
+    with qtbot.waitSignal(win.imageShown, timeout=TIMEOUT_MS):
+        win.open_files([path])
+    wait_idle(qtbot, win)
+    rect = win.view.image_rect_in_widget()
+    assert rect.height() / rect.width() == pytest.approx(2.0, rel=0.02)
+    win.reading.act_rotate_right.trigger()
+    rect = win.view.image_rect_in_widget()
+    assert rect.width() / rect.height() == pytest.approx(2.0, rel=0.02)
+    win.view.reset()
+    assert win.view.image_rect_in_widget().height() > 1.9 * win.view.image_rect_in_widget().width()

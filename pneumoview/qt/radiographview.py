@@ -2,6 +2,8 @@
 
 Pixels are shown at the modality values' own coordinates: the ImageItem sits at the origin with
 an identity transform, one scene unit per image pixel, rows down (``row-major``, ``invertY``).
+Non-square pixels (PixelSpacing row != column) are shown at their physical aspect by the
+ViewBox's locked aspect ratio, so scene units stay pixels (measurements map as before).
 **Overlays** (the AI heat map, measurements) therefore only need to be another item with the same
 pixel grid added with :meth:`RadiographView.add_layer`, which stacks it above the image in the same
 ViewBox; zoom and pan move both together.
@@ -36,6 +38,7 @@ from pneumoview.core.dicomio import DecodedImage
 from pneumoview.core.display import block_mean
 from pneumoview.core.paths import display_path
 from pneumoview.core.reading.orientation import ViewTransform
+from pneumoview.core.reading.spacing import pixel_aspect
 from pneumoview.core.windowing import Window
 from pneumoview.qt.plaintext import make_plain
 
@@ -264,6 +267,7 @@ class RadiographView(QWidget):
         self.image_space = pg.ItemGroup()
         self.view_box.addItem(self.image_space, ignoreBounds=True)
         self.view_transform = ViewTransform()
+        self.pixel_aspect = 1.0  # height / width of a pixel on the patient
         self.image_item = DisplayImageItem(axisOrder="row-major", autoDownsample=True)
         self.image_item.setZValue(0)
         self.image_item.setParentItem(self.image_space)
@@ -327,6 +331,9 @@ class RadiographView(QWidget):
         (a, b), (c, d) = self.view_transform.matrix().tolist()
         dx, dy = self.view_transform.to_display((0.0, 0.0), shape)
         self.image_space.setTransform(QTransform(a, c, b, d, dx, dy))
+        # the ViewBox ratio is x scale / y scale: a pixel pixel_aspect times taller than wide
+        # needs y drawn that much larger (x and y swap with a quarter turn)
+        self.view_box.setAspectLocked(True, ratio=self.display_aspect())
 
     def clear(self, message: str = "") -> None:
         """Remove the image (e.g. after an error) and optionally show ``message`` instead."""
@@ -358,6 +365,10 @@ class RadiographView(QWidget):
         prepared = image if isinstance(image, PreparedImage) else prepare(image)
         decoded = prepared.decoded
         old_shape = self.decoded.shape if self.decoded is not None else None
+        aspect = pixel_aspect(decoded.header, decoded.frame)
+        if aspect != self.pixel_aspect:
+            self.pixel_aspect = aspect
+            old_shape = None  # laid out and fitted again
         self.prepared = prepared
         self.decoded = decoded
         self._uint8_cache = None
@@ -444,6 +455,21 @@ class RadiographView(QWidget):
             return
         h, w = self.view_transform.display_shape(self.decoded.shape)
         self.view_box.setRange(QRectF(0, 0, w, h), padding=0)
+
+    def display_aspect(self) -> float:
+        """The ViewBox's x scale / y scale (1.0 for square pixels)."""
+        return self.pixel_aspect if self.view_transform.quarter_turns % 2 else \
+            1.0 / self.pixel_aspect
+
+    def fit_zoom(self) -> float | None:
+        """What :meth:`zoom` is once fitted (None: no image or no size yet)."""
+        if self.decoded is None:
+            return None
+        h, w = self.view_transform.display_shape(self.decoded.shape)
+        box = self.view_box.size()
+        if w <= 0 or h <= 0 or box.width() <= 0 or box.height() <= 0:
+            return None
+        return min(box.width() / w, self.display_aspect() * box.height() / h)
 
     def zoom(self) -> float:
         """Screen pixels per image pixel (1.0 = 1:1)."""

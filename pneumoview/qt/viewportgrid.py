@@ -108,14 +108,7 @@ class ViewportGrid(QWidget):
 
 def _fit_scale(vp: Viewport) -> float | None:
     """Screen pixels per image pixel when ``vp``'s image is fitted (None: no image)."""
-    view = vp.view
-    if view.decoded is None:
-        return None
-    h, w = view.view_transform.display_shape(view.decoded.shape)
-    box = view.view_box.size()
-    if w <= 0 or h <= 0 or box.width() <= 0 or box.height() <= 0:
-        return None
-    return min(box.width() / w, box.height() / h)
+    return vp.view.fit_zoom()
 
 
 class ViewSync(QObject):
@@ -165,9 +158,9 @@ class ViewSync(QObject):
             return
         view = vp.view
         h, w = view.view_transform.display_shape(view.decoded.shape)
-        scale = fit * magnification
+        scale = fit * magnification  # x; y is scale / aspect
         box = view.view_box.size()
-        rw, rh = box.width() / scale, box.height() / scale
+        rw, rh = box.width() / scale, view.display_aspect() * box.height() / scale
         cx, cy = rel[0] * w, rel[1] * h
         view.view_box.setRange(QRectF(cx - rw / 2, cy - rh / 2, rw, rh), padding=0)
 
