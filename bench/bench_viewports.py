@@ -65,8 +65,9 @@ class Grid:
         self.repaint()
 
     def zoom(self, i: int) -> None:
+        """Wheel steps: 6 in, then 6 out (crossing the downsampling factors in every layout)."""
         active = self.grid.active
-        factor = 0.9 if i % 2 else 1 / 0.9
+        factor = 0.9 if i % 12 < 6 else 1 / 0.9
         active.view.view_box.scaleBy((factor, factor))
         self.sync.follow_range(active)
         self.repaint()

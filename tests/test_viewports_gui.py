@@ -291,3 +291,40 @@ def test_non_square_pixels_are_shown_at_their_physical_aspect(qtbot, make_viewer
     assert rect.width() / rect.height() == pytest.approx(2.0, rel=0.02)
     win.view.reset()
     assert win.view.image_rect_in_widget().height() > 1.9 * win.view.image_rect_in_widget().width()
+
+
+def test_zooming_back_across_a_downsampling_factor_averages_nothing_again(qtbot, monkeypatch):
+    """Wheel in, wheel out: the screen-sized average of each factor is kept (a 2x2 layout of
+    large images crosses factors at almost every wheel step)."""
+    from pneumoview.core.dicomio import DecodedImage
+    from pneumoview.core.windowing import Window
+    from pneumoview.qt import radiographview
+    from pneumoview.qt.radiographview import RadiographView
+
+    calls = []
+    real = radiographview.block_mean
+    monkeypatch.setattr(radiographview, "block_mean",
+                        lambda *a: calls.append(a[1:]) or real(*a))
+    view = RadiographView()
+    qtbot.addWidget(view)
+    view.resize(400, 400)
+    view.show()
+    qtbot.waitExposed(view)
+    values = np.tile(np.arange(1300, dtype=np.uint16), (1300, 1))  # 3.25 pixels per screen px
+    view.set_image(DecodedImage("z", values, 0, 1, "MONOCHROME2", False, "CR",
+                                (Window("w", 600.0, 1200.0),), None), fit=True)
+    qtbot.wait(50)  # the ViewBox takes its size
+    view.fit()
+
+    def draw() -> tuple[int, int]:
+        qtbot.wait(20)
+        view.graphics.viewport().repaint()
+        return view.image_item._lastDownsample
+
+    fitted = draw()
+    view.view_box.scaleBy((0.8, 0.8))
+    zoomed = draw()
+    assert fitted == (3, 3) and zoomed == (2, 2)
+    view.view_box.scaleBy((1.25, 1.25))
+    assert draw() == fitted
+    assert len(calls) == len(set(calls)) == 2, calls

@@ -105,7 +105,8 @@ class DisplayImageItem(pg.ImageItem):
     * pyqtgraph's ``autoDownsample`` averages the full image on every render (~60 ms at
       3000x3000); the average depends only on the data and the zoom, so it is computed once per
       (image, factors) with :func:`block_mean` and kept in the data's dtype (uint16 stays on the
-      fast combined level+LUT path).
+      fast combined level+LUT path); the last few factors are kept, so zooming back and forth
+      across a factor boundary (wheel in, wheel out) averages nothing again.
     * Only the visible part (plus a margin, so small pans need no new render) is mapped through
       the levels, so a step at 1:1 costs no more than one at fit.
     * The rendered QImage is drawn over exactly the image pixels it stands for.
@@ -113,18 +114,19 @@ class DisplayImageItem(pg.ImageItem):
 
     #: Extra fraction of the visible width/height rendered on each side.
     MARGIN = 0.25
+    #: Downsampled copies kept per image (each at most a quarter of it).
+    KEPT_FACTORS = 3
 
     def __init__(self, **kwargs: object) -> None:
         super().__init__(**kwargs)
-        self._ds_key: tuple[int, int, int] | None = None
-        self._ds_image: np.ndarray | None = None
+        self._ds_images: dict[tuple[int, int, int], np.ndarray] = {}  # oldest first
         self._generation = 0  # bumped by every new image (ids of views get reused)
         self._target = QRectF()  # image pixels covered by the current QImage
 
     def setImage(self, image=None, autoLevels=None, **kwargs):
         if image is not None:
             self._generation += 1
-            self._ds_image = None
+            self._ds_images = {}
         return super().setImage(image, autoLevels, **kwargs)
 
     def _computeDownsampleFactors(self) -> tuple[int, int]:
@@ -188,9 +190,12 @@ class DisplayImageItem(pg.ImageItem):
             src = full
         else:
             key = (self._generation, xds, yds)
-            if self._ds_key != key or self._ds_image is None:
-                self._ds_key, self._ds_image = key, block_mean(full, yds, xds)
-            src = self._ds_image
+            src = self._ds_images.pop(key, None)
+            if src is None:
+                src = block_mean(full, yds, xds)
+            self._ds_images[key] = src  # now the newest
+            while len(self._ds_images) > self.KEPT_FACTORS:
+                del self._ds_images[next(iter(self._ds_images))]
         rows, cols = src.shape[:2]
         x0, y0, x1, y1 = 0, 0, cols, rows
         visible = self._visible()
