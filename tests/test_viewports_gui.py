@@ -147,6 +147,8 @@ def test_compare_with_prior_puts_the_latest_earlier_study_on_the_right(qtbot,
     assert left.decoded.path == paths["new"]
     assert right.decoded.path == paths["mid"]  # 2023 beats 2020; P2's study is not his
     assert "2023-06-15" in win.statusBar().currentMessage()
+    assert win.active_viewport is right
+    assert win.tree.current_instance().path == paths["mid"]  # the tree follows the active one
 
 
 def test_compare_with_prior_says_why_there_is_none(qtbot, make_viewer_window, folder):

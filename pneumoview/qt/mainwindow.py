@@ -835,11 +835,7 @@ class MainWindow(QMainWindow):
         self.activeViewportChanged.emit(vp)
         inst = vp.instance
         if inst is not None:
-            item = self.tree.instance_item(inst.path)
-            if item is not None:
-                self.tree.blockSignals(True)  # follow the viewport, do not load into it
-                self.tree.setCurrentItem(item)
-                self.tree.blockSignals(False)
+            self._follow_in_tree(inst)
             self.currentInstanceChanged.emit(inst)
             self._sync_frame_bar(inst, vp.decoded.frame if vp.decoded is not None else 0)
         self.act_invert.setChecked(vp.view.user_invert)
@@ -854,9 +850,19 @@ class MainWindow(QMainWindow):
             self.imageShown.emit(decoded)
 
     def load_into(self, vp: Viewport, inst: Instance) -> None:
-        """Show ``inst`` in ``vp`` and make it the active viewport."""
+        """Show ``inst`` in ``vp`` and make it the active viewport (the tree follows)."""
         self.viewports.set_active(vp)
+        self._follow_in_tree(inst)
         self.show_instance(inst)
+
+    def _follow_in_tree(self, inst: Instance) -> None:
+        """Select ``inst``'s row without loading it again (Down then steps from there)."""
+        item = self.tree.instance_item(inst.path)
+        if item is not None and self.tree.currentItem() is not item:
+            self.tree.blockSignals(True)
+            self.tree.setCurrentItem(item)
+            self.tree.blockSignals(False)
+            self.tree.scrollToItem(item)
 
     def _on_instance_dropped(self, vp: Viewport, path: str) -> None:
         item = self.tree.instance_item(path)
