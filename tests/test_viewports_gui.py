@@ -330,3 +330,19 @@ def test_zooming_back_across_a_downsampling_factor_averages_nothing_again(qtbot,
     view.view_box.scaleBy((1.25, 1.25))
     assert draw() == fitted
     assert len(calls) == len(set(calls)) == 2, calls
+
+
+def test_corner_text_does_not_overlap_in_a_narrow_viewport(qtbot, make_viewer_window, tmp_path):
+    ds = make_dataset(gradient(True), modality="CR", PatientID="P1", PatientName="Long^Name",
+                      SeriesNumber=2, SeriesDescription="Chest PA, a long series description")
+    path = str(save(ds, tmp_path / "narrow.dcm"))
+    win = make_viewer_window()
+    win.set_layout(Layout.TWO_BY_TWO)
+    with qtbot.waitSignal(win.imageShown, timeout=TIMEOUT_MS):
+        win.open_files([path])
+    wait_idle(qtbot, win)
+    corners = win.view._corners
+    assert all(corners[k].isVisible() for k in ("tl", "tr", "bl", "br"))
+    assert corners["tl"].width() + corners["tr"].width() > win.view.graphics.width() - 18
+    assert not corners["tl"].geometry().intersects(corners["tr"].geometry())
+    assert not corners["bl"].geometry().intersects(corners["br"].geometry())

@@ -634,9 +634,20 @@ class RadiographView(QWidget):
     def _layout_labels(self) -> None:
         w, h, m = self.graphics.width(), self.graphics.height(), 6
         c = self._corners
+
+        def side_by_side(left: QLabel, right: QLabel) -> bool:
+            return not (left.isVisibleTo(self) and right.isVisibleTo(self)) \
+                or left.width() + right.width() + 3 * m <= w
+
+        # in a narrow view (a 2x2 layout) the right-hand block goes below / the left-hand one
+        # above its neighbour rather than over it
+        top_right_y = m if side_by_side(c["tl"], c["tr"]) else m + c["tl"].height() + 2
+        bottom_left_y = h - c["bl"].height() - m
+        if not side_by_side(c["bl"], c["br"]):
+            bottom_left_y -= c["br"].height() + 2
         c["tl"].move(m, m)
-        c["tr"].move(w - c["tr"].width() - m, m)
-        c["bl"].move(m, h - c["bl"].height() - m)
+        c["tr"].move(w - c["tr"].width() - m, top_right_y)
+        c["bl"].move(m, bottom_left_y)
         c["br"].move(w - c["br"].width() - m, h - c["br"].height() - m)
         self._message.setGeometry(20, 0, max(10, w - 40), h)
 
