@@ -35,21 +35,21 @@ def _films(folder: Path, patient: str, n: int = 2) -> list[Path]:
                  folder / f"f{i}.dcm") for i in range(n)]
 
 
-def _idle(qtbot, win) -> None:  # noqa: ANN001
+def _idle(qtbot, win) -> None:
     for _ in range(2):
         qtbot.waitUntil(lambda: win.runner.pending() == 0 and win.ai.pending() == 0,
                         timeout=TIMEOUT_MS)
         qtbot.wait(30)
 
 
-def test_menus_hold_the_pacs_actions(make_viewer_window) -> None:  # noqa: ANN001
+def test_menus_hold_the_pacs_actions(make_viewer_window) -> None:
     win = make_viewer_window(show=False)
     actions = [a for a in win.menuBar().actions()[0].menu().actions()]
     assert {win.pacs.act_open, win.pacs.act_save, win.pacs.act_send} <= set(actions)
 
 
 def test_open_from_pacs_query_retrieve_and_tree(qtbot, make_viewer_window, tmp_path: Path,
-                                                ) -> None:  # noqa: ANN001
+                                                ) -> None:
     from orthanc_support import start_orthanc
 
     from pneumoview.core.pacs import transfer
@@ -85,7 +85,7 @@ def test_open_from_pacs_query_retrieve_and_tree(qtbot, make_viewer_window, tmp_p
         server.stop()
 
 
-def test_cancel_stops_a_search_against_a_silent_peer(qtbot, make_viewer_window) -> None:  # noqa: ANN001
+def test_cancel_stops_a_search_against_a_silent_peer(qtbot, make_viewer_window) -> None:
     import socket
 
     with socket.socket() as silent:  # accepts the connection, never answers
@@ -106,7 +106,7 @@ def test_cancel_stops_a_search_against_a_silent_peer(qtbot, make_viewer_window) 
 
 
 def test_save_ai_result_as_dicom(qtbot, make_viewer_window, model_dir: Path,
-                                 tmp_path: Path) -> None:  # noqa: ANN001
+                                 tmp_path: Path) -> None:
     from dicomout_support import sr_measurements
 
     _films(tmp_path / "films", "GUI-SAVE", n=1)
@@ -130,7 +130,7 @@ def test_save_ai_result_as_dicom(qtbot, make_viewer_window, model_dir: Path,
 
 
 def test_send_ai_result_to_pacs(qtbot, make_viewer_window, model_dir: Path,
-                                tmp_path: Path) -> None:  # noqa: ANN001
+                                tmp_path: Path) -> None:
     from orthanc_support import start_orthanc
 
     server = start_orthanc(tmp_path / "orthanc")

@@ -14,7 +14,7 @@ import time
 from pathlib import Path
 
 from pneumoview.core import report as rep
-from pneumoview.core.errors import PneumoViewError
+from pneumoview.core.errors import PneumoViewError, ReportWriteError
 from pneumoview.core.paths import private_dir
 
 
@@ -86,4 +86,5 @@ def copy_report(source: str | os.PathLike[str], dest: str | os.PathLike[str]) ->
         if man.exists():
             shutil.copyfile(man, rep.manifest_path(dest))
     except OSError as exc:
-        raise PneumoViewError(f"cannot save the report ({exc.strerror or exc})", dest) from exc
+        raise ReportWriteError(f"cannot save the report ({exc.strerror or exc})", dest,
+                               exc.errno) from exc

@@ -28,6 +28,7 @@ from pneumoview.core import runoptions
 from pneumoview.core.aistate import AIState, resolve_choice
 from pneumoview.core.paths import display_path
 from pneumoview.core.savedreports import copy_report
+from pneumoview.qt.advice import advice
 from pneumoview.qt.batch.job import Started, gui_batch
 from pneumoview.qt.batch.panel import BatchPanel
 from pneumoview.qt.host import LOG_DOCK, DockArea, Host, MenuSlot
@@ -180,8 +181,9 @@ class BatchController(QObject):
     def _on_error(self, job: Job, exc: Exception) -> None:
         self.summary = None
         self.panel.progress.setRange(0, 1)
-        self.panel.progress_label.setText(display_path(f"Batch failed: {exc}"))
-        self._say(f"Batch failed: {exc}", error=True)
+        message = f"Batch failed: {exc}{advice(exc)}"
+        self.panel.progress_label.setText(display_path(message))
+        self._say(message, error=True)
 
     def _on_finished(self, job: Job) -> None:
         if job is not self.job:
@@ -210,7 +212,7 @@ class BatchController(QObject):
         try:
             copy_report(self.report_path, dest)
         except PneumoViewError as exc:
-            self._say(str(exc), error=True)
+            self._say(f"{exc}{advice(exc)}", error=True)
             return False
         self._say(f"Report saved to {dest}")
         return True

@@ -30,6 +30,7 @@ from pneumoview.core import worklist as wl
 from pneumoview.core.errors import PneumoViewError
 from pneumoview.core.review import store as rs
 from pneumoview.core.sitefit import Cases
+from pneumoview.qt.advice import advice
 from pneumoview.qt.host import STUDIES_DOCK, DockArea, Host, MenuSlot
 from pneumoview.qt.worklist.panel import WorklistPanel
 
@@ -89,7 +90,7 @@ class WorklistController(QObject):
         try:
             rows = [rep.parse_row(r) for r in rep.read_report(path)]
         except PneumoViewError as exc:
-            self._say(f"Cannot open the report: {exc}", error=True)
+            self._say(f"Cannot open the report: {exc}{advice(exc)}", error=True)
             return False
         if folder:
             rows = wl.resolve_rows(rows, folder)
