@@ -16,12 +16,12 @@ def _gate_dir(tmp: Path, backbone_id: str) -> Path:
     from training.gate.attach import write_gate_dir
 
     rng = np.random.default_rng(0)
-    tensors = {"gate.orientation.0.weight": rng.normal(size=(4, 1536)).astype(np.float32),
+    tensors = {"gate.orientation.0.weight": rng.normal(size=(4, 5120)).astype(np.float32),
                "gate.orientation.0.bias": np.zeros(4, np.float32),
                "gate.atypicality.mean": np.zeros(512, np.float32),
                "gate.atypicality.whiten": np.eye(512, dtype=np.float32),
                "gate.atypicality.reference": np.linspace(0, 2, 50).astype(np.float32)}
-    gate = {"format": G.GATE_FORMAT, "feature_dim": 1536, "pooled_dim": 512,
+    gate = {"format": G.GATE_FORMAT, "feature_dim": 5120, "pooled_dim": 512,
             "heads": {"orientation": {"classes": ["upright", "a", "b", "c"], "layers": 1,
                                       "refuse_below": 0.1}},
             "atypicality": {"method": "m", "refuse_above": 3.0, "refuse_above_percentile": 100.0,
@@ -128,3 +128,31 @@ def test_heads_learn_a_separable_problem() -> None:
     assert (p.argmax(1) == y).mean() > 0.97
     t = pass_threshold(p[y == 0, 0], 0.01)
     assert (p[y == 0, 0] < t).mean() <= 0.01 and t <= 0.5
+
+
+def test_feature_store_keeps_activations_and_resumes(tmp_path: Path) -> None:
+    """A is cached as float16 chunks; a second store reads them back (no forward pass), and
+    derived features equal those computed from A directly."""
+    from pneumoview.core.model import load_model
+    from training.gate.features import FeatureStore, layout_features
+    from training.gate.samples import page_samples
+
+    loaded = load_model(make_random_model_dir(tmp_path / "m"), "cpu")
+    samples = page_samples(2, 0)[:7]
+    store = FeatureStore(loaded, tmp_path / "w", batch_size=3, chunk=4)
+    feats = store.compute(samples, "pages")
+    assert feats.pooled.shape == (7, G.feature_dim("grid3"))
+    assert store.n_chunks == 2  # 4 + 3 samples
+    again = FeatureStore(loaded, tmp_path / "w")
+    again._forward = None  # type: ignore[assignment]  # a forward pass would fail here
+    feats2 = again.compute(samples)
+    np.testing.assert_array_equal(feats.pooled, feats2.pooled)
+    np.testing.assert_array_equal(feats.logit, feats2.logit)
+    act = again.activations([samples[0].key])
+    assert act.dtype == np.float32 and act.shape == (1, 512, 7, 7)
+    np.testing.assert_allclose(again.features([samples[0].key], layout_features("halves")),
+                               G.gate_features(act, "halves"), rtol=1e-6)
+    # a chunk cut short (its activations never renamed into place) is computed again
+    (tmp_path / "w").joinpath(*store.dir.parts[-2:], "chunk-00001.A.npy").unlink()
+    third = FeatureStore(loaded, tmp_path / "w")
+    assert samples[-1].key not in third and samples[0].key in third

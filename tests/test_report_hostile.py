@@ -115,9 +115,28 @@ def test_old_reports_are_read_as_they_were_written(tmp_path: Path) -> None:
     assert rep.read_report(out)[0]["relpath"] == "a%20b.dcm"
     rep.manifest_path(out).write_text(json.dumps({**manifest, "report_format": 2}))
     assert rep.read_report(out)[0]["relpath"] == "a%20b.dcm"  # format 2: model_id only
-    # the same cells under a format-3 manifest (or none) are decoded
-    rep.manifest_path(out).write_text(json.dumps({**manifest, "report_format": 3}))
-    assert rep.read_report(out)[0]["relpath"] == "a b.dcm"
+    # the same cells under a format-3, 4 (logit, operating_point) or 5 (the gate columns)
+    # manifest (or none) are decoded
+    for fmt in (3, 4, 5):
+        rep.manifest_path(out).write_text(json.dumps({**manifest, "report_format": fmt}))
+        assert rep.read_report(out)[0]["relpath"] == "a b.dcm"
+    assert rep.REPORT_FORMAT == 5
+
+
+def test_gate_columns_are_written_and_read_back(tmp_path: Path) -> None:
+    """Format 5's columns follow format 4's (logit, operating_point), typed by parse_row."""
+    assert rep.COLUMNS[-5:] == ("logit", "operating_point", "gate", "atypicality",
+                                "atypicality_percentile")
+    row = {**_row("/a/1.dcm", "1.dcm"), "logit": -1.25, "operating_point": "adult",
+           "gate": "atypical", "atypicality": 3.14159, "atypicality_percentile": 99.5}
+    out = tmp_path / "g.csv"
+    rep.write_report_atomic(out, [row])
+    back = rep.read_report(out)[0]
+    assert (back["gate"], back["atypicality"], back["atypicality_percentile"]) == \
+        ("atypical", "3.1416", "99.5000")
+    typed = rep.parse_row(back)
+    assert typed["logit"] == -1.25 and typed["atypicality"] == pytest.approx(3.1416)
+    assert typed["atypicality_percentile"] == pytest.approx(99.5)
 
 
 # --------------------------------------------------------------------------------------------

@@ -192,7 +192,7 @@ def test_calibrate_refuses_with_the_reason(site: dict, tmp_path: Path, mutate: s
     elif mutate == "other_model":
         write_report(report, site["y"], site["z"], model_id="pvm1-" + "0" * 64, extra_rows=2)
     elif mutate == "no_logit":
-        n = len(rep.COLUMNS) - 2  # a report of format 3: no logit, no operating_point
+        n = rep.COLUMNS.index("logit")  # a report of format 3: no logit, no operating_point
         cells = list(csv.reader(report.read_text().splitlines()))
         with open(report, "w", newline="") as fh:
             csv.writer(fh, lineterminator="\n").writerows(c[:n] for c in cells)

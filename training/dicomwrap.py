@@ -16,7 +16,7 @@ VARIANTS = ("u8", "u16_rescaled", "monochrome1", "j2k")
 
 
 def write_dicom(path: Path | str, grey: np.ndarray, variant: str = "u8",
-                patient_id: str = "ANON") -> Path:
+                patient_id: str = "ANON", modality: str = "CR") -> Path:
     """Write ``grey`` (2-D, values 0-255) so that the modality values, after the display
     inversion the contract applies, are an increasing affine function of ``grey``."""
     from pydicom.dataset import Dataset, FileMetaDataset
@@ -41,7 +41,7 @@ def write_dicom(path: Path | str, grey: np.ndarray, variant: str = "u8",
     ds.StudyInstanceUID = generate_uid()
     ds.SeriesInstanceUID = generate_uid()
     ds.PatientID = patient_id
-    ds.Modality = "CR"
+    ds.Modality = modality
     ds.BodyPartExamined = "CHEST"
     ds.ViewPosition = "PA"
     ds.Rows, ds.Columns = g.shape

@@ -66,6 +66,11 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--memory-limit", type=int, default=-1, metavar="MB",
                         help="per-worker memory limit in MiB (Linux; 0 = none; default: "
                              f"RAM / (workers + 1), at most {defaults.MEMORY_LIMIT_MAX_MIB})")
+    parser.add_argument("--no-gate", action="store_true",
+                        help="research runs: keep the tag gate only; the model's content gate "
+                             "(rotated, not a chest film, no content, atypical) does not stop a "
+                             "score (the report's gate column says 'off', its manifest "
+                             "'gate: tags'; atypicality is still reported)")
     parser.add_argument("-q", "--quiet", action="store_true",
                         help="no progress bar and no decoder warnings")
     dicom_results.add_argument(parser)
@@ -187,12 +192,15 @@ def summary_line(summary: Any) -> str:
                  f"{summary.run_flagged} flagged, {r.get('error', 0)} errors{retried}), "
                  f"{summary.resumed} kept from the report")
     engine = f" ({summary.engine})" if summary.engine else ""
+    if getattr(summary, "gate_note", ""):
+        text += f"; {summary.gate_note}"
     return f"{text}; model {summary.model_label}{engine}; report {summary.output}"
 
 
 def run(args: argparse.Namespace) -> int:
     from pneumoview.core import report as rep
     from pneumoview.core.batch import BatchOptions, run_batch, silence_warnings
+    from pneumoview.core.gatepolicy import GateMode
 
     err = sys.stderr
     try:
@@ -213,7 +221,8 @@ def run(args: argparse.Namespace) -> int:
         resume=args.resume, overwrite=args.overwrite, shard=shard, timeout_s=chosen.timeout_s,
         max_image_mib=chosen.max_image_mib,
         memory_limit_mb=args.memory_limit if args.memory_limit != 0 else None,
-        retry_errors=not args.no_retry_errors, quiet=args.quiet, profile=args.profile)
+        retry_errors=not args.no_retry_errors, quiet=args.quiet, profile=args.profile,
+        gate_mode=GateMode.TAGS_ONLY if args.no_gate else GateMode.CONTENT)
     if args.quiet:
         silence_warnings()
 

@@ -4,7 +4,9 @@ One :class:`Engine` owns one model instance and is used from one thread (the GUI
 worker, or the batch engine, which makes its own with ``with_cam=False``). The network runs in a
 backend (:mod:`pneumoview.core.engines`: torch or OpenVINO, chosen by ``engine``/``precision``)
 that returns the logit and the last block's activations A; the CAM is Grad-CAM's closed form on
-A (:func:`pneumoview.core.cam.linear_cam`), from the same forward pass. The grad-cam package
+A (:func:`pneumoview.core.cam.linear_cam`), from the same forward pass; the model's input gate
+(:mod:`pneumoview.core.inputgate`, built from the backend's metadata and gate tensors) reads the
+same A, so the gate costs no pass of its own, whichever engine runs. The grad-cam package
 stays the reference (:meth:`Engine.gradcam_from_input`, on a torch model). Importing this module
 is cheap: torch, openvino, :mod:`pneumoview.core.model` and grad-cam are imported only when a
 model is loaded or a reference CAM is asked for, so the viewer's first window never waits.
@@ -34,6 +36,8 @@ from pneumoview.core import contract, threads
 from pneumoview.core.cam import linear_cam, normalise_cam, resample_to_grid
 from pneumoview.core.errors import PneumoViewError
 from pneumoview.core.gate import not_scorable_reason
+from pneumoview.core.gatepolicy import GateMode, objection, refuses
+from pneumoview.core.inputgate import GateFormatError, GateVerdict, InputGate, content_statistics
 from pneumoview.core.modelinfo import calibrated_probability
 from pneumoview.core.threads import apply_torch_threads
 
@@ -72,6 +76,8 @@ class Prediction:
     model_sha256: str
     model_id: str = ""  # ModelInfo.model_id: weights plus behavioural metadata
     timings: dict[str, float] = field(default_factory=dict, compare=False)
+    # the content gate's verdict (None: the model has no gate, or it did not run)
+    gate: GateVerdict | None = field(default=None, compare=False)
 
     @property
     def scored(self) -> bool:
@@ -115,12 +121,15 @@ class Engine:
 
     def __init__(self, model_dir: str | PathLike[str] | None = None, device: str = "auto",
                  with_cam: bool = True, interactive: bool | None = None,
-                 engine: str = "auto", precision: str = "auto") -> None:
+                 engine: str = "auto", precision: str = "auto",
+                 gate_mode: GateMode = GateMode.CONTENT) -> None:
         self.model_dir = None if model_dir is None else Path(model_dir)
         self.device_preference = device or "auto"
         self.engine_preference = engine or "auto"
         self.precision_preference = precision or "auto"
         self.with_cam = with_cam
+        self.gate_mode = GateMode(gate_mode)
+        self.input_gate: InputGate | None = None  # the model's content gate, when it has one
         # the viewer's engine (with CAM) goes first; a batch engine waits for it between runs
         self.interactive = with_cam if interactive is None else bool(interactive)
         self.info: ModelInfo | None = None
@@ -147,6 +156,14 @@ class Engine:
             raise PneumoViewError(f"cannot load the model ({type(exc).__name__}: {exc})",
                                   self.model_dir) from exc
         backend = result.backend
+        try:
+            # built from the backend's metadata and gate tensors: the same for every engine
+            input_gate = InputGate.from_model(backend.info.raw, backend.gate_tensors)
+        except GateFormatError as exc:
+            backend.close()
+            raise PneumoViewError(f"the model's input gate is malformed ({exc}); re-export "
+                                  "the model", backend.info.directory) from exc
+        self.input_gate = input_gate
         self._backend, self.engine_fallback = backend, result.fallback
         self._reference = getattr(backend, "loaded", None)
         if self.with_cam and self._reference is not None:
@@ -227,7 +244,11 @@ class Engine:
 
     def probabilities(self, inputs: Sequence[np.ndarray]) -> np.ndarray:
         """Calibrated probabilities (float64, ``(N,)``) for contract step-4 outputs."""
-        return calibrated_probability(self.logits(inputs), self._require().info.temperature)
+        return self.calibrated(self.logits(inputs))
+
+    def calibrated(self, logits: np.ndarray) -> np.ndarray:
+        """The model's calibrated probabilities of raw logits."""
+        return calibrated_probability(logits, self._require().info.temperature)
 
     def model_input(self, decoded: DecodedImage) -> np.ndarray:
         """Contract steps 1-4 for a decoded image, errors as PneumoViewError."""
@@ -239,35 +260,88 @@ class Engine:
                                   decoded.path) from exc
 
     def gate(self, decoded: DecodedImage) -> str | None:
-        """The validity gate's reason for this image, or None."""
+        """The validity (tag) gate's reason for this image, or None."""
         return not_scorable_reason(decoded.header, decoded.n_frames, values=decoded.values)
+
+    @property
+    def content_gate_active(self) -> bool:
+        """Whether the content gate runs (the model has one and --no-gate is not set)."""
+        return self.input_gate is not None and self.gate_mode is GateMode.CONTENT
+
+    def gated_logits(self, inputs: Sequence[np.ndarray], shapes: Sequence[tuple[int, int]],
+                     stats: Sequence[dict[str, float] | None] | None = None,
+                     ) -> tuple[np.ndarray, list[GateVerdict | None]]:
+        """Raw logits of contract step-4 outputs and the content gate's verdict on each, from
+        one forward pass (the gate reads the activations the logit is computed from).
+
+        ``shapes`` are the decoded images' (height, width); ``stats`` their inputs'
+        :func:`~pneumoview.core.inputgate.content_statistics` when already known (the batch's
+        decode workers compute them). Verdicts are None when the model has no gate; under
+        ``--no-gate`` they are computed (the atypicality is reported) but not applied.
+        """
+        out = self.forward(inputs)
+        return out.logits, self._verdicts(inputs, shapes, stats, out.activations)
+
+    def _verdicts(self, inputs: Sequence[np.ndarray], shapes: Sequence[tuple[int, int]],
+                  stats: Sequence[dict[str, float] | None] | None,
+                  act: np.ndarray) -> list[GateVerdict | None]:
+        gate = self.input_gate
+        if gate is None:
+            return [None] * len(inputs)
+        feats = gate.features(act)
+        known = list(stats) if stats is not None else [None] * len(inputs)
+        return [gate.judge_statistics(tuple(shape), st or content_statistics(x), f)
+                for x, shape, st, f in zip(inputs, shapes, known, feats, strict=True)]
+
+    def pre_verdict(self, shape: tuple[int, int], x: np.ndarray,
+                    stats: dict[str, float] | None = None) -> GateVerdict | None:
+        """The content gate's rules (size, aspect, no content), which need no forward pass:
+        a refusal, or None (also when the content gate does not run)."""
+        if not self.content_gate_active:
+            return None
+        assert self.input_gate is not None
+        return self.input_gate.pre_check_statistics(shape, stats or content_statistics(x))
 
     def score(self, decoded: DecodedImage, threshold: float | None = None,
               force: bool = False) -> Prediction:
-        """Gate, prepare and score one decoded frame (``force`` scores despite the gate)."""
-        loaded = self._require()
-        info = loaded.info
+        """Gate, prepare and score one decoded frame (``force`` scores despite the gates)."""
+        info = self._require().info
         thr = float(info.threshold if threshold is None else threshold)
         t0 = time.perf_counter()
         reason = self.gate(decoded) or ""
-        timings: dict[str, float] = {}
-        common: dict[str, Any] = dict(path=decoded.path, frame=decoded.frame, threshold=thr,
-                                      model_label=info.label, model_sha256=info.weights_sha256,
-                                      model_id=info.model_id)
         if reason and not force:
-            timings["total_ms"] = (time.perf_counter() - t0) * 1000
-            return Prediction(status=NOT_SCORED, probability=None, logit=None, flagged=None,
-                              reason=reason, timings=timings, **common)
+            return self._not_scored(decoded, thr, reason, None, t0)
         x = self.model_input(decoded)
+        rule = self.pre_verdict(decoded.shape, x)
+        if rule is not None and not force:
+            return self._not_scored(decoded, thr, rule.reason, rule, t0)
         t1 = time.perf_counter()
-        logit = float(self.logits([x])[0])
+        logits, verdicts = self.gated_logits([x], [decoded.shape])
         t2 = time.perf_counter()
-        timings.update(preprocess_ms=(t1 - t0) * 1000, forward_ms=(t2 - t1) * 1000,
-                       total_ms=(t2 - t0) * 1000)
-        return self._scored(decoded, logit, thr, reason, timings)
+        verdict = verdicts[0]
+        if refuses(verdict, self.gate_mode) and not force:
+            assert verdict is not None
+            return self._not_scored(decoded, thr, verdict.reason, verdict, t0)
+        timings = {"preprocess_ms": (t1 - t0) * 1000, "forward_ms": (t2 - t1) * 1000,
+                   "total_ms": (t2 - t0) * 1000}
+        return self._scored(decoded, float(logits[0]), thr, self._objection(reason, verdict),
+                            timings, verdict)
+
+    def _objection(self, tag_reason: str, verdict: GateVerdict | None) -> str:
+        return objection(tag_reason, verdict if refuses(verdict, self.gate_mode) else None)
+
+    def _not_scored(self, decoded: DecodedImage, threshold: float, reason: str,
+                    verdict: GateVerdict | None, t0: float) -> Prediction:
+        info = self._require().info
+        return Prediction(path=decoded.path, frame=decoded.frame, status=NOT_SCORED,
+                          probability=None, logit=None, threshold=threshold, flagged=None,
+                          reason=reason, model_label=info.label,
+                          model_sha256=info.weights_sha256, model_id=info.model_id,
+                          timings={"total_ms": (time.perf_counter() - t0) * 1000},
+                          gate=verdict)
 
     def _scored(self, decoded: DecodedImage, logit: float, threshold: float, reason: str,
-                timings: dict[str, float]) -> Prediction:
+                timings: dict[str, float], verdict: GateVerdict | None = None) -> Prediction:
         info = self._require().info
         prob = float(calibrated_probability(np.array([logit]), info.temperature)[0])
         if not (math.isfinite(logit) and math.isfinite(prob)):
@@ -277,7 +351,7 @@ class Engine:
                           flagged=label_state(prob, threshold),
                           reason=f"scored anyway despite: {reason}" if reason else "",
                           model_label=info.label, model_sha256=info.weights_sha256,
-                          model_id=info.model_id, timings=timings)
+                          model_id=info.model_id, timings=timings, gate=verdict)
 
     # -- CAM -----------------------------------------------------------------------------
     def _require_cam(self) -> Backend:
@@ -287,15 +361,19 @@ class Engine:
         return backend
 
     def _logit_and_cam(self, x: np.ndarray,
-                       on_logit: Callable[[float], None] | None = None,
-                       ) -> tuple[float, np.ndarray]:
+                       on_logit: Callable[[float, np.ndarray], bool] | None = None,
+                       ) -> tuple[float, np.ndarray | None]:
         """One forward pass: the logit (reported to ``on_logit`` at once), then Grad-CAM's map
-        in closed form from the same pass's activations (no backward pass)."""
+        in closed form from the same pass's activations (no backward pass).
+
+        ``on_logit(logit, activations)`` gets the pass's A (N=1, C, h, w; the content gate
+        reads it); when it returns False the map is not computed (None).
+        """
         backend = self._require_cam()
         out = self.forward([x])
         logit = float(out.logits[0])
-        if on_logit is not None:
-            on_logit(logit)
+        if on_logit is not None and not on_logit(logit, out.activations):
+            return logit, None
         return logit, linear_cam(out.activations[0], backend.fc_weight)
 
     def gradcam_from_input(self, x: np.ndarray) -> np.ndarray:
@@ -339,7 +417,9 @@ class Engine:
         Returns a float32 map in [0, 1] (7 x 7 for a 224 input), scaled as grad-cam scales it;
         an image with no positive evidence gives all zeros.
         """
-        return self._logit_and_cam(x)[1]
+        grid = self._logit_and_cam(x)[1]
+        assert grid is not None
+        return grid
 
     def cam(self, decoded: DecodedImage) -> np.ndarray:
         """Grad-CAM as float32 ``(H, W)`` in [0, 1] on the decoded image's own pixel grid."""
@@ -352,11 +432,11 @@ class Engine:
                        ) -> tuple[Prediction, np.ndarray | None]:
         """:meth:`score` and :meth:`cam` from one forward pass (the viewer's path).
 
-        ``on_prediction`` is called with the prediction as soon as the logit is known, before
-        the map is computed. The map is None when the image is not scored.
+        ``on_prediction`` is called with the prediction as soon as the logit (and the content
+        gate's verdict, read from the same forward pass) is known, before the map is computed.
+        The map is None when the image is not scored.
         """
-        loaded = self._require()
-        info = loaded.info
+        info = self._require().info
         thr = float(info.threshold if threshold is None else threshold)
         t0, c0 = time.perf_counter(), time.thread_time()
         reason = self.gate(decoded) or ""
@@ -366,20 +446,38 @@ class Engine:
                 on_prediction(pred)
             return pred, None
         x = self.model_input(decoded)
+        stats = content_statistics(x) if self.input_gate is not None else None
+        rule = self.pre_verdict(decoded.shape, x, stats)
+        if rule is not None and not force:
+            pred = self._not_scored(decoded, thr, rule.reason, rule, t0)
+            if on_prediction is not None:
+                on_prediction(pred)
+            return pred, None
         t1 = time.perf_counter()
         made: list[Prediction] = []
 
-        def report(logit: float) -> None:
+        def report(logit: float, act: np.ndarray) -> bool:
+            verdict = self._verdicts([x], [decoded.shape], [stats], act)[0]
             t2 = time.perf_counter()
-            # cpu_ms: this thread's CPU time (the whole cost when torch runs on one thread);
-            # on a busy machine it shows what the wall-clock figures would be on a quiet one
-            timings = {"preprocess_ms": (t1 - t0) * 1000, "forward_ms": (t2 - t1) * 1000,
-                       "total_ms": (t2 - t0) * 1000, "cpu_ms": (time.thread_time() - c0) * 1000}
-            made.append(self._scored(decoded, logit, thr, reason, timings))
+            if refuses(verdict, self.gate_mode) and not force:
+                assert verdict is not None
+                made.append(self._not_scored(decoded, thr, verdict.reason, verdict, t0))
+            else:
+                # cpu_ms: this thread's CPU time (the whole cost when torch runs on one
+                # thread); on a busy machine it shows what the wall-clock figures would be on
+                # a quiet one
+                timings = {"preprocess_ms": (t1 - t0) * 1000, "forward_ms": (t2 - t1) * 1000,
+                           "total_ms": (t2 - t0) * 1000,
+                           "cpu_ms": (time.thread_time() - c0) * 1000}
+                made.append(self._scored(decoded, logit, thr, self._objection(reason, verdict),
+                                         timings, verdict))
             if on_prediction is not None:
                 on_prediction(made[0])
+            return made[0].scored
 
         _logit, grid = self._logit_and_cam(x, report)
+        if grid is None:
+            return made[0], None
         t3 = time.perf_counter()
         cam = resample_to_grid(grid, decoded.shape)
         now = time.perf_counter()
@@ -405,3 +503,4 @@ class Engine:
             self._backend.close()
         self._backend = self._reference = None
         self.info = None
+        self.input_gate = None

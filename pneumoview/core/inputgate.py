@@ -7,8 +7,10 @@ This gate looks at the pixels, in three layers that share one forward pass with 
 1. **Rules** that need no learning, on the decoded image's size and on the model input (the
    contract's step-4 output, ``size`` x ``size`` in [0, 1]): too small, extreme aspect ratio,
    no usable content (flat, a smooth ramp, or pixel noise).
-2. **Heads**: small linear/MLP classifiers on the backbone's pooled 512-d features (the mean
-   over the last block's activations, the same vector the pneumonia logit is read from):
+2. **Heads**: small linear/MLP classifiers on features of the backbone's last-block
+   activations A: the pooled 512-d vector (the mean over A's cells, the same vector the
+   pneumonia logit is read from) followed by the means over a 3 x 3 grid of cells, so a head
+   sees where things are (:func:`gate_features`):
    ``content`` (chest radiograph or photograph, other medical image, document, graphic...),
    ``orientation`` (upright or rotated 90/180/270 degrees clockwise) and ``polarity`` (normal or
    inverted grey scale). Each head's first class is the one that passes; the image is refused
@@ -22,7 +24,8 @@ This gate looks at the pixels, in three layers that share one forward pass with 
 
 Parameters are tensors named ``gate.*`` in the model's ``model.safetensors`` (so the weights
 sha256 covers them) and the class names, thresholds and rule limits are the ``gate`` block of
-``metadata.json`` (format ``pv-gate-1``). Pure numpy: no torch import here.
+``metadata.json`` (format ``pv-gate-2``; ``pv-gate-1`` gates, whose heads read pooled A and
+top-bottom / left-right differences, still load). Pure numpy: no torch import here.
 """
 
 from __future__ import annotations
@@ -35,7 +38,9 @@ from typing import Any
 
 import numpy as np
 
-GATE_FORMAT = "pv-gate-1"
+GATE_FORMAT = "pv-gate-2"
+#: formats read, with the feature layout each implies when the block names none
+GATE_FORMATS = {"pv-gate-2": "grid3", "pv-gate-1": "halves"}
 TENSOR_PREFIX = "gate."
 HEAD_NAMES = ("content", "orientation", "polarity")
 
@@ -85,6 +90,10 @@ class GateVerdict:
     @property
     def refused(self) -> bool:
         return self.kind is not GateKind.PASSED
+
+
+class GateFormatError(ValueError):
+    """The model's gate block or tensors are malformed (the model must be re-exported)."""
 
 
 # -- rules -----------------------------------------------------------------------------------
@@ -177,23 +186,53 @@ def check_content_rules(x: np.ndarray) -> GateVerdict | None:
 
 
 # -- features --------------------------------------------------------------------------------
-def gate_features(activations: np.ndarray) -> np.ndarray:
-    """The heads' input from the last block's activations A ((C, h, w) or (N, C, h, w)):
-    pooled (the mean over h, w, as the logit reads it), then the top-minus-bottom and
-    left-minus-right differences of the outer thirds' means (3 C values).
+#: How the heads' input is read from A: "grid3" (pv-gate-2) = pooled, then the means of a 3 x 3
+#: grid of cells; "halves" (pv-gate-1) = pooled, then top-minus-bottom and left-minus-right
+#: differences of the outer thirds.
+LAYOUTS = ("grid3", "halves")
+DEFAULT_LAYOUT = "grid3"
 
-    Global pooling forgets where things are, so a film turned by 90 degrees pools to nearly
-    the same vector as the upright film; the half differences keep the layout (apices above
-    the diaphragm) that tells the orientation. The atypicality reads the pooled part.
-    """
+
+def _cells(n: int, g: int) -> list[tuple[int, int]]:
+    """Adaptive-pooling cell bounds along one axis (as torch's adaptive_avg_pool2d)."""
+    return [((i * n) // g, -((-(i + 1) * n) // g)) for i in range(g)]
+
+
+def grid_means(activations: np.ndarray, g: int) -> np.ndarray:
+    """(..., C, h, w) -> (..., g * g * C): the mean of A in each cell of a g x g grid, cells in
+    row-major order (top-left first), channels within each cell."""
     a = np.asarray(activations, dtype=np.float32)
     h, w = a.shape[-2:]
-    t = max(1, h // 3)
-    u = max(1, w // 3)
+    out = [a[..., y0:y1, x0:x1].mean(axis=(-2, -1))
+           for y0, y1 in _cells(h, g) for x0, x1 in _cells(w, g)]
+    return np.concatenate(out, axis=-1)
+
+
+def gate_features(activations: np.ndarray, layout: str = DEFAULT_LAYOUT) -> np.ndarray:
+    """The heads' input from the last block's activations A ((C, h, w) or (N, C, h, w)):
+    pooled first (the mean over h, w, as the logit reads it; the atypicality reads this part),
+    then the spatial part of ``layout`` (see :data:`LAYOUTS`).
+
+    Global pooling forgets where things are, so a film turned by 90 degrees pools to nearly
+    the same vector as the upright film; the grid cells keep the layout (apices above the
+    diaphragm, the mediastinum between the lungs) that tells the orientation, and what sits at
+    the borders (a frame, a collimation edge) is told apart from what fills the middle.
+    """
+    a = np.asarray(activations, dtype=np.float32)
     pooled = a.mean(axis=(-2, -1))
-    tb = a[..., :t, :].mean(axis=(-2, -1)) - a[..., h - t:, :].mean(axis=(-2, -1))
-    lr = a[..., :, :u].mean(axis=(-2, -1)) - a[..., :, w - u:].mean(axis=(-2, -1))
-    return np.concatenate([pooled, tb, lr], axis=-1)
+    if layout == "grid3":
+        return np.concatenate([pooled, grid_means(a, 3)], axis=-1)
+    if layout == "halves":
+        h, w = a.shape[-2:]
+        t, u = max(1, h // 3), max(1, w // 3)
+        tb = a[..., :t, :].mean(axis=(-2, -1)) - a[..., h - t:, :].mean(axis=(-2, -1))
+        lr = a[..., :, :u].mean(axis=(-2, -1)) - a[..., :, w - u:].mean(axis=(-2, -1))
+        return np.concatenate([pooled, tb, lr], axis=-1)
+    raise GateFormatError(f"unknown gate feature layout {layout!r}")
+
+
+def feature_dim(layout: str, channels: int = 512) -> int:
+    return channels * {"grid3": 10, "halves": 3}[layout]
 
 
 # -- heads and atypicality -------------------------------------------------------------------
@@ -263,10 +302,6 @@ class Atypicality:
                 f"{min(percentile, 99.9):.1f} % of them")
 
 
-class GateFormatError(ValueError):
-    """The model's gate block or tensors are malformed (the model must be re-exported)."""
-
-
 def _array(tensors: Mapping[str, Any], name: str) -> np.ndarray:
     key = TENSOR_PREFIX + name
     if key not in tensors:
@@ -307,9 +342,11 @@ _KIND_OF_HEAD = {"content": GateKind.NOT_CHEST, "orientation": GateKind.ROTATED,
 class InputGate:
     """Rules, heads and atypicality of one model (see the module docstring)."""
 
-    def __init__(self, heads: Mapping[str, Head], atypicality: Atypicality | None) -> None:
+    def __init__(self, heads: Mapping[str, Head], atypicality: Atypicality | None,
+                 layout: str = DEFAULT_LAYOUT) -> None:
         self.heads = dict(heads)
         self.atypicality = atypicality
+        self.layout = layout
 
     @classmethod
     def from_model(cls, metadata: Mapping[str, Any],
@@ -319,10 +356,15 @@ class InputGate:
         if spec is None:
             return None
         try:
-            if spec.get("format") != GATE_FORMAT:
+            if spec.get("format") not in GATE_FORMATS:
                 raise GateFormatError(f"unknown gate format {spec.get('format')!r}")
+            layout = str(spec.get("feature_layout", GATE_FORMATS[spec["format"]]))
+            if layout not in LAYOUTS:
+                raise GateFormatError(f"unknown gate feature layout {layout!r}")
             dim = int(spec["feature_dim"])
             pooled_dim = int(spec.get("pooled_dim", dim))
+            if dim != feature_dim(layout, pooled_dim):
+                raise GateFormatError(f"gate feature_dim {dim} does not fit layout {layout!r}")
             heads = {name: _head(name, hs, tensors, dim)
                      for name, hs in dict(spec.get("heads", {})).items()}
             unknown = set(heads) - set(HEAD_NAMES)
@@ -341,7 +383,7 @@ class InputGate:
                 bound = a.get("refuse_above")
                 atyp = Atypicality(mean, whiten, ref,
                                    math.inf if bound is None else float(bound))
-            return cls(heads, atyp)
+            return cls(heads, atyp, layout)
         except (KeyError, TypeError, ValueError) as exc:
             if isinstance(exc, GateFormatError):
                 raise
@@ -353,6 +395,15 @@ class InputGate:
         """The rules (no forward pass needed): a refusal, or None to go on."""
         return check_geometry(shape) or check_content_rules(x)
 
+    def pre_check_statistics(self, shape: tuple[int, ...],
+                             stats: Mapping[str, float]) -> GateVerdict | None:
+        """:meth:`pre_check` given the model input's :func:`content_statistics`."""
+        return check_geometry(shape) or judge_content_statistics(stats)
+
+    def features(self, activations: np.ndarray) -> np.ndarray:
+        """The heads' input (:func:`gate_features` in this gate's layout)."""
+        return gate_features(activations, self.layout)
+
     def judge(self, shape: tuple[int, ...], x: np.ndarray,
               activations: np.ndarray) -> GateVerdict:
         """Rules, then heads (content, orientation, polarity), then the atypicality bound.
@@ -362,32 +413,47 @@ class InputGate:
         the score (:func:`pneumoview.core.model.predict_activations`).
         """
         return self.judge_statistics(shape, content_statistics(x),
-                                     gate_features(activations))
+                                     self.features(activations))
 
     def judge_statistics(self, shape: tuple[int, ...], stats: Mapping[str, float],
                          features: np.ndarray) -> GateVerdict:
         """:meth:`judge` given the model input's :func:`content_statistics` and the
-        :func:`gate_features` of its activations."""
-        pooled = features
+        :meth:`features` of its activations.
+
+        Which heads refuse decides *whether* the image is refused; the reason names the
+        content class when the content head finds a non-chest class more likely than a chest
+        film (a photograph that the orientation head also objects to is refused as a
+        photograph, not as "upside down").
+        """
         distance = percentile = None
         if self.atypicality is not None:
-            distance = float(self.atypicality.distance(pooled))
+            distance = float(self.atypicality.distance(features))
             percentile = self.atypicality.percentile(distance)
         probs: dict[str, dict[str, float]] = {}
         for name, head in self.heads.items():
-            p = head.probabilities(pooled)
+            p = head.probabilities(features)
             probs[name] = {c: float(v) for c, v in zip(head.classes, p, strict=True)}
         common: dict[str, Any] = dict(atypicality=distance, atypicality_percentile=percentile,
                                       probabilities=probs)
         rule = check_geometry(shape) or judge_content_statistics(stats)
         if rule is not None:
             return GateVerdict(rule.kind, rule.reason, **common)
+        refusals = []
         for name in HEAD_NAMES:
             if name in self.heads:
                 head = self.heads[name]
                 refusing = head.judge(np.array(list(probs[name].values())))
                 if refusing is not None:
-                    return GateVerdict(_KIND_OF_HEAD[name], head.reasons[refusing], **common)
+                    refusals.append((name, refusing))
+        content = self.heads.get("content")
+        if refusals and content is not None and refusals[0][0] != "content":
+            p = np.array(list(probs["content"].values()))
+            if float(p[0]) < float(p[1:].max()):
+                refusals.insert(0, ("content", content.classes[1 + int(np.argmax(p[1:]))]))
+        if refusals:
+            name, refusing = refusals[0]
+            return GateVerdict(_KIND_OF_HEAD[name], self.heads[name].reasons[refusing],
+                               **common)
         atyp = self.atypicality
         if atyp is not None and distance is not None and percentile is not None and \
                 distance > atyp.refuse_above:

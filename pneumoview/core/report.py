@@ -62,8 +62,9 @@ COLUMNS: tuple[str, ...] = _COLUMNS
 #: was, whitespace collapsed everywhere). Each later appended column or cell change bumps it;
 #: :func:`read_report` reads each report by its own format, so older ones resume and merge.
 #: 4 = ``logit`` (the raw logit, full precision: ``repr``) and ``operating_point`` (which
-#: threshold the row used: :mod:`pneumoview.core.oppoints`) appended.
-REPORT_FORMAT = 4
+#: threshold the row used: :mod:`pneumoview.core.oppoints`) appended. 5 = the content gate's
+#: ``gate``, ``atypicality``, ``atypicality_percentile`` appended (and the manifest's ``gate``).
+REPORT_FORMAT = 5
 #: The first format whose cells :func:`decode_cell` decodes.
 ENCODED_CELLS_FORMAT = 3
 #: The columns of format 1; every report has at least these.
@@ -220,6 +221,8 @@ def format_value(key: str, value: Any) -> str:
         return repr(value) if math.isfinite(value) else ""
     if key == "elapsed_ms" and isinstance(value, float):
         return f"{value:.1f}"
+    if key in ("atypicality", "atypicality_percentile") and isinstance(value, float):
+        return f"{value:.4f}" if math.isfinite(value) else ""
     if key in PATH_KEYS:
         return encode_cell(key, os.fspath(value) if isinstance(value, PathLike) else str(value))
     text = _one_line(value)
@@ -237,7 +240,8 @@ def parse_row(row: Mapping[str, str]) -> dict[str, Any]:
     out: dict[str, Any] = dict(row)
     for key in ("file_size", "mtime_ns", "frame"):
         out[key] = int(row[key]) if row.get(key, "").lstrip("-").isdigit() else None
-    for key in ("probability", "threshold", "elapsed_ms", "logit"):
+    for key in ("probability", "threshold", "elapsed_ms", "logit", "atypicality",
+                "atypicality_percentile"):
         try:
             out[key] = float(row[key]) if row.get(key) else None
         except ValueError:
@@ -648,9 +652,32 @@ def _refuse_model_id(have: str, want: str, path: PathType) -> None:
             "--model", path)
 
 
+#: ``gate`` cells of rows that the content gate did not judge (``--no-gate``; no gate in the
+#: model); any other non-empty cell is a content-gate verdict
+_TAGS_ONLY_CELLS = ("off", "absent")
+
+
+def _gate_of_row(cell: str) -> str | None:
+    """How a row was gated ("content" / "tags"), None when its cell does not say."""
+    if not cell:
+        return None
+    return "tags" if cell in _TAGS_ONLY_CELLS else "content"
+
+
+def _refuse_gate(have: str | None, want: str | None, path: PathType) -> None:
+    """Refuse to mix rows judged by the content gate with rows judged by the tag gate alone."""
+    if have and want and have != want:
+        how = {"content": "with the content gate", "tags": "with the tag gate only"}
+        raise PneumoViewError(
+            f"refusing to mix gates: the report was made {how.get(have, have)}, this run "
+            f"{how.get(want, want)} (--no-gate, or a model without a content gate); write to "
+            "a new --output, or run as the report was made", path)
+
+
 def load_for_resume(path: PathType, *, model_sha256: str, threshold: float,
                     shard: tuple[int, int] | None, model_id: str = "",
-                    policy: Mapping[str, Any] | None = None) -> dict[str, dict[str, str]]:
+                    policy: Mapping[str, Any] | None = None,
+                    gate: str | None = None) -> dict[str, dict[str, str]]:
     """Rows already in a report (by relpath), after checking they can be continued.
 
     Refuses (``PneumoViewError``) a file that is not a report, and a report made with another
@@ -660,7 +687,9 @@ def load_for_resume(path: PathType, *, model_sha256: str, threshold: float,
     manifest's exact value with this run's, and each row's six-digit text with this run's
     threshold written the same way. ``policy`` (``ScoringPolicy.manifest_fields()``) is this
     run's set of operating points and site profile: a report made with another set is refused,
-    and each row's threshold must be one of the set's.
+    and each row's threshold must be one of the set's. ``gate`` is how this run gates
+    ("content" or "tags"): a report gated otherwise (the manifest's ``gate``; reports before
+    format 5 were gated by tags alone) is refused.
     """
     from pneumoview.core import oppoints
 
@@ -684,6 +713,7 @@ def load_for_resume(path: PathType, *, model_sha256: str, threshold: float,
                 f"the report was written for shard {have[0]}/{have[1]}, this run is shard "
                 f"{want[0]}/{want[1]}; resume with the same --shard", path)
         _refuse_model_id(str(manifest.get("model_id") or ""), model_id, path)
+        _refuse_gate(str(manifest.get("gate") or "tags"), gate, path)
         why = None if policy is None else oppoints.policy_mismatch(
             oppoints.manifest_policy(manifest), policy, single_thresholds=False)
         if why:
@@ -708,6 +738,7 @@ def load_for_resume(path: PathType, *, model_sha256: str, threshold: float,
                 f"this run uses {model_sha256[:12]}...; write to a new --output or use the "
                 "same --model", path)
         _refuse_model_id(row.get("model_id", ""), model_id, path)
+        _refuse_gate(_gate_of_row(row.get("gate", "")), gate, path)
         if row["threshold"] and row["threshold"] not in allowed:
             raise PneumoViewError(
                 f"refusing to mix thresholds: the report used {row['threshold']}, this run "
@@ -827,9 +858,17 @@ def check_manifest(data: Mapping[str, Any], where: str) -> None:
         raise bad("model_sha256", "must be a text (the model's sha256)")
     if data.get("model_id") is not None and not isinstance(data["model_id"], str):
         raise bad("model_id", "must be a text (the model's identity)")
+    _check_manifest_gate(data, where)
     from pneumoview.core.oppoints import check_manifest_policy
 
     check_manifest_policy(data, where)
+
+
+def _check_manifest_gate(data: Mapping[str, Any], where: str) -> None:
+    """The manifest's ``gate`` (format 5): absent (the tag gate alone), "content" or "tags"."""
+    gate = data.get("gate")
+    if gate is not None and gate not in ("content", "tags"):
+        raise PneumoViewError(f"{where}: 'gate' must be 'content' or 'tags', got {gate!r:.80}")
 
 
 # --------------------------------------------------------------------------------------------
@@ -860,6 +899,7 @@ def merge_reports(inputs: Sequence[PathType], output: PathType) -> MergeResult:
     for report in inputs:
         shards.add(report, output)
     n = shards.check_agree()
+    gate = shards.one_gate()
     policy = _one_policy([m for _, m in shards.by_index.values()])
     merged = shards.merged_rows(n)
     write_report_atomic(output, merged)
@@ -870,7 +910,7 @@ def merge_reports(inputs: Sequence[PathType], output: PathType) -> MergeResult:
         **({"model_id": next(iter(shards.model_ids))} if shards.model_ids else {}),
         "report_format": REPORT_FORMAT, "model_label": first.get("model_label"),
         "threshold": first.get("threshold"), "finished": True, "cancelled": False,
-        **policy,
+        **policy, "gate": gate,
         "merged_from": [escape_path(os.path.basename(shards.by_index[k][0]))
                         for k in range(n)],
     })
@@ -887,6 +927,7 @@ class _ShardSet:
         self.models: set[str] = set()
         self.model_ids: set[str] = set()
         self.thresholds: set[float] = set()
+        self.gates: set[str] = set()
 
     def add(self, report: PathType, output: PathType) -> None:
         """Read one shard's manifest; refuse the output itself, a duplicate, an unfinished run."""
@@ -909,6 +950,14 @@ class _ShardSet:
         if m.get("model_id"):  # format-1 manifests have none: the weights' sha256 decides
             self.model_ids.add(str(m["model_id"]))
         self.thresholds.add(float(m["threshold"]))
+        self.gates.add(str(m.get("gate") or "tags"))  # before format 5: the tag gate alone
+
+    def one_gate(self) -> str:
+        """How the shards were gated ("content" or "tags"); refuses shards gated differently."""
+        if len(self.gates) != 1:
+            raise PneumoViewError("refusing to merge reports gated differently (some with the "
+                                  "content gate, some with the tag gate only: --no-gate)")
+        return next(iter(self.gates))
 
     def check_agree(self) -> int:
         """The shard count N, once the manifests agree on it, the model and the threshold and

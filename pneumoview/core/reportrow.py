@@ -56,6 +56,10 @@ class ReportRow:
     model_id: str = ""
     logit: float | None = None  # the raw logit, full precision (format 4)
     operating_point: str = ""  # which threshold the row used (format 4; core.oppoints)
+    # report format 5: the input gate (issue 16)
+    gate: str = ""  # the verdict kind; "" not run, "off" (--no-gate), "absent" (no gate)
+    atypicality: float | None = None
+    atypicality_percentile: float | None = None
 
     def as_dict(self) -> dict[str, Any]:
         """``{column: value}`` in column order (what ``run_batch``'s ``on_rows`` receives)."""

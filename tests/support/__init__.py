@@ -4,6 +4,7 @@
 
 * :mod:`.dicom_factory` -- synthetic DICOM datasets and sample files;
 * :mod:`.model_fixture` -- a random-weight model directory in the real format;
+* :mod:`.gate_support` -- a random-weight model with a controlled input gate (issue 16);
 * :mod:`.shared_data` -- the real data in ``../shared/data`` (skips when absent);
 * :mod:`.fuzzing` -- the DICOM fuzzer behind ``tools/fuzz_campaign.py`` and the short fuzz test.
 """

@@ -57,7 +57,8 @@ def card_section(gate: dict, training: dict) -> str:
              "Before every score the app checks that the image looks like an upright frontal "
              "chest film (format `" + gate["format"] + "`): size and aspect rules, a "
              "no-content rule (blank, uniform, gradient, noise), heads on the backbone's "
-             "pooled features, and an atypicality distance.", ""]
+             "last-block activations, and an atypicality distance. The heads read "
+             + gate.get("features", "pooled A") + ".", ""]
     for name, h in gate["heads"].items():
         lines.append(f"- `{name}` head: classes {', '.join(h['classes'])}; refuses when "
                      f"P({h['classes'][0]}) < {h['refuse_below']:.4f}.")
@@ -71,6 +72,8 @@ def card_section(gate: dict, training: dict) -> str:
         lines += ["", training["figures_markdown"]]
     if training.get("command"):
         lines += ["", f"Trained by `{training['command']}`."]
+    if training.get("thresholds_note"):
+        lines.append(f"Thresholds: {training['thresholds_note']}.")
     lines += [CARD_END, ""]
     return "\n".join(lines)
 

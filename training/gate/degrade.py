@@ -18,6 +18,8 @@ from PIL import Image, ImageDraw
 from training.gate.draw import draw_arrow, font, from_image, smooth_curve, to_image
 
 Degradation = Callable[[np.ndarray, np.random.Generator], np.ndarray]
+#: in the feature-cache keys of degraded samples: a change here must not reuse old features
+VERSION = 2
 
 LABELS = ("R", "L", "AP", "PA", "PORTABLE", "SUPINE", "ERECT", "SEMI-ERECT", "ICU", "BED 4",
           "12:41", "2019-03-02", "INSP", "L  AP SUPINE", "MOBILE", "ER", "WARD 7", "LEFT")
@@ -82,11 +84,16 @@ def burn_in(grey: np.ndarray, rng: np.random.Generator) -> np.ndarray:
 
 
 def border(grey: np.ndarray, rng: np.random.Generator) -> np.ndarray:
-    """A black or white frame of 3-20 % on one to four sides (scanner margins, padding)."""
+    """A black or white frame: 3-20 % on one to four sides (scanner margins), or, one time in
+    three, the same 5-25 % on every side (a film padded onto a larger canvas)."""
     h, w = grey.shape
     value = float(rng.choice([0.0, 255.0, float(grey.min()), float(grey.max())]))
-    pads = [int(s * rng.uniform(0.03, 0.2)) if rng.random() < 0.6 else 0
-            for s in (h, h, w, w)]
+    if rng.random() < 1 / 3:
+        f = rng.uniform(0.05, 0.25)
+        pads = [int(h * f), int(h * f), int(w * f), int(w * f)]
+    else:
+        pads = [int(s * rng.uniform(0.03, 0.2)) if rng.random() < 0.6 else 0
+                for s in (h, h, w, w)]
     if not any(pads):
         pads[int(rng.integers(0, 4))] = int(min(h, w) * 0.1)
     top, bottom, left, right = pads

@@ -16,6 +16,7 @@ import numpy as np
 from PIL import Image
 
 from training.gate import pages
+from training.gate.degrade import VERSION as DEGRADE_VERSION
 from training.gate.degrade import degrade, jpeg, rescale
 from training.gate.sources import EVAL_ONLY_GROUPS, BaseImage, Film, load_film
 
@@ -57,7 +58,8 @@ def _film_grey(path: str) -> np.ndarray:
 
 def film_sample(film: Film, seed: int, *, degraded: bool = False, k: int = 0,
                 mirror: bool = False, invert: bool = False, tag: str = "") -> Sample:
-    key = f"film|{film.path}|d{int(degraded)}|k{k}|m{int(mirror)}|i{int(invert)}|{tag}|{seed}"
+    d = f"d{DEGRADE_VERSION}" if degraded else "d0"
+    key = f"film|{film.path}|{d}|k{k}|m{int(mirror)}|i{int(invert)}|{tag}|{seed}"
 
     def make() -> np.ndarray:
         grey = _film_grey(film.path)

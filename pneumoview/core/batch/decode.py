@@ -143,5 +143,12 @@ def _decode_task(payload: dict[str, Any]) -> dict[str, Any]:
         return out
     finally:
         out["cpu_input_s"] = time.process_time() - c1
-    out.update(status=Status.SCORED, input=x)
+    out.update(status=Status.SCORED, input=x, shape=decoded.shape)
+    if payload.get("gate_statistics"):
+        # the content gate's rules read these; computed here, in parallel, not in the model's
+        # process (pure numpy on the model input)
+        from pneumoview.core.inputgate import content_statistics
+
+        out["gate_statistics"] = content_statistics(x)
+    out["cpu_input_s"] = time.process_time() - c1
     return out

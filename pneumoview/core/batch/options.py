@@ -8,6 +8,7 @@ from os import PathLike
 
 from pneumoview.core import defaults
 from pneumoview.core.batch.decode import DECODE_TARGET
+from pneumoview.core.gatepolicy import GateMode
 
 
 @dataclass
@@ -35,6 +36,7 @@ class BatchOptions:
     retry_errors: bool = True  # --resume scores each file of an `error` row once more
     quiet: bool = False  # no warnings from the decoders on stderr (pydicom's, numpy's)
     profile: str | PathLike[str] | None = None  # a site profile (calibration + threshold)
+    gate_mode: GateMode = GateMode.CONTENT  # TAGS_ONLY: --no-gate (the tag gate alone)
 
 
 @dataclass
@@ -81,3 +83,5 @@ class BatchSummary:
     unlisted_folders: int = 0  # folders that could not be listed (each an error row)
     engine: str = ""  # the engine and precision that ran: "openvino f32 on cpu"
     policy: str = ""  # which threshold(s) applied and where from (ScoringPolicy.describe)
+    gate: str = "tags"  # the manifest's gate: "content" (tag + content gate) or "tags"
+    gate_note: str = ""  # gatepolicy.gate_note: why a run was gated by tags alone

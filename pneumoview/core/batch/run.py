@@ -11,7 +11,6 @@ rest), :meth:`~BatchRun.pipeline` (decode workers feed the one hot model) and
 from __future__ import annotations
 
 import contextlib
-import math
 import os
 import stat
 import time
@@ -20,14 +19,14 @@ from typing import TYPE_CHECKING, Any
 
 from pneumoview.core import defaults
 from pneumoview.core import report as rep
+from pneumoview.core.batch.gating import Ready, apply_rules, scored_row
 from pneumoview.core.batch.options import BatchOptions, BatchProgress, BatchSummary
 from pneumoview.core.batch.scan import ScanCancelled, ScanIssue, scan
 from pneumoview.core.errors import PneumoViewError, ReportExistsError
+from pneumoview.core.gatepolicy import GateMode, effective_gate, gate_note
 from pneumoview.core.reportrow import ReportRow, Status
 
 if TYPE_CHECKING:  # pragma: no cover
-    import numpy as np
-
     from pneumoview.core.inference import Engine
     from pneumoview.core.procpool import ProcessPool, TaskResult
 
@@ -132,10 +131,12 @@ class BatchRun:
         self.direct_rows: list[dict[str, Any]] = []
         self.tasks: list[tuple[dict[str, Any], dict[str, Any]]] = []
         self.stage = {"decode": 0.0, "input": 0.0, "model": 0.0, "model_wall": 0.0}
-        self.pending: list[tuple[dict[str, Any], np.ndarray]] = []
+        self.pending: list[Ready] = []
         self.cancelled = False
         self.restarts = 0
         self.n_workers = max(1, int(options.workers or defaults.decode_workers()))
+        self.has_gate = False  # the model carries a content gate (known once loaded)
+        self.gate = "tags"  # effective_gate: what this run's rows are gated by
         self._busy = _BusyEstimate(initial=float(self.n_workers))
         self._last_progress = 0.0
 
@@ -181,10 +182,13 @@ class BatchRun:
 
             self.engine = Engine(self.options.model_dir, self.options.device, with_cam=False,
                                  engine=self.options.engine,
-                                 precision=self.options.precision)
+                                 precision=self.options.precision,
+                                 gate_mode=self.options.gate_mode)
         engine = self.engine
         self.info = engine.info if engine.loaded else engine.load()
         assert self.info is not None
+        self.has_gate = engine.input_gate is not None
+        self.gate = effective_gate(self.options.gate_mode, self.has_gate)
         from pneumoview.core.oppoints import ScoringPolicy
         from pneumoview.core.siteprofile import profile_for
 
@@ -223,7 +227,7 @@ class BatchRun:
         previous = rep.load_for_resume(self.output, model_sha256=info.weights_sha256,
                                        threshold=self.threshold, shard=self.options.shard,
                                        model_id=info.model_id,
-                                       policy=self.policy.manifest_fields())
+                                       policy=self.policy.manifest_fields(), gate=self.gate)
         for rel, row in previous.items():
             st = self.stats_by_rel.get(rel)
             if st is None:  # gone, unreadable, or a scan issue (its row is made again)
@@ -250,7 +254,7 @@ class BatchRun:
             "model_name": info.name, "model_version": info.version,
             "threshold": self.threshold, "pneumoview_version": _version(),
             "engine": engine.engine_name, "precision": engine.precision,
-            **self.policy.manifest_fields(),
+            **self.policy.manifest_fields(), "gate": self.gate,
         }
         kept_rows = [kept[r] for _, r in self.files if r in kept]
         if self.output is not None:
@@ -303,7 +307,8 @@ class BatchRun:
             rate=processed / run_s if run_s > 0 else 0.0, workers=self.n_workers,
             restarts=self.restarts, stage_cpu_s=self.stage,
             run_counts=dict(stats.run_counts), run_flagged=stats.run_flagged,
-            retried=self.retried, unlisted_folders=sum(1 for i in self.issues if i[3]))
+            retried=self.retried, unlisted_folders=sum(1 for i in self.issues if i[3]),
+            gate=self.gate, gate_note=gate_note(self.options.gate_mode, self.has_gate))
 
     # ----------------------------------------------------------------------------------------
     # Planning
@@ -327,6 +332,11 @@ class BatchRun:
                 row.update(status=Status.SKIPPED, message=f"{reason}; not read")
             self.direct_rows.append(row)
 
+    @property
+    def _gating(self) -> bool:
+        """Whether the content gate's rules run (the decode workers compute their input)."""
+        return self.has_gate and self.options.gate_mode is GateMode.CONTENT
+
     def _plan_files(self) -> None:
         max_bytes = max(1, int(self.options.max_image_mib)) * defaults.MIB
         for path, rel in self.files:
@@ -346,7 +356,8 @@ class BatchRun:
                 self.tasks.append((row, {"path": path, "file_size": st.st_size,
                                          "input_size": self.info.input_size,
                                          "max_bytes": max_bytes,
-                                         "quiet": self.options.quiet}))
+                                         "quiet": self.options.quiet,
+                                         "gate_statistics": self._gating}))
 
     # ----------------------------------------------------------------------------------------
     # The pipeline
@@ -383,7 +394,8 @@ class BatchRun:
         row["elapsed_ms"] = value.get("wall_ms")
         if value["status"] == Status.SCORED:
             row["status"] = Status.SCORED
-            self.pending.append((row, value["input"]))
+            self.pending.append(Ready(row, value["input"], value["shape"],
+                                      value.get("gate_statistics")))
             if len(self.pending) >= self.batch_size:
                 self._flush_pending(pool)
         else:
@@ -396,31 +408,22 @@ class BatchRun:
         from pneumoview.core import threads
 
         assert self.engine is not None
-        # whole busy workers only: a worker busy 70 % of the time leaves its core to torch
-        # for part of each batch; rounding up would leave a core idle for the rest of it
-        others = 0 if pool is None else int(self._busy.update(pool.busy_seconds))
-        w0, c0 = time.perf_counter(), time.process_time()
-        with threads.busy(min(others, self.n_workers)):
-            logits = self.engine.logits([x for _, x in self.pending])
-        self.stage["model"] += time.process_time() - c0
-        self.stage["model_wall"] += time.perf_counter() - w0
-        rows = []
-        from pneumoview.core.oppoints import row_population
-
-        for (row, _), z in zip(self.pending, logits, strict=True):
-            z = float(z)
-            decision = self.policy.decide(z, row_population(row)) if math.isfinite(z) else None
-            if decision is not None and math.isfinite(decision.probability):
-                row.update(probability=decision.probability, flagged=decision.flagged,
-                           threshold=decision.threshold, logit=z,
-                           operating_point=decision.operating_point)
-            else:
-                from pneumoview.core.inference import NON_FINITE
-
-                row.update(status=Status.ERROR, probability=None, flagged=None,
-                           message=NON_FINITE)
-            rows.append(row)
+        ready, rows = apply_rules(self.pending, self.engine, self.options.gate_mode)
         self.pending.clear()
+        if ready:
+            # whole busy workers only: a worker busy 70 % of the time leaves its core to
+            # torch for part of each batch; rounding up would leave a core idle for the rest
+            others = 0 if pool is None else int(self._busy.update(pool.busy_seconds))
+            w0, c0 = time.perf_counter(), time.process_time()
+            with threads.busy(min(others, self.n_workers)):
+                logits, verdicts = self.engine.gated_logits(
+                    [r.input for r in ready], [r.shape for r in ready],
+                    [r.statistics for r in ready])
+            self.stage["model"] += time.process_time() - c0
+            self.stage["model_wall"] += time.perf_counter() - w0
+            for r, z, v in zip(ready, logits, verdicts, strict=True):
+                rows.append(scored_row(r.row, float(z), v, self.policy,
+                                       self.options.gate_mode, self.has_gate))
         self._write(rows)
 
     def _write(self, rows: list[dict[str, Any]]) -> None:

@@ -20,6 +20,7 @@ from pydicom.dataset import Dataset
 from pydicom.valuerep import validate_value
 
 from pneumoview.core.errors import PneumoViewError
+from pneumoview.core.gatepolicy import GATE_ABSENT, GATE_OFF
 
 #: Source attributes an AI result object cannot be filed without (it joins the source's study).
 REQUIRED_SOURCE = ("SOPClassUID", "SOPInstanceUID", "StudyInstanceUID", "SeriesInstanceUID")
@@ -96,6 +97,8 @@ def _gate_text(row: Mapping[str, Any]) -> str:
     """The gate's verdict from a row: its ``gate`` column where the report has one, else the
     message a run writes when it scored an image despite the gate."""
     gate = str(row.get("gate") or "")
+    if gate in (GATE_OFF, GATE_ABSENT):  # --no-gate, or no input gate: nothing was judged
+        return ""
     if gate:
         return gate
     message = str(row.get("message") or "")

@@ -130,8 +130,9 @@ class AIPanel(QWidget):
         self.state.setWordWrap(True)
         layout.addWidget(self.state)
         self.score_anyway = QPushButton("Score anyway")
-        self.score_anyway.setToolTip("Run the model although the file says this is not a "
-                                     "frontal chest radiograph; the number may mean nothing")
+        self.score_anyway.setToolTip("Run the model although the file's tags or the input gate "
+                                     "say this is not an upright frontal chest radiograph; the "
+                                     "number may mean nothing")
         self.score_anyway.clicked.connect(self.scoreAnywayRequested)
         self.score_anyway.setVisible(False)
         layout.addWidget(self.score_anyway)
