@@ -173,7 +173,7 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--threads", type=int, default=2, help="threads for every engine")
     ap.add_argument("--int8", type=int, default=0, metavar="N",
                     help="also time OpenVINO int8 quantised by NNCF on N further films "
-                         "(needs nncf; not offered by the app: it fails the accuracy guard)")
+                         "(needs nncf; the app does not offer int8 yet: see the README)")
     args = ap.parse_args(argv)
     os.environ["PNEUMOVIEW_TORCH_THREADS"] = str(args.threads)
     from bench._common import check_load
