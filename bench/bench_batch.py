@@ -65,11 +65,11 @@ ENCODINGS_MIXED = ("explicit8", "implicit8", "rescale12", "rle", "jpegls", "j2k"
 def _write(arr, encoding: str, path: Path) -> None:
     import io
 
-    import numpy as np
     import pydicom
     from PIL import Image
     from pydicom.encaps import encapsulate
     from pydicom.uid import (
+        ExplicitVRLittleEndian,
         ImplicitVRLittleEndian,
         JPEG2000Lossless,
         JPEGBaseline8Bit,
@@ -77,18 +77,16 @@ def _write(arr, encoding: str, path: Path) -> None:
         RLELossless,
     )
 
-    from tests.support.dicom_factory import make_dataset
+    from tests.support.dicom_factory import make_dataset, rescaled_12bit_twin
 
     if encoding == "rescale12":
-        ds = make_dataset(arr.astype(np.uint16) * 16, bits_stored=12, RescaleSlope=0.0625,
-                          RescaleIntercept=0, RescaleType="US")
+        ds = rescaled_12bit_twin(arr)
     else:
-        ds = make_dataset(arr)
+        ds = make_dataset(arr, syntax=ImplicitVRLittleEndian if encoding == "implicit8"
+                          else ExplicitVRLittleEndian)
     ds.ViewPosition = "PA"
     ds.BodyPartExamined = "CHEST"
-    if encoding == "implicit8":
-        ds.file_meta.TransferSyntaxUID = ImplicitVRLittleEndian
-    elif encoding in ("rle", "jpegls", "j2k"):
+    if encoding in ("rle", "jpegls", "j2k"):
         syntax = {"rle": RLELossless, "jpegls": JPEGLSLossless, "j2k": JPEG2000Lossless}[encoding]
         ds.compress(syntax)
     elif encoding == "jpeg":

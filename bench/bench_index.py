@@ -30,9 +30,10 @@ from pathlib import Path
 import numpy as np
 import pydicom
 from pydicom.data import get_testdata_file
-from pydicom.uid import ExplicitVRLittleEndian, generate_uid
+from pydicom.uid import generate_uid
 
 from pneumoview.core.indexer import IndexCache, index_folder
+from tests.support.dicom_factory import with_pixels
 
 
 def generate(folder: Path, n_files: int) -> list[Path]:
@@ -40,10 +41,8 @@ def generate(folder: Path, n_files: int) -> list[Path]:
     src = get_testdata_file("RG1_UNCI.dcm", download=False)
     if src is None:
         sys.exit("pydicom-data (RG1_UNCI.dcm) is not installed")
-    ds = pydicom.dcmread(src)
-    ds.Rows = ds.Columns = 64
-    ds.PixelData = np.random.default_rng(0).integers(0, 4096, (64, 64), np.uint16).tobytes()
-    ds.file_meta.TransferSyntaxUID = ExplicitVRLittleEndian
+    ds = with_pixels(pydicom.dcmread(src),
+                     np.random.default_rng(0).integers(0, 4096, (64, 64), np.uint16))
     groups = [(p, s, r) for p in range(10) for s in range(2) for r in range(4)]
     per_group = -(-n_files // len(groups))
     uids = {g: (generate_uid(), generate_uid()) for g in groups}

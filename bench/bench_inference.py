@@ -31,9 +31,9 @@ DATA = ROOT.parent / "shared" / "data"
 
 def make_files(out: Path, n: int, size: int = 1024) -> list[Path]:
     """``n`` different size x size 12-bit MONOCHROME2 DX files (NIH images when available)."""
-    import pydicom
-    from pydicom.dataset import FileDataset, FileMetaDataset
-    from pydicom.uid import ExplicitVRLittleEndian, SecondaryCaptureImageStorage, generate_uid
+    from pydicom.uid import SecondaryCaptureImageStorage
+
+    from tests.support.dicom_factory import make_dataset, save
 
     sources = sorted((DATA / "nih" / "images").glob("*.png"))[:n]
     rng = np.random.default_rng(0)
@@ -49,28 +49,11 @@ def make_files(out: Path, n: int, size: int = 1024) -> list[Path]:
         else:  # synthetic: smooth random field
             small = rng.random((16, 16))
             pixels = (np.kron(small, np.ones((size // 16, size // 16))) * 4000).astype(np.uint16)
-        meta = FileMetaDataset()
-        meta.MediaStorageSOPClassUID = SecondaryCaptureImageStorage
-        meta.MediaStorageSOPInstanceUID = generate_uid()
-        meta.TransferSyntaxUID = ExplicitVRLittleEndian
-        ds = FileDataset(str(out / f"bench_{i:02d}.dcm"), {}, file_meta=meta, preamble=b"\0" * 128)
-        ds.SOPClassUID = meta.MediaStorageSOPClassUID
-        ds.SOPInstanceUID = meta.MediaStorageSOPInstanceUID
-        ds.StudyInstanceUID = generate_uid()
-        ds.SeriesInstanceUID = generate_uid()
-        ds.Modality = "DX"
-        ds.BodyPartExamined = "CHEST"
-        ds.ViewPosition = "PA"
-        ds.PatientName = "Bench^Synthetic"
-        ds.PatientID = f"BENCH{i:02d}"
-        ds.Rows, ds.Columns = pixels.shape
-        ds.SamplesPerPixel = 1
-        ds.PhotometricInterpretation = "MONOCHROME2"
-        ds.BitsAllocated, ds.BitsStored, ds.HighBit, ds.PixelRepresentation = 16, 12, 11, 0
-        ds.RescaleSlope, ds.RescaleIntercept = 1, 0
-        ds.PixelData = pixels.tobytes()
-        pydicom.dcmwrite(ds.filename, ds, enforce_file_format=True)
-        files.append(Path(ds.filename))
+        ds = make_dataset(pixels, bits_stored=12, sop_class=SecondaryCaptureImageStorage,
+                          BodyPartExamined="CHEST", ViewPosition="PA",
+                          PatientName="Bench^Synthetic", PatientID=f"BENCH{i:02d}",
+                          RescaleSlope=1, RescaleIntercept=0)
+        files.append(save(ds, out / f"bench_{i:02d}.dcm"))
     return files
 
 

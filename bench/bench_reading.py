@@ -47,7 +47,7 @@ def _annotations(size: int) -> list:
     return out
 
 
-def _median_ms(fn, steps: int) -> float:  # noqa: ANN001
+def _median_ms(fn, steps: int) -> float:
     times = []
     for i in range(steps):
         t0 = time.perf_counter()

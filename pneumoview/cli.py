@@ -2,9 +2,10 @@
 
 Each subcommand lives in its own module under :mod:`pneumoview.commands` exposing
 ``add_arguments(parser)`` and ``run(args) -> int``. Building the parser imports every command
-module, so those keep their module-level imports light and import what is heavy (Qt, torch,
-pydicom) inside ``run``: ``info``/``render``/``flag`` never import Qt and the GUI path never
-imports torch early (subprocess tests check it, e.g. in tests/test_batch_cli.py).
+module, so those import Qt and torch inside ``run`` only (pydicom and numpy do load with the
+parser: ``info`` and ``render`` use them at module level): ``info``/``render``/``flag`` never
+import Qt and the GUI path never imports torch early (subprocess tests check it, e.g. in
+tests/test_batch_cli.py).
 """
 
 from __future__ import annotations

@@ -55,7 +55,13 @@ def build_mixed_folder(root: Path) -> Path:
     """Write the mixed archive under ``root`` (a symlink loop included) and return it."""
     import pydicom
     from PIL import Image
-    from pydicom.uid import JPEG2000Lossless, JPEGLSLossless, RLELossless
+    from pydicom.uid import (
+        BasicTextSRStorage,
+        JPEG2000Lossless,
+        JPEGLSLossless,
+        KeyObjectSelectionDocumentStorage,
+        RLELossless,
+    )
 
     from tests.support.dicom_factory import (
         ct_dataset,
@@ -83,15 +89,10 @@ def build_mixed_folder(root: Path) -> Path:
     save(lateral, root / "odd" / "lateral.dcm")
     save(ct_dataset(np.zeros((64, 64), np.int16)), root / "odd" / "ct_slice.dcm")
 
-    sr = make_dataset(np.zeros((4, 4), np.uint8))
-    for key in ("PixelData", "Rows", "Columns", "BitsAllocated", "BitsStored", "HighBit",
-                "PixelRepresentation", "SamplesPerPixel", "PhotometricInterpretation"):
-        delattr(sr, key)
-    sr.Modality = "SR"
-    sr.SOPClassUID = sr.file_meta.MediaStorageSOPClassUID = "1.2.840.10008.5.1.4.1.1.88.11"
+    sr = make_dataset(None, modality="SR", sop_class=BasicTextSRStorage)
     save(sr, root / "odd" / "no_pixels_sr.dcm")
     del sr.Modality
-    sr.SOPClassUID = sr.file_meta.MediaStorageSOPClassUID = "1.2.840.10008.5.1.4.1.1.88.59"
+    sr.SOPClassUID = sr.file_meta.MediaStorageSOPClassUID = KeyObjectSelectionDocumentStorage
     save(sr, root / "odd" / "no_modality_kos.dcm")
     nopix = make_dataset(np.zeros((32, 32), np.uint8))
     del nopix.PixelData

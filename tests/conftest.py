@@ -49,7 +49,7 @@ def pytest_runtest_setup(item: pytest.Item) -> None:
 
 
 @pytest.hookimpl(wrapper=True)
-def pytest_runtest_call(item: pytest.Item):  # noqa: ANN201 - a hook wrapper
+def pytest_runtest_call(item: pytest.Item):  # a hook wrapper
     """A test that looked the shared data up must say so with the marker: ``.ci/run`` runs
     the marked tests again with the data hidden, and an unmarked one would escape that."""
     result = yield
@@ -130,7 +130,7 @@ def model_dir(request: pytest.FixtureRequest, tmp_path_factory: pytest.TempPathF
 
 
 @pytest.fixture
-def make_viewer_window(request: pytest.FixtureRequest):  # noqa: ANN201 - a factory fixture
+def make_viewer_window(request: pytest.FixtureRequest):  # a factory fixture
     """A factory of main windows, in the style of napari's ``make_napari_viewer``.
 
     ``make_viewer_window(model=..., device="cpu", settings=None, show=True,
@@ -142,7 +142,7 @@ def make_viewer_window(request: pytest.FixtureRequest):  # noqa: ANN201 - a fact
     windows = []
 
     def make(*, model: str | os.PathLike[str] | None = None, device: str | None = "cpu",
-             settings=None, show: bool = True, screenshot_mode: bool = False):  # noqa: ANN001, ANN202
+             settings=None, show: bool = True, screenshot_mode: bool = False):
         from pneumoview.core.settings import Settings
         from pneumoview.qt.mainwindow import MainWindow, ViewerOptions
 

@@ -37,7 +37,7 @@ def sr_evaluations(path: Path) -> dict[str, str]:
     return {q.name.meaning: q.value.meaning for q in group.get_qualitative_evaluations()}
 
 
-def evidence_uids(ds) -> list[str]:  # noqa: ANN001 - a pydicom Dataset
+def evidence_uids(ds) -> list[str]:  # a pydicom Dataset
     """The SOP Instance UIDs in CurrentRequestedProcedureEvidenceSequence."""
     return [sop.ReferencedSOPInstanceUID
             for study in ds.CurrentRequestedProcedureEvidenceSequence
@@ -45,7 +45,7 @@ def evidence_uids(ds) -> list[str]:  # noqa: ANN001 - a pydicom Dataset
             for sop in series.ReferencedSOPSequence]
 
 
-def sr_texts(ds) -> list[str]:  # noqa: ANN001 - a pydicom Dataset
+def sr_texts(ds) -> list[str]:  # a pydicom Dataset
     """Every TEXT item's value and every coded meaning in the SR's content tree."""
     out: list[str] = []
     stack = list(ds.ContentSequence)

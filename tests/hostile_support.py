@@ -72,9 +72,9 @@ def write_deflate_bomb(path: Path, zeros: int, *, in_header: bool, rows: int = 6
 
     from tests.support.dicom_factory import make_dataset
 
-    ds = make_dataset(np.zeros((rows, cols), np.uint16), PatientName="Bomb^Deflate")
+    ds = make_dataset(np.zeros((rows, cols), np.uint16), syntax=DeflatedExplicitVRLittleEndian,
+                      PatientName="Bomb^Deflate")
     del ds.PixelData
-    ds.file_meta.TransferSyntaxUID = DeflatedExplicitVRLittleEndian
     head = DicomBytesIO()
     head.is_little_endian, head.is_implicit_VR = True, False  # what deflate wraps
     write_dataset(head, ds)

@@ -108,7 +108,7 @@ def start_orthanc(folder: Path, *, calling_peers: dict[str, tuple[str, int]] | N
     }
     cfg = folder / "orthanc.json"
     cfg.write_text(json.dumps(config))
-    log = open(folder / "orthanc.log", "wb")  # noqa: SIM115 - closed with the process
+    log = open(folder / "orthanc.log", "wb")  # closed with the process
     proc = subprocess.Popen([exe, str(cfg)], stdout=log, stderr=subprocess.STDOUT,
                             cwd=folder, start_new_session=True)
     log.close()

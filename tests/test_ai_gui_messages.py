@@ -20,13 +20,13 @@ def _settings() -> SimpleNamespace:
 
 
 
-def test_threshold_reads_loading_until_the_model_gives_it(qtbot) -> None:  # noqa: ANN001
+def test_threshold_reads_loading_until_the_model_gives_it(qtbot) -> None:
     from pneumoview.core.model import read_model_info
     from pneumoview.qt.ai.controller import AIController
 
     try:
         real = float(read_model_info(None).threshold)  # the bundled model's: 79.1 %
-    except Exception as exc:  # noqa: BLE001 - no bundled model in this checkout
+    except Exception as exc:  # no bundled model in this checkout
         pytest.skip(f"needs the bundled model ({exc})")
     ctl = AIController(_settings(), model_dir=None, device="cpu")
     qtbot.addWidget(ctl.panel)
@@ -47,7 +47,7 @@ def test_threshold_reads_loading_until_the_model_gives_it(qtbot) -> None:  # noq
         ctl.shutdown()
 
 
-def test_missing_model_says_so_in_the_threshold_box(qtbot, tmp_path: Path) -> None:  # noqa: ANN001
+def test_missing_model_says_so_in_the_threshold_box(qtbot, tmp_path: Path) -> None:
     from pneumoview.qt.ai.controller import AIController
 
     ctl = AIController(_settings(), model_dir=str(tmp_path / "none"), device="cpu")
@@ -62,7 +62,7 @@ def test_missing_model_says_so_in_the_threshold_box(qtbot, tmp_path: Path) -> No
 
 
 @pytest.fixture
-def window(qtbot, model_dir: Path):  # noqa: ANN001, ANN201
+def window(qtbot, model_dir: Path):
     from pneumoview.core.settings import Settings
     from pneumoview.qt.mainwindow import MainWindow, ViewerOptions
 
@@ -76,7 +76,7 @@ def window(qtbot, model_dir: Path):  # noqa: ANN001, ANN201
     win.close()
 
 
-def test_refused_model_stays_in_the_panel_and_the_log(qtbot, window, model_dir: Path,  # noqa: ANN001
+def test_refused_model_stays_in_the_panel_and_the_log(qtbot, window, model_dir: Path,
                                                       tmp_path: Path) -> None:
     ai = window.ai
     label = ai.info.label
@@ -96,7 +96,7 @@ def test_refused_model_stays_in_the_panel_and_the_log(qtbot, window, model_dir: 
     qtbot.waitUntil(lambda: ai.pending() == 0 and shown.isHidden(), timeout=TIMEOUT_MS)
 
 
-def test_export_failure_goes_to_the_log(qtbot, window, tmp_path: Path,  # noqa: ANN001
+def test_export_failure_goes_to_the_log(qtbot, window, tmp_path: Path,
                                         monkeypatch: pytest.MonkeyPatch) -> None:
     from pneumoview.qt import export_image
 

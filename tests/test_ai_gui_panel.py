@@ -32,7 +32,7 @@ def images(tmp_path_factory: pytest.TempPathFactory) -> list:
 
 
 @pytest.fixture()
-def controller(qtbot, model_dir: Path):  # noqa: ANN001, ANN201
+def controller(qtbot, model_dir: Path):
     from pneumoview.qt.ai.controller import AIController
 
     ctl = AIController(_settings(), model_dir=str(model_dir), device="cpu")
@@ -47,12 +47,12 @@ def controller(qtbot, model_dir: Path):  # noqa: ANN001, ANN201
     assert not ctl.worker.thread_alive()
 
 
-def _settle(qtbot, ctl) -> None:  # noqa: ANN001
+def _settle(qtbot, ctl) -> None:
     qtbot.waitUntil(lambda: ctl.pending() == 0, timeout=60_000)
     qtbot.wait(20)
 
 
-def test_selecting_fills_the_panel(qtbot, controller, images) -> None:  # noqa: ANN001
+def test_selecting_fills_the_panel(qtbot, controller, images) -> None:
     decoded = images[0]
     controller.on_instance_changed(None)
     assert controller.panel.state.text() == "Loading image..."
@@ -74,7 +74,7 @@ def test_selecting_fills_the_panel(qtbot, controller, images) -> None:  # noqa: 
     assert controller.overlay.cam.shape == decoded.shape
 
 
-def test_rapid_switching_shows_the_last(qtbot, controller, images) -> None:  # noqa: ANN001
+def test_rapid_switching_shows_the_last(qtbot, controller, images) -> None:
     seen: list[str] = []
     controller.worker.predicted.connect(lambda r: seen.append(r.path))
     sequence = [images[i % len(images)] for i in range(9)]
@@ -92,7 +92,7 @@ def test_rapid_switching_shows_the_last(qtbot, controller, images) -> None:  # n
     assert controller.worker.inferences < len(sequence) + 1
 
 
-def test_threshold_relabels_without_inference(qtbot, controller, images) -> None:  # noqa: ANN001
+def test_threshold_relabels_without_inference(qtbot, controller, images) -> None:
     controller.on_image_shown(images[0])
     _settle(qtbot, controller)
     runs = controller.worker.inferences
@@ -111,7 +111,7 @@ def test_threshold_relabels_without_inference(qtbot, controller, images) -> None
     assert controller.worker.inferences == runs
 
 
-def test_overlay_toggles(qtbot, controller, images) -> None:  # noqa: ANN001
+def test_overlay_toggles(qtbot, controller, images) -> None:
     controller.on_image_shown(images[0])
     _settle(qtbot, controller)
     pred = controller.panel.prediction
@@ -130,7 +130,7 @@ def test_overlay_toggles(qtbot, controller, images) -> None:  # noqa: ANN001
     assert controller.overlay.opacity == pytest.approx(0.25, abs=0.01)
 
 
-def test_not_scored_and_score_anyway(qtbot, controller) -> None:  # noqa: ANN001
+def test_not_scored_and_score_anyway(qtbot, controller) -> None:
     from pneumoview.core.dicomio import decode
 
     decoded = decode(pydicom_testdata("RG3_UNCI.dcm"))
@@ -146,7 +146,7 @@ def test_not_scored_and_score_anyway(qtbot, controller) -> None:  # noqa: ANN001
     assert "EXTREMITY" in controller.panel.state.text()
 
 
-def test_missing_model_keeps_working(qtbot, tmp_path: Path, images) -> None:  # noqa: ANN001
+def test_missing_model_keeps_working(qtbot, tmp_path: Path, images) -> None:
     from pneumoview.qt.ai.controller import AIController
 
     ctl = AIController(_settings(), model_dir=str(tmp_path / "no-model"), device="cpu")
@@ -163,7 +163,7 @@ def test_missing_model_keeps_working(qtbot, tmp_path: Path, images) -> None:  # 
         ctl.shutdown()
 
 
-def test_no_inference_thread_left(qtbot, model_dir: Path) -> None:  # noqa: ANN001
+def test_no_inference_thread_left(qtbot, model_dir: Path) -> None:
     from pneumoview.qt.ai.worker import InferenceWorker
 
     worker = InferenceWorker(str(model_dir), "cpu")
@@ -209,7 +209,7 @@ def test_metrics_from_training_metadata() -> None:
     assert format_metric(flat["sensitivity"]) == "90.0 % (95 % CI 80.0-95.0)"
 
 
-def test_loading_an_altered_model_keeps_the_old_one(qtbot, controller, model_dir: Path,  # noqa: ANN001
+def test_loading_an_altered_model_keeps_the_old_one(qtbot, controller, model_dir: Path,
                                                      tmp_path: Path) -> None:
     bad = tmp_path / "altered"
     bad.mkdir()

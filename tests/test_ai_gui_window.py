@@ -27,7 +27,7 @@ def folder(tmp_path_factory: pytest.TempPathFactory) -> Path:
 
 
 @pytest.fixture
-def window(qtbot, model_dir: Path):  # noqa: ANN001, ANN201
+def window(qtbot, model_dir: Path):
     from pneumoview.core.settings import Settings
     from pneumoview.qt.mainwindow import MainWindow, ViewerOptions
 
@@ -43,19 +43,19 @@ def window(qtbot, model_dir: Path):  # noqa: ANN001, ANN201
     assert not win.ai.worker.thread_alive()
 
 
-def wait_idle(qtbot, win) -> None:  # noqa: ANN001
+def wait_idle(qtbot, win) -> None:
     for _ in range(2):
         qtbot.waitUntil(lambda: win.runner.pending() == 0 and win.ai.pending() == 0,
                         timeout=TIMEOUT_MS)
         qtbot.wait(30)
 
 
-def open_and_wait(qtbot, win, path: Path) -> None:  # noqa: ANN001
+def open_and_wait(qtbot, win, path: Path) -> None:
     win.open_path(str(path))
     wait_idle(qtbot, win)
 
 
-def test_selecting_fills_panel_and_tree(qtbot, window, folder) -> None:  # noqa: ANN001
+def test_selecting_fills_panel_and_tree(qtbot, window, folder) -> None:
     from pneumoview.qt.studytree import AI_COLUMN
 
     open_and_wait(qtbot, window, folder)
@@ -78,7 +78,7 @@ def test_selecting_fills_panel_and_tree(qtbot, window, folder) -> None:  # noqa:
     assert window.ai.overlay.item.height() == shown.shape[0]
 
 
-def test_rapid_switching_ends_on_last(qtbot, window, folder) -> None:  # noqa: ANN001
+def test_rapid_switching_ends_on_last(qtbot, window, folder) -> None:
     open_and_wait(qtbot, window, folder)
     for step in (1, 1, -1, 1, 1, -1, 1):
         window.tree.step_instance(step)
@@ -92,7 +92,7 @@ def test_rapid_switching_ends_on_last(qtbot, window, folder) -> None:  # noqa: A
         assert window.ai.overlay.key == (current.path, 0)
 
 
-def test_c_toggles_overlay_and_threshold_relabels(qtbot, window, folder) -> None:  # noqa: ANN001
+def test_c_toggles_overlay_and_threshold_relabels(qtbot, window, folder) -> None:
     from pneumoview.qt.studytree import AI_COLUMN
 
     open_and_wait(qtbot, window, folder)
@@ -116,7 +116,7 @@ def test_c_toggles_overlay_and_threshold_relabels(qtbot, window, folder) -> None
     window.ai.panel.reset_button.click()
 
 
-def test_export_image(qtbot, window, folder, tmp_path: Path) -> None:  # noqa: ANN001
+def test_export_image(qtbot, window, folder, tmp_path: Path) -> None:
     from pneumoview.qt.export_image import NOT_FOR_DIAGNOSTIC_USE, export_view
 
     open_and_wait(qtbot, window, folder)
@@ -138,7 +138,7 @@ def test_export_image(qtbot, window, folder, tmp_path: Path) -> None:  # noqa: A
     assert b.shape[0] > a.shape[0]  # the patient lines only in the caption of one
 
 
-def test_screenshot_waits_for_probability_and_cam(qtbot, model_dir: Path, folder,  # noqa: ANN001
+def test_screenshot_waits_for_probability_and_cam(qtbot, model_dir: Path, folder,
                                                   tmp_path: Path) -> None:
     from pneumoview.qt import app as viewer_app
 

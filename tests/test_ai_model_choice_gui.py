@@ -30,7 +30,7 @@ def folder(tmp_path_factory: pytest.TempPathFactory) -> Path:
     return build_small_folder(tmp_path_factory.mktemp("choice") / "data", 4, size=64)
 
 
-def test_batch_after_load_model_flags_with_the_model_the_viewer_scores_with(  # noqa: ANN001
+def test_batch_after_load_model_flags_with_the_model_the_viewer_scores_with(
         qtbot, make_viewer_window, two_models: tuple[Path, Path], folder: Path,
         tmp_path: Path) -> None:
     """`--model A`, then File > Load Model B: the viewer scores with B, and a batch started

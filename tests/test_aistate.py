@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
 
 import pytest
 
@@ -20,8 +22,41 @@ from pneumoview.core.settings import Settings
 
 @dataclass
 class _Info:
+    """The ModelInfo fields the state reads (its ScoringPolicy included)."""
+
     model_id: str
     threshold: float = 0.5
+    temperature: float = 1.0
+    raw: dict[str, Any] = field(default_factory=dict)  # metadata: no operating_points
+    directory: Path = Path("model")
+
+
+def test_the_viewer_reads_each_image_at_its_populations_point() -> None:
+    """Population points in the metadata: the image's age chooses its threshold; a hand-set
+    threshold overrides them all and its reset returns to them."""
+    import math
+
+    from pneumoview.core.inference import SCORED, Prediction
+
+    info = _Info("m1", raw={"operating_points": {"adult": 0.3, "paediatric": 0.8}})
+    state = AIState(Settings())
+    state.model_loaded(info)
+    assert state.default_threshold == 0.3 and state.varies_by_image  # unknown age: adult's
+    header = type("H", (), {"PatientAge": "007Y"})()
+    state.note_header("/child.dcm", header)
+    pred = Prediction("/child.dcm", 0, SCORED, 0.6, math.log(0.6 / 0.4), 0.3, True, "",
+                      "m", "sha", "m1")
+    assert state.threshold_for("/child.dcm") == 0.8
+    shown = state.shown(pred)
+    assert (shown.operating_point, shown.threshold, shown.flagged) == ("paediatric", 0.8, False)
+    assert shown.probability == pytest.approx(0.6)
+    assert state.shown(pred.__class__(**{**pred.__dict__, "path": "/x.dcm"})
+                       ).operating_point == "age-unknown:adult"
+    state.set_threshold(0.3)  # equal to a point, still the user's: it overrides every point
+    assert state.shown(pred).operating_point == "override"
+    assert state.thresholds.saved == {"m1": 0.3}
+    state.reset_threshold()
+    assert state.thresholds.saved == {} and state.shown(pred).operating_point == "paediatric"
 
 
 def test_command_line_wins_over_settings_which_win_over_bundled() -> None:

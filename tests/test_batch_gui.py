@@ -35,7 +35,7 @@ def _no_children_left() -> None:
     assert multiprocessing.active_children() == []
 
 
-def test_cancel_keeps_partial_results_then_a_full_run(qtbot, model_dir: Path, folder: Path,  # noqa: ANN001
+def test_cancel_keeps_partial_results_then_a_full_run(qtbot, model_dir: Path, folder: Path,
                                                       tmp_path: Path) -> None:
     from pneumoview.qt.batch.controller import BatchController
     from pneumoview.qt.batch.table import COL_PROB
@@ -117,7 +117,7 @@ def test_cancel_keeps_partial_results_then_a_full_run(qtbot, model_dir: Path, fo
     _no_children_left()
 
 
-def _log_batch_tab_bars(win) -> int:  # noqa: ANN001
+def _log_batch_tab_bars(win) -> int:
     from PySide6.QtCore import Qt
     from PySide6.QtWidgets import QTabBar
 
@@ -126,7 +126,7 @@ def _log_batch_tab_bars(win) -> int:  # noqa: ANN001
                and {b.tabText(i) for i in range(b.count())} == {"Log", "Batch"})
 
 
-def test_batch_dock_opens_tall_and_stray_tab_bars_are_tidied(qtbot, model_dir: Path,  # noqa: ANN001
+def test_batch_dock_opens_tall_and_stray_tab_bars_are_tidied(qtbot, model_dir: Path,
                                                               folder: Path) -> None:
     """Qt (6.12) can leave a tabified group's old tab bar on screen at its old place (seen: a
     second Log/Batch bar over the study tree once a batch starts). A bar that is not where
@@ -160,7 +160,7 @@ def test_batch_dock_opens_tall_and_stray_tab_bars_are_tidied(qtbot, model_dir: P
     assert win.runner.threads() == []
 
 
-def test_main_window_has_batch_menu_and_opens_results(qtbot, model_dir: Path, folder: Path,  # noqa: ANN001
+def test_main_window_has_batch_menu_and_opens_results(qtbot, model_dir: Path, folder: Path,
                                                       tmp_path: Path) -> None:
     from pneumoview.core.settings import Settings
     from pneumoview.qt.mainwindow import MainWindow, ViewerOptions

@@ -36,7 +36,7 @@ def small(tmp_path_factory: pytest.TempPathFactory) -> Path:
     return build_small_folder(tmp_path_factory.mktemp("hostile") / "data", 5, size=64)
 
 
-def _run(root: Path, out: Path | str, model_dir: Path, **kw: Any):  # noqa: ANN202
+def _run(root: Path, out: Path | str, model_dir: Path, **kw: Any):
     return run_batch(BatchOptions(root, out, model_dir=model_dir, device="cpu", workers=1,
                                   batch_size=kw.pop("batch_size", 4), **kw))
 

@@ -328,7 +328,7 @@ def test_12bit_jpeg_extended_message_names_the_optional_plugin() -> None:
     assert "pylibjpeg-libjpeg" in reason and "GPL" in reason and "yourself" in reason
 
 
-def test_12bit_jpeg_extended_decodes_once_the_plugin_is_installed(monkeypatch) -> None:  # noqa: ANN001
+def test_12bit_jpeg_extended_decodes_once_the_plugin_is_installed(monkeypatch) -> None:
     """Simulated install (the GPL plugin is never a dependency): libjpeg importable and a
     pylibjpeg decoder available to pydicom for the syntax; the app must use it."""
     import importlib.util

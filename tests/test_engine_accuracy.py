@@ -25,7 +25,7 @@ THRESHOLD_MARGIN = 0.01
 BATCH = 32
 
 
-def _validation_items(info) -> list:  # noqa: ANN001 - a ModelInfo
+def _validation_items(info) -> list:  # a ModelInfo
     from training import sources
     from training.splits import assign_splits, group_ids
 
@@ -45,7 +45,7 @@ def _validation_items(info) -> list:  # noqa: ANN001 - a ModelInfo
     return val
 
 
-def _scores(engine, inputs: list[np.ndarray]) -> np.ndarray:  # noqa: ANN001 - an Engine
+def _scores(engine, inputs: list[np.ndarray]) -> np.ndarray:  # an Engine
     out = [engine.probabilities(inputs[i:i + BATCH]) for i in range(0, len(inputs), BATCH)]
     return np.concatenate(out)
 

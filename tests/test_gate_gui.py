@@ -15,7 +15,7 @@ pytestmark = [pytest.mark.gui]
 
 
 @pytest.fixture()
-def controller(qtbot, tmp_path: Path):  # noqa: ANN001, ANN201
+def controller(qtbot, tmp_path: Path):
     from pneumoview.qt.ai.controller import AIController
 
     settings = SimpleNamespace(ai_thresholds={}, ai_device="auto", ai_model_dir="",
@@ -33,7 +33,7 @@ def controller(qtbot, tmp_path: Path):  # noqa: ANN001, ANN201
     assert not ctl.worker.thread_alive()
 
 
-def test_gate_refusal_shows_the_reason_and_score_anyway_keeps_it(qtbot, controller,  # noqa: ANN001
+def test_gate_refusal_shows_the_reason_and_score_anyway_keeps_it(qtbot, controller,
                                                                  tmp_path: Path) -> None:
     from pneumoview.core.dicomio import decode
 

@@ -61,7 +61,7 @@ def _rows(report: Path) -> dict[str, dict[str, str]]:
     return {r["relpath"]: r for r in rep.read_report(report)}
 
 
-def _flag(root: Path, out: Path, model: Path, **kw: object):  # noqa: ANN202
+def _flag(root: Path, out: Path, model: Path, **kw: object):
     return run_batch(BatchOptions(root, out, model_dir=model, device="cpu", workers=1,
                                   batch_size=kw.pop("batch_size", 4), **kw))
 

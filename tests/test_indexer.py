@@ -25,6 +25,7 @@ from pneumoview.core.indexer import (
     iter_files,
     read_instance,
 )
+from tests.support.dicom_factory import with_pixels
 from tests.support.shared_data import chest_dicoms, shared_path
 
 PYDICOM_TEST_FILES = Path(pydicom.__file__).parent / "data" / "test_files"
@@ -34,10 +35,7 @@ def _template() -> pydicom.Dataset:
     path = get_testdata_file("RG1_UNCI.dcm", download=False)
     if path is None:
         pytest.skip("pydicom-data RG1_UNCI.dcm is not installed")
-    ds = pydicom.dcmread(path)
-    ds.Rows = ds.Columns = 16
-    ds.PixelData = np.arange(256, dtype=np.uint16).tobytes()
-    return ds
+    return with_pixels(pydicom.dcmread(path), np.arange(256, dtype=np.uint16).reshape(16, 16))
 
 
 def _write(ds: pydicom.Dataset, path: Path, *, patient: str, study: str, series: str,

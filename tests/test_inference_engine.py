@@ -9,12 +9,13 @@ from pathlib import Path
 import numpy as np
 import pydicom
 import pytest
-from pydicom.uid import ExplicitVRLittleEndian, JPEG2000Lossless
+from pydicom.uid import JPEG2000Lossless
 
 from pneumoview.core.dicomio import decode
 from pneumoview.core.errors import PneumoViewError
 from pneumoview.core.inference import Engine, Prediction, label_state
 from tests.ai_support import chest_dicoms, pydicom_testdata, shared_dicom
+from tests.support.dicom_factory import save, with_pixels
 
 
 @pytest.fixture(autouse=True)
@@ -165,18 +166,6 @@ def test_threshold_argument(engine: Engine) -> None:
 
 
 # -- lossless twins ------------------------------------------------------------------------
-def _write_twin(ds: pydicom.Dataset, stored: np.ndarray, path: Path, **tags: object) -> Path:
-    twin = copy.deepcopy(ds)
-    twin.file_meta.TransferSyntaxUID = ExplicitVRLittleEndian
-    for key, value in tags.items():
-        setattr(twin, key, value)
-    twin.BitsAllocated = 16 if stored.dtype == np.uint16 else 8
-    twin.PixelData = np.ascontiguousarray(stored).tobytes()
-    twin.Rows, twin.Columns = stored.shape
-    twin.save_as(path, enforce_file_format=True)
-    return path
-
-
 def _twins(src: Path, out: Path) -> dict[str, Path]:
     ds = pydicom.dcmread(src)
     if ds.file_meta.TransferSyntaxUID.is_compressed:
@@ -184,13 +173,12 @@ def _twins(src: Path, out: Path) -> dict[str, Path]:
     pixels = ds.pixel_array
     assert pixels.dtype == np.uint8 and ds.PhotometricInterpretation == "MONOCHROME2"
     twins = {"original": src}
-    twins["monochrome1"] = _write_twin(
-        ds, (255 - pixels).astype(np.uint8), out / "mono1.dcm",
-        PhotometricInterpretation="MONOCHROME1", BitsStored=8, HighBit=7, PixelRepresentation=0)
-    twins["rescaled12"] = _write_twin(
-        ds, (pixels.astype(np.uint16) * 16 + 7), out / "rescaled12.dcm",
-        BitsStored=12, HighBit=11, PixelRepresentation=0, RescaleSlope="0.0625",
-        RescaleIntercept="-1024")
+    twins["monochrome1"] = save(with_pixels(
+        ds, (255 - pixels).astype(np.uint8), photometric="MONOCHROME1", bits_stored=8,
+        signed=False), out / "mono1.dcm")
+    twins["rescaled12"] = save(with_pixels(
+        ds, (pixels.astype(np.uint16) * 16 + 7), bits_stored=12, signed=False,
+        RescaleSlope="0.0625", RescaleIntercept="-1024"), out / "rescaled12.dcm")
     j2k = copy.deepcopy(ds)
     j2k.compress(JPEG2000Lossless, pixels, encoding_plugin="pylibjpeg")
     j2k.save_as(out / "j2k.dcm", enforce_file_format=True)

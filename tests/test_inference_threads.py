@@ -88,7 +88,7 @@ def test_interactive_runs_come_first() -> None:
     assert not threads.interactive_active()
 
 
-def test_batch_engine_waits_for_viewer_engine(tmp_path) -> None:  # noqa: ANN001
+def test_batch_engine_waits_for_viewer_engine(tmp_path) -> None:
     import time
 
     import numpy as np
@@ -123,7 +123,7 @@ def test_batch_engine_waits_for_viewer_engine(tmp_path) -> None:  # noqa: ANN001
         t.join()
 
 
-def test_release_queued_just_before_the_worker_is_deleted_is_dropped(qtbot) -> None:  # noqa: ANN001
+def test_release_queued_just_before_the_worker_is_deleted_is_dropped(qtbot) -> None:
     """A model failure answered just before the client deletes the worker used to emit
     busyChanged from a deleted QObject on the next event-loop turn ("Signal source has been
     deleted", an error in the Qt event loop that failed an unrelated GUI test under load)."""

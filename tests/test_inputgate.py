@@ -208,7 +208,7 @@ needs_shared = pytest.mark.skipif(not (SHARED / "kermany").is_dir(),
 
 
 @pytest.fixture(scope="module")
-def bundled():  # noqa: ANN201
+def bundled():
     from pneumoview.core.model import load_model
 
     loaded = load_model(None, "cpu")
@@ -218,7 +218,7 @@ def bundled():  # noqa: ANN201
     return loaded, gate
 
 
-def _verdict(bundled, grey: np.ndarray) -> G.GateVerdict:  # noqa: ANN001
+def _verdict(bundled, grey: np.ndarray) -> G.GateVerdict:
     from pneumoview.core import contract
     from pneumoview.core.model import predict_activations, prepare_batch
 
@@ -244,7 +244,7 @@ def _nih(i: int = 0) -> np.ndarray:
 
 @needs_shared
 @pytest.mark.parametrize("which", ["kermany NORMAL", "kermany PNEUMONIA", "nih"])
-def test_real_films_pass(bundled, which: str) -> None:  # noqa: ANN001
+def test_real_films_pass(bundled, which: str) -> None:
     grey = _nih(3) if which == "nih" else _kermany(which.split()[1])
     v = _verdict(bundled, grey)
     assert not v.refused, v.reason
@@ -252,7 +252,7 @@ def test_real_films_pass(bundled, which: str) -> None:  # noqa: ANN001
 
 
 @needs_shared
-def test_dark_film_passes(bundled) -> None:  # noqa: ANN001
+def test_dark_film_passes(bundled) -> None:
     """An under-exposed film: values squeezed into the lowest quarter, gamma 1.4."""
     grey = _nih(5)
     dark = 60.0 * np.power(grey / 255.0, 1.4)
@@ -260,7 +260,7 @@ def test_dark_film_passes(bundled) -> None:  # noqa: ANN001
 
 
 @needs_shared
-def test_film_with_large_collimation_border_passes(bundled) -> None:  # noqa: ANN001
+def test_film_with_large_collimation_border_passes(bundled) -> None:
     """Collimator shutters 12 % in from every side: the field outside is unexposed (bright)."""
     grey = _nih(7).copy()
     h, w = grey.shape
@@ -271,7 +271,7 @@ def test_film_with_large_collimation_border_passes(bundled) -> None:  # noqa: AN
 
 
 @needs_shared
-def test_film_padded_with_a_very_large_frame(bundled) -> None:  # noqa: ANN001
+def test_film_padded_with_a_very_large_frame(bundled) -> None:
     """A white frame of 20 % on every side (half the picture): pv-gate-1 refused it as
     atypical; pv-gate-2's heads see where the frame is and its atypicality bound keeps it."""
     grey = _nih(7)
@@ -282,12 +282,12 @@ def test_film_padded_with_a_very_large_frame(bundled) -> None:  # noqa: ANN001
 
 
 @needs_shared
-def test_paediatric_film_passes(bundled) -> None:  # noqa: ANN001
+def test_paediatric_film_passes(bundled) -> None:
     assert not _verdict(bundled, _kermany("PNEUMONIA")).refused
 
 
 @needs_shared
-def test_film_with_burned_in_text_and_markers_passes(bundled) -> None:  # noqa: ANN001
+def test_film_with_burned_in_text_and_markers_passes(bundled) -> None:
     from PIL import Image, ImageDraw
 
     from training.gate.draw import draw_arrow, font
@@ -302,7 +302,7 @@ def test_film_with_burned_in_text_and_markers_passes(bundled) -> None:  # noqa: 
 
 
 @needs_shared
-def test_rotated_inverted_and_photo_are_refused(bundled) -> None:  # noqa: ANN001
+def test_rotated_inverted_and_photo_are_refused(bundled) -> None:
     grey = _nih(3)
     # a film turned 90 degrees may be named a lateral view by the content head (README, known
     # limits): refused either way
@@ -322,7 +322,7 @@ def test_rotated_inverted_and_photo_are_refused(bundled) -> None:  # noqa: ANN00
 
 
 @needs_shared
-def test_shared_chest_dicoms_pass(bundled) -> None:  # noqa: ANN001
+def test_shared_chest_dicoms_pass(bundled) -> None:
     from pneumoview.core import contract, dicomio
     from pneumoview.core.model import predict_activations, prepare_batch
 

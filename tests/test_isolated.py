@@ -122,7 +122,7 @@ def test_close_ends_a_decode_in_flight_and_the_worker(files: dict[str, Path]) ->
     def run() -> None:
         try:
             dec.decode(files["hang"])
-        except BaseException as exc:  # noqa: BLE001 - inspected below
+        except BaseException as exc:  # inspected below
             errors.append(exc)
 
     worker = threading.Thread(target=run)

@@ -13,8 +13,8 @@ from pathlib import Path
 import numpy as np
 import pydicom
 import pytest
-from pydicom.dataset import Dataset, FileMetaDataset
-from pydicom.uid import ExplicitVRLittleEndian, generate_uid
+from pydicom.dataset import Dataset
+from pydicom.uid import BasicTextSRStorage, ExplicitVRLittleEndian
 
 from pneumoview.core import batch, contract, dicomio, indexer, windowing
 from pneumoview.core.errors import PneumoViewError
@@ -90,22 +90,11 @@ def test_dicomdir_is_not_an_image_and_its_images_are_indexed(tmp_path: Path) -> 
 
 
 def _sr_dataset() -> Dataset:
-    ds = Dataset()
-    ds.file_meta = FileMetaDataset()
-    ds.file_meta.TransferSyntaxUID = ExplicitVRLittleEndian
-    ds.SOPClassUID = "1.2.840.10008.5.1.4.1.1.88.11"  # Basic Text SR
-    ds.file_meta.MediaStorageSOPClassUID = ds.SOPClassUID
-    ds.SOPInstanceUID = generate_uid()
-    ds.file_meta.MediaStorageSOPInstanceUID = ds.SOPInstanceUID
-    ds.StudyInstanceUID, ds.SeriesInstanceUID = generate_uid(), generate_uid()
-    ds.Modality = "SR"
-    ds.PatientID = "SR001"
-    ds.ValueType = "CONTAINER"
     item = Dataset()
     item.ValueType = "TEXT"
     item.TextValue = "No pneumonia."
-    ds.ContentSequence = [item]
-    return ds
+    return make_dataset(None, modality="SR", sop_class=BasicTextSRStorage, PatientID="SR001",
+                        ValueType="CONTAINER", ContentSequence=[item])
 
 
 def test_structured_report_has_no_pixels(tmp_path: Path) -> None:

@@ -24,32 +24,33 @@ def model_dir(tmp_path_factory: pytest.TempPathFactory) -> Path:
     return make_random_model_dir(tmp_path_factory.mktemp("model") / "m", seed=8)
 
 
-def _films(folder: Path, patient: str, n: int = 2) -> list[Path]:
+def _films(folder: Path, patient: str, n: int = 2, **tags: str) -> list[Path]:
     from tests.support.dicom_factory import make_dataset, save
 
     rng = np.random.default_rng(3)
     study = pydicom.uid.generate_uid()
     folder.mkdir(parents=True, exist_ok=True)
     return [save(make_dataset(rng.integers(0, 255, (160, 144)).astype(np.uint8),
-                              PatientID=patient, StudyInstanceUID=study, ViewPosition="PA"),
+                              PatientID=patient, StudyInstanceUID=study, ViewPosition="PA",
+                              **tags),
                  folder / f"f{i}.dcm") for i in range(n)]
 
 
-def _idle(qtbot, win) -> None:  # noqa: ANN001
+def _idle(qtbot, win) -> None:
     for _ in range(2):
         qtbot.waitUntil(lambda: win.runner.pending() == 0 and win.ai.pending() == 0,
                         timeout=TIMEOUT_MS)
         qtbot.wait(30)
 
 
-def test_menus_hold_the_pacs_actions(make_viewer_window) -> None:  # noqa: ANN001
+def test_menus_hold_the_pacs_actions(make_viewer_window) -> None:
     win = make_viewer_window(show=False)
     actions = [a for a in win.menuBar().actions()[0].menu().actions()]
     assert {win.pacs.act_open, win.pacs.act_save, win.pacs.act_send} <= set(actions)
 
 
 def test_open_from_pacs_query_retrieve_and_tree(qtbot, make_viewer_window, tmp_path: Path,
-                                                ) -> None:  # noqa: ANN001
+                                                ) -> None:
     from orthanc_support import start_orthanc
 
     from pneumoview.core.pacs import transfer
@@ -85,7 +86,37 @@ def test_open_from_pacs_query_retrieve_and_tree(qtbot, make_viewer_window, tmp_p
         server.stop()
 
 
-def test_cancel_stops_a_search_against_a_silent_peer(qtbot, make_viewer_window) -> None:  # noqa: ANN001
+def test_the_query_form_searches_by_accession_number(qtbot, make_viewer_window,
+                                                     tmp_path: Path) -> None:
+    """The form had no accession field, though the issue's query names one."""
+    from orthanc_support import start_orthanc
+
+    from pneumoview.core.pacs import transfer
+    from pneumoview.core.pacs.nodes import parse_node
+
+    server = start_orthanc(tmp_path / "orthanc")
+    try:
+        node = parse_node(server.dimse_url)
+        assert not transfer.send(node, _films(tmp_path / "a", "ACC-1", 1,
+                                              AccessionNumber="A1001")).failed
+        assert not transfer.send(node, _films(tmp_path / "b", "ACC-2", 1,
+                                              AccessionNumber="A2002")).failed
+        win = make_viewer_window(show=False)
+        win.pacs.open_dialog()
+        dialog = win.pacs.dialog
+        dialog.node.setEditText(server.dimse_url)
+        dialog.accession.setText("A2002")  # no other field: the accession alone narrows it
+        dialog.search_button.click()
+        qtbot.waitUntil(lambda: dialog.job is None, timeout=TIMEOUT_MS)
+        assert dialog.table.rowCount() == 1, dialog.status.text()
+        assert dialog.table.item(0, 0).text() == "ACC-2"
+        assert dialog.table.item(0, 3).text() == "A2002"
+        dialog.close()
+    finally:
+        server.stop()
+
+
+def test_cancel_stops_a_search_against_a_silent_peer(qtbot, make_viewer_window) -> None:
     import socket
 
     with socket.socket() as silent:  # accepts the connection, never answers
@@ -106,7 +137,7 @@ def test_cancel_stops_a_search_against_a_silent_peer(qtbot, make_viewer_window) 
 
 
 def test_save_ai_result_as_dicom(qtbot, make_viewer_window, model_dir: Path,
-                                 tmp_path: Path) -> None:  # noqa: ANN001
+                                 tmp_path: Path) -> None:
     from dicomout_support import sr_measurements
 
     _films(tmp_path / "films", "GUI-SAVE", n=1)
@@ -130,7 +161,7 @@ def test_save_ai_result_as_dicom(qtbot, make_viewer_window, model_dir: Path,
 
 
 def test_send_ai_result_to_pacs(qtbot, make_viewer_window, model_dir: Path,
-                                tmp_path: Path) -> None:  # noqa: ANN001
+                                tmp_path: Path) -> None:
     from orthanc_support import start_orthanc
 
     server = start_orthanc(tmp_path / "orthanc")

@@ -257,3 +257,95 @@ def test_the_listen_command_receives_and_stops_on_sigterm(tmp_path: Path) -> Non
     assert proc.returncode == 0, err
     assert "received" in err and "127.0.0.1" in err and PATIENT_ID not in err
     assert len(list((tmp_path / "in").iterdir())) == 1
+
+
+def _raw_pdata(assoc: object, command: bytes) -> None:
+    """Send one P-DATA-TF whose single PDV is ``command`` as a last command fragment: what a
+    peer with a broken DIMSE encoder sends."""
+    import struct
+
+    context_id = assoc.accepted_contexts[0].context_id  # type: ignore[attr-defined]
+    pdv = bytes([context_id, 0x03]) + command
+    assoc.dul.socket.send(b"\x04\x00" + struct.pack(">I", 4 + len(pdv))  # type: ignore[attr-defined]
+                          + struct.pack(">I", len(pdv)) + pdv)
+
+
+def _malformed_traffic(port: int, film: Path) -> None:
+    """Four bad exchanges from SENDER2: an abort, bytes that are no PDU, an undecodable
+    command set and a C-STORE whose SOP Instance UID cannot name a file."""
+    import contextlib
+    import time
+    import warnings
+
+    from pynetdicom import AE
+    from pynetdicom.sop_class import DigitalXRayImageStorageForPresentation
+
+    ae = AE(ae_title="SENDER2")
+    ae.add_requested_context(DigitalXRayImageStorageForPresentation,
+                             pydicom.uid.ExplicitVRLittleEndian)
+    ae.associate("127.0.0.1", port, ae_title="PVLISTEN").abort()
+    with socket.create_connection(("127.0.0.1", port), 5) as s:
+        s.sendall(b"GET / HTTP/1.0\r\n\r\n")
+        s.settimeout(5)
+        with contextlib.suppress(OSError):  # the server may close or just drop it
+            s.recv(100)
+    assoc = ae.associate("127.0.0.1", port, ae_title="PVLISTEN")
+    _raw_pdata(assoc, b"\x00\x00\x00\x00\x04\x00\x00\x00zzzz")  # no CommandField
+    deadline = time.monotonic() + 30
+    while assoc.is_alive() and time.monotonic() < deadline:
+        time.sleep(0.1)
+    assoc.abort()
+    bad = pydicom.dcmread(film)
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        bad.SOPInstanceUID = "1.2.not..a-uid"
+    assoc = ae.associate("127.0.0.1", port, ae_title="PVLISTEN")
+    try:
+        with warnings.catch_warnings():  # pydicom warns while encoding the bad UID
+            warnings.simplefilter("ignore")
+            assert int(assoc.send_c_store(bad).Status) == 0xC000
+    finally:
+        assoc.release()
+
+
+def _incident_rows(report: Path) -> list[dict[str, str]]:
+    return [r for r in rep.read_report(report) if r["relpath"].startswith("dicom-peer://")]
+
+
+# pynetdicom's reader thread dies on the undecodable command set (its traceback is expected)
+@pytest.mark.filterwarnings("ignore::pytest.PytestUnhandledThreadExceptionWarning")
+def test_malformed_associations_each_get_an_error_row_kept_across_restarts(
+        tmp_path: Path, model_dir: Path) -> None:
+    """A broken peer's association used to reach the audit log only: no report row."""
+    films = _films(tmp_path / "src", 2)
+    service = _service(tmp_path, model_dir, timeout_s=10.0)
+    service.start()
+    try:
+        assert not dimse.store(_node(service), films[:1], "SENDER").failed
+        _malformed_traffic(service.server.port, films[1])
+        assert service.wait_idle(240)
+    finally:
+        service.stop()
+    rows = _incident_rows(tmp_path / "r.csv")
+    messages = sorted(r["message"] for r in rows)
+    assert len(rows) == 4, messages
+    assert all(r["status"] == "error" for r in rows)
+    for needle in ("aborted the association (A-ABORT)", "not a valid DICOM PDU",
+                   "could not be decoded", "C-STORE refused: cannot name a file"):
+        assert sum(needle in m for m in messages) == 1, (needle, messages)
+    assert sum("from SENDER2 at 127.0.0.1:" in m for m in messages) == 3
+    assert sum("from (no AE title) at 127.0.0.1:" in m for m in messages) == 1
+    assert [r["status"] for r in rep.read_report(tmp_path / "r.csv")].count("scored") == 1
+    events = [json.loads(x)["event"] for x in (tmp_path / "audit" / "a.jsonl").read_text()
+              .splitlines()]
+    assert events.count("incident") == 4
+    # a restarted listener's next round rewrites the report: the incidents stay in it
+    again = _service(tmp_path, model_dir)
+    again.start()
+    try:
+        assert not dimse.store(_node(again), films[1:], "SENDER").failed
+        assert again.wait_idle(240)
+    finally:
+        again.stop()
+    assert sorted(r["message"] for r in _incident_rows(tmp_path / "r.csv")) == messages
+    assert [r["status"] for r in rep.read_report(tmp_path / "r.csv")].count("scored") == 2

@@ -67,7 +67,7 @@ def test_echo_to_a_closed_port_fails_clearly(capsys: pytest.CaptureFixture[str])
 
 
 def test_network_libraries_log_no_identifiers_even_at_debug(caplog: pytest.LogCaptureFixture,
-                                                            tmp_path) -> None:  # noqa: ANN001
+                                                            tmp_path) -> None:
     """A C-FIND for a patient, with the root logger at DEBUG: nothing logs the patient ID."""
     import logging
 

@@ -54,7 +54,7 @@ def hostile_folder(tmp_path: Path) -> Path:
     return root
 
 
-def _all_tooltips(window) -> list[tuple[str, str]]:  # noqa: ANN001
+def _all_tooltips(window) -> list[tuple[str, str]]:
     from PySide6.QtWidgets import QTreeWidget, QWidget
 
     tips = [(type(w).__name__, w.toolTip()) for w in window.findChildren(QWidget)]
@@ -67,7 +67,7 @@ def _all_tooltips(window) -> list[tuple[str, str]]:  # noqa: ANN001
     return tips
 
 
-def _assert_nothing_renders_markup(window) -> int:  # noqa: ANN001
+def _assert_nothing_renders_markup(window) -> int:
     from PySide6.QtCore import Qt
     from PySide6.QtGui import Qt as GuiQt
     from PySide6.QtWidgets import QLabel

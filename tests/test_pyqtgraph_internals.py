@@ -48,7 +48,7 @@ def test_image_item_still_has_the_methods_the_display_item_overrides() -> None:
         assert callable(getattr(pg.ImageItem, name, None)), f"pg.ImageItem.{name} is gone"
 
 
-def test_image_item_still_keeps_the_render_state_the_display_item_reads(qtbot) -> None:  # noqa: ANN001
+def test_image_item_still_keeps_the_render_state_the_display_item_reads(qtbot) -> None:
     item = pg.ImageItem()
     item.setImage(np.arange(64, dtype=np.uint16).reshape(8, 8), autoLevels=False,
                   levels=(0, 63))
@@ -60,7 +60,7 @@ def test_image_item_still_keeps_the_render_state_the_display_item_reads(qtbot) -
     assert len(item._computeDownsampleFactors()) == 2
 
 
-def test_the_display_item_renders_through_those_internals(qtbot) -> None:  # noqa: ANN001
+def test_the_display_item_renders_through_those_internals(qtbot) -> None:
     from pneumoview.qt.radiographview import DisplayImageItem
 
     view = pg.GraphicsView()

@@ -295,7 +295,7 @@ def test_study_series_in_series_order() -> None:
 
     from pneumoview.core.reading.series import study_series
 
-    def inst(path, series, number, inum, study="1.1"):  # noqa: ANN001, ANN202
+    def inst(path, series, number, inum, study="1.1"):
         return SimpleNamespace(path=path, study_instance_uid=study, series_instance_uid=series,
                                series_number=number, series_description="", modality="CR",
                                instance_number=inum)

@@ -47,10 +47,10 @@ class FakeHost(QMainWindow):
     def report(self, message: str) -> None:
         self.messages.append(message)
 
-    def add_menu_action(self, _slot, action) -> None:  # noqa: ANN001
+    def add_menu_action(self, _slot, action) -> None:
         self.addAction(action)
 
-    def add_dock(self, name, title, widget, area, **_kw) -> QDockWidget:  # noqa: ANN001
+    def add_dock(self, name, title, widget, area, **_kw) -> QDockWidget:
         dock = QDockWidget(title, self)
         dock.setObjectName(name)
         dock.setWidget(widget)
@@ -60,7 +60,7 @@ class FakeHost(QMainWindow):
     def report_error(self, message: str) -> None:
         self.errors.append(message)
 
-    def show_file(self, path) -> None:  # noqa: ANN001
+    def show_file(self, path) -> None:
         decoded = decode(path)
         self.view.set_image(decoded)
         self.imageShown.emit(decoded)
@@ -86,17 +86,17 @@ def host(qtbot, tmp_path):
     win.runner.shutdown()
 
 
-def _idle(qtbot, host) -> None:  # noqa: ANN001
+def _idle(qtbot, host) -> None:
     qtbot.waitUntil(lambda: host.runner.pending() == 0, timeout=10_000)
 
 
-def _screen(view, x: float, y: float) -> QPoint:  # noqa: ANN001
+def _screen(view, x: float, y: float) -> QPoint:
     """Viewport pixel of image point (x, y)."""
     scene = view.image_space.mapToScene(QPointF(x, y))
     return view.graphics.mapFromScene(scene)
 
 
-def _drag(view, a, b) -> None:  # noqa: ANN001
+def _drag(view, a, b) -> None:
     vp = view.graphics.viewport()
     p0, p1 = _screen(view, *a), _screen(view, *b)
     QTest.mousePress(vp, Qt.MouseButton.LeftButton, Qt.KeyboardModifier.NoModifier, p0)

@@ -57,7 +57,7 @@ def _window(qtbot) -> MainWindow:
     return win
 
 
-def _idle(qtbot, win) -> None:  # noqa: ANN001
+def _idle(qtbot, win) -> None:
     for _ in range(2):
         qtbot.waitUntil(lambda: win.runner.pending() == 0, timeout=TIMEOUT_MS)
         qtbot.wait(20)

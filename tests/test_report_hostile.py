@@ -14,8 +14,9 @@ from pathlib import Path
 
 import pytest
 
+from pneumoview.commands.advice import flag_advice
 from pneumoview.core import report as rep
-from pneumoview.core.errors import PneumoViewError
+from pneumoview.core.errors import PneumoViewError, ReportMismatchError
 
 REPO = Path(__file__).resolve().parents[1]
 
@@ -244,10 +245,11 @@ def test_merge_with_the_exact_default_threshold_of_a_real_model(tmp_path: Path) 
     assert result.threshold == t and rep.read_manifest(tmp_path / "m.csv")["threshold"] == t
     done = rep.load_for_resume(shards[0], model_sha256="ab" * 32, threshold=t, shard=(0, 2))
     assert len(done) == rep.read_manifest(shards[0])["files"]
-    with pytest.raises(PneumoViewError, match="mix thresholds") as info:
+    with pytest.raises(ReportMismatchError, match="mix thresholds") as info:
         rep.load_for_resume(shards[0], model_sha256="ab" * 32, threshold=0.790642,
                             shard=(0, 2))
-    assert f"--threshold {t!r}" in str(info.value)  # the advice is the exact value
+    assert info.value.field == "threshold" and info.value.report_value == t
+    assert f"--threshold {t!r}" in flag_advice(info.value)  # the advice is the exact value
 
 
 # --------------------------------------------------------------------------------------------

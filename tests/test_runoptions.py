@@ -157,7 +157,7 @@ def test_gui_batch_honours_the_size_guard_setting(tmp_path: Path) -> None:
 
 
 def test_flag_words_its_own_advice_for_an_existing_report(tmp_path: Path) -> None:
-    from pneumoview.commands.flag import advice
+    from pneumoview.commands.advice import flag_advice as advice
     from pneumoview.core.errors import ReportExistsError
 
     exc = ReportExistsError("the report already exists", tmp_path / "r.csv")

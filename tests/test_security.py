@@ -257,7 +257,7 @@ class _Boom:
     def __init__(self, marker: str) -> None:
         self.marker = marker
 
-    def __reduce__(self):  # noqa: ANN204
+    def __reduce__(self):
         return (Path.touch, (Path(self.marker),))
 
 
@@ -282,8 +282,8 @@ def test_pickle_is_never_used(model_dir, tmp_path, phi_folder, monkeypatch) -> N
 
     calls: list[str] = []
 
-    def forbidden(name: str):  # noqa: ANN202
-        def fn(*a, **k):  # noqa: ANN002, ANN003, ANN202
+    def forbidden(name: str):
+        def fn(*a, **k):
             calls.append(name)
             raise AssertionError(f"{name} called")
         return fn
@@ -328,7 +328,7 @@ def test_no_patient_data_in_debug_logs(phi_folder, model_dir, tmp_path, caplog) 
             for fn in (indexer.read_instance, dicomio.decode, dicomio.read_header):
                 try:
                     fn(str(f))
-                except Exception:  # noqa: BLE001 - errors are expected; their text is checked
+                except Exception:  # errors are expected; their text is checked
                     logging.getLogger("test").debug("error", exc_info=True)
     engine = Engine(model_dir, device="cpu")
     engine.load()
@@ -413,7 +413,7 @@ def test_gui_export_asks_before_overwriting(qtbot, tmp_path, monkeypatch) -> Non
     monkeypatch.setattr(QFileDialog, "getSaveFileName",
                         staticmethod(lambda *a, **k: (str(tmp_path / "scan"), "")))
 
-    def answer_no(*args, **kwargs):  # noqa: ANN002, ANN003, ANN202
+    def answer_no(*args, **kwargs):
         asked.append(" ".join(str(a) for a in args))
         return QMessageBox.StandardButton.No
 

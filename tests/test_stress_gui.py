@@ -78,7 +78,7 @@ def folders(tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, Path]:
     return view, batch
 
 
-def _right_drag(qtbot, win, dx: float, dy: float, steps: int = 3) -> None:  # noqa: ANN001
+def _right_drag(qtbot, win, dx: float, dy: float, steps: int = 3) -> None:
     vp = win.view.graphics.viewport()
     start = QPointF(vp.width() / 2, vp.height() / 2)
 

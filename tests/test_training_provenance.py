@@ -63,7 +63,7 @@ def test_bundled_model_folder_records_no_machine_paths() -> None:
     meta = json.loads((BUNDLED / "metadata.json").read_text())
     card = (BUNDLED / "MODEL_CARD.md").read_text()
 
-    def strings(value):  # noqa: ANN001, ANN202
+    def strings(value):
         if isinstance(value, dict):
             for v in value.values():
                 yield from strings(v)

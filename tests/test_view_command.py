@@ -38,7 +38,7 @@ def test_missing_xcb_cursor_names_the_package() -> None:
     assert display_problem({}, False, platform="win32", can_load=_never) is None
 
 
-def test_viewer_without_display_exits_1_with_the_reason(tmp_path) -> None:  # noqa: ANN001
+def test_viewer_without_display_exits_1_with_the_reason(tmp_path) -> None:
     env = {k: v for k, v in os.environ.items()
            if k not in ("DISPLAY", "WAYLAND_DISPLAY", "QT_QPA_PLATFORM")}
     env["PNEUMOVIEW_CONFIG_DIR"] = str(tmp_path)

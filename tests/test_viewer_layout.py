@@ -34,7 +34,7 @@ def demo(tmp_path_factory: pytest.TempPathFactory) -> Path:
         pytest.skip(str(exc))
 
 
-def _window(qtbot, model_dir: Path, size: tuple[int, int]) -> MainWindow:  # noqa: ANN001
+def _window(qtbot, model_dir: Path, size: tuple[int, int]) -> MainWindow:
     win = MainWindow(Settings(), ViewerOptions(model=str(model_dir), device="cpu"))
     qtbot.addWidget(win)
     win.resize(*size)
@@ -85,14 +85,14 @@ def _elided(tree: QTreeWidget, n: int) -> list[str]:
     return bad
 
 
-def _wait_idle(qtbot, win: MainWindow) -> None:  # noqa: ANN001
+def _wait_idle(qtbot, win: MainWindow) -> None:
     for _ in range(2):
         qtbot.waitUntil(lambda: win.runner.pending() == 0 and win.ai.pending() == 0,
                         timeout=TIMEOUT_MS)
         qtbot.wait(300)  # the columns are fitted after a burst of changes
 
 
-def test_first_rows_are_not_cut_at_1280x800(qtbot, model_dir: Path, demo: Path,  # noqa: ANN001
+def test_first_rows_are_not_cut_at_1280x800(qtbot, model_dir: Path, demo: Path,
                                             tmp_path: Path) -> None:
     win = _window(qtbot, model_dir, (1280, 800))
     try:
@@ -119,7 +119,7 @@ def test_first_rows_are_not_cut_at_1280x800(qtbot, model_dir: Path, demo: Path, 
         win.close()
 
 
-def test_cells_have_their_text_as_tooltip_and_user_widths_stay(qtbot, model_dir: Path,  # noqa: ANN001
+def test_cells_have_their_text_as_tooltip_and_user_widths_stay(qtbot, model_dir: Path,
                                                                demo: Path) -> None:
     win = _window(qtbot, model_dir, (1920, 1080))
     try:
@@ -143,7 +143,7 @@ def test_cells_have_their_text_as_tooltip_and_user_widths_stay(qtbot, model_dir:
         win.close()
 
 
-def test_welcome_text_is_whole_in_a_narrow_window(qtbot, model_dir: Path) -> None:  # noqa: ANN001
+def test_welcome_text_is_whole_in_a_narrow_window(qtbot, model_dir: Path) -> None:
     win = _window(qtbot, model_dir, (900, 600))
     try:
         qtbot.wait(50)

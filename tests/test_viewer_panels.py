@@ -35,7 +35,7 @@ def demo(tmp_path_factory: pytest.TempPathFactory) -> Path:
         pytest.skip(str(exc))
 
 
-def _window(qtbot, settings: Settings, model_dir: Path) -> MainWindow:  # noqa: ANN001
+def _window(qtbot, settings: Settings, model_dir: Path) -> MainWindow:
     win = MainWindow(settings, ViewerOptions(model=str(model_dir), device="cpu"))
     qtbot.addWidget(win)
     win.resize(1280, 800)
@@ -44,20 +44,20 @@ def _window(qtbot, settings: Settings, model_dir: Path) -> MainWindow:  # noqa: 
     return win
 
 
-def _view_action(win: MainWindow, title: str):  # noqa: ANN202
+def _view_action(win: MainWindow, title: str):
     matches = [a for a in win.view_menu.actions() if a.text().replace("&", "") == title]
     assert len(matches) == 1, [a.text() for a in win.view_menu.actions()]
     return matches[0]
 
 
-def _wait_idle(qtbot, win: MainWindow) -> None:  # noqa: ANN001
+def _wait_idle(qtbot, win: MainWindow) -> None:
     for _ in range(2):
         qtbot.waitUntil(lambda: win.runner.pending() == 0 and win.ai.pending() == 0,
                         timeout=TIMEOUT_MS)
         qtbot.wait(30)
 
 
-def test_closed_ai_dock_comes_back_from_the_view_menu(qtbot, model_dir: Path) -> None:  # noqa: ANN001
+def test_closed_ai_dock_comes_back_from_the_view_menu(qtbot, model_dir: Path) -> None:
     settings = Settings()
     win = _window(qtbot, settings, model_dir)
     try:
@@ -94,13 +94,13 @@ def test_closed_ai_dock_comes_back_from_the_view_menu(qtbot, model_dir: Path) ->
         again.close()
 
 
-def _press(widget, key: Qt.Key) -> None:  # noqa: ANN001
+def _press(widget, key: Qt.Key) -> None:
     """A key press delivered to ``widget`` itself."""
     QApplication.sendEvent(widget, QKeyEvent(QEvent.Type.KeyPress, key,
                                              Qt.KeyboardModifier.NoModifier))
 
 
-def _deactivate(qtbot, win: MainWindow) -> QWidget:  # noqa: ANN001
+def _deactivate(qtbot, win: MainWindow) -> QWidget:
     """Leave ``win`` without the active-window state while its panels keep the focus, as
     after a dialog closes with no window manager to hand activation back (Xvfb): window
     shortcuts then match nothing and the key press reaches the focused panel."""
@@ -112,7 +112,7 @@ def _deactivate(qtbot, win: MainWindow) -> QWidget:  # noqa: ANN001
     return other
 
 
-def test_navigation_keys_work_from_every_panel_after_a_batch_starts(  # noqa: ANN001
+def test_navigation_keys_work_from_every_panel_after_a_batch_starts(
         qtbot, model_dir: Path, demo: Path) -> None:
     win = _window(qtbot, Settings(), model_dir)
     try:

@@ -9,9 +9,9 @@ import pytest
 
 pytest.importorskip("PySide6")
 
-from pneumoview.core.indexer import Instance  # noqa: E402
-from pneumoview.qt import studytree  # noqa: E402
-from pneumoview.qt.studytree import StudyTree  # noqa: E402
+from pneumoview.core.indexer import Instance
+from pneumoview.qt import studytree
+from pneumoview.qt.studytree import StudyTree
 
 BLANK = {f.name: "" for f in dataclasses.fields(Instance)}
 

@@ -9,10 +9,10 @@ import pytest
 
 pytest.importorskip("PySide6")
 
-from PySide6.QtCore import QThread  # noqa: E402
+from PySide6.QtCore import QThread
 
-from pneumoview.core.errors import PneumoViewError  # noqa: E402
-from pneumoview.qt.workers import Job, WorkRunner  # noqa: E402
+from pneumoview.core.errors import PneumoViewError
+from pneumoview.qt.workers import Job, WorkRunner
 
 
 def test_result_error_and_order_in_the_gui_thread(qtbot):
@@ -20,7 +20,7 @@ def test_result_error_and_order_in_the_gui_thread(qtbot):
     events: list[tuple[str, object, bool]] = []
     main = QThread.currentThread()
 
-    def record(name):  # noqa: ANN001, ANN202
+    def record(name):
         return lambda *a: events.append((name, a[0] if a else None,
                                          QThread.currentThread() is main))
 
@@ -46,7 +46,7 @@ def test_latest_only_drops_queued_jobs_and_cancels_the_running_one(qtbot):
     gate = threading.Event()
     seen: list[int] = []
 
-    def slow(i: int, job_ref: list) -> int:  # noqa: ANN001
+    def slow(i: int, job_ref: list) -> int:
         if i == 0:
             gate.wait(5)
             return -1 if job_ref[0].is_cancelled() else 0

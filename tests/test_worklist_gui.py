@@ -35,7 +35,7 @@ def rows() -> list[dict]:
 
 
 @pytest.fixture
-def panel(qtbot):  # noqa: ANN001, ANN201
+def panel(qtbot):
     from pneumoview.qt.worklist.panel import WorklistPanel
 
     w = WorklistPanel()
@@ -46,11 +46,11 @@ def panel(qtbot):  # noqa: ANN001, ANN201
     return w
 
 
-def column(panel, c: int) -> list[str]:  # noqa: ANN001
+def column(panel, c: int) -> list[str]:
     return [panel.table.item(r, c).text() for r in range(panel.table.rowCount())]
 
 
-def test_worklist_order_and_filters(panel) -> None:  # noqa: ANN001
+def test_worklist_order_and_filters(panel) -> None:
     ai = column(panel, 4)
     first_unflagged = next(i for i, t in enumerate(ai) if not t.startswith("flagged"))
     assert all(t.startswith("flagged") for t in ai[:first_unflagged])
@@ -67,7 +67,7 @@ def test_worklist_order_and_filters(panel) -> None:  # noqa: ANN001
     assert column(panel, 0) == ["PID003"]
 
 
-def test_review_keys_record_and_move_on(panel, qtbot) -> None:  # noqa: ANN001
+def test_review_keys_record_and_move_on(panel, qtbot) -> None:
     got: list[tuple] = []
     opened: list[str] = []
     panel.reviewRequested.connect(lambda e, d, t, n: got.append((e.key, d, t, n)))
@@ -109,7 +109,7 @@ def site_cases(n: int = 160) -> Cases:
     return Cases(y, z, np.array([f"P{i}" for i in range(n)]))
 
 
-def test_calibration_dialog_plots_picks_and_saves(qtbot, tmp_path: Path) -> None:  # noqa: ANN001
+def test_calibration_dialog_plots_picks_and_saves(qtbot, tmp_path: Path) -> None:
     from pneumoview.core.siteprofile import load_profile
     from pneumoview.qt.worklist.calibration import CalibrationDialog
 
@@ -138,7 +138,7 @@ def test_calibration_dialog_plots_picks_and_saves(qtbot, tmp_path: Path) -> None
     dlg.grab().save(str(DOCS / "calibration-dialog.png"))
 
 
-def test_calibration_dialog_says_why_it_cannot_save(qtbot) -> None:  # noqa: ANN001
+def test_calibration_dialog_says_why_it_cannot_save(qtbot) -> None:
     from pneumoview.qt.worklist.calibration import CalibrationDialog
 
     dlg = CalibrationDialog(site_cases(40), model_id="pvm1-" + "d" * 64,

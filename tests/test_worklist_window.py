@@ -29,12 +29,12 @@ def folder(tmp_path_factory: pytest.TempPathFactory) -> Path:
     return build_small_folder(tmp_path_factory.mktemp("wlgui") / "data", N_FILES, size=96)
 
 
-def _menu_texts(win, title: str) -> list[str]:  # noqa: ANN001
+def _menu_texts(win, title: str) -> list[str]:
     menu = next(a.menu() for a in win.menuBar().actions() if a.text().replace("&", "") == title)
     return [a.text().replace("&", "") for a in menu.actions()]
 
 
-def test_batch_to_worklist_to_review(qtbot, model_dir: Path, folder: Path,  # noqa: ANN001
+def test_batch_to_worklist_to_review(qtbot, model_dir: Path, folder: Path,
                                      tmp_path: Path) -> None:
     from PySide6.QtCore import Qt
 

@@ -12,6 +12,7 @@ from __future__ import annotations
 import argparse
 import sys
 
+from pneumoview.commands.advice import calibrate_advice
 from pneumoview.commands.console import say
 from pneumoview.core.errors import PneumoViewError
 
@@ -51,7 +52,7 @@ def run(args: argparse.Namespace) -> int:
     try:
         profile = calibrate(args)
     except PneumoViewError as exc:
-        say(f"pneumoview calibrate: {exc}", sys.stderr)
+        say(f"pneumoview calibrate: {exc}{calibrate_advice(exc)}", sys.stderr)
         return 1
     from pneumoview.core.sitefit import summary_table
 
@@ -61,7 +62,7 @@ def run(args: argparse.Namespace) -> int:
     return 0
 
 
-def calibrate(args: argparse.Namespace):  # noqa: ANN201 - a SiteProfile
+def calibrate(args: argparse.Namespace):  # a SiteProfile
     import os
     from pathlib import Path
 

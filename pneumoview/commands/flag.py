@@ -18,11 +18,12 @@ import time
 from typing import Any, TextIO
 
 from pneumoview.commands import dicom_results
+from pneumoview.commands.advice import flag_advice
 from pneumoview.commands.argtypes import positive_seconds
 from pneumoview.commands.console import say
 from pneumoview.commands.engineargs import add_engine_arguments
 from pneumoview.core import defaults, runoptions
-from pneumoview.core.errors import PneumoViewError, ReportExistsError
+from pneumoview.core.errors import PneumoViewError
 
 #: The signals that stop a run cleanly (finish the rows in flight, mark the report cancelled),
 #: and the exit status each gives (128 + the signal number, as a shell reports it).
@@ -156,13 +157,6 @@ class _StopSignals:
         return 128 + (self.received or signal.SIGINT)
 
 
-def advice(exc: PneumoViewError) -> str:
-    """What to do about a fatal error, in this command's words ("" when nothing to add)."""
-    if isinstance(exc, ReportExistsError):
-        return "; pass --resume to continue it or --overwrite to replace it"
-    return ""
-
-
 def _check_usage(args: argparse.Namespace) -> str | None:
     if args.threshold is not None and not 0.0 <= args.threshold <= 1.0:
         return "--threshold must be between 0 and 1"
@@ -234,7 +228,7 @@ def run(args: argparse.Namespace) -> int:
         try:
             summary = run_batch(options, on_progress=bar, cancel=lambda: stop.stopped)
         except PneumoViewError as exc:
-            say(f"pneumoview flag: error: {exc}{advice(exc)}", err)
+            say(f"pneumoview flag: error: {exc}{flag_advice(exc)}", err)
             return 1
         except KeyboardInterrupt:
             print("pneumoview flag: aborted; finish the report with --resume", file=err)

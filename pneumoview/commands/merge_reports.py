@@ -25,6 +25,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
+    from pneumoview.commands.advice import merge_advice
     from pneumoview.commands.console import say
     from pneumoview.core.report import merge_reports
 
@@ -35,7 +36,7 @@ def run(args: argparse.Namespace) -> int:
     try:
         result = merge_reports(args.reports, args.output)
     except PneumoViewError as exc:
-        say(f"pneumoview merge-reports: error: {exc}", sys.stderr)
+        say(f"pneumoview merge-reports: error: {exc}{merge_advice(exc)}", sys.stderr)
         return 1
     say(f"merged {result.shards} shard(s), {result.rows} files -> {result.output}", sys.stderr)
     return 0

@@ -7,8 +7,10 @@ study tree's AI column and File > Batch Flag Folder agree on three policies:
   ``--device`` win over the saved settings, which win over the bundled model on ``auto``
   (:func:`resolve_choice`); once the user loads another model, *that* model is the choice for
   the viewer and the batch alike, and it is remembered in the settings.
-* :class:`ThresholdMemory` — the operating threshold the user set per model (``model_id``),
-  falling back to the model's own.
+* :class:`ThresholdMemory` — the operating threshold the user set per model (``model_id``);
+  without one, the viewer reads each image as the batch does: the active site profile, else
+  the model's population operating points (by the image's age), else the model's threshold
+  (:meth:`AIState.policy`, a :class:`~pneumoview.core.oppoints.ScoringPolicy`).
 * :class:`ResultCache` — predictions per (path, frame, forced) and CAMs per (path, frame), so
   that going back to an image or moving the threshold never runs the model again.
 """
@@ -83,12 +85,21 @@ class ThresholdMemory:
     def get(self, model_id: str, default: float) -> float:
         return saved_threshold(self.saved, model_id, default)
 
-    def set(self, model_id: str, value: float, default: float) -> None:
-        """Remember ``value``; the model's own threshold is stored as no entry at all."""
-        if abs(float(value) - float(default)) < 1e-12:
+    def set(self, model_id: str, value: float, default: float | None) -> None:
+        """Remember ``value``; the default threshold is stored as no entry at all
+        (``default`` None: the threshold varies by image, so any value is the user's)."""
+        if default is not None and abs(float(value) - float(default)) < 1e-12:
             self.saved.pop(model_id, None)
         else:
             self.saved[model_id] = float(value)
+
+    def explicit(self, model_id: str) -> float | None:
+        """The threshold the user set for ``model_id``, or None."""
+        value = saved_threshold(self.saved, model_id, float("nan"))
+        return None if value != value else value
+
+    def forget(self, model_id: str) -> None:
+        self.saved.pop(model_id, None)
 
     def snapshot(self) -> dict[str, Any]:
         """A copy for a background job (the user may move the threshold while it runs)."""
@@ -165,6 +176,38 @@ class ResultCache:
         self.forced.clear()
 
 
+def _row_population(row: dict[str, Any]) -> str | None:
+    """From the header facts a live run's rows have, else the population point a report's
+    row was read at (a report has no age column)."""
+    from pneumoview.core.oppoints import POPULATIONS, row_population
+
+    population = row_population(row)
+    point = str(row.get("operating_point") or "")
+    return population if population is not None or point not in POPULATIONS else point
+
+
+def prediction_from_row(row: dict[str, Any]) -> Any:
+    """A report row (typed, as ``on_rows`` gives it) as a Prediction of its file's first
+    frame, or None for an ``error``/``skipped`` row (nothing the model said)."""
+    from pneumoview.core.inference import NOT_SCORED, SCORED, Prediction
+    from pneumoview.core.reportrow import Status
+
+    status = str(row.get("status", ""))
+    path, threshold = str(row["path"]), float(row.get("threshold") or 0.0)
+    model = (str(row.get("model_label") or ""), str(row.get("model_sha256") or ""))
+    model_id = str(row.get("model_id") or "")
+    if status == Status.NOT_SCORED:
+        return Prediction(path, 0, NOT_SCORED, None, None, threshold, None,
+                          str(row.get("message") or ""), *model, model_id=model_id)
+    if status != Status.SCORED or row.get("probability") is None:
+        return None
+    logit = row.get("logit")
+    return Prediction(path, 0, SCORED, float(row["probability"]),
+                      None if logit is None else float(logit), threshold,
+                      bool(row.get("flagged")), "", *model, model_id=model_id,
+                      operating_point=str(row.get("operating_point") or ""))
+
+
 class AIState:
     """The model choice, threshold memory and results of one viewer window.
 
@@ -181,6 +224,12 @@ class AIState:
         self.threshold = 0.5
         self._pending: ModelChoice | None = None
         self.profile: Any = None  # the active SiteProfile for the loaded model
+        self.override: float | None = None  # the threshold the user set for the model
+        self.populations: dict[str, str | None] = {}  # path -> adult/paediatric/None
+        self._policy: Any = None
+        #: path -> Prediction from a GUI batch's report rows (the study tree shows them)
+        self.batch_results: dict[str, Any] = {}
+        self.batch_listeners: list[Any] = []  # called with the paths that got a result
 
     def choose(self, model_dir: str | None) -> ModelChoice:
         """The user asked for ``model_dir`` (``None``: bundled); returns what to load."""
@@ -196,7 +245,10 @@ class AIState:
             if hasattr(self.settings, "ai_model_dir"):
                 self.settings.ai_model_dir = self.choice.model_dir or ""
         self.profile = self._active_profile(info)
-        self.threshold = self.thresholds.get(info.model_id, self.default_threshold)
+        self.override = self.thresholds.explicit(info.model_id)
+        self._policy = None
+        self.threshold = self.override if self.override is not None \
+            else self.default_threshold
         if replaced:
             self.results.clear()
         return replaced
@@ -215,27 +267,98 @@ class AIState:
 
     @property
     def default_threshold(self) -> float:
-        """The active site profile's threshold, else the model's."""
-        if self.profile is not None:
-            return float(self.profile.threshold)
-        return float(self.info.threshold) if self.info is not None else 0.5
+        """The threshold without the user's: the profile's, else the one for a film of
+        unknown age (the more sensitive population point), else the model's."""
+        if self.info is None:
+            return 0.5
+        return self.policy_without_override().default_threshold
+
+    @property
+    def policy(self) -> Any:
+        """The :class:`~pneumoview.core.oppoints.ScoringPolicy` the viewer reads images by."""
+        from pneumoview.core.oppoints import ScoringPolicy
+
+        if self._policy is None or self._policy.info is not self.info \
+                or self._policy.override != self.override:
+            self._policy = ScoringPolicy(self.info, self.override, self.profile)
+        return self._policy
+
+    def policy_without_override(self) -> Any:
+        from pneumoview.core.oppoints import ScoringPolicy
+
+        return ScoringPolicy(self.info, None, self.profile)
+
+    @property
+    def varies_by_image(self) -> bool:
+        """Whether the threshold depends on the image (population points, no override)."""
+        return self.info is not None and self.policy.uses_points
+
+    def note_header(self, path: str, header: Any) -> None:
+        """Remember the population of ``path``'s film from its header (PatientAge, else
+        PatientBirthDate against StudyDate)."""
+        from pneumoview.core.oppoints import population_of
+
+        def text(keyword: str) -> str:
+            return str(getattr(header, keyword, "") or "") if header is not None else ""
+
+        self.populations[path] = population_of(text("PatientAge"), text("PatientBirthDate"),
+                                               text("StudyDate"))
+
+    def threshold_for(self, path: str | None) -> float:
+        """The threshold an image is read at (the slider shows it)."""
+        if self.info is None:
+            return self.threshold
+        population = self.populations.get(path) if path is not None else None
+        return self.policy.decide_threshold(population)[1]
 
     def model_refused(self) -> None:
         """The model asked for did not load: the one in use stays the choice."""
         self._pending = None
 
     def set_threshold(self, value: float) -> None:
+        """The user set a threshold: it overrides the profile's or the model's points."""
         self.threshold = float(value)
+        if self.info is None:
+            return
+        points = self.policy_without_override().uses_points
+        self.thresholds.set(self.info.model_id, self.threshold,
+                            None if points else self.default_threshold)
+        self.override = self.thresholds.explicit(self.info.model_id)
+
+    def reset_threshold(self) -> None:
+        """Back to the profile's or the model's threshold(s)."""
         if self.info is not None:
-            self.thresholds.set(self.info.model_id, self.threshold, self.default_threshold)
+            self.thresholds.forget(self.info.model_id)
+        self.override = None
+        self.threshold = self.default_threshold
+
+    def add_batch_rows(self, rows: list[dict[str, Any]]) -> None:
+        """Report rows of a batch run (``run_batch``'s ``on_rows``): the scored and not-scored
+        ones become results the study tree shows; listeners hear which paths changed."""
+        paths = []
+        for row in rows:
+            pred = prediction_from_row(row)
+            if pred is not None:
+                self.batch_results[pred.path] = pred
+                self.populations.setdefault(pred.path, _row_population(row))
+                paths.append(pred.path)
+        for listener in list(self.batch_listeners):
+            listener(paths)
+
+    def batch_result(self, path: str) -> Any:
+        """The batch's result for ``path`` when it was made by the loaded model."""
+        pred = self.batch_results.get(path)
+        if pred is None or self.info is None or pred.model_id != self.info.model_id:
+            return None
+        return pred
 
     def shown(self, pred: Any) -> Any:
-        """``pred`` as the user sees it: relabelled at the current threshold when scored."""
-        if pred is not None and pred.scored:
-            if self.profile is not None and pred.logit is not None:
-                import dataclasses
-
-                pred = dataclasses.replace(
-                    pred, probability=self.profile.calibration.probability(pred.logit))
+        """``pred`` as the user sees it: read by :attr:`policy` (the profile's calibration,
+        the image's operating point or the user's threshold) when scored."""
+        if pred is None or not pred.scored:
+            return pred
+        if pred.logit is None or self.info is None:
             return pred.with_threshold(self.threshold)
-        return pred
+        d = self.policy.decide(float(pred.logit), self.populations.get(pred.path))
+        return dataclasses.replace(pred, probability=d.probability, threshold=d.threshold,
+                                   flagged=d.flagged, operating_point=d.operating_point)

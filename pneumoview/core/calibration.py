@@ -314,7 +314,7 @@ def bootstrap(y: np.ndarray, p: np.ndarray, threshold: float, *, metric: str, ta
     return out
 
 
-def _resampler(y: np.ndarray, groups: np.ndarray | None, rng: np.random.Generator):  # noqa: ANN202
+def _resampler(y: np.ndarray, groups: np.ndarray | None, rng: np.random.Generator):
     if groups is None:
         pos, neg = np.flatnonzero(y == 1), np.flatnonzero(y == 0)
         return lambda: np.concatenate([rng.choice(pos, len(pos)), rng.choice(neg, len(neg))])

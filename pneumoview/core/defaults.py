@@ -50,10 +50,6 @@ PACS_TIMEOUT_S = 30
 LISTEN_HOST = "127.0.0.1"
 LISTEN_PORT = 11112
 
-#: Environment variable capping torch's threads (tests set it to 1); the rule itself, cores
-#: minus the other busy workers, is :func:`pneumoview.core.threads.torch_threads`.
-TORCH_THREADS_ENV = "PNEUMOVIEW_TORCH_THREADS"
-
 #: Address-space limit per decode worker, at most and at least. The largest image opened by
 #: default (1 GiB of stored pixels) needs about 3.5 GiB once converted to float32 and
 #: resized; imports take ~0.5 GiB.

@@ -6,7 +6,9 @@ report and the command line can show it as it is, without a traceback. Callers t
 the kind of failure (the batch engine choosing ``skipped`` or ``error``, a front end adding its
 own advice) test the type, never the text. Messages state facts only: what to do about them
 ("pass --resume", "raise the limit in the settings") differs between the command line and the
-viewer, so each front end words it (``pneumoview.commands.advice`` for the command line).
+viewer, so each front end words it from the type and its fields
+(:mod:`pneumoview.commands.advice` for the command line, :mod:`pneumoview.qt.advice` for the
+viewer).
 """
 
 from __future__ import annotations
@@ -115,7 +117,22 @@ class ReportLocked(ReportError):
 
 
 class NotAReportError(ReportError):
-    """The file at the report's name is not a PneumoView batch report."""
+    """The file at the report's name is not a PneumoView batch report (it is left alone)."""
+
+
+class ReportUnfinishedError(ReportError):
+    """The run that writes the report (or one shard of it) stopped before the end: a torn last
+    line, a manifest that says unfinished, fewer rows than files, no manifest. Resuming that run
+    finishes it; ``shard`` is its ``(k, n)`` when it is known to be a shard."""
+
+    def __init__(self, reason: str, path: str | PathLike[str] | None = None, *,
+                 shard: tuple[int, int] | None = None) -> None:
+        super().__init__(reason, path)
+        self.shard = shard
+
+
+class OutputIsInputError(ReportError):
+    """The output named is one of the reports being read."""
 
 
 class ReportMismatchError(ReportError):
@@ -131,4 +148,10 @@ class ReportMismatchError(ReportError):
 
 
 class ShardError(ReportError):
-    """A shard of a sharded run is missing, unfinished or does not fit the others."""
+    """A shard of a sharded run is missing or does not fit the others; ``missing`` lists the
+    shard indices not given (empty when the shards are all there but disagree)."""
+
+    def __init__(self, reason: str, path: str | PathLike[str] | None = None, *,
+                 missing: tuple[int, ...] = ()) -> None:
+        super().__init__(reason, path)
+        self.missing = missing

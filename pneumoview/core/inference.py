@@ -75,6 +75,7 @@ class Prediction:
     model_label: str
     model_sha256: str
     model_id: str = ""  # ModelInfo.model_id: weights plus behavioural metadata
+    operating_point: str = ""  # which threshold applies (core.oppoints labels), once decided
     timings: dict[str, float] = field(default_factory=dict, compare=False)
     # the content gate's verdict (None: the model has no gate, or it did not run)
     gate: GateVerdict | None = field(default=None, compare=False)

@@ -391,13 +391,10 @@ class InputGate:
                 from exc
 
     # -- the checks, in order ----------------------------------------------------------------
-    def pre_check(self, shape: tuple[int, ...], x: np.ndarray) -> GateVerdict | None:
-        """The rules (no forward pass needed): a refusal, or None to go on."""
-        return check_geometry(shape) or check_content_rules(x)
-
     def pre_check_statistics(self, shape: tuple[int, ...],
                              stats: Mapping[str, float]) -> GateVerdict | None:
-        """:meth:`pre_check` given the model input's :func:`content_statistics`."""
+        """The rules (no forward pass needed) on the model input's :func:`content_statistics`:
+        a refusal, or None to go on."""
         return check_geometry(shape) or judge_content_statistics(stats)
 
     def features(self, activations: np.ndarray) -> np.ndarray:

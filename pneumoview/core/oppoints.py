@@ -259,6 +259,24 @@ class ScoringPolicy:
         return f"threshold {self.info.threshold:.3f} (the model's)"
 
 
+def point_text(label: str) -> str:
+    """An ``operating_point`` label in words (the AI panel's "Operating point" line)."""
+    if label == ADULT:
+        return f"adult (age {ADULT_AGE_YEARS} y or more)"
+    if label == PAEDIATRIC:
+        return f"paediatric (under {ADULT_AGE_YEARS} y)"
+    if label.startswith(UNKNOWN_AGE_PREFIX):
+        return (f"age unknown: the more sensitive point "
+                f"({label[len(UNKNOWN_AGE_PREFIX):]})")
+    if label.startswith(PROFILE_PREFIX):
+        return f"site profile {label[len(PROFILE_PREFIX):]!r}"
+    if label == OVERRIDE_POINT:
+        return "set by hand (overrides the model's and any profile's)"
+    if label == DEFAULT_POINT:
+        return "the model's threshold"
+    return label
+
+
 def sigmoid(z: float) -> float:
     """A numerically safe logistic function (no overflow for |z| > 709)."""
     if z >= 0:

@@ -63,9 +63,7 @@ PARENT_SIGNALS = ("SIGINT", "SIGTERM", "SIGHUP")
 MAX_START_FAILURES = 3
 
 
-#: Address-space limits per decode worker (MiB); the rule is :func:`defaults.memory_limit_mib`.
-DEFAULT_MEMORY_LIMIT_MB = defaults.MEMORY_LIMIT_MAX_MIB
-MIN_MEMORY_LIMIT_MB = defaults.MEMORY_LIMIT_MIN_MIB
+#: Address-space limit per decode worker (MiB); the rule is :func:`defaults.memory_limit_mib`.
 default_memory_limit_mb = defaults.memory_limit_mib
 
 
@@ -77,7 +75,6 @@ class TaskResult:
     ok: bool
     value: Any = None
     message: str = ""
-    worker_restarted: bool = False
 
 
 default_workers = defaults.decode_workers
@@ -470,8 +467,7 @@ class ProcessPool:
             out.put(TaskResult(
                 key, False, None,
                 f"decoding took longer than {self.timeout_s:g} s and was stopped "
-                "(a hung codec or an extreme file); it was skipped",
-                worker_restarted=True))
+                "(a hung codec or an extreme file); it was skipped"))
             return True
         if not w.ready and time.monotonic() - w.started > self.start_timeout_s:
             raise PneumoViewError(
@@ -486,7 +482,7 @@ class ProcessPool:
             out.put(TaskResult(
                 key, False, None,
                 f"the decoder crashed ({signal_name(code)}) on this file; it was "
-                "skipped (a corrupt file or a codec bug)", worker_restarted=True))
+                "skipped (a corrupt file or a codec bug)"))
         elif not w.ready:
             feed.start_failures += 1
             if feed.start_failures >= MAX_START_FAILURES:

@@ -44,7 +44,16 @@ from pathlib import Path
 from typing import Any
 from urllib.parse import unquote
 
-from pneumoview.core.errors import PneumoViewError
+from pneumoview.core.errors import (
+    NotAReportError,
+    OutputIsInputError,
+    PneumoViewError,
+    ReportLocked,
+    ReportMismatchError,
+    ReportUnfinishedError,
+    ReportWriteError,
+    ShardError,
+)
 from pneumoview.core.reportrow import COLUMNS as _COLUMNS
 from pneumoview.core.reportrow import STATUSES as STATUSES
 from pneumoview.core.reportrow import ReportRow as ReportRow
@@ -80,6 +89,8 @@ MAX_MANIFEST_BYTES = 1 << 20
 
 #: The report's first line, byte for byte: ``--resume`` refuses a file that does not start so.
 HEADER_LINE = (",".join(COLUMNS) + "\n").encode("ascii")
+#: Why a file at a report's name is refused (and left alone) as a report.
+NOT_A_REPORT = "not a PneumoView batch report (its first line is not the report's header)"
 
 PATH_KEYS = ("path", "relpath")
 
@@ -293,16 +304,16 @@ def check_output_target(path: PathType) -> None:
                               "file name for the report", path)
 
 
-def _write_error(path: PathType, exc: OSError) -> PneumoViewError:
+def _write_error(path: PathType, exc: OSError) -> ReportWriteError:
     if exc.errno == errno.ENOSPC:
-        why = "the disk is full (no space left on device); free space and run again with --resume"
+        why = "the disk is full (no space left on device)"
     elif exc.errno == errno.EFBIG:
         why = "the file is too large (file system or process file size limit)"
     elif exc.errno in (errno.EACCES, errno.EPERM, errno.EROFS):
-        why = "permission denied or read-only file system; choose another --output"
+        why = "permission denied or read-only file system"
     else:
         why = f"{exc.strerror or exc}"
-    return PneumoViewError(f"cannot write the report: {why}", path)
+    return ReportWriteError(f"cannot write the report: {why}", path, exc.errno)
 
 
 def _csv_line(cells: Sequence[str]) -> str:
@@ -364,7 +375,6 @@ class ReportWriter:
 
     def __init__(self, path: PathType, keep: Iterable[Mapping[str, Any]] = ()) -> None:
         self.path = str(path)
-        self.rows_written = 0
         check_output_target(self.path)
         target = Path(self.path)
         tmp: Path | None = None
@@ -392,7 +402,6 @@ class ReportWriter:
             for line in lines:
                 self._fh.write(line)
             self._fh.flush()
-            self.rows_written += len(lines)
         except OSError as exc:
             self._abandon()
             raise _write_error(self.path, exc) from exc
@@ -429,10 +438,6 @@ def write_report_atomic(path: PathType, rows: Iterable[Mapping[str, Any]]) -> No
 # One writer at a time
 
 
-class ReportLocked(PneumoViewError):
-    """Another live run holds the report's lock."""
-
-
 def lock_path(report: PathType) -> Path:
     p = Path(report)
     return p.with_name(p.name + ".lock")
@@ -467,9 +472,8 @@ class ReportLock:
             except BlockingIOError:
                 holder = _read_holder(fd)
                 os.close(fd)
-                raise ReportLocked(
-                    f"another run is writing this report ({holder}); wait for it to finish "
-                    "or choose another --output", self.path.with_suffix("")) from None
+                raise ReportLocked(f"another run is writing this report ({holder})",
+                                   self.path.with_suffix("")) from None
             except BaseException:
                 os.close(fd)
                 raise
@@ -615,12 +619,11 @@ def read_report(path: PathType, *, allow_partial_tail: bool = True,
         return []
     header = _header_columns(data[: data.find(b"\n") + 1])
     if header is None:
-        raise PneumoViewError("not a PneumoView batch report (its first line is not the "
-                              "report's header); choose another --output", path)
+        raise NotAReportError(NOT_A_REPORT, path)
     if not data.endswith(b"\n"):
         if not allow_partial_tail:
-            raise PneumoViewError("the report's last line is incomplete (the run was "
-                                  "interrupted); finish it with --resume first", path)
+            raise ReportUnfinishedError("the report's last line is incomplete (the run was "
+                                        "interrupted)", path)
         data = data[: data.rfind(b"\n") + 1]
     fmt = report_format_of(path) if report_format is None else report_format
     reader = csv.reader(io.StringIO(data.decode("utf-8", errors="replace"), newline=""))
@@ -645,11 +648,10 @@ def read_report(path: PathType, *, allow_partial_tail: bool = True,
 def _refuse_model_id(have: str, want: str, path: PathType) -> None:
     """Refuse a report whose model_id differs: same weights, other behaviour (metadata)."""
     if have and want and have != want:
-        raise PneumoViewError(
+        raise ReportMismatchError(
             f"refusing to mix models: the report was made with model_id {have[:17]}..., this "
             f"run uses {want[:17]}... (the same weights with other metadata: calibration, "
-            "threshold or input settings differ); write to a new --output or use the same "
-            "--model", path)
+            "threshold or input settings differ)", path, field="model", report_value=have)
 
 
 #: ``gate`` cells of rows that the content gate did not judge (``--no-gate``; no gate in the
@@ -701,29 +703,26 @@ def load_for_resume(path: PathType, *, model_sha256: str, threshold: float,
     except OSError as exc:
         raise PneumoViewError(f"cannot read the report ({exc.strerror or exc})", path) from exc
     if not looks_right:
-        raise PneumoViewError("not a PneumoView batch report (its first line is not the "
-                              "report's header); --resume leaves it alone: choose another "
-                              "--output", path)
+        raise NotAReportError(NOT_A_REPORT, path)
     manifest = read_manifest(path, required=False)
     if manifest is not None:
         have = (manifest["shard_index"], manifest["shard_count"])
         want = shard or (0, 1)
         if have != (want[0], want[1]):
-            raise PneumoViewError(
+            raise ReportMismatchError(
                 f"the report was written for shard {have[0]}/{have[1]}, this run is shard "
-                f"{want[0]}/{want[1]}; resume with the same --shard", path)
+                f"{want[0]}/{want[1]}", path, field="shard", report_value=have)
         _refuse_model_id(str(manifest.get("model_id") or ""), model_id, path)
         _refuse_gate(str(manifest.get("gate") or "tags"), gate, path)
         why = None if policy is None else oppoints.policy_mismatch(
             oppoints.manifest_policy(manifest), policy, single_thresholds=False)
         if why:
-            raise PneumoViewError(f"{why}; write to a new --output or use the same "
-                                  "settings", path)
+            raise ReportMismatchError(why, path, field="policy")
         if float(manifest["threshold"]) != threshold:
             used = float(manifest["threshold"])
-            raise PneumoViewError(
+            raise ReportMismatchError(
                 f"refusing to mix thresholds: the report used {used!r}, this run "
-                f"{threshold!r}; write to a new --output or pass --threshold {used!r}", path)
+                f"{threshold!r}", path, field="threshold", report_value=used)
     rows = read_report(path)
     done: dict[str, dict[str, str]] = {}
     allowed = {format_value("threshold", float(t))
@@ -733,17 +732,15 @@ def load_for_resume(path: PathType, *, model_sha256: str, threshold: float,
     for row in rows:
         sha = row["model_sha256"]
         if sha and sha != model_sha256:
-            raise PneumoViewError(
+            raise ReportMismatchError(
                 f"refusing to mix models: the report was made with model sha256 {sha[:12]}..., "
-                f"this run uses {model_sha256[:12]}...; write to a new --output or use the "
-                "same --model", path)
+                f"this run uses {model_sha256[:12]}...", path, field="model", report_value=sha)
         _refuse_model_id(row.get("model_id", ""), model_id, path)
         _refuse_gate(_gate_of_row(row.get("gate", "")), gate, path)
         if row["threshold"] and row["threshold"] not in allowed:
-            raise PneumoViewError(
+            raise ReportMismatchError(
                 f"refusing to mix thresholds: the report used {row['threshold']}, this run "
-                f"{threshold!r}; write to a new --output or pass --threshold "
-                f"{row['threshold']}", path)
+                f"{threshold!r}", path, field="threshold", report_value=row["threshold"])
         done[row["relpath"]] = row  # a later row for the same file wins
     return done
 
@@ -799,9 +796,8 @@ def read_manifest(report: PathType, *, required: bool = True) -> dict[str, Any] 
     except FileNotFoundError:
         if not required:
             return None
-        raise PneumoViewError(f"its manifest {path.name} is missing, so the shard cannot be "
-                              "checked; rerun the shard (pneumoview flag ... --shard K/N "
-                              "--resume)", report) from None
+        raise ReportUnfinishedError(f"its manifest {path.name} is missing, so the shard "
+                                    "cannot be checked", report) from None
     except (OSError, UnicodeDecodeError, json.JSONDecodeError, RecursionError) as exc:
         raise PneumoViewError(f"unreadable manifest {path.name} ({type(exc).__name__}: "
                               f"{str(exc)[:200]})", report) from None
@@ -932,8 +928,7 @@ class _ShardSet:
     def add(self, report: PathType, output: PathType) -> None:
         """Read one shard's manifest; refuse the output itself, a duplicate, an unfinished run."""
         if os.path.realpath(report) == os.path.realpath(output):
-            raise PneumoViewError("the output is one of the inputs; choose another --output",
-                                  output)
+            raise OutputIsInputError("the output is one of the inputs", output)
         m = read_manifest(report)
         assert m is not None
         k, n = m["shard_index"], m["shard_count"]
@@ -941,9 +936,9 @@ class _ShardSet:
             raise PneumoViewError(f"shard {k}/{n} given twice ({self.by_index[k][0]} and "
                                   f"{report})")
         if m.get("cancelled") or not m.get("finished"):
-            raise PneumoViewError(f"shard {k}/{n} did not finish (its manifest says "
-                                  f"{'cancelled' if m.get('cancelled') else 'unfinished'}); "
-                                  "finish it with pneumoview flag ... --resume", report)
+            raise ReportUnfinishedError(
+                f"shard {k}/{n} did not finish (its manifest says "
+                f"{'cancelled' if m.get('cancelled') else 'unfinished'})", report, shard=(k, n))
         self.by_index[k] = (str(report), m)
         self.counts.add(n)
         self.models.add(m["model_sha256"])
@@ -977,7 +972,7 @@ class _ShardSet:
                                   f"({', '.join(repr(t) for t in sorted(self.thresholds))})")
         n = next(iter(self.counts))
         if len(self.by_index) < n:
-            raise PneumoViewError(_missing_shards(self.by_index, n))
+            raise _missing_shards(self.by_index, n)
         return n
 
     def merged_rows(self, n: int) -> list[dict[str, str]]:
@@ -988,9 +983,9 @@ class _ShardSet:
             report, m = self.by_index[k]
             rows = read_report(report, allow_partial_tail=False)
             if len(rows) != m["files"]:
-                raise PneumoViewError(f"shard {k}/{n} has {len(rows)} rows but its manifest "
-                                      f"counts {m['files']} files; rerun it with --resume",
-                                      report)
+                raise ReportUnfinishedError(f"shard {k}/{n} has {len(rows)} rows but its "
+                                            f"manifest counts {m['files']} files", report,
+                                            shard=(k, n))
             for row in rows:
                 self._check_row(row, k, n, seen, report)
                 seen[row["relpath"]] = k
@@ -1028,7 +1023,7 @@ def _one_policy(manifests: Sequence[Mapping[str, Any]]) -> dict[str, Any]:
     return first
 
 
-def _missing_shards(given: Mapping[int, Any], n: int, show: int = 10) -> str:
+def _missing_shards(given: Mapping[int, Any], n: int, show: int = 10) -> ShardError:
     """Which shards are missing, the first ``show`` of them (``n`` may be large)."""
     missing: list[int] = []
     for k in range(n):
@@ -1040,5 +1035,5 @@ def _missing_shards(given: Mapping[int, Any], n: int, show: int = 10) -> str:
     names = ", ".join(f"{k}/{n}" for k in missing)
     more = f" and {total - len(missing)} more" if total > len(missing) else ""
     have = ", ".join(f"{k}/{n}" for k in sorted(given))
-    return (f"shard(s) {names}{more} missing (given: {have}); run them (pneumoview flag "
-            "FOLDER --shard K/N) and pass every shard's report")
+    return ShardError(f"shard(s) {names}{more} missing (given: {have})",
+                      missing=tuple(k for k in range(n) if k not in given))

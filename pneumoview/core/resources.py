@@ -20,7 +20,3 @@ def resources_dir() -> Path:
 
 def bundled_model_dir() -> Path:
     return resources_dir() / "model"
-
-
-def icon_path(name: str) -> Path:
-    return resources_dir() / "icons" / name

@@ -3,7 +3,8 @@
 Every GUI run writes its report row by row into ``data_dir()/reports/`` (private to the user:
 reports hold patient IDs) under a name with the time, the folder, the model version and the
 threshold, so the user has a copy whether or not they press Save Report. A cancelled run keeps
-its partial report, renamed ``...-cancelled.csv``.
+its partial report, renamed ``...-cancelled.csv``; resuming it renames it back first
+(:func:`resume_target`).
 """
 
 from __future__ import annotations
@@ -14,7 +15,7 @@ import time
 from pathlib import Path
 
 from pneumoview.core import report as rep
-from pneumoview.core.errors import PneumoViewError
+from pneumoview.core.errors import PneumoViewError, ReportWriteError
 from pneumoview.core.paths import private_dir
 
 
@@ -64,7 +65,7 @@ def unique_report_path(folder: Path, name: str) -> Path:
 def mark_cancelled(output: str | os.PathLike[str]) -> tuple[str, str | None]:
     """Rename a cancelled report (and its manifest) to ``...-cancelled.csv``."""
     src = Path(output)
-    dst = src.with_name(f"{src.stem}-cancelled{src.suffix}")
+    dst = src.with_name(f"{src.stem}{CANCELLED_SUFFIX}{src.suffix}")
     try:
         os.replace(src, dst)
     except OSError:
@@ -74,6 +75,31 @@ def mark_cancelled(output: str | os.PathLike[str]) -> tuple[str, str | None]:
     except OSError:
         return str(dst), None
     return str(dst), str(rep.manifest_path(dst))
+
+
+CANCELLED_SUFFIX = "-cancelled"
+
+
+def resume_target(report: str | os.PathLike[str]) -> str:
+    """Where a resumed run continues ``report``: a ``...-cancelled.csv`` gets its own name
+    back (with its manifest) unless that name is taken; any other report stays where it is."""
+    src = Path(report)
+    if not src.stem.endswith(CANCELLED_SUFFIX):
+        return str(src)
+    dst = src.with_name(src.stem[:-len(CANCELLED_SUFFIX)] + src.suffix)
+    if dst.exists() or rep.manifest_path(dst).exists():
+        return str(src)
+    try:
+        os.replace(src, dst)
+    except OSError:
+        return str(src)
+    if rep.manifest_path(src).exists():
+        try:
+            os.replace(rep.manifest_path(src), rep.manifest_path(dst))
+        except OSError:
+            os.replace(dst, src)  # a report without its manifest cannot be resumed
+            return str(src)
+    return str(dst)
 
 
 def copy_report(source: str | os.PathLike[str], dest: str | os.PathLike[str]) -> None:
@@ -86,4 +112,5 @@ def copy_report(source: str | os.PathLike[str], dest: str | os.PathLike[str]) ->
         if man.exists():
             shutil.copyfile(man, rep.manifest_path(dest))
     except OSError as exc:
-        raise PneumoViewError(f"cannot save the report ({exc.strerror or exc})", dest) from exc
+        raise ReportWriteError(f"cannot save the report ({exc.strerror or exc})", dest,
+                               exc.errno) from exc

@@ -20,7 +20,6 @@ import datetime as _dt
 import hashlib
 import io
 import math
-import os
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from os import PathLike
@@ -29,7 +28,7 @@ from typing import Any
 import numpy as np
 
 from pneumoview.core import calibration as cal
-from pneumoview.core.errors import PneumoViewError
+from pneumoview.core.errors import PneumoViewError, ReportMismatchError
 from pneumoview.core.paths import read_small_file
 from pneumoview.core.siteprofile import PROFILE_FORMAT
 
@@ -154,10 +153,10 @@ class SiteFit:
                                   "one model's report at a time")
         if ids and model_id and ids != {model_id}:
             have = next(iter(ids))
-            raise PneumoViewError(
+            raise ReportMismatchError(
                 f"the report was made by another model (model_id {have[:17]}..., "
                 f"{cases.model_label}) than the one to calibrate ({model_label}, model_id "
-                f"{model_id[:17]}...); flag the folder with that model, or pass --model")
+                f"{model_id[:17]}...)", field="model", report_value=have)
         n_pos = int(cases.y.sum())
         n_neg = int(len(cases.y) - n_pos)
         if n_pos < cal.MIN_PER_CLASS or n_neg < cal.MIN_PER_CLASS:
@@ -267,7 +266,3 @@ def summary_table(profile: Mapping[str, Any]) -> str:
         lines.append(f"  left out         {left['labels_not_scored']} labelled rows not scored, "
                      f"{left['duplicate_rows']} duplicate rows")
     return "\n".join(lines)
-
-
-def display_name(path: str | PathLike[str]) -> str:
-    return os.path.basename(os.fspath(path))

@@ -1,12 +1,20 @@
 """What the viewer tells a user to do about an error, in the GUI's words.
 
 Core messages state facts only; the command line words its own advice
-(``pneumoview.commands.flag.advice``), and this is the viewer's.
+(:mod:`pneumoview.commands.advice`, in terms of its options), and this is the viewer's, in
+terms of what the viewer offers: its settings, flagging a folder again, another file.
 """
 
 from __future__ import annotations
 
-from pneumoview.core.errors import ImageTooLargeError
+from pneumoview.core.errors import (
+    ImageTooLargeError,
+    NotAReportError,
+    ReportLocked,
+    ReportMismatchError,
+    ReportUnfinishedError,
+    ReportWriteError,
+)
 
 __all__ = ["advice"]
 
@@ -15,4 +23,18 @@ def advice(exc: BaseException) -> str:
     """A sentence to append to ``str(exc)`` ("" when there is nothing to add)."""
     if isinstance(exc, ImageTooLargeError):
         return " (raise 'max image MiB' in the settings to open it)"
+    if isinstance(exc, ReportWriteError):
+        if exc.disk_full:
+            return " (free some disk space and try again)"
+        return " (choose another folder, or check its permissions)" if exc.not_permitted else ""
+    if isinstance(exc, ReportLocked):
+        return " (wait for that run to finish, then open the report again)"
+    if isinstance(exc, NotAReportError):
+        return " (choose a report that PneumoView wrote)"
+    if isinstance(exc, ReportUnfinishedError):
+        return " (flag the folder again to get a complete report)"
+    if isinstance(exc, ReportMismatchError):
+        if exc.field == "model":
+            return " (load that model, or flag the folder again with this one)"
+        return " (flag the folder again into a new report)"
     return ""

@@ -95,15 +95,3 @@ class TagBrowser(QWidget):
                 child.setExpanded(True)
             matches += int(own and bool(needle)) + below
         return matches
-
-    def row_count_visible(self) -> int:
-        count = 0
-        stack = [self.tree.invisibleRootItem()]
-        while stack:
-            it = stack.pop()
-            for i in range(it.childCount()):
-                c = it.child(i)
-                if not c.isHidden():
-                    count += 1
-                    stack.append(c)
-        return count

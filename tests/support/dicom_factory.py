@@ -2,11 +2,14 @@
 
 Tests use these to wrap real radiographs (from ../shared/data or pydicom-data) into DICOM files
 with a chosen photometric interpretation, bit depth, rescale, sign, frame count or encoding.
-The shared data itself is found through :mod:`shared_data`.
+The shared data itself is found through :mod:`shared_data`. This is the one place that builds a
+dataset: :func:`make_dataset` from nothing, :func:`with_pixels` on a real file's header; tests,
+``bench/`` and ``tools/`` use these rather than filling a ``Dataset`` by hand.
 """
 
 from __future__ import annotations
 
+import copy
 from pathlib import Path
 
 import numpy as np
@@ -36,26 +39,22 @@ def sample_file(name: str) -> str | None:
 
 
 def make_dataset(
-    arr: np.ndarray,
+    arr: np.ndarray | None,
     *,
     photometric: str = "MONOCHROME2",
     bits_stored: int | None = None,
     signed: bool = False,
     modality: str = "DX",
     sop_class: str = DigitalXRayImageStorageForPresentation,
+    syntax: str = ExplicitVRLittleEndian,
     **tags: object,
 ) -> Dataset:
-    """A minimal but valid image dataset holding ``arr`` (H,W), (F,H,W) or (H,W,3) as stored."""
-    arr = np.asarray(arr)
-    colour = arr.ndim == 3 and arr.shape[-1] == 3
-    frames = arr.shape[0] if arr.ndim == 3 and not colour else 1
-    if arr.dtype == np.uint8 or arr.dtype == np.int8:
-        bits_allocated = 8
-    else:
-        bits_allocated = 16
+    """A minimal but valid dataset holding ``arr`` (H,W), (F,H,W) or (H,W,3) as stored, in
+    transfer syntax ``syntax`` (uncompressed); ``arr=None`` gives an object without an image
+    (a structured report, a key object). ``tags`` are set last and win."""
     ds = Dataset()
     ds.file_meta = FileMetaDataset()
-    ds.file_meta.TransferSyntaxUID = ExplicitVRLittleEndian
+    ds.file_meta.TransferSyntaxUID = syntax
     ds.file_meta.MediaStorageSOPClassUID = sop_class
     ds.SOPClassUID = sop_class
     ds.SOPInstanceUID = generate_uid()
@@ -66,6 +65,49 @@ def make_dataset(
     ds.PatientID = "TEST001"
     ds.Modality = modality
     ds.InstanceNumber = 1
+    if arr is not None:
+        _set_pixels(ds, np.asarray(arr), photometric=photometric, bits_stored=bits_stored,
+                    signed=signed)
+    for key, value in tags.items():
+        setattr(ds, key, value)
+    return ds
+
+
+def with_pixels(
+    template: Dataset,
+    arr: np.ndarray,
+    *,
+    photometric: str | None = None,
+    bits_stored: int | None = None,
+    signed: bool | None = None,
+    syntax: str = ExplicitVRLittleEndian,
+    **tags: object,
+) -> Dataset:
+    """A copy of ``template`` (a real file's header, UIDs included) holding ``arr`` instead of
+    its pixels, uncompressed in ``syntax``. Pixel attributes not given keep the template's
+    values where they still fit ``arr``'s dtype; ``tags`` are set last and win."""
+    ds = copy.deepcopy(template)
+    ds.file_meta.TransferSyntaxUID = syntax
+    arr = np.asarray(arr)
+    kept_bits = int(template.get("BitsStored", 0) or 0)
+    if bits_stored is None and 0 < kept_bits <= 8 * arr.dtype.itemsize:
+        bits_stored = kept_bits
+    _set_pixels(
+        ds, arr,
+        photometric=photometric or str(template.get("PhotometricInterpretation", "MONOCHROME2")),
+        bits_stored=bits_stored,
+        signed=bool(template.get("PixelRepresentation", 0)) if signed is None else signed)
+    for key, value in tags.items():
+        setattr(ds, key, value)
+    return ds
+
+
+def _set_pixels(ds: Dataset, arr: np.ndarray, *, photometric: str, bits_stored: int | None,
+                signed: bool) -> None:
+    """The image pixel module of ``ds`` describing ``arr`` exactly as stored."""
+    colour = arr.ndim == 3 and arr.shape[-1] == 3
+    frames = arr.shape[0] if arr.ndim == 3 and not colour else 1
+    bits_allocated = 8 if arr.dtype in (np.uint8, np.int8) else 16
     ds.Rows, ds.Columns = (arr.shape[1], arr.shape[2]) if frames > 1 else arr.shape[:2]
     ds.SamplesPerPixel = 3 if colour else 1
     ds.PhotometricInterpretation = "RGB" if colour else photometric
@@ -77,10 +119,7 @@ def make_dataset(
     ds.BitsStored = bits_stored or bits_allocated
     ds.HighBit = ds.BitsStored - 1
     ds.PixelRepresentation = 1 if signed else 0
-    for key, value in tags.items():
-        setattr(ds, key, value)
     ds.PixelData = np.ascontiguousarray(arr).tobytes()
-    return ds
 
 
 def save(ds: Dataset, path: str | Path) -> Path:

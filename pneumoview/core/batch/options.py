@@ -5,6 +5,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 from os import PathLike
+from typing import Any
 
 from pneumoview.core import defaults
 from pneumoview.core.batch.decode import DECODE_TARGET
@@ -37,6 +38,10 @@ class BatchOptions:
     quiet: bool = False  # no warnings from the decoders on stderr (pydicom's, numpy's)
     profile: str | PathLike[str] | None = None  # a site profile (calibration + threshold)
     gate_mode: GateMode = GateMode.CONTENT  # TAGS_ONLY: --no-gate (the tag gate alone)
+    #: error rows about what is no file under ``root`` (the listener's network incidents,
+    #: ``path``/``relpath``/``message``/``sop_instance_uid``): written by every run, since a
+    #: resumed report keeps only the rows of files it finds
+    extra_rows: tuple[dict[str, Any], ...] = ()
 
 
 @dataclass

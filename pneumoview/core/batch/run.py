@@ -243,7 +243,7 @@ class BatchRun:
         of the rest."""
         info, kept = self.info, self.kept
         shard_k, shard_n = self.options.shard or (0, 1)
-        total = len(self.files) + len(self.issues)
+        total = len(self.files) + len(self.issues) + len(self.options.extra_rows)
         engine = self.engine
         assert engine is not None  # loaded by load_engine
         self.manifest_base = {
@@ -266,6 +266,7 @@ class BatchRun:
             self.on_rows([rep.parse_row(r) for r in kept_rows])
         self._emit_progress("flagging")
         self._plan_issues()
+        self._plan_extra()
         self._plan_files()
 
     def pipeline(self) -> None:
@@ -330,6 +331,13 @@ class BatchRun:
                            message=f"{reason}: the files in it are not in the report")
             else:
                 row.update(status=Status.SKIPPED, message=f"{reason}; not read")
+            self.direct_rows.append(row)
+
+    def _plan_extra(self) -> None:
+        for extra in self.options.extra_rows:
+            row = self._base_row(str(extra["path"]), str(extra["relpath"]), None)
+            row.update(status=Status.ERROR, message=str(extra.get("message", "")),
+                       sop_instance_uid=str(extra.get("sop_instance_uid", "")))
             self.direct_rows.append(row)
 
     @property

@@ -5,6 +5,7 @@
 * :mod:`.dimse` - C-ECHO, C-STORE, C-FIND and C-GET as an SCU;
 * :mod:`.web` - STOW-RS, QIDO-RS and WADO-RS;
 * :mod:`.scp` - a Storage SCP (``pneumoview listen``) that files what it receives;
+* :mod:`.incidents` - refused objects and badly ended associations, as report rows;
 * :mod:`.audit` - the audit log: what was received, scored and sent, never patient data;
 * :mod:`.transfer` - the protocol-neutral calls the commands and the GUI use.
 

@@ -3,8 +3,9 @@
 Bound to loopback unless configured; accepts only the calling AE titles it is given (an
 association from any other is rejected, and logged); answers C-ECHO. Each object is written
 byte for byte as received, named by its SOP Instance UID (:mod:`.storage`), and announced to
-``on_stored`` (the scorer). A malformed association is pynetdicom's to drop; a malformed
-dataset is still filed, so the batch engine reports it as an error row rather than losing it.
+``on_stored`` (the scorer). A malformed dataset is still filed, so the batch engine reports it
+as an error row rather than losing it; an object that cannot be filed and an association that
+ends badly are :class:`~.incidents.Incident` s (:meth:`StorageServer.incidents`).
 """
 
 from __future__ import annotations
@@ -21,6 +22,7 @@ from pneumoview.core import defaults
 from pneumoview.core.pacs import storage
 from pneumoview.core.pacs.audit import AuditLog
 from pneumoview.core.pacs.dimse import TransferOutcome, Verification
+from pneumoview.core.pacs.incidents import AssociationTracker, Incident
 from pneumoview.core.pacs.nodes import PacsError, check_ae_title
 
 LOOPBACK = defaults.LISTEN_HOST
@@ -66,11 +68,14 @@ class StorageServer:
     """Start with :meth:`start`, stop with :meth:`stop` (joins pynetdicom's threads)."""
 
     def __init__(self, options: ServerOptions, audit: AuditLog,
-                 on_stored: Callable[[Path], None] | None = None) -> None:
+                 on_stored: Callable[[Path], None] | None = None,
+                 on_incident: Callable[[], None] | None = None) -> None:
         self.options = options
         self.audit = audit
         self.on_stored = on_stored
+        self.on_incident = on_incident  # something may have gone wrong: sweep soon
         self.outcome = TransferOutcome()
+        self.tracker = AssociationTracker()
         self._server: Any = None
 
     @property
@@ -102,7 +107,8 @@ class StorageServer:
                                                     self._stored, self._refused,
                                                     staging_folder(self.options.out))),
             (evt.EVT_REJECTED, self._rejected), (evt.EVT_ACCEPTED, self._accepted),
-            (evt.EVT_ABORTED, self._aborted),
+            (evt.EVT_ABORTED, self._aborted), (evt.EVT_CONN_CLOSE, self._closed),
+            *self.tracker.handlers(),
         ]
         try:
             self._server = self._ae().start_server(
@@ -114,7 +120,21 @@ class StorageServer:
         self.audit.write("listening", service=f"{self.options.ae_title}@"
                          f"{self.options.host}:{self.port}")
 
+    def incidents(self, join_s: float = 0.0) -> list[Incident]:
+        """Objects refused and associations ended badly since the last call (audited)."""
+        found = self.tracker.sweep(join_s)
+        for incident in found:
+            self.audit.write("incident", peer_ae=incident.peer_ae, peer=incident.peer,
+                             reason=incident.reason[:300])
+        return found
+
+    @property
+    def busy(self) -> bool:
+        """Associations open, or incidents not yet taken."""
+        return self.tracker.busy
+
     def stop(self) -> None:
+        self.tracker.stop()
         if self._server is not None:
             active = list(self._server.active_associations)
             for assoc in active:  # a peer that went quiet must not keep a thread for minutes
@@ -130,12 +150,21 @@ class StorageServer:
         title, address = _peer(event)
         self.audit.write("received", peer_ae=title, peer=address,
                          sop_class=_class_name(event), object=storage.uid_digest(path.stem))
+        self.tracker.stored(event)
         if self.on_stored is not None:
             self.on_stored(path)
 
     def _refused(self, reason: str, event: Any) -> None:
         title, address = _peer(event)
         self.audit.write("refused", peer_ae=title, peer=address, reason=reason)
+        uid = str(getattr(event.request, "AffectedSOPInstanceUID", "") or "")
+        self.tracker.refused(event, reason, uid)
+        if self.on_incident is not None:
+            self.on_incident()
+
+    def _closed(self, event: Any) -> None:
+        if self.on_incident is not None:
+            self.on_incident()
 
     def _rejected(self, event: Any) -> None:
         title, address = _peer(event)

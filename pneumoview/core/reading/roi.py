@@ -91,7 +91,7 @@ def modality_units(ds: Dataset | None, frame: int = 0) -> str:
         try:
             lut = source.get("ModalityLUTSequence")
             item = lut[0] if lut else None
-        except Exception:  # noqa: BLE001 - a damaged sequence: no units rather than a crash
+        except Exception:  # a damaged sequence: no units rather than a crash
             item = None
         rescale_type = header_text(item, "ModalityLUTType")
     if rescale_type and rescale_type.upper() != "US":  # US = unspecified

@@ -120,11 +120,15 @@ class AIController(QObject):
         window.installEventFilter(self)
         self.view.add_layer(self.overlay.item, z=AI_LAYER_Z)
         self.tree_column = AITreeColumn(self.tree, self._best_for_path)
+        self.state.batch_listeners.append(self._on_batch_paths)
         window.add_status_widget(self.status_label)
         window.currentInstanceChanged.connect(self.on_instance_changed)
         window.imageShown.connect(self.on_image_shown)
         window.imageFailed.connect(self.on_image_failed)
         window.folderOpened.connect(lambda _p: self._clear_results())
+        moved = getattr(window, "activeViewportChanged", None)  # a window with viewports
+        if moved is not None:
+            moved.connect(lambda vp: self.follow_view(vp.view))
 
         self.act_cam = QAction("Show &CAM Overlay", window)
         self.act_cam.setShortcut("C")
@@ -244,11 +248,30 @@ class AIController(QObject):
             self.panel.set_threshold(self.threshold)
         if self.info is not None and hasattr(self.settings, "ai_thresholds"):
             self._save_timer.start()
+        self._reshow_current()
         self._refresh_tree()
 
     def reset_threshold(self) -> None:
-        if self.info is not None:
-            self.set_threshold(float(self.info.threshold))
+        """Back to the profile's or the model's threshold(s) (population points per image)."""
+        if self.info is None:
+            return
+        self.state.reset_threshold()
+        if hasattr(self.settings, "ai_thresholds"):
+            self._save_timer.start()
+        self.panel.set_threshold(self.state.threshold_for(self._current_path()))
+        self._reshow_current()
+        self._refresh_tree()
+
+    def _reshow_current(self) -> None:
+        """The image on screen read again (its operating point may have changed)."""
+        if self.current is not None:
+            cached = self.results.for_image(self.current)
+            if cached is not None:
+                self._show_result(cached, self.results.elapsed.get(self.results.key(
+                    self.current)))
+
+    def _current_path(self) -> str | None:
+        return None if self.current is None else self.current[0]
 
     def _save_settings(self) -> None:
         if self.settings is None or self.window is None:
@@ -258,6 +281,19 @@ class AIController(QObject):
         save_settings(self.settings)
 
     # -- images ----------------------------------------------------------------------------
+    def follow_view(self, view: Any) -> None:
+        """The map moves to the active viewport's view; the window then announces that
+        viewport's image, whose cached result and map are shown (or computed)."""
+        if view is self.view:
+            return
+        self.view.remove_layer(self.overlay.item)
+        self.view = view
+        view.add_layer(self.overlay.item, z=AI_LAYER_Z)
+        self.current = None
+        self.current_decoded = None
+        self.overlay.clear()
+        self.panel.clear("No image")
+
     def on_instance_changed(self, _instance: Any) -> None:
         """The reader moved on: hide the old image's result and map at once."""
         self.current = None
@@ -279,6 +315,7 @@ class AIController(QObject):
             return
         self.current = key
         self.current_decoded = decoded
+        self.state.note_header(decoded.path, decoded.header)
         self.cam_wanted = None
         if self.overlay.key != key:
             self.overlay.set_visible(False)
@@ -332,7 +369,15 @@ class AIController(QObject):
         self._show_result(pred, result.elapsed_ms)
 
     def _show_result(self, pred: Any, elapsed_ms: float | None) -> None:
-        self.panel.show_prediction(self.state.shown(pred), elapsed_ms)
+        from pneumoview.core.oppoints import OVERRIDE_POINT, point_text
+
+        shown = self.state.shown(pred)
+        if shown.scored:  # the image's own operating point (population, profile, by hand)
+            self.panel.set_threshold(shown.threshold)
+        self.panel.show_operating_point(point_text(shown.operating_point)
+                                        if shown.scored and shown.operating_point else "",
+                                        by_hand=shown.operating_point == OVERRIDE_POINT)
+        self.panel.show_prediction(shown, elapsed_ms)
         self.panel.set_cam_checked(self._cam_should_show())
         self._sync_cam_action()
 
@@ -391,8 +436,14 @@ class AIController(QObject):
         self._refresh_tree()
 
     def _best_for_path(self, path: str) -> Any:
-        """The result shown in the tree for a file: frame 0, forced result preferred."""
-        return self.state.shown(self.results.best_for_path(path))
+        """The result shown in the tree for a file: the viewer's (frame 0, forced result
+        preferred), else a GUI batch run's."""
+        pred = self.results.best_for_path(path)
+        return self.state.shown(pred if pred is not None else self.state.batch_result(path))
+
+    def _on_batch_paths(self, paths: list[str]) -> None:
+        for path in paths:
+            self._update_tree_item(path)
 
     def _update_tree_item(self, path: str) -> None:
         if self.tree_column is not None:
@@ -407,7 +458,7 @@ class AIController(QObject):
         from pneumoview.qt.export_image import caption_lines
 
         status = self.error and f"AI unavailable ({self.error})"
-        return caption_lines(self.current_prediction(), self.threshold,
+        return caption_lines(self.current_prediction(), None,  # already read by the policy
                              self.info.label if self.info is not None else "",
                              cam_shown=self.overlay.visible, status=status)
 

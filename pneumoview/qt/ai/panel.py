@@ -93,6 +93,7 @@ class AIPanel(QWidget):
         self.default_threshold: float | None = None
         self.threshold: float | None = None
         self.prediction: Any = None  # the Prediction shown (already at self.threshold)
+        self._chosen_point = False  # the shown threshold is a population's or a profile's
         layout = QVBoxLayout(self)
         self._build_result(layout)
         layout.addWidget(self._build_threshold_box())
@@ -155,6 +156,12 @@ class AIPanel(QWidget):
         thr_layout.addLayout(row)
         self.reset_button = QPushButton("Reset to model default")
         thr_layout.addWidget(self.reset_button)
+        # which operating point the shown image is read at (population, profile, by hand)
+        self.operating_point = QLabel("")
+        self.operating_point.setObjectName("aiOperatingPoint")
+        self.operating_point.setWordWrap(True)
+        self.operating_point.setVisible(False)
+        thr_layout.addWidget(self.operating_point)
         form = QFormLayout()
         self.sensitivity = QLabel("n/a")
         self.specificity = QLabel("n/a")
@@ -291,8 +298,9 @@ class AIPanel(QWidget):
         if self.default_threshold is None or self.threshold is None:
             self.metrics_note.setText("")
         elif abs(self.threshold - self.default_threshold) > 1e-9:
+            mine = "this operating point" if self._chosen_point else "yours"
             self.metrics_note.setText(f"Measured at {whose} threshold "
-                                      f"{self.default_threshold:.1%}, not at yours.")
+                                      f"{self.default_threshold:.1%}, not at {mine}.")
         else:
             self.metrics_note.setText(f"At {whose} threshold {self.default_threshold:.1%}.")
 
@@ -303,6 +311,14 @@ class AIPanel(QWidget):
         self._update_metrics_note()
         if self.prediction is not None:
             self.show_prediction(self.prediction.with_threshold(self.threshold))
+
+    def show_operating_point(self, text: str, by_hand: bool = True) -> None:
+        """The operating point in words (empty: hidden); ``by_hand``: the user's threshold,
+        else one the model or a profile chose for this image."""
+        self.operating_point.setText(f"Operating point: {text}" if text else "")
+        self.operating_point.setVisible(bool(text))
+        self._chosen_point = bool(text) and not by_hand
+        self._update_metrics_note()
 
     def _set_threshold_widgets(self, value: float | None,
                                placeholder: str = THRESHOLD_LOADING) -> None:
@@ -336,6 +352,7 @@ class AIPanel(QWidget):
 
     def clear(self, message: str = "No image") -> None:
         self.prediction = None
+        self.show_operating_point("")
         self.percent.setText("-")
         self.bar.set_values(None, self.threshold, MUTED_COLOUR)
         self.state.setText(message)

@@ -28,6 +28,7 @@ from pneumoview.core import runoptions
 from pneumoview.core.aistate import AIState, resolve_choice
 from pneumoview.core.paths import display_path
 from pneumoview.core.savedreports import copy_report
+from pneumoview.qt.advice import advice
 from pneumoview.qt.batch.job import Started, gui_batch
 from pneumoview.qt.batch.panel import BatchPanel
 from pneumoview.qt.host import LOG_DOCK, DockArea, Host, MenuSlot
@@ -63,6 +64,7 @@ class BatchController(QObject):
         self.default_folder: Callable[[], str | None] = lambda: None
         self.panel.startRequested.connect(self.choose_and_start)
         self.panel.cancelRequested.connect(self.cancel)
+        self.panel.resumeRequested.connect(self.resume)
         self.panel.saveRequested.connect(self.choose_and_save)
         self.panel.openRequested.connect(self._open)
 
@@ -110,9 +112,24 @@ class BatchController(QObject):
         if folder:
             self.start(folder)
 
+    @property
+    def resumable(self) -> bool:
+        """The last run stopped early (cancelled or failed) and its report is there."""
+        return (not self.running and self.info is not None and bool(self.report_path)
+                and os.path.exists(str(self.report_path))
+                and (self.summary is None or not self.summary.finished))
+
+    def resume(self) -> Job | None:
+        """Continue the last run's report where it stopped (``flag --resume``)."""
+        if not self.resumable:
+            return None
+        assert self.info is not None
+        return self.start(self.info.folder, resume=str(self.report_path))
+
     def start(self, folder: str, *, workers: int | None = None, batch_size: int = 32,
-              out_dir: str | None = None) -> Job | None:
-        """Start flagging ``folder`` in the background (one batch at a time)."""
+              out_dir: str | None = None, resume: str | None = None) -> Job | None:
+        """Start flagging ``folder`` in the background (one batch at a time); ``resume``: a
+        report of an earlier run of ``folder`` to continue."""
         if self.running:
             return None
         if hasattr(self, "dock"):
@@ -131,7 +148,8 @@ class BatchController(QObject):
                   thresholds=self.state.thresholds.snapshot(),
                   workers=workers, batch_size=batch_size, out_dir=out_dir,
                   max_image_mib=runoptions.resolve(None, self.settings).max_image_mib,
-                  profiles=dict(getattr(self.settings, "site_profiles", None) or {}))
+                  profiles=dict(getattr(self.settings, "site_profiles", None) or {}),
+                  resume=resume)
         job.bind(on_started=job.signals.progress.emit, on_progress=job.signals.progress.emit,
                  on_rows=job.signals.partial.emit, cancel=job.is_cancelled)
         job.signals.progress.connect(lambda p, j=job: self._on_progress(j, p))
@@ -163,6 +181,7 @@ class BatchController(QObject):
     def _on_rows(self, job: Job, rows: list[dict[str, Any]]) -> None:
         if job is self.job:
             self.panel.model.add_rows(rows)
+            self.state.add_batch_rows(rows)  # the study tree's AI column shows them
 
     def _on_result(self, job: Job, summary: Any) -> None:
         self.summary = summary
@@ -180,14 +199,15 @@ class BatchController(QObject):
     def _on_error(self, job: Job, exc: Exception) -> None:
         self.summary = None
         self.panel.progress.setRange(0, 1)
-        self.panel.progress_label.setText(display_path(f"Batch failed: {exc}"))
-        self._say(f"Batch failed: {exc}", error=True)
+        message = f"Batch failed: {exc}{advice(exc)}"
+        self.panel.progress_label.setText(display_path(message))
+        self._say(message, error=True)
 
     def _on_finished(self, job: Job) -> None:
         if job is not self.job:
             return
         self.job = None
-        self.panel.set_running(False)
+        self.panel.set_running(False, self.resumable)
         self.panel.save_button.setEnabled(bool(self.report_path
                                                and os.path.exists(self.report_path)))
         self.finished.emit(self.summary)
@@ -210,7 +230,7 @@ class BatchController(QObject):
         try:
             copy_report(self.report_path, dest)
         except PneumoViewError as exc:
-            self._say(str(exc), error=True)
+            self._say(f"{exc}{advice(exc)}", error=True)
             return False
         self._say(f"Report saved to {dest}")
         return True

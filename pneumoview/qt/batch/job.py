@@ -11,6 +11,7 @@ import contextlib
 import os
 from collections.abc import Callable
 from dataclasses import dataclass
+from pathlib import Path
 from typing import Any
 
 from pneumoview.core import defaults
@@ -21,6 +22,7 @@ from pneumoview.core.savedreports import (
     mark_cancelled,
     prepare_reports_dir,
     report_name,
+    resume_target,
     unique_report_path,
 )
 
@@ -49,8 +51,10 @@ def gui_batch(folder: str, *, model_dir: str | None, device: str,
               out_dir: str | os.PathLike[str] | None = None,
               max_image_mib: int = defaults.MAX_IMAGE_MIB,
               engine_name: str = defaults.ENGINE, precision: str = defaults.PRECISION,
-              profiles: dict[str, Any] | None = None) -> BatchSummary:
-    """Flag ``folder`` with the viewer's model choice, per-model threshold and size guard.
+              profiles: dict[str, Any] | None = None,
+              resume: str | None = None) -> BatchSummary:
+    """Flag ``folder`` with the viewer's model choice, per-model threshold and size guard;
+    ``resume``: continue that (cancelled or interrupted) report, like ``flag --resume``.
 
     A threshold the user set for the model overrides; otherwise the model's active site
     profile (``profiles``: model_id -> path, File > Use Site Profile), else its population
@@ -69,17 +73,20 @@ def gui_batch(folder: str, *, model_dir: str | None, device: str,
     profile = (profiles or {}).get(info.model_id) if not explicit else None
     if profile is not None:
         threshold = profile_for(info, profile).threshold  # type: ignore[union-attr]
-    target_dir = prepare_reports_dir(out_dir)
-    output = unique_report_path(target_dir, report_name(folder, info.version, threshold))
+    if resume is not None:
+        output = Path(resume_target(resume))
+    else:
+        output = unique_report_path(prepare_reports_dir(out_dir),
+                                    report_name(folder, info.version, threshold))
     on_started(Started(os.path.abspath(folder), str(output), info.label, info.version,
                        threshold))
-    if out_dir is None:
+    if out_dir is None and resume is None:
         create_private_file(output)  # the writer truncates it and keeps its 0600 mode
     summary = run_batch(
         BatchOptions(folder, output, threshold=threshold if explicit else None,
                      profile=profile, workers=workers,
-                     batch_size=batch_size, nice=GUI_WORKER_NICE, overwrite=True,
-                     max_image_mib=max_image_mib),
+                     batch_size=batch_size, nice=GUI_WORKER_NICE, overwrite=resume is None,
+                     resume=resume is not None, max_image_mib=max_image_mib),
         engine=engine, on_rows=on_rows, on_progress=on_progress, cancel=cancel)
     if summary.cancelled and summary.output is not None:
         summary.output, summary.manifest = mark_cancelled(output)

@@ -37,6 +37,7 @@ class BatchPanel(QWidget):
 
     startRequested = Signal()
     cancelRequested = Signal()
+    resumeRequested = Signal()
     saveRequested = Signal()
     openRequested = Signal(str)  # a file path to show in the viewer
 
@@ -47,6 +48,10 @@ class BatchPanel(QWidget):
         self.start_button = QPushButton("Flag Folder...")
         self.cancel_button = QPushButton("Cancel")
         self.cancel_button.setEnabled(False)
+        self.resume_button = QPushButton("Resume")
+        self.resume_button.setToolTip("Continue the cancelled or failed run into its own "
+                                      "report: files already done are kept, the rest flagged")
+        self.resume_button.setEnabled(False)
         self.save_button = QPushButton("Save Report...")
         self.save_button.setEnabled(False)
         self.progress = QProgressBar()
@@ -78,6 +83,7 @@ class BatchPanel(QWidget):
         top.addWidget(self.folder_label, 1)
         top.addWidget(self.start_button)
         top.addWidget(self.cancel_button)
+        top.addWidget(self.resume_button)
         top.addWidget(self.save_button)
         prog = QHBoxLayout()
         prog.addWidget(self.progress, 1)
@@ -96,6 +102,7 @@ class BatchPanel(QWidget):
 
         self.start_button.clicked.connect(self.startRequested)
         self.cancel_button.clicked.connect(self.cancelRequested)
+        self.resume_button.clicked.connect(self.resumeRequested)
         self.save_button.clicked.connect(self.saveRequested)
         self.flagged_only.toggled.connect(self.proxy.set_flagged_only)
         self.study_level.toggled.connect(self.model.set_study_level)
@@ -131,9 +138,10 @@ class BatchPanel(QWidget):
         return None
 
     # -- state -------------------------------------------------------------------------------
-    def set_running(self, running: bool) -> None:
+    def set_running(self, running: bool, resumable: bool = False) -> None:
         self.start_button.setEnabled(not running)
         self.cancel_button.setEnabled(running)
+        self.resume_button.setEnabled(resumable and not running)
 
     def show_progress(self, p: Any) -> None:
         self.progress.setRange(0, max(1, p.total))

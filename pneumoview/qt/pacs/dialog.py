@@ -64,6 +64,7 @@ class PacsDialog(QDialog):
         self.date_to = QLineEdit(placeholderText="YYYYMMDD")
         self.modality = QComboBox(editable=True)
         self.modality.addItems(["", "CR", "DX", "CT", "MR", "US", "SR"])
+        self.accession = QLineEdit()
         form = QFormLayout()
         form.addRow("PACS node", self.node)
         form.addRow("Patient ID", self.patient_id)
@@ -74,6 +75,7 @@ class PacsDialog(QDialog):
         dates.addWidget(self.date_to)
         form.addRow("Study date", dates)
         form.addRow("Modality", self.modality)
+        form.addRow("Accession number", self.accession)
         self.table = QTableWidget(0, len(COLUMNS))
         self.table.setHorizontalHeaderLabels(COLUMNS)
         self.table.setSelectionBehavior(QAbstractItemView.SelectionBehavior.SelectRows)
@@ -120,7 +122,8 @@ class PacsDialog(QDialog):
                           patient_name=self.patient_name.text().strip(),
                           date_from=self.date_from.text().strip(),
                           date_to=self.date_to.text().strip(),
-                          modality=self.modality.currentText().strip())
+                          modality=self.modality.currentText().strip(),
+                          accession=self.accession.text().strip())
 
     def _connection(self) -> Any:
         from pneumoview.core.pacs.transfer import Connection

@@ -33,6 +33,7 @@ from PySide6.QtWidgets import (
 from pneumoview.core import calibration as cal
 from pneumoview.core.errors import PneumoViewError
 from pneumoview.core.sitefit import Cases, SiteFit
+from pneumoview.qt.advice import advice
 from pneumoview.qt.plaintext import plain_label
 from pneumoview.qt.theme import FLAGGED_COLOUR
 
@@ -64,7 +65,7 @@ class CalibrationDialog(QDialog):
                                                                        model_label)
             self.calibration, _ = cal.choose_calibration(y, z)
         except PneumoViewError as exc:
-            self.problem = exc.reason
+            self.problem = f"{exc.reason}{advice(exc)}"
             self.calibration = cal.Calibration(cal.TEMPERATURE, 1.0 / model_temperature)
         self.p = self.calibration.probabilities(z)
         self._build()

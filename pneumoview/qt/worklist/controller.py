@@ -30,6 +30,7 @@ from pneumoview.core import worklist as wl
 from pneumoview.core.errors import PneumoViewError
 from pneumoview.core.review import store as rs
 from pneumoview.core.sitefit import Cases
+from pneumoview.qt.advice import advice
 from pneumoview.qt.host import STUDIES_DOCK, DockArea, Host, MenuSlot
 from pneumoview.qt.worklist.panel import WorklistPanel
 
@@ -50,6 +51,7 @@ class WorklistController(QObject):
         self.entries: list[wl.Entry] = []
         self.model_id = ""
         self.model_sha256 = ""
+        self.ai_state: Any = None  # the window's AIState: a report's rows fill the study tree
         self.panel.openRequested.connect(self._open)
         self.panel.reviewRequested.connect(self.review)
 
@@ -72,6 +74,7 @@ class WorklistController(QObject):
         window.add_menu_action(MenuSlot.TOOLS, self.act_export)
         if batch is not None:
             batch.finished.connect(self._batch_finished)
+            self.ai_state = getattr(batch, "state", None)
 
     def _say(self, message: str, error: bool = False) -> None:
         if self.window is not None:
@@ -89,12 +92,14 @@ class WorklistController(QObject):
         try:
             rows = [rep.parse_row(r) for r in rep.read_report(path)]
         except PneumoViewError as exc:
-            self._say(f"Cannot open the report: {exc}", error=True)
+            self._say(f"Cannot open the report: {exc}{advice(exc)}", error=True)
             return False
         if folder:
             rows = wl.resolve_rows(rows, folder)
         self.set_rows(rows, source=f"Report {os.path.basename(path)}"
                       + (f", files in {folder}" if folder else ""))
+        if self.ai_state is not None:
+            self.ai_state.add_batch_rows(rows)
         return True
 
     def set_rows(self, rows: Sequence[dict[str, Any]], source: str = "") -> None:
