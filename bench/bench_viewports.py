@@ -79,9 +79,9 @@ class Bench:
     def __init__(self, size: int) -> None:
         from PySide6.QtWidgets import QApplication
 
+        from pneumoview.core.decoderprocess import IsolatedDecoder
         from pneumoview.core.dicomio import DecodedImage
         from pneumoview.core.framecache import FrameCache
-        from pneumoview.core.isolated import IsolatedDecoder
         from pneumoview.core.windowing import Window
         from pneumoview.qt.radiographview import prepare
         from pneumoview.qt.viewport import Viewport

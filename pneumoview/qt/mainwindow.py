@@ -53,10 +53,10 @@ from PySide6.QtWidgets import (
     QWidget,
 )
 
+from pneumoview.core.decoderprocess import IsolatedDecoder, is_codec_syntax
 from pneumoview.core.errors import PneumoViewError
 from pneumoview.core.framecache import FrameCache
 from pneumoview.core.indexer import IndexProgress, IndexResult, Instance, index_files, index_folder
-from pneumoview.core.isolated import IsolatedDecoder, is_codec_syntax
 from pneumoview.core.paths import display_path
 from pneumoview.core.reading.priors import NoPrior, find_prior
 from pneumoview.core.settings import MAX_RECENT, Settings, save_settings

@@ -20,9 +20,9 @@ from PySide6.QtGui import QDragEnterEvent, QDropEvent
 from PySide6.QtWidgets import QFrame, QVBoxLayout, QWidget
 
 from pneumoview.core import threads
+from pneumoview.core.decoderprocess import IsolatedDecoder
 from pneumoview.core.framecache import FrameCache
 from pneumoview.core.indexer import Instance
-from pneumoview.core.isolated import IsolatedDecoder
 from pneumoview.core.paths import display_path
 from pneumoview.qt.advice import advice
 from pneumoview.qt.radiographview import PreparedImage, RadiographView, prepare
