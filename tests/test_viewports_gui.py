@@ -163,6 +163,19 @@ def test_compare_with_prior_says_why_there_is_none(qtbot, make_viewer_window, fo
     assert win.viewports.layout_kind is Layout.ONE
 
 
+def new_beside_prior(qtbot, win, folder):
+    """The window with ``folder`` open, its newest study shown and Compare with Prior done:
+    (window, (left viewport, right viewport))."""
+    root, paths = folder
+    open_folder(qtbot, win, root)
+    with qtbot.waitSignal(win.imageShown, timeout=TIMEOUT_MS):
+        win.tree.select_instance(paths["new"])
+    with qtbot.waitSignal(win.imageShown, timeout=TIMEOUT_MS):
+        win.compare_with_prior()
+    wait_idle(qtbot, win)
+    return win, win.viewports.visible()
+
+
 def _magnification(vp) -> float:
     from pneumoview.qt.viewportgrid import _fit_scale
 
@@ -185,15 +198,8 @@ def _wheel(qtbot, view, steps: int) -> None:
 def test_zoom_and_pan_follow_by_default_and_window_level_only_on_request(qtbot,
                                                                         make_viewer_window,
                                                                         folder):
-    root, paths = folder
-    win = make_viewer_window()
-    open_folder(qtbot, win, root)
-    with qtbot.waitSignal(win.imageShown, timeout=TIMEOUT_MS):
-        win.tree.select_instance(paths["new"])
-    with qtbot.waitSignal(win.imageShown, timeout=TIMEOUT_MS):
-        win.compare_with_prior()  # the prior has another size (80 x 120)
-    wait_idle(qtbot, win)
-    left, right = win.viewports.visible()
+    # the prior has another size (80 x 120)
+    win, (left, right) = new_beside_prior(qtbot, make_viewer_window(), folder)
     assert win.act_sync_zoom.isChecked() and not win.act_sync_window.isChecked()
     _wheel(qtbot, left.view, 3)
     assert _magnification(left) > 1.5
@@ -211,15 +217,8 @@ def test_zoom_and_pan_follow_by_default_and_window_level_only_on_request(qtbot,
 
 
 def test_each_viewport_shows_its_own_ai_result_and_map(qtbot, make_viewer_window, folder):
-    root, paths = folder
-    win = make_viewer_window()
-    open_folder(qtbot, win, root)
-    with qtbot.waitSignal(win.imageShown, timeout=TIMEOUT_MS):
-        win.tree.select_instance(paths["new"])
-    with qtbot.waitSignal(win.imageShown, timeout=TIMEOUT_MS):
-        win.compare_with_prior()
-    wait_idle(qtbot, win)
-    left, right = win.viewports.visible()
+    paths = folder[1]
+    win, (left, right) = new_beside_prior(qtbot, make_viewer_window(), folder)
     assert win.ai.current == (paths["mid"], 0)
     assert win.ai.overlay.item.parentItem() is right.view.image_space
     assert win.reading.layer.view is right.view
