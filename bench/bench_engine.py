@@ -12,6 +12,9 @@ interleaved round by round so a busy machine slows all of them alike:
 
     python -m bench.bench_engine [--model DIR] [--n 64] [--batch 32] [--rounds 3] [--threads 2]
 
+``--int8 N`` adds OpenVINO int8 (NNCF post-training quantisation, calibrated on N other films)
+for comparison; the app does not offer it (see the README's engine table for the guard).
+
 Films: the NIH PNGs of ../shared/data (else a random model's smooth random fields, which time
 the same). Goal (issue 17): the fast engine at least 5x torch batched and batch-1 5x lower;
 on a CPU without native bf16 (AVX2 only) OpenVINO runs float32 and the goal is out of reach.
@@ -65,6 +68,50 @@ def engines(model_dir: Path | None) -> dict[str, object]:
         eng.warm_up()
         print(f"{name}: loaded as {eng.engine_text} in {time.perf_counter() - t0:.1f} s")
     return made
+
+
+class Int8Runner:
+    """OpenVINO int8 from NNCF's post-training quantisation of the verified weights' graph
+    (bench only: the app does not offer it, see ``--int8``). Calibrated on ``calibration``
+    (contract step-4 outputs of films that are not timed); quantised with NNCF's defaults."""
+
+    def __init__(self, model_dir: Path | None, calibration: list[np.ndarray]) -> None:
+        import nncf
+
+        from pneumoview.core.engines.base import normalised_batch
+        from pneumoview.core.engines.openvino_engine import read_verified_state
+        from pneumoview.core.engines.openvino_graph import build_resnet18
+        from pneumoview.core.engines.ovimport import import_openvino
+        from pneumoview.core.inputgate import split_gate_tensors
+        from pneumoview.core.modelinfo import read_model_info
+
+        self.info = read_model_info(model_dir)
+        state, _gate = split_gate_tensors(read_verified_state(self.info))
+        self.fc_weight = np.asarray(state["fc.weight"], np.float32).reshape(-1)
+        self._batch = lambda xs: normalised_batch(xs, self.info)
+        t0 = time.perf_counter()
+        model = nncf.quantize(build_resnet18(state), nncf.Dataset(
+            calibration, lambda x: self._batch([x])), subset_size=len(calibration))
+        self.quantise_s = time.perf_counter() - t0
+        threads = int(os.environ.get("PNEUMOVIEW_TORCH_THREADS", "2"))
+        compiled = import_openvino().Core().compile_model(model, "CPU", {
+            "INFERENCE_NUM_THREADS": threads, "NUM_STREAMS": 1, "PERFORMANCE_HINT": "LATENCY",
+            "INFERENCE_PRECISION_HINT": "f32"})
+        self._request = compiled.create_infer_request()
+        self.engine_text = f"openvino int8 (NNCF, {len(calibration)} calibration films)"
+
+    def _forward(self, xs: list[np.ndarray]) -> tuple[np.ndarray, np.ndarray]:
+        self._request.infer({0: self._batch(xs)})
+        return (np.array(self._request.get_output_tensor(0).data, np.float64).reshape(-1),
+                np.array(self._request.get_output_tensor(1).data, np.float32))
+
+    def logits(self, xs: list[np.ndarray]) -> np.ndarray:
+        return self._forward(xs)[0]
+
+    def cam_from_input(self, x: np.ndarray) -> np.ndarray:
+        from pneumoview.core.cam import linear_cam
+
+        return linear_cam(self._forward([x])[1][0], self.fc_weight)
 
 
 def one_round(eng, xs: list[np.ndarray], batch: int) -> dict[str, float]:  # noqa: ANN001
@@ -124,6 +171,9 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--batch", type=int, default=32)
     ap.add_argument("--rounds", type=int, default=3)
     ap.add_argument("--threads", type=int, default=2, help="threads for every engine")
+    ap.add_argument("--int8", type=int, default=0, metavar="N",
+                    help="also time OpenVINO int8 quantised by NNCF on N further films "
+                         "(needs nncf; the app does not offer int8 yet: see the README)")
     args = ap.parse_args(argv)
     os.environ["PNEUMOVIEW_TORCH_THREADS"] = str(args.threads)
     from bench._common import check_load
@@ -143,6 +193,10 @@ def main(argv: list[str] | None = None) -> int:
         print("no bundled model: a random model of the same architecture")
     xs = films(args.n, info.input_size)
     made = engines(model_dir)
+    if args.int8:
+        calibration = films(args.n + args.int8, info.input_size)[args.n:]
+        made["openvino int8"] = int8 = Int8Runner(model_dir, calibration)
+        print(f"openvino int8: quantised in {int8.quantise_s:.1f} s ({int8.engine_text})")
     results: dict[str, list[dict[str, float]]] = {name: [] for name in made}
     for r in range(args.rounds):
         for name, eng in made.items():

@@ -251,7 +251,9 @@ def check_inference(model_dir: Path | None = None, device: str = "auto",
         pred = engine.score(decoded, force=True)
         score_ms = (time.perf_counter() - t1) * 1000
     except PneumoViewError as exc:
-        return [Check("inference", "score", False, str(exc)),
+        from pneumoview.commands.advice import run_advice
+
+        return [Check("inference", "score", False, f"{exc}{run_advice(exc)}"),
                 Check("cam", "grad-cam", False, "not run: inference failed")]
     except Exception as exc:
         return [Check("inference", "score", False, f"{type(exc).__name__}: {exc}"),

@@ -18,11 +18,14 @@ from pathlib import Path
 import pytest
 
 from pneumoview.cli import main
-from pneumoview.commands.advice import flag_advice, merge_advice
+from pneumoview.commands.advice import flag_advice, merge_advice, run_advice
 from pneumoview.core import report as rep
+from pneumoview.core.engines.base import EngineUnavailable
 from pneumoview.core.errors import (
+    DeviceUnavailableError,
     NotAReportError,
     OutputIsInputError,
+    PneumoViewError,
     ReportError,
     ReportLocked,
     ReportMismatchError,
@@ -230,3 +233,63 @@ def test_calibrating_another_models_report_words_each_front_ends_advice(qtbot) -
     text = dlg.warning.text()
     assert "another model" in text and "--model" not in text
     assert "load that model, or flag the folder again with this one" in text
+
+
+# --------------------------------------------------------------------------------------------
+# Device, engine and gate: the same facts, worded by each front end
+
+
+def _device_error() -> BaseException:
+    torch = pytest.importorskip("torch")
+    from pneumoview.core.model import select_device
+
+    if torch.cuda.is_available():
+        pytest.skip("a CUDA GPU is present: cuda is not refused here")
+    with pytest.raises(PneumoViewError) as info:
+        select_device("cuda")
+    return info.value
+
+
+def test_unavailable_device_names_no_option_in_core() -> None:
+    """It said "use --device cpu or auto" in the viewer's AI panel too, where there is no
+    such option: the core states the fact, each front end says what to change."""
+    exc = _device_error()
+    assert isinstance(exc, DeviceUnavailableError) and exc.device == "cuda"
+    assert "--" not in str(exc)
+    assert flag_advice(exc) == "; use --device cpu or auto"
+    assert "settings.json" in gui_advice(exc) and "--" not in gui_advice(exc)
+
+
+def test_unavailable_precision_and_engine_are_typed_with_the_option(monkeypatch) -> None:
+    from pneumoview.core.engines import openvino_engine, ovimport
+    from pneumoview.core.engines.base import EngineName, Precision, choose_precision
+
+    def broken() -> None:
+        raise ImportError("libopenvino.so.2620: cannot open shared object file")
+
+    with pytest.raises(EngineUnavailable) as bf16:
+        choose_precision(Precision.BF16, False, EngineName.OPENVINO)
+    monkeypatch.setattr(ovimport, "import_openvino", broken)
+    with pytest.raises(EngineUnavailable) as on_gpu:
+        openvino_engine._core()
+    assert (bf16.value.option, on_gpu.value.option) == ("precision", "engine")
+    for exc in (bf16.value, on_gpu.value):
+        assert "--" not in str(exc) and "--" not in gui_advice(exc)
+    assert run_advice(bf16.value) == "; use --precision f32 or auto"
+    assert run_advice(on_gpu.value) == "; use --engine torch or auto"
+    assert "ai_precision" in gui_advice(bf16.value) and "ai_engine" in gui_advice(on_gpu.value)
+
+
+def test_gate_mismatch_is_a_report_mismatch_worded_per_front_end(tmp_path: Path) -> None:
+    report = tmp_path / "r.csv"
+    rep.write_report_atomic(report, [_row("a.dcm")])
+    rep.write_manifest(report, {"shard_index": 0, "shard_count": 1, "files": 1,
+                                "model_sha256": SHA, "threshold": 0.5, "gate": "content",
+                                "finished": False, "cancelled": True})
+    exc = _raised(lambda: rep.load_for_resume(report, model_sha256=SHA, threshold=0.5,
+                                              shard=None, gate="tags"))
+    assert isinstance(exc, ReportMismatchError) and exc.field == "gate"
+    assert "--" not in str(exc)
+    assert flag_advice(exc) == ("; write to a new --output or run as the report was made "
+                                "(without --no-gate)")
+    assert gui_advice(exc) == " (flag the folder again into a new report)"

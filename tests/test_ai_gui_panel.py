@@ -5,20 +5,17 @@ from __future__ import annotations
 import threading
 import time
 from pathlib import Path
-from types import SimpleNamespace
 
 import numpy as np
 import pytest
 
 from tests.ai_support import chest_folder, pydicom_testdata
+from tests.support.ai_controller import ai_settings, loaded_controller
 
 # real chest radiographs from ../shared/data, or pydicom-data's RG1 chest where it is absent
 pytestmark = [pytest.mark.gui, pytest.mark.shared_data]
 
 
-def _settings() -> SimpleNamespace:
-    """The AI fields of Settings (the controller only touches these)."""
-    return SimpleNamespace(ai_thresholds={}, ai_device="auto", ai_model_dir="", cam_opacity=60)
 
 
 
@@ -33,18 +30,8 @@ def images(tmp_path_factory: pytest.TempPathFactory) -> list:
 
 @pytest.fixture()
 def controller(qtbot, model_dir: Path):
-    from pneumoview.qt.ai.controller import AIController
-
-    ctl = AIController(_settings(), model_dir=str(model_dir), device="cpu")
-    qtbot.addWidget(ctl.panel)
-    try:
-        ctl.start()
-        qtbot.waitUntil(lambda: ctl.info is not None or bool(ctl.error), timeout=120_000)
-        assert ctl.info is not None, ctl.error
+    with loaded_controller(qtbot, model_dir) as ctl:
         yield ctl
-    finally:
-        ctl.shutdown()
-    assert not ctl.worker.thread_alive()
 
 
 def _settle(qtbot, ctl) -> None:
@@ -149,7 +136,7 @@ def test_not_scored_and_score_anyway(qtbot, controller) -> None:
 def test_missing_model_keeps_working(qtbot, tmp_path: Path, images) -> None:
     from pneumoview.qt.ai.controller import AIController
 
-    ctl = AIController(_settings(), model_dir=str(tmp_path / "no-model"), device="cpu")
+    ctl = AIController(ai_settings(), model_dir=str(tmp_path / "no-model"), device="cpu")
     qtbot.addWidget(ctl.panel)
     try:
         ctl.start()

@@ -4,10 +4,10 @@ from __future__ import annotations
 
 import os
 from pathlib import Path
-from types import SimpleNamespace
 
 import pytest
 
+from tests.support.ai_controller import loaded_controller
 from tests.support.dicom_factory import make_dataset, save
 from tests.support.gate_support import UPSIDE_DOWN, make_gated_model_dir, structured_image
 
@@ -16,21 +16,8 @@ pytestmark = [pytest.mark.gui]
 
 @pytest.fixture()
 def controller(qtbot, tmp_path: Path):
-    from pneumoview.qt.ai.controller import AIController
-
-    settings = SimpleNamespace(ai_thresholds={}, ai_device="auto", ai_model_dir="",
-                               cam_opacity=60)
-    model = make_gated_model_dir(tmp_path / "gated", refuse=True)
-    ctl = AIController(settings, model_dir=str(model), device="cpu")
-    qtbot.addWidget(ctl.panel)
-    try:
-        ctl.start()
-        qtbot.waitUntil(lambda: ctl.info is not None or bool(ctl.error), timeout=120_000)
-        assert ctl.info is not None, ctl.error
+    with loaded_controller(qtbot, make_gated_model_dir(tmp_path / "gated", refuse=True)) as ctl:
         yield ctl
-    finally:
-        ctl.shutdown()
-    assert not ctl.worker.thread_alive()
 
 
 def test_gate_refusal_shows_the_reason_and_score_anyway_keeps_it(qtbot, controller,

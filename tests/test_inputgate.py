@@ -302,7 +302,7 @@ def test_film_with_burned_in_text_and_markers_passes(bundled) -> None:
 
 
 @needs_shared
-def test_rotated_inverted_and_photo_are_refused(bundled) -> None:
+def test_rotated_and_inverted_are_refused(bundled) -> None:
     grey = _nih(3)
     # a film turned 90 degrees may be named a lateral view by the content head (README, known
     # limits): refused either way
@@ -313,7 +313,10 @@ def test_rotated_inverted_and_photo_are_refused(bundled) -> None:
     # an inverted film is refused; some (22 of the 250 of the test set) are named "not a
     # chest radiograph" by the content head instead (README, known limits)
     assert _verdict(bundled, 255.0 - grey).kind in (G.GateKind.INVERTED, G.GateKind.NOT_CHEST)
-    skimage = pytest.importorskip("skimage")
+
+
+def test_a_photograph_is_refused(bundled) -> None:
+    skimage = pytest.importorskip("skimage")  # its sample photograph (not a test dependency)
     camera = Path(skimage.__file__).parent / "data" / "camera.png"
     from pneumoview.core import contract
 

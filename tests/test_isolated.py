@@ -16,9 +16,9 @@ import numpy as np
 import pytest
 from pydicom.uid import JPEG2000Lossless, RLELossless
 
-from pneumoview.core import dicomio, isolated
+from pneumoview.core import decoderprocess, dicomio
+from pneumoview.core.decoderprocess import IsolatedDecoder
 from pneumoview.core.errors import PneumoViewError
-from pneumoview.core.isolated import IsolatedDecoder
 from tests.support.dicom_factory import make_dataset, reencode, save
 
 FAULTY = "test_isolated:faulty_payload"
@@ -31,7 +31,7 @@ def faulty_payload(payload: tuple[str, int, int]) -> tuple[bool, Any]:
         os.kill(os.getpid(), signal.SIGSEGV)
     if name.startswith("hang"):
         time.sleep(3600)
-    return isolated.decode_payload(payload)
+    return decoderprocess.decode_payload(payload)
 
 
 def _pixels() -> np.ndarray:
@@ -111,7 +111,7 @@ def test_cancel_kills_a_stuck_decode(decoder: IsolatedDecoder, files: dict[str, 
     t0 = time.monotonic()
     with pytest.raises(PneumoViewError, match="cancelled"):
         decoder.decode(files["hang"], cancelled=lambda: True)
-    assert isolated.KILL_AFTER_S <= time.monotonic() - t0 < 15
+    assert decoderprocess.KILL_AFTER_S <= time.monotonic() - t0 < 15
     assert not _children()
 
 
@@ -154,10 +154,10 @@ def test_which_syntaxes_need_a_codec_process() -> None:
 
     for native in (ImplicitVRLittleEndian, ExplicitVRLittleEndian, ExplicitVRBigEndian,
                    DeflatedExplicitVRLittleEndian, None, ""):
-        assert not isolated.is_codec_syntax(native), native
+        assert not decoderprocess.is_codec_syntax(native), native
     for codec in (JPEGBaseline8Bit, JPEGLosslessSV1, JPEGLSLossless, JPEG2000Lossless,
                   RLELossless, "1.2.840.113619.5.2", "1.2.3.4.5.6.7"):
-        assert isolated.is_codec_syntax(codec), codec
+        assert decoderprocess.is_codec_syntax(codec), codec
 
 
 def test_prewarm_starts_the_worker_before_the_first_file(decoder: IsolatedDecoder,
@@ -175,8 +175,8 @@ def test_a_file_without_preamble_is_decoded_in_the_worker(decoder: IsolatedDecod
                                                          tmp_path: Path) -> None:
     bare = tmp_path / "no_preamble.dcm"
     bare.write_bytes(files["native"].read_bytes()[132:])  # no preamble, no "DICM", no meta
-    assert isolated.file_transfer_syntax(bare) == "unknown"
-    assert isolated.file_transfer_syntax(files["native"]) == "1.2.840.10008.1.2.1"
+    assert decoderprocess.file_transfer_syntax(bare) == "unknown"
+    assert decoderprocess.file_transfer_syntax(files["native"]) == "1.2.840.10008.1.2.1"
     np.testing.assert_array_equal(decoder.decode(bare).values,
                                   dicomio.decode(files["native"]).values)
     assert decoder.isolated == 1

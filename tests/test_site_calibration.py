@@ -273,7 +273,10 @@ def test_the_viewer_state_uses_the_active_profile(site: dict, tmp_path: Path) ->
     state = AIState(settings)
     state.model_loaded(info)
     assert state.profile is not None and state.threshold == profile.threshold
-    pred = Prediction(path="x.dcm", frame=0, status="scored", probability=0.5, logit=-0.4,
+    from pneumoview.core.modelinfo import calibrated_probability
+
+    own = float(calibrated_probability(np.array([-0.4]), info.temperature)[0])
+    pred = Prediction(path="x.dcm", frame=0, status="scored", probability=own, logit=-0.4,
                       threshold=info.threshold, flagged=False, reason="", model_label="m",
                       model_sha256=info.weights_sha256, model_id=info.model_id)
     shown = state.shown(pred)
@@ -283,4 +286,5 @@ def test_the_viewer_state_uses_the_active_profile(site: dict, tmp_path: Path) ->
     # without a profile (or with a missing file) the model's own calibration stays
     plain = AIState(Settings(site_profiles={info.model_id: str(tmp_path / "gone.json")}))
     plain.model_loaded(info)
-    assert plain.profile is None and plain.shown(pred).probability == 0.5
+    assert own != pytest.approx(profile.calibration.probability(-0.4))
+    assert plain.profile is None and plain.shown(pred).probability == pytest.approx(own)

@@ -60,7 +60,7 @@ def test_sparse_giant_within_the_guard_is_refused_before_allocating(sparse_giant
     assert dicomio.declared_pixel_bytes(dicomio.read_header(sparse_giant)) <= 2**30  # passes
     out = run_bounded(f"""
         from pneumoview.core.errors import PneumoViewError
-        from pneumoview.core.isolated import IsolatedDecoder
+        from pneumoview.core.decoderprocess import IsolatedDecoder
         from pneumoview.qt.mainwindow import _decode_task
         decoder = IsolatedDecoder()
         try:
@@ -85,7 +85,7 @@ def test_deflate_bombs_are_refused_with_little_memory(bombs, tmp_path):
         from pneumoview.core import dicomio
         from pneumoview.core.errors import PneumoViewError
         from pneumoview.core.indexer import index_folder
-        from pneumoview.core.isolated import IsolatedDecoder
+        from pneumoview.core.decoderprocess import IsolatedDecoder
         for name, path in [("header", {str(bombs["header"])!r}),
                            ("pixels", {str(bombs["pixels"])!r})]:
             try:
@@ -116,7 +116,7 @@ def test_deflate_bombs_are_refused_with_little_memory(bombs, tmp_path):
 
 def test_small_deflated_file_still_opens_in_the_worker(tmp_path):
     from pneumoview.core import dicomio
-    from pneumoview.core.isolated import IsolatedDecoder
+    from pneumoview.core.decoderprocess import IsolatedDecoder
 
     path = write_deflate_bomb(tmp_path / "ok.dcm", 4000, in_header=True, rows=32, cols=32)
     header = dicomio.read_header(path)
@@ -130,7 +130,7 @@ def test_small_deflated_file_still_opens_in_the_worker(tmp_path):
 
 
 def test_large_native_pixel_data_is_decoded_in_the_worker(tmp_path):
-    from pneumoview.core.isolated import IN_PROCESS_MAX_BYTES, IsolatedDecoder
+    from pneumoview.core.decoderprocess import IN_PROCESS_MAX_BYTES, IsolatedDecoder
 
     frames = IN_PROCESS_MAX_BYTES // (1024 * 1024 * 2) + 2
     path = write_sparse_image(tmp_path / "cine.dcm", 1024, 1024, frames)

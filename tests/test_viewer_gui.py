@@ -284,7 +284,7 @@ def test_codec_crash_on_a_compressed_file_leaves_the_viewer_running(qtbot, windo
     test decoder kills itself with SIGSEGV on ``crash*`` files) is an error, not the end."""
     from pydicom.uid import RLELossless
 
-    from pneumoview.core.isolated import IsolatedDecoder
+    from pneumoview.core.decoderprocess import IsolatedDecoder
 
     window.decoder.close()
     window.decoder = IsolatedDecoder(timeout_s=60, target="test_isolated:faulty_payload")

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 from pathlib import Path
 
 import numpy as np
@@ -13,7 +14,12 @@ from pneumoview.core.review.store import Decision, Truth
 from pneumoview.core.sitefit import Cases
 
 pytest.importorskip("pytestqt")
-DOCS = Path(__file__).resolve().parents[1] / "docs"
+
+
+def _shots(tmp_path: Path) -> Path:
+    """Where screenshots go: ``$PNEUMOVIEW_TEST_SCREENSHOTS`` (e.g. ``docs/`` to refresh the
+    README's pictures), else the test's temp folder; a test run never rewrites tracked files."""
+    return Path(os.environ.get("PNEUMOVIEW_TEST_SCREENSHOTS") or tmp_path)
 
 
 def rows() -> list[dict]:
@@ -67,7 +73,7 @@ def test_worklist_order_and_filters(panel) -> None:
     assert column(panel, 0) == ["PID003"]
 
 
-def test_review_keys_record_and_move_on(panel, qtbot) -> None:
+def test_review_keys_record_and_move_on(panel, qtbot, tmp_path: Path) -> None:
     got: list[tuple] = []
     opened: list[str] = []
     panel.reviewRequested.connect(lambda e, d, t, n: got.append((e.key, d, t, n)))
@@ -99,7 +105,7 @@ def test_review_keys_record_and_move_on(panel, qtbot) -> None:
     panel.note.clear()
     panel.set_source("report: ward7-2026-12-01.csv (14 files, model pneumoview-resnet18 1.0)")
     panel.set_figures("reviewed 1: sensitivity n/a (0/0), PPV 1.00 (1/1)")
-    panel.grab().save(str(DOCS / "worklist.png"))
+    assert panel.grab().save(str(_shots(tmp_path) / "worklist.png"))
 
 
 def site_cases(n: int = 160) -> Cases:
@@ -135,7 +141,7 @@ def test_calibration_dialog_plots_picks_and_saves(qtbot, tmp_path: Path) -> None
     dlg.save_to(str(out))
     assert saved and load_profile(out).name == "Ward 7"
     assert "Saved" in dlg.status.text()
-    dlg.grab().save(str(DOCS / "calibration-dialog.png"))
+    assert dlg.grab().save(str(_shots(tmp_path) / "calibration-dialog.png"))
 
 
 def test_calibration_dialog_says_why_it_cannot_save(qtbot) -> None:

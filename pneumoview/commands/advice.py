@@ -8,7 +8,9 @@ Each function returns a clause to append to ``str(exc)``, "" when there is nothi
 
 from __future__ import annotations
 
+from pneumoview.core.engines.base import EngineUnavailable
 from pneumoview.core.errors import (
+    DeviceUnavailableError,
     NotAReportError,
     OutputIsInputError,
     ReportExistsError,
@@ -19,7 +21,7 @@ from pneumoview.core.errors import (
     ShardError,
 )
 
-__all__ = ["calibrate_advice", "flag_advice", "merge_advice"]
+__all__ = ["calibrate_advice", "flag_advice", "merge_advice", "run_advice"]
 
 _NEW_OUTPUT = "write to a new --output or "
 
@@ -38,6 +40,19 @@ def flag_advice(exc: BaseException) -> str:
         return _mismatch(exc)
     if isinstance(exc, ReportUnfinishedError):
         return "; finish it with --resume first"
+    return run_advice(exc)
+
+
+def run_advice(exc: BaseException) -> str:
+    """Any command that loads the model (``flag``, ``view``, ``--self-test``, ``--dicom-out``):
+    a device or engine this machine cannot run."""
+    if isinstance(exc, DeviceUnavailableError):
+        return "; use --device cpu or auto"
+    if isinstance(exc, EngineUnavailable):
+        if exc.option == "precision":
+            return "; use --precision f32 or auto"
+        if exc.option == "engine":
+            return "; use --engine torch or auto"
     return ""
 
 
@@ -56,6 +71,9 @@ def _mismatch(exc: ReportMismatchError) -> str:
         return f"; {_NEW_OUTPUT}pass --threshold {shown}"
     if exc.field == "model":
         return f"; {_NEW_OUTPUT}use the same --model"
+    if exc.field == "gate":
+        gate = "without --no-gate" if value == "content" else "with --no-gate"
+        return f"; {_NEW_OUTPUT}run as the report was made ({gate})"
     return f"; {_NEW_OUTPUT}use the same settings"
 
 

@@ -48,7 +48,9 @@ def write(args: argparse.Namespace, chosen: Any, err: TextIO,
         summary = export_report(args.output, args.dicom_out, model_dir=chosen.model_dir,
                                 device=chosen.device, scanned=[args.folder], cancel=cancel)
     except PneumoViewError as exc:
-        say(f"pneumoview flag: error: --dicom-out: {exc}", err)
+        from pneumoview.commands.advice import run_advice
+
+        say(f"pneumoview flag: error: --dicom-out: {exc}{run_advice(exc)}", err)
         return 1
     for path, reason in summary.errors:
         say(f"pneumoview flag: no DICOM result for {path}: {reason}", err)

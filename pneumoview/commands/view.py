@@ -14,7 +14,9 @@ XCB_PACKAGES = "libxcb-cursor0 (Debian/Ubuntu) or xcb-util-cursor (Fedora)"
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
-    parser.add_argument("path", nargs="?", help="folder or DICOM file to open")
+    parser.add_argument("path", nargs="*", metavar="PATH",
+                        help="folder or DICOM file to open; 2 to 4 files open side by side "
+                             "(1x2, 2x2) in that order")
     parser.add_argument("--demo", action="store_true", help="open the built-in demo studies")
     parser.add_argument("--screenshot", metavar="OUT.png",
                         help="open PATH, wait for all pending work, save the window and exit")

@@ -55,6 +55,15 @@ class CodecUnavailableError(PneumoViewError):
     """No installed decoder handles the file's transfer syntax."""
 
 
+class DeviceUnavailableError(PneumoViewError):
+    """The compute device asked for (``device``: "cuda", "cuda:1", "mps") is not available to
+    this PyTorch build; ``auto`` or ``cpu`` would run."""
+
+    def __init__(self, reason: str, *, device: str) -> None:
+        super().__init__(reason)
+        self.device = device
+
+
 class ImageTooLargeError(PneumoViewError):
     """Opening the image would need more memory than the size guard allows.
 

@@ -31,7 +31,7 @@ import numpy as np
 import torch
 
 from pneumoview.core import contract
-from pneumoview.core.errors import PneumoViewError
+from pneumoview.core.errors import DeviceUnavailableError, PneumoViewError
 from pneumoview.core.modelinfo import (  # noqa: F401 - re-exported: the historical home
     ARCHITECTURE,
     CARD_FILE,
@@ -74,16 +74,16 @@ def select_device(preference: str | torch.device = "auto") -> torch.device:
         return dev
     if dev.type == "cuda":
         if not torch.cuda.is_available():
-            raise PneumoViewError("CUDA was requested but no CUDA GPU is available to this "
-                                  "PyTorch build; use --device cpu or auto")
+            raise DeviceUnavailableError("CUDA was requested but no CUDA GPU is available to "
+                                         "this PyTorch build", device=str(preference))
         if dev.index is not None and dev.index >= torch.cuda.device_count():
-            raise PneumoViewError(f"CUDA device {dev.index} does not exist (found "
-                                  f"{torch.cuda.device_count()}); use cuda:0..")
+            raise DeviceUnavailableError(f"CUDA device {dev.index} does not exist (found "
+                                         f"{torch.cuda.device_count()})", device=str(preference))
         return dev
     if dev.type == "mps":
         if not mps_ok:
-            raise PneumoViewError("Apple MPS was requested but is not available here; use "
-                                  "--device cpu or auto")
+            raise DeviceUnavailableError("Apple MPS was requested but is not available here",
+                                         device=str(preference))
         return dev
     raise PneumoViewError(f"unsupported device {preference!r}; use auto, cpu, cuda[:N] or mps")
 

@@ -670,10 +670,10 @@ def _refuse_gate(have: str | None, want: str | None, path: PathType) -> None:
     """Refuse to mix rows judged by the content gate with rows judged by the tag gate alone."""
     if have and want and have != want:
         how = {"content": "with the content gate", "tags": "with the tag gate only"}
-        raise PneumoViewError(
+        raise ReportMismatchError(
             f"refusing to mix gates: the report was made {how.get(have, have)}, this run "
-            f"{how.get(want, want)} (--no-gate, or a model without a content gate); write to "
-            "a new --output, or run as the report was made", path)
+            f"{how.get(want, want)} (the content gate turned off, or a model without one)",
+            path, field="gate", report_value=have)
 
 
 def load_for_resume(path: PathType, *, model_sha256: str, threshold: float,

@@ -7,7 +7,9 @@ terms of what the viewer offers: its settings, flagging a folder again, another 
 
 from __future__ import annotations
 
+from pneumoview.core.engines.base import EngineUnavailable
 from pneumoview.core.errors import (
+    DeviceUnavailableError,
     ImageTooLargeError,
     NotAReportError,
     ReportLocked,
@@ -37,4 +39,18 @@ def advice(exc: BaseException) -> str:
         if exc.field == "model":
             return " (load that model, or flag the folder again with this one)"
         return " (flag the folder again into a new report)"
+    return _run_advice(exc)
+
+
+def _run_advice(exc: BaseException) -> str:
+    """A device or engine this machine cannot run: the viewer takes them from its settings
+    file (``ai_device``, ``ai_engine``, ``ai_precision``) unless started with other ones."""
+    if isinstance(exc, DeviceUnavailableError):
+        return " (set ai_device to \"auto\" or \"cpu\" in settings.json, or start the viewer " \
+            "with device auto)"
+    if isinstance(exc, EngineUnavailable):
+        if exc.option == "precision":
+            return " (set ai_precision to \"auto\" or \"f32\" in settings.json)"
+        if exc.option == "engine":
+            return " (set ai_engine to \"auto\" or \"torch\" in settings.json)"
     return ""

@@ -56,8 +56,13 @@ def create_window(args: argparse.Namespace) -> MainWindow:
     window.show()
     if getattr(args, "demo", False):
         window.open_demo()
-    elif getattr(args, "path", None):
-        window.open_path(args.path)
+    else:
+        paths = getattr(args, "path", None) or []
+        paths = [paths] if isinstance(paths, str) else list(paths)
+        if len(paths) == 1:
+            window.open_path(paths[0])
+        elif paths:
+            window.open_side_by_side(paths)
     return window
 
 

@@ -13,7 +13,13 @@ dialog or prints a traceback). Besides that protocol:
   and results the AI panel and the GUI batch share;
 * ``self.frames`` (:class:`~pneumoview.core.framecache.FrameCache`): decoded frames;
 * ``self.details`` (a QTabWidget in the right dock) holds the tag browser; add panels with
-  :meth:`add_detail_tab`; ``self.view.add_layer`` stacks an overlay on the image;
+  :meth:`add_detail_tab`; ``self.view`` is the *active* viewport's image view
+  (``self.view.add_layer`` stacks an overlay on it);
+* ``self.viewports`` (:class:`~pneumoview.qt.viewportgrid.ViewportGrid`): the 1x1 / 1x2 / 2x2
+  layout of :class:`~pneumoview.qt.viewport.Viewport` s; ``activeViewportChanged(Viewport)``
+  fires when the reader clicks another one, followed by ``currentInstanceChanged`` /
+  ``imageShown`` for what that one shows (a controller that follows those shows the active
+  viewport's result); ``self.sync`` keeps zoom/pan (and optionally W/L) in step;
   ``self.tree`` has an empty ``AI_COLUMN`` (see :mod:`pneumoview.qt.studytree`);
 * ``self.options`` carries ``--model`` / ``--device`` from the command line.
 """
@@ -47,22 +53,24 @@ from PySide6.QtWidgets import (
     QWidget,
 )
 
-from pneumoview.core import threads
+from pneumoview.core.decoderprocess import IsolatedDecoder, is_codec_syntax
 from pneumoview.core.errors import PneumoViewError
 from pneumoview.core.framecache import FrameCache
 from pneumoview.core.indexer import IndexProgress, IndexResult, Instance, index_files, index_folder
-from pneumoview.core.isolated import IsolatedDecoder, is_codec_syntax
 from pneumoview.core.paths import display_path
+from pneumoview.core.reading.priors import NoPrior, find_prior
 from pneumoview.core.settings import MAX_RECENT, Settings, save_settings
-from pneumoview.qt.advice import advice
 from pneumoview.qt.host import DETAILS_DOCK, LOG_DOCK, STUDIES_DOCK, DockArea, MenuSlot
 from pneumoview.qt.logpanel import LogPanel, QtLogHandler
 from pneumoview.qt.navkeys import NavigationKeys
 from pneumoview.qt.plaintext import make_plain, menu_text
-from pneumoview.qt.radiographview import PreparedImage, RadiographView, prepare
-from pneumoview.qt.studytree import StudyTree
+from pneumoview.qt.radiographview import PreparedImage, RadiographView
+from pneumoview.qt.studytree import INSTANCE_ROLE, StudyTree
+from pneumoview.qt.studytree import _date as _date_text
 from pneumoview.qt.tagbrowser import TagBrowser
 from pneumoview.qt.tools.cine import CineControl
+from pneumoview.qt.viewport import Viewport, decode_task
+from pneumoview.qt.viewportgrid import Layout, ViewportGrid, ViewSync
 from pneumoview.qt.workers import Job, WorkRunner
 
 log = logging.getLogger("pneumoview.viewer")
@@ -91,14 +99,11 @@ class ViewerOptions:
     precision: str | None = None
 
 
-def _decode_task(decoder: IsolatedDecoder, path: str, frame: int, max_bytes: int,
-                 cancelled: Callable[[], bool] | None = None) -> PreparedImage:
-    """Worker: decode (compressed files in the decoder's process) and prepare one frame.
+_decode_task = decode_task  # the viewports' decode job (tests run it on its own)
 
-    The GUI thread only hands the result to pyqtgraph.
-    """
-    with threads.busy():
-        return prepare(decoder.decode(path, frame, max_bytes=max_bytes, cancelled=cancelled))
+#: View > Layout: (layout, menu text, shortcut)
+LAYOUTS = ((Layout.ONE, "&1 x 1", "Alt+1"), (Layout.ONE_BY_TWO, "1 x &2", "Alt+2"),
+           (Layout.TWO_BY_TWO, "2 x 2 (&4)", "Alt+4"))
 
 
 @dataclass
@@ -143,6 +148,7 @@ class MainWindow(QMainWindow):
     currentInstanceChanged = Signal(object)  # Instance
     imageShown = Signal(object)  # DecodedImage
     imageFailed = Signal(str, str)  # path, message
+    activeViewportChanged = Signal(object)  # Viewport
 
     def __init__(self, settings: Settings | None = None,
                  options: ViewerOptions | None = None) -> None:
@@ -151,9 +157,10 @@ class MainWindow(QMainWindow):
         self.options = options or ViewerOptions()
         self.runner = WorkRunner(self)
         self.decoder = IsolatedDecoder()  # a codec crash on a compressed file cannot close us
-        self.current_instance: Instance | None = None
         self.current_root: str | None = None
-        self._wanted: tuple[str, int] | None = None
+        self._placement: list[str] = []  # files waiting for their viewports (side by side)
+        self._panel_path: str | None = None  # the image whose tags and cine rate are shown
+        self._loading_text = ""
         self._index_job: Job | None = None
         #: decoded frames for quick back-and-forth (bounded by count and bytes)
         self.frames: FrameCache[tuple[str, int], PreparedImage] = FrameCache(prepared_nbytes)
@@ -242,9 +249,9 @@ class MainWindow(QMainWindow):
         vl = QVBoxLayout(self.viewer_page)
         vl.setContentsMargins(0, 0, 0, 0)
         vl.setSpacing(0)
-        self.view = RadiographView()
-        self.view.set_show_patient_text(self.settings.show_patient_overlay)
-        vl.addWidget(self.view, 1)
+        self.viewports = ViewportGrid(self._make_viewport)
+        self.sync = ViewSync(self.viewports, self)
+        vl.addWidget(self.viewports, 1)
         self.frame_bar = QWidget()
         fl = QHBoxLayout(self.frame_bar)
         fl.setContentsMargins(6, 2, 6, 2)
@@ -365,16 +372,17 @@ class MainWindow(QMainWindow):
         self.act_clear_cache.setStatusTip("Delete the cache of folder contents (it holds patient "
                                           "names and IDs); folders are read again next time")
         self.act_quit = a("&Quit", self.close, QKeySequence.StandardKey.Quit)
-        self.act_fit = a("&Fit to Window", self.view.fit, "F")
-        self.act_one = a("&1:1 (Actual Pixels)", self.view.one_to_one, "Ctrl+0")
+        self.act_fit = a("&Fit to Window", lambda: self._zoom_action(RadiographView.fit), "F")
+        self.act_one = a("&1:1 (Actual Pixels)",
+                         lambda: self._zoom_action(RadiographView.one_to_one), "Ctrl+0")
         self.act_invert = a("&Invert", lambda: self.view.toggle_invert(), "I", checkable=True)
-        self.act_reset = a("&Reset", self.view.reset, "R")
+        self.act_reset = a("&Reset", lambda: self._zoom_action(RadiographView.reset), "R")
         self.act_patient = a("Show &Patient Text", self.set_patient_text, "P", checkable=True)
-        self.act_overlays = a("Show File &Overlays", lambda on: self.view.set_show_overlays(
-            graphics=on), "O", checkable=True)
+        self.act_overlays = a("Show File &Overlays", lambda on: self._each_view(
+            lambda v: v.set_show_overlays(graphics=on)), "O", checkable=True)
         self.act_overlays.setChecked(self.view.show_graphics_overlays)
-        self.act_roi_overlays = a("Show File &ROI Overlays", lambda on: self.view.set_show_overlays(
-            roi=on), checkable=True)
+        self.act_roi_overlays = a("Show File &ROI Overlays", lambda on: self._each_view(
+            lambda v: v.set_show_overlays(roi=on)), checkable=True)
         self.act_roi_overlays.setChecked(self.view.show_roi_overlays)
         self.act_patient.setChecked(self.settings.show_patient_overlay)
         self.act_next = a("&Next Image", lambda: self.tree.step_instance(1), ["Down", "Right"])
@@ -386,6 +394,7 @@ class MainWindow(QMainWindow):
         self.act_prev_frame = a("Previous Fra&me", lambda: self.cine.step(-1), ",")
         self.preset_actions = [a(f"Preset {i}", lambda _=False, i=i: self.apply_preset(i - 1),
                                  str(i)) for i in range(1, 10)]
+        self._build_viewport_actions()
         self.act_reset_layout = a("Reset Window &Layout", self.reset_layout)
         self.act_reset_layout.setToolTip("Show every panel again where it started")
         key = Qt.Key
@@ -412,6 +421,13 @@ class MainWindow(QMainWindow):
         for act in (self.act_fit, self.act_one, self.act_invert, self.act_reset):
             view_menu.addAction(act)
         self.preset_menu = view_menu.addMenu("&Window Presets")
+        view_menu.addSeparator()
+        layout_menu = view_menu.addMenu("&Layout")
+        for act in self.layout_actions.values():
+            layout_menu.addAction(act)
+        view_menu.addAction(self.act_compare_prior)
+        view_menu.addAction(self.act_sync_zoom)
+        view_menu.addAction(self.act_sync_window)
         view_menu.addSeparator()
         view_menu.addAction(self.act_patient)
         view_menu.addAction(self.act_overlays)
@@ -441,8 +457,7 @@ class MainWindow(QMainWindow):
         self.open_button.clicked.connect(self.choose_folder)
         self.tree.instanceSelected.connect(self.show_instance)
         self.frame_slider.valueChanged.connect(self._on_frame_changed)
-        self.view.windowChanged.connect(lambda _w: self._sync_preset_menu())
-        self.view.invertChanged.connect(self.act_invert.setChecked)
+        self.viewports.activeChanged.connect(self._on_active_viewport)
         self.runner.busyChanged.connect(self._on_busy_changed)
 
     def _install_log_handler(self) -> None:
@@ -611,10 +626,11 @@ class MainWindow(QMainWindow):
         self.runner.cancel_lane("decode")
         self._index_job = job
         self.current_root = root
-        self.current_instance = None
-        self._wanted = None
+        for vp in self.viewports.viewports:
+            vp.forget()
         self.tree.clear_all()
         self.view.clear("Reading the folder...")
+        self._panel_path = None
         self.tags.set_dataset(None)
         self.frame_bar.hide()
         self.stack.setCurrentWidget(self.viewer_page)
@@ -638,6 +654,30 @@ class MainWindow(QMainWindow):
         self._start_index(root, Job(index_folder, root, name="index"))
         self.folderOpened.emit(root)
 
+    def open_side_by_side(self, paths: list[str]) -> bool:
+        """``pneumoview view A B [C D]``: the files in a 1 x 2 (2 x 2) layout, in that order,
+        the first one active; False (and a message) when they are not 2 to 4 files."""
+        missing = [p for p in paths if not os.path.isfile(p)]
+        if not 2 <= len(paths) <= Layout.TWO_BY_TWO.count or missing:
+            self.report_error(f"{missing[0]}: not a file; side by side needs 2 to 4 files"
+                              if missing else "side by side needs 2 to 4 files")
+            return False
+        self.set_layout(Layout.ONE_BY_TWO if len(paths) == 2 else Layout.TWO_BY_TWO)
+        self.open_files(paths)
+        self._placement = [os.path.abspath(p) for p in paths]
+        return True
+
+    def _place_opened(self) -> bool:
+        """After indexing for :meth:`open_side_by_side`: each file into its viewport."""
+        placement, self._placement = self._placement, []
+        shown = self.viewports.visible()
+        for vp, path in zip(shown, placement, strict=False):
+            item = self.tree.instance_item(path)
+            if item is not None:
+                self.load_into(vp, item.data(0, INSTANCE_ROLE))
+        self.viewports.set_active(shown[0])
+        return bool(placement)
+
     def open_files(self, paths: list[str]) -> None:
         paths = [os.path.abspath(p) for p in paths]
         self.setWindowTitle(f"PneumoView - {display_path(paths[0])}" if len(paths) == 1
@@ -652,7 +692,8 @@ class MainWindow(QMainWindow):
             self.instancesAdded.emit(batch)
         if any(is_codec_syntax(inst.transfer_syntax) for inst in batch):
             self.decoder.prewarm()  # its imports overlap indexing, not the first decode
-        if self.current_instance is None and not self.options.screenshot_mode:
+        if self.current_instance is None and not self.options.screenshot_mode \
+                and not self._placement:
             first = self.tree.first_instance()
             if first is not None:
                 self.tree.select_instance(first.path)
@@ -687,6 +728,8 @@ class MainWindow(QMainWindow):
             self.report(summary)
         if n == 0:
             self.view.clear(f"No DICOM images found in\n{result.root}")
+        elif self._placement:
+            self._place_opened()
         elif self.current_instance is None or self.options.screenshot_mode:
             first = self.tree.first_instance()
             if first is not None and (self.current_instance is None
@@ -702,71 +745,199 @@ class MainWindow(QMainWindow):
         self.view.clear(f"Cannot read this folder:\n{exc}")
         self.report_error(str(exc))
 
+    # -- viewports -----------------------------------------------------------------------------
+    def _make_viewport(self, index: int) -> Viewport:
+        vp = Viewport(index, self.frames, self.runner, lambda: self.decoder,
+                      lambda: self.settings.max_image_bytes)
+        vp.view.set_show_patient_text(self.settings.show_patient_overlay)
+        if index:  # the file-overlay toggles hold for every viewport
+            vp.view.set_show_overlays(graphics=self.act_overlays.isChecked(),
+                                      roi=self.act_roi_overlays.isChecked())
+        vp.loading.connect(self._on_viewport_loading)
+        vp.shown.connect(self._on_viewport_shown)
+        vp.failed.connect(self._on_viewport_failed)
+        vp.instanceDropped.connect(self._on_instance_dropped)
+        vp.view.windowChanged.connect(
+            lambda _w, v=vp: v is self.active_viewport and self._sync_preset_menu())
+        vp.view.invertChanged.connect(
+            lambda on, v=vp: v is self.active_viewport and self.act_invert.setChecked(on))
+        return vp
+
+    def _on_viewport_loading(self, vp: Viewport, text: str) -> None:
+        if vp is self.active_viewport:
+            self._loading_text = text
+            self.statusBar().showMessage(text)
+
+    @property
+    def active_viewport(self) -> Viewport:
+        return self.viewports.active
+
+    @property
+    def view(self) -> RadiographView:
+        """The active viewport's image view (what the View menu and the tools act on)."""
+        return self.viewports.active.view
+
+    @property
+    def current_instance(self) -> Instance | None:
+        """The image in the active viewport."""
+        return self.viewports.active.instance
+
+    def _each_view(self, fn: Callable[[RadiographView], object]) -> None:
+        for vp in self.viewports.viewports:
+            fn(vp.view)
+
+    def _zoom_action(self, fn: Callable[[RadiographView], object]) -> None:
+        """Fit, 1:1, Reset on the active view; the others follow when zoom is synchronised."""
+        fn(self.view)
+        self.sync.follow_range(self.active_viewport)
+
+    def _build_viewport_actions(self) -> None:
+        group = QActionGroup(self)
+        self.layout_actions: dict[Layout, QAction] = {}
+        for layout, text, key in LAYOUTS:
+            act = self._action(f"Layout {text}", lambda _=False, k=layout: self.set_layout(k),
+                               key, checkable=True)
+            act.setText(text)
+            act.setToolTip(f"Show {layout.label} viewports; click one to make it active")
+            group.addAction(act)
+            self.layout_actions[layout] = act
+        self.layout_actions[Layout.ONE].setChecked(True)
+        self.act_compare_prior = self._action("&Compare with Prior", self.compare_with_prior,
+                                              "Ctrl+P")
+        self.act_compare_prior.setToolTip("Show this patient's most recent earlier study "
+                                          "beside the current one (1 x 2)")
+        self.act_sync_zoom = self._action("S&ynchronise Zoom/Pan", self._set_sync_zoom,
+                                          checkable=True)
+        self.act_sync_zoom.setChecked(self.sync.zoom_pan)
+        self.act_sync_window = self._action("Synchronise &Window/Level", self._set_sync_window,
+                                            checkable=True)
+        self.act_sync_window.setChecked(self.sync.window)
+
+    def _set_sync_zoom(self, on: bool) -> None:
+        self.sync.zoom_pan = bool(on)
+        if on:
+            self.sync.follow_range(self.active_viewport)
+
+    def _set_sync_window(self, on: bool) -> None:
+        self.sync.window = bool(on)
+
+    def set_layout(self, layout: Layout) -> None:
+        """Show ``layout``'s viewports (View > Layout); an empty new one shows the next image."""
+        self.viewports.set_layout(layout)
+        self.layout_actions[layout].setChecked(True)
+        for vp in self.viewports.visible():
+            if vp.instance is None and vp is not self.viewports.viewports[0]:
+                vp.view.show_message("Drag an image or series here from the study tree, "
+                                     "or click here and choose one")
+
+    def _on_active_viewport(self, vp: Viewport) -> None:
+        """The View menu, frame bar, tags and AI panel now follow ``vp``."""
+        self.activeViewportChanged.emit(vp)
+        inst = vp.instance
+        if inst is not None:
+            self._follow_in_tree(inst)
+            self.currentInstanceChanged.emit(inst)
+            self._sync_frame_bar(inst, vp.decoded.frame if vp.decoded is not None else 0)
+        self.act_invert.setChecked(vp.view.user_invert)
+        self.cine.stop()
+        decoded = vp.decoded
+        self._panel_path = decoded.path if decoded is not None else None
+        self.tags.set_dataset(decoded.header if decoded is not None else None)
+        if decoded is not None:
+            self.cine.set_image(decoded.header)
+        self._rebuild_preset_menu()
+        if decoded is not None:
+            self.imageShown.emit(decoded)
+
+    def load_into(self, vp: Viewport, inst: Instance) -> None:
+        """Show ``inst`` in ``vp`` and make it the active viewport (the tree follows)."""
+        self.viewports.set_active(vp)
+        self._follow_in_tree(inst)
+        self.show_instance(inst)
+
+    def _follow_in_tree(self, inst: Instance) -> None:
+        """Select ``inst``'s row without loading it again (Down then steps from there)."""
+        item = self.tree.instance_item(inst.path)
+        if item is not None and self.tree.currentItem() is not item:
+            self.tree.blockSignals(True)
+            self.tree.setCurrentItem(item)
+            self.tree.blockSignals(False)
+            self.tree.scrollToItem(item)
+
+    def _on_instance_dropped(self, vp: Viewport, path: str) -> None:
+        item = self.tree.instance_item(path)
+        if item is None:
+            self.report_error(f"{path}: not in the study tree any more")
+            return
+        self.load_into(vp, item.data(0, INSTANCE_ROLE))
+
+    def compare_with_prior(self) -> bool:
+        """1 x 2: the current image on the left, the patient's prior study on the right."""
+        current = self.current_instance
+        if current is None:
+            self.report("Compare with prior: no image is shown")
+            return False
+        prior = find_prior(current, self.tree.instances())
+        if isinstance(prior, NoPrior):
+            self.report(f"No prior to compare with: {prior.value}")
+            return False
+        self.set_layout(Layout.ONE_BY_TWO)
+        left, right = self.viewports.visible()[:2]
+        if left.instance is None or left.instance.path != current.path:
+            self.load_into(left, current)
+        self.load_into(right, prior.instance)
+        self.report(f"Comparing with the prior study of {_date_text(prior.study_date)}")
+        return True
+
     # -- showing an image ----------------------------------------------------------------------
     def show_instance(self, inst: Instance) -> None:
-        """Show ``inst`` (first frame); decoding happens in the background."""
-        same = self.current_instance is not None and self.current_instance.path == inst.path
-        self.current_instance = inst
-        if not same:
+        """Show ``inst`` (first frame) in the active viewport; it decodes in the background."""
+        vp = self.active_viewport
+        changed = vp.instance is None or vp.instance.path != inst.path
+        vp.instance = inst
+        if changed:
             self.currentInstanceChanged.emit(inst)
+            self.cine.stop()
+        self._sync_frame_bar(inst, 0)
+        vp.request_frame(inst.path, 0)
+
+    def _sync_frame_bar(self, inst: Instance, frame: int) -> None:
         self.frame_slider.blockSignals(True)
         self.frame_slider.setMaximum(max(0, inst.n_frames - 1))
-        self.frame_slider.setValue(0)
+        self.frame_slider.setValue(frame)
         self.frame_slider.blockSignals(False)
         self.frame_bar.setVisible(inst.n_frames > 1)
-        if not same:
-            self.cine.stop()
-        self.frame_label.setText(f"1 / {inst.n_frames}")
-        self.request_frame(inst.path, 0)
+        self.frame_label.setText(f"{frame + 1} / {inst.n_frames}")
 
     def request_frame(self, path: str, frame: int) -> None:
-        key = (path, frame)
-        self._wanted = key
-        cached = self.frames.get(key)
-        if cached is not None:
-            self.runner.cancel_lane("decode")
-            self._display(cached)
-            return
-        self.statusBar().showMessage(f"Loading {display_path(os.path.basename(path))} ...")
-        job = Job(_decode_task, self.decoder, path, frame, self.settings.max_image_bytes,
-                  name="decode", tag=key)
-        job.bind(cancelled=job.is_cancelled)
-        job.signals.result.connect(lambda p, k=key: self._on_decoded(k, p))
-        job.signals.error.connect(lambda e, k=key: self._on_decode_error(k, e))
-        self.runner.submit(job, lane="decode", latest_only=True)
-
-    def _on_decoded(self, key: tuple[str, int], prepared: PreparedImage) -> None:
-        self.frames.put(key, prepared)
-        if key != self._wanted:
-            return  # a stale result: the reader moved on
-        self._display(prepared)
-        self.statusBar().clearMessage()
+        """Show ``frame`` of ``path`` in the active viewport."""
+        self.active_viewport.request_frame(path, frame)
 
     def cache_bytes(self) -> int:
         """Bytes held by the decoded-frame cache (bounded by ``frames.max_bytes``)."""
         return self.frames.nbytes()
 
-    def _display(self, prepared: PreparedImage) -> None:
+    def _on_viewport_shown(self, vp: Viewport, prepared: PreparedImage) -> None:
+        if vp is not self.active_viewport:
+            return  # on screen; the panels follow it once it is made active
+        if self.statusBar().currentMessage() == self._loading_text:
+            self.statusBar().clearMessage()  # not a message that came after it
         decoded = prepared.decoded
-        shown = self.view.decoded
-        same_file = shown is not None and shown.path == decoded.path
-        keep = self.view.window if same_file else None
-        self.view.set_image(prepared, keep)
-        if not same_file:
+        if self._panel_path != decoded.path:
+            self._panel_path = decoded.path
             self.tags.set_dataset(decoded.header)
             self.cine.set_image(decoded.header)
         self._rebuild_preset_menu()
         self.frame_label.setText(f"{decoded.frame + 1} / {decoded.n_frames}")
         self.imageShown.emit(decoded)
 
-    def _on_decode_error(self, key: tuple[str, int], exc: Exception) -> None:
-        if key != self._wanted:
-            return
-        message = f"{exc}{advice(exc)}"
-        self.view.clear(f"Cannot show this image:\n{message}")
-        self.tags.set_dataset(None)
+    def _on_viewport_failed(self, vp: Viewport, path: str, message: str) -> None:
+        if vp is self.active_viewport:
+            self._panel_path = None
+            self.tags.set_dataset(None)
         self.report_error(message)
-        self.imageFailed.emit(key[0], message)
+        if vp is self.active_viewport:
+            self.imageFailed.emit(path, message)
 
     def _on_cine_playing(self, playing: bool) -> None:
         self.play_button.setChecked(playing)
@@ -821,7 +992,7 @@ class MainWindow(QMainWindow):
 
     def set_patient_text(self, on: bool) -> None:
         self.settings.show_patient_overlay = bool(on)
-        self.view.set_show_patient_text(on)
+        self._each_view(lambda v: v.set_show_patient_text(on))
         save_settings(self.settings)
 
     def _rebuild_recent_menu(self) -> None:

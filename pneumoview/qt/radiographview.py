@@ -2,6 +2,8 @@
 
 Pixels are shown at the modality values' own coordinates: the ImageItem sits at the origin with
 an identity transform, one scene unit per image pixel, rows down (``row-major``, ``invertY``).
+Non-square pixels (PixelSpacing row != column) are shown at their physical aspect by the
+ViewBox's locked aspect ratio, so scene units stay pixels (measurements map as before).
 **Overlays** (the AI heat map, measurements) therefore only need to be another item with the same
 pixel grid added with :meth:`RadiographView.add_layer`, which stacks it above the image in the same
 ViewBox; zoom and pan move both together.
@@ -36,6 +38,7 @@ from pneumoview.core.dicomio import DecodedImage
 from pneumoview.core.display import block_mean
 from pneumoview.core.paths import display_path
 from pneumoview.core.reading.orientation import ViewTransform
+from pneumoview.core.reading.spacing import pixel_aspect
 from pneumoview.core.windowing import Window
 from pneumoview.qt.plaintext import make_plain
 
@@ -102,7 +105,8 @@ class DisplayImageItem(pg.ImageItem):
     * pyqtgraph's ``autoDownsample`` averages the full image on every render (~60 ms at
       3000x3000); the average depends only on the data and the zoom, so it is computed once per
       (image, factors) with :func:`block_mean` and kept in the data's dtype (uint16 stays on the
-      fast combined level+LUT path).
+      fast combined level+LUT path); the last few factors are kept, so zooming back and forth
+      across a factor boundary (wheel in, wheel out) averages nothing again.
     * Only the visible part (plus a margin, so small pans need no new render) is mapped through
       the levels, so a step at 1:1 costs no more than one at fit.
     * The rendered QImage is drawn over exactly the image pixels it stands for.
@@ -110,18 +114,19 @@ class DisplayImageItem(pg.ImageItem):
 
     #: Extra fraction of the visible width/height rendered on each side.
     MARGIN = 0.25
+    #: Downsampled copies kept per image (each at most a quarter of it).
+    KEPT_FACTORS = 3
 
     def __init__(self, **kwargs: object) -> None:
         super().__init__(**kwargs)
-        self._ds_key: tuple[int, int, int] | None = None
-        self._ds_image: np.ndarray | None = None
+        self._ds_images: dict[tuple[int, int, int], np.ndarray] = {}  # oldest first
         self._generation = 0  # bumped by every new image (ids of views get reused)
         self._target = QRectF()  # image pixels covered by the current QImage
 
     def setImage(self, image=None, autoLevels=None, **kwargs):
         if image is not None:
             self._generation += 1
-            self._ds_image = None
+            self._ds_images = {}
         return super().setImage(image, autoLevels, **kwargs)
 
     def _computeDownsampleFactors(self) -> tuple[int, int]:
@@ -185,9 +190,12 @@ class DisplayImageItem(pg.ImageItem):
             src = full
         else:
             key = (self._generation, xds, yds)
-            if self._ds_key != key or self._ds_image is None:
-                self._ds_key, self._ds_image = key, block_mean(full, yds, xds)
-            src = self._ds_image
+            src = self._ds_images.pop(key, None)
+            if src is None:
+                src = block_mean(full, yds, xds)
+            self._ds_images[key] = src  # now the newest
+            while len(self._ds_images) > self.KEPT_FACTORS:
+                del self._ds_images[next(iter(self._ds_images))]
         rows, cols = src.shape[:2]
         x0, y0, x1, y1 = 0, 0, cols, rows
         visible = self._visible()
@@ -264,6 +272,7 @@ class RadiographView(QWidget):
         self.image_space = pg.ItemGroup()
         self.view_box.addItem(self.image_space, ignoreBounds=True)
         self.view_transform = ViewTransform()
+        self.pixel_aspect = 1.0  # height / width of a pixel on the patient
         self.image_item = DisplayImageItem(axisOrder="row-major", autoDownsample=True)
         self.image_item.setZValue(0)
         self.image_item.setParentItem(self.image_space)
@@ -327,6 +336,9 @@ class RadiographView(QWidget):
         (a, b), (c, d) = self.view_transform.matrix().tolist()
         dx, dy = self.view_transform.to_display((0.0, 0.0), shape)
         self.image_space.setTransform(QTransform(a, c, b, d, dx, dy))
+        # the ViewBox ratio is x scale / y scale: a pixel pixel_aspect times taller than wide
+        # needs y drawn that much larger (x and y swap with a quarter turn)
+        self.view_box.setAspectLocked(True, ratio=self.display_aspect())
 
     def clear(self, message: str = "") -> None:
         """Remove the image (e.g. after an error) and optionally show ``message`` instead."""
@@ -358,6 +370,10 @@ class RadiographView(QWidget):
         prepared = image if isinstance(image, PreparedImage) else prepare(image)
         decoded = prepared.decoded
         old_shape = self.decoded.shape if self.decoded is not None else None
+        aspect = pixel_aspect(decoded.header, decoded.frame)
+        if aspect != self.pixel_aspect:
+            self.pixel_aspect = aspect
+            old_shape = None  # laid out and fitted again
         self.prepared = prepared
         self.decoded = decoded
         self._uint8_cache = None
@@ -444,6 +460,21 @@ class RadiographView(QWidget):
             return
         h, w = self.view_transform.display_shape(self.decoded.shape)
         self.view_box.setRange(QRectF(0, 0, w, h), padding=0)
+
+    def display_aspect(self) -> float:
+        """The ViewBox's x scale / y scale (1.0 for square pixels)."""
+        return self.pixel_aspect if self.view_transform.quarter_turns % 2 else \
+            1.0 / self.pixel_aspect
+
+    def fit_zoom(self) -> float | None:
+        """What :meth:`zoom` is once fitted (None: no image or no size yet)."""
+        if self.decoded is None:
+            return None
+        h, w = self.view_transform.display_shape(self.decoded.shape)
+        box = self.view_box.size()
+        if w <= 0 or h <= 0 or box.width() <= 0 or box.height() <= 0:
+            return None
+        return min(box.width() / w, self.display_aspect() * box.height() / h)
 
     def zoom(self) -> float:
         """Screen pixels per image pixel (1.0 = 1:1)."""
@@ -603,9 +634,20 @@ class RadiographView(QWidget):
     def _layout_labels(self) -> None:
         w, h, m = self.graphics.width(), self.graphics.height(), 6
         c = self._corners
+
+        def side_by_side(left: QLabel, right: QLabel) -> bool:
+            return not (left.isVisibleTo(self) and right.isVisibleTo(self)) \
+                or left.width() + right.width() + 3 * m <= w
+
+        # in a narrow view (a 2x2 layout) the right-hand block goes below / the left-hand one
+        # above its neighbour rather than over it
+        top_right_y = m if side_by_side(c["tl"], c["tr"]) else m + c["tl"].height() + 2
+        bottom_left_y = h - c["bl"].height() - m
+        if not side_by_side(c["bl"], c["br"]):
+            bottom_left_y -= c["br"].height() + 2
         c["tl"].move(m, m)
-        c["tr"].move(w - c["tr"].width() - m, m)
-        c["bl"].move(m, h - c["bl"].height() - m)
+        c["tr"].move(w - c["tr"].width() - m, top_right_y)
+        c["bl"].move(m, bottom_left_y)
         c["br"].move(w - c["br"].width() - m, h - c["br"].height() - m)
         self._message.setGeometry(20, 0, max(10, w - 40), h)
 

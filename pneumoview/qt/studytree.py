@@ -3,7 +3,8 @@
 Items keep their order as files arrive (patients by name, studies by date, series and instances
 by number), so the tree never jumps. Each instance item holds its :class:`Instance` under
 ``INSTANCE_ROLE``. Column ``AI_COLUMN`` is left empty for the classifier's per-image result;
-:meth:`StudyTree.instance_item` finds the row of a file to write into it.
+:meth:`StudyTree.instance_item` finds the row of a file to write into it. Rows drag into a
+viewport as :data:`INSTANCE_MIME` (the image's path; a series or study: its first image).
 """
 
 from __future__ import annotations
@@ -12,7 +13,7 @@ import bisect
 from collections.abc import Iterable, Iterator
 from typing import Any
 
-from PySide6.QtCore import Qt, Signal
+from PySide6.QtCore import QMimeData, Qt, Signal
 from PySide6.QtWidgets import QAbstractItemView, QTreeWidget, QTreeWidgetItem, QWidget
 
 from pneumoview.core.indexer import Instance
@@ -25,6 +26,8 @@ NAME, ID, DATE, DESCRIPTION, MODALITY, COUNT, AI_COLUMN = range(len(COLUMNS))
 #: arrive collapsed (an expanded tree of thousands of rows makes every insertion slow).
 AUTO_EXPAND_LIMIT = 300
 INSTANCE_ROLE = Qt.ItemDataRole.UserRole + 1
+#: the drag format of a row: the path of its image, UTF-8
+INSTANCE_MIME = "application/x-pneumoview-instance"
 KIND_ROLE = Qt.ItemDataRole.UserRole + 2
 
 
@@ -74,6 +77,8 @@ class StudyTree(QTreeWidget):
         self._deferred: dict[int | str, tuple[QTreeWidgetItem | None,
                                               list[tuple[tuple, QTreeWidgetItem]]]] = {}
         self.currentItemChanged.connect(self._on_current_changed)
+        self.setDragEnabled(True)
+        self.setDragDropMode(QAbstractItemView.DragDropMode.DragOnly)
 
     # -- filling -----------------------------------------------------------------------------
     def clear_all(self) -> None:
@@ -310,13 +315,27 @@ class StudyTree(QTreeWidget):
         self.scrollToItem(target)
         return True
 
+    def mimeTypes(self) -> list[str]:  # noqa: N802 - Qt's name
+        return [INSTANCE_MIME]
+
+    def mimeData(self, items: list[QTreeWidgetItem]) -> QMimeData:  # noqa: N802 - Qt's name
+        """The first image under the first dragged row."""
+        mime = QMimeData()
+        inst = _first_instance(items[0]) if items else None
+        if inst is not None:
+            mime.setData(INSTANCE_MIME, inst.path.encode("utf-8"))
+        return mime
+
     def _on_current_changed(self, current: QTreeWidgetItem | None, _previous: Any) -> None:
-        if current is None:
-            return
-        item = current
-        while item is not None and item.data(NAME, KIND_ROLE) != "instance":
-            item = item.child(0) if item.childCount() else None
-        if item is not None:
-            self.instanceSelected.emit(item.data(NAME, INSTANCE_ROLE))
+        inst = _first_instance(current) if current is not None else None
+        if inst is not None:
+            self.instanceSelected.emit(inst)
+
+
+def _first_instance(item: QTreeWidgetItem | None) -> Instance | None:
+    """``item``'s image, or its first child's first image (a patient, study or series row)."""
+    while item is not None and item.data(NAME, KIND_ROLE) != "instance":
+        item = item.child(0) if item.childCount() else None
+    return item.data(NAME, INSTANCE_ROLE) if item is not None else None
 
 

@@ -90,8 +90,8 @@ class ResultExporter:
             raise PneumoViewError(f"cannot read the file again ({exc.strerror})", path) from None
         if (row.get("file_size") not in (None, st.st_size)
                 or row.get("mtime_ns") not in (None, st.st_mtime_ns)):
-            raise PneumoViewError("the file changed after the report was written; run flag "
-                                  "--resume first", path)
+            raise PneumoViewError("the file changed after the report was written; resume the "
+                                  "report to score it again first", path)
 
     def _check_same_result(self, result: AIResult, prediction: Any, path: str) -> None:
         again = prediction.probability

@@ -47,7 +47,13 @@ PRECISION_CHOICES = tuple(p.value for p in Precision)
 
 
 class EngineUnavailable(PneumoViewError):
-    """The engine or precision asked for cannot run here (not installed, unsupported CPU)."""
+    """The engine or precision asked for cannot run here (not installed, unsupported CPU).
+    ``option`` names the choice to change ("engine" or "precision"; "" when neither would
+    help), so each front end can say how in its own terms."""
+
+    def __init__(self, reason: str, *, option: str = "") -> None:
+        super().__init__(reason)
+        self.option = option
 
 
 def parse_engine(value: str | EngineName | None) -> EngineName:
@@ -92,11 +98,10 @@ def choose_precision(requested: Precision, native_bf16: bool, engine: EngineName
     if requested is Precision.BF16:
         if engine is not EngineName.OPENVINO:
             raise EngineUnavailable("bf16 runs on the openvino engine only; the torch engine "
-                                    "runs f32 (use --precision f32 or auto)")
+                                    "runs f32", option="precision")
         if not native_bf16:
             raise EngineUnavailable("this CPU has no native bf16 (AMX or AVX512-BF16), so "
-                                    "bf16 would be emulated or run as f32; use --precision "
-                                    "f32 or auto")
+                                    "bf16 would be emulated or run as f32", option="precision")
     return requested
 
 

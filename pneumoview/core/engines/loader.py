@@ -85,8 +85,8 @@ def load_backend(model_dir: str | PathLike[str] | None = None, device: str = "au
     asked, prec = parse_engine(engine), parse_precision(precision)
     device_type = _device_type(device)
     if asked is EngineName.OPENVINO and device_type != "cpu":
-        raise EngineUnavailable(f"the openvino engine runs on the CPU; device {device!r} "
-                                "needs --engine torch (or auto)")
+        raise EngineUnavailable(f"the openvino engine runs on the CPU, not on device "
+                                f"{device!r}", option="engine")
     chosen = choose_engine(asked, device_type, openvino_available())
     if chosen is EngineName.TORCH:
         choose_precision(prec, False, EngineName.TORCH)  # refuses bf16 on torch

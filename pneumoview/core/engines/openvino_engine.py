@@ -45,7 +45,8 @@ def _core() -> Any:
     try:
         ov = import_openvino()
     except ImportError as exc:  # a broken install: the loader says so and may fall back
-        raise EngineUnavailable(f"the openvino engine cannot be imported ({exc})") from exc
+        raise EngineUnavailable(f"the openvino engine cannot be imported ({exc})",
+                                option="engine") from exc
     return ov.Core()
 
 
@@ -122,7 +123,7 @@ class OpenVINOBackend:
                 compiled = self._core.compile_model(self._model, "CPU", config)
             except RuntimeError as exc:
                 raise EngineUnavailable(f"OpenVINO cannot compile the model for this CPU "
-                                        f"({str(exc)[:300]})") from exc
+                                        f"({str(exc)[:300]})", option="engine") from exc
             self._compiled[n_threads] = (compiled, compiled.create_infer_request())
             self.compile_ms += (time.perf_counter() - t0) * 1000
         return self._compiled[n_threads]

@@ -154,3 +154,26 @@ def pixel_scale(ds: Dataset | None, frame: int = 0) -> PixelScale:
     if imager is not None:
         return PixelScale(SpacingSource.DETECTOR, *imager, magnification=magnification)
     return PIXELS
+
+
+#: Pixel shapes further from square than this are taken as an error in the file and shown
+#: square (a 1:20 pixel would turn a radiograph into a strip).
+MAX_PIXEL_ASPECT = 10.0
+
+
+def pixel_aspect(ds: Dataset | None, frame: int = 0) -> float:
+    """Height / width of one pixel on the patient (1.0: square or unknown).
+
+    From the spacing :func:`pixel_scale` chooses (row spacing is the vertical one), else from
+    Pixel Aspect Ratio (0028,0034: vertical \\ horizontal), which a file without any spacing
+    may carry. Shown at this aspect, a circle on the patient stays a circle on screen.
+    """
+    scale = pixel_scale(ds, frame)
+    if scale.in_mm:
+        ratio = scale.row_mm / scale.col_mm
+    else:
+        declared = _pair(ds, "PixelAspectRatio")
+        ratio = declared[0] / declared[1] if declared is not None else 1.0
+    if not math.isfinite(ratio) or not 1 / MAX_PIXEL_ASPECT <= ratio <= MAX_PIXEL_ASPECT:
+        return 1.0
+    return ratio

@@ -126,6 +126,9 @@ class AIController(QObject):
         window.imageShown.connect(self.on_image_shown)
         window.imageFailed.connect(self.on_image_failed)
         window.folderOpened.connect(lambda _p: self._clear_results())
+        moved = getattr(window, "activeViewportChanged", None)  # a window with viewports
+        if moved is not None:
+            moved.connect(lambda vp: self.follow_view(vp.view))
 
         self.act_cam = QAction("Show &CAM Overlay", window)
         self.act_cam.setShortcut("C")
@@ -278,6 +281,19 @@ class AIController(QObject):
         save_settings(self.settings)
 
     # -- images ----------------------------------------------------------------------------
+    def follow_view(self, view: Any) -> None:
+        """The map moves to the active viewport's view; the window then announces that
+        viewport's image, whose cached result and map are shown (or computed)."""
+        if view is self.view:
+            return
+        self.view.remove_layer(self.overlay.item)
+        self.view = view
+        view.add_layer(self.overlay.item, z=AI_LAYER_Z)
+        self.current = None
+        self.current_decoded = None
+        self.overlay.clear()
+        self.panel.clear("No image")
+
     def on_instance_changed(self, _instance: Any) -> None:
         """The reader moved on: hide the old image's result and map at once."""
         self.current = None

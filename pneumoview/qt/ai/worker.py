@@ -259,7 +259,9 @@ class InferenceWorker(QObject):
             if not self._stopping:  # closing: no need to import grad-cam and warm up
                 engine.warm_up()
         except PneumoViewError as exc:  # reported by whoever listens (the window's log)
-            self.modelFailed.emit(str(exc))
+            from pneumoview.qt.advice import advice
+
+            self.modelFailed.emit(f"{exc}{advice(exc)}")
             return
         except Exception as exc:  # a broken install (torch missing...) must not stop viewing
             log.exception("cannot load the model")

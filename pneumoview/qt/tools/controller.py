@@ -64,6 +64,11 @@ class ReadingTools(QObject):
         self.path: str | None = None  # the image the layer holds
         self.key: str | None = None  # its store key, once known
         self.unsaved_keys: set[str] = set()  # damaged store files: never overwritten
+        #: per image view (one per viewport): its orientation markers and magnifier
+        self._aids: dict[int, tuple[OrientationMarkers, Magnifier]] = {}
+        self._shown_in: dict[int, str] = {}  # per image view: the image it last showed
+        self._markers_on = True
+        self._magnifier_on = False
         self._load_job: Job | None = None
 
     # -- wiring ----------------------------------------------------------------------------------
@@ -72,8 +77,13 @@ class ReadingTools(QObject):
         view = host.view
         self.view = view
         self.layer = AnnotationLayer(view, ask_text=self.ask_text)
-        self.markers = OrientationMarkers(view)
-        self.magnifier = Magnifier(view)
+        self._aids_for(view)
+        grid = getattr(host, "viewports", None)  # a window with several viewports
+        if grid is not None:
+            for vp in grid.viewports:
+                self._watch_viewport(vp)
+            grid.viewportAdded.connect(self._watch_viewport)
+            host.activeViewportChanged.connect(lambda vp: self.follow_view(vp.view))
         self.panel = MeasurementsPanel(self.layer)
         self.dock = host.add_dock(DOCK, "Measurements", self.panel, DockArea.RIGHT,
                                   tab_with=DETAILS_DOCK)
@@ -90,6 +100,51 @@ class ReadingTools(QObject):
             signal = getattr(host, name, None)  # a window that indexes folders has them
             if signal is not None:
                 signal.connect(slot)
+
+    def _aids_for(self, view: Any) -> tuple[OrientationMarkers, Magnifier]:
+        aids = self._aids.get(id(view))
+        if aids is None:
+            aids = (OrientationMarkers(view), Magnifier(view))
+            aids[0].set_enabled(self._markers_on)
+            aids[1].set_enabled(self._magnifier_on)
+            self._aids[id(view)] = aids
+        return aids
+
+    def _watch_viewport(self, vp: Any) -> None:
+        """Each viewport's markers follow its own image, active or not."""
+        markers = self._aids_for(vp.view)[0]
+        vp.shown.connect(lambda _vp, prepared: markers.set_image(prepared.decoded))
+
+    @property
+    def markers(self) -> OrientationMarkers:
+        """The active view's orientation markers."""
+        return self._aids_for(self.view)[0]
+
+    @property
+    def magnifier(self) -> Magnifier:
+        return self._aids_for(self.view)[1]
+
+    def _set_markers(self, on: bool) -> None:
+        self._markers_on = bool(on)
+        for markers, _magnifier in self._aids.values():
+            markers.set_enabled(on)
+
+    def _set_magnifier(self, on: bool) -> None:
+        self._magnifier_on = bool(on)
+        for _markers, magnifier in self._aids.values():
+            magnifier.set_enabled(on)
+
+    def follow_view(self, view: Any) -> None:
+        """Measure and annotate on the active viewport's view; the window then announces its
+        image (:meth:`on_image_shown` loads that image's annotations)."""
+        if view is self.view:
+            return
+        self.layer.set_view(view)
+        self.view = view
+        self._forget_image()
+
+    def _transform(self, change: Any) -> None:
+        self.view.set_view_transform(change(self.view.view_transform))
 
     def _action(self, text: str, slot: Any, shortcut: str | None = None,
                 tip: str = "", checkable: bool = False) -> QAction:
@@ -120,27 +175,25 @@ class ReadingTools(QObject):
         self.act_delete = self._action("Delete &Measurement", self.layer.delete_selected,
                                        "Delete", "Remove the selected measurement or annotation")
         self._separator()
-        view = self.view
         self.act_rotate_right = self._action(
-            "Rotate Ri&ght", lambda: view.set_view_transform(view.view_transform.rotated()),
+            "Rotate Ri&ght", lambda: self._transform(lambda t: t.rotated()),
             "]", "Rotate the image 90 degrees clockwise")
         self.act_rotate_left = self._action(
-            "Rotate &Left", lambda: view.set_view_transform(
-                view.view_transform.rotated(clockwise=False)),
+            "Rotate &Left", lambda: self._transform(lambda t: t.rotated(clockwise=False)),
             "[", "Rotate the image 90 degrees anticlockwise")
         self.act_flip_h = self._action(
-            "Flip &Horizontally", lambda: view.set_view_transform(
-                view.view_transform.flipped_horizontally()), "H", "Mirror left and right")
+            "Flip &Horizontally", lambda: self._transform(lambda t: t.flipped_horizontally()),
+            "H", "Mirror left and right")
         self.act_flip_v = self._action(
-            "Flip &Vertically", lambda: view.set_view_transform(
-                view.view_transform.flipped_vertically()), "V", "Mirror top and bottom")
+            "Flip &Vertically", lambda: self._transform(lambda t: t.flipped_vertically()),
+            "V", "Mirror top and bottom")
         self.act_markers = self._action(
-            "Orientation &Markers", self.markers.set_enabled, "M",
+            "Orientation &Markers", self._set_markers, "M",
             "Show the patient directions (from the file's orientation) on the edges",
             checkable=True)
         self.act_markers.setChecked(True)
         self.act_magnifier = self._action(
-            "Ma&gnifier", self.magnifier.set_enabled, "Z",
+            "Ma&gnifier", self._set_magnifier, "Z",
             "A loupe beside the cursor with the image's own pixels enlarged", checkable=True)
         self._separator()
         self.act_save_state = self._action(
@@ -171,12 +224,14 @@ class ReadingTools(QObject):
         """Another frame of the same image keeps the list; another image loads its own."""
         self.markers.set_image(decoded)
         self._offer_state(decoded)
+        new_here = self._shown_in.get(id(self.view)) != decoded.path
+        self._shown_in[id(self.view)] = decoded.path
         if decoded.path == self.path:
             self.layer.show_image(decoded)
             self.panel.refresh()
             return
         self.path, self.key = decoded.path, None
-        if not self.view.view_transform.is_identity:
+        if new_here and not self.view.view_transform.is_identity:
             self.view.set_view_transform(ViewTransform())
         self.layer.show_image(decoded, [])
         self.panel.refresh()

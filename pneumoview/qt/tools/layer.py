@@ -97,6 +97,19 @@ class AnnotationLayer(QObject):
         self._capture.setVisible(False)
         view.add_layer(self._capture, z=ANNOTATION_Z - 1)
 
+    def set_view(self, view) -> None:  # noqa: ANN001 - a RadiographView
+        """Draw on ``view`` from now on (the active viewport's); the caller then shows its
+        image with :meth:`show_image`."""
+        if view is self.view:
+            return
+        self._cancel_drawing()
+        for item in self.items.values():
+            self.view.remove_layer(item)
+        self.items = {}
+        self.view.remove_layer(self._capture)
+        self.view = view
+        view.add_layer(self._capture, z=ANNOTATION_Z - 1)
+
     # -- the image ------------------------------------------------------------------------------
     def show_image(self, decoded: DecodedImage | None,
                    annotations: list[Annotation] | None = None) -> None:

@@ -49,7 +49,7 @@ IN_PROCESS_MAX_BYTES = 128 * 2**20
 VIEW_BYTES_PER_SAMPLE = 12
 
 #: The worker's entry point (``module:function``, imported inside the worker).
-TARGET = "pneumoview.core.isolated:decode_payload"
+TARGET = "pneumoview.core.decoderprocess:decode_payload"
 #: A frame the viewer waits for longer than this is given up (the worker is killed, restarted).
 DEFAULT_TIMEOUT_S = defaults.VIEWER_DECODE_TIMEOUT_S
 #: A cancelled decode is left to finish (its frame is cached for going back) unless it has run
