@@ -1,4 +1,5 @@
-"""``python -m training {prepare,train,export,evaluate,reproduce,cv,search,gate,gate-eval} ...``."""
+"""``python -m training {prepare,train,export,evaluate,reproduce,cv,oppoints,search,gate,
+gate-eval} ...``."""
 
 from __future__ import annotations
 
@@ -18,6 +19,8 @@ COMMANDS = {
     "reproduce": ("training.reproduce", "the bundled model's whole recipe, stage by stage "
                   "(resumable)"),
     "cv": ("training.cv", "patient-grouped k-fold cross-validation of a fine-tune (adults)"),
+    "oppoints": ("training.pointscmd", "population operating points for an exported model, "
+                 "chosen on its own validation split"),
     "search": ("training.search", "cross-validate several fine-tune configurations, tabulate"),
     "gate": ("training.gate.command", "train the input gate's heads on a model's backbone"),
     "gate-eval": ("training.gate.evaluate", "the input gate's figures (markdown tables)"),

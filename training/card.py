@@ -35,7 +35,8 @@ def commands(meta: dict) -> list[str]:
     if init.get("command"):
         out += commands({"command": init["command"], "init_from": init.get("init_from")})
     c = meta["command"]
-    out += [c.get("prepare", ""), c.get("cv", ""), c.get("train", ""), c.get("export", "")]
+    out += [c.get("prepare", ""), c.get("cv", ""), c.get("train", ""), c.get("export", ""),
+            c.get("oppoints", "")]
     seen: list[str] = []
     for x in out:  # the same prepare line appears once per stage
         if x and x not in seen:
@@ -86,7 +87,7 @@ def _data(meta: dict) -> list[str]:
     lines += [
         "",
         "Splits are by patient (never by image), stratified by label and source, seeded; "
-        "byte-identical files stay in one split (the same split as v1.0).",
+        "byte-identical files stay in one split" + (" (the same split as v1.0)." if cv else "."),
     ]
     if cv:
         lines += [
@@ -193,14 +194,20 @@ def _timings(meta: dict) -> list[str]:
             f"total {total_w / 3600:.2f} h wall, {total_c / 3600:.2f} h CPU.", ""]
 
 
-LIMITS = [
+CV_LIMIT = (
     "- Small adult data: 417 trained-on and 73 held-out NIH images; the adult intervals are "
     "wide. The adult operating point comes from out-of-fold predictions of the fold models, "
     "applied to the final model trained on all folds (the usual cross-validation practice; "
-    "its logits can be slightly more confident).",
+    "its logits can be slightly more confident).")
+SPLIT_LIMIT = (
+    "- Small adult data: {train} trained-on, {val} validation and {test} held-out NIH images; "
+    "the adult intervals are wide, and the adult operating point rests on {adults} adult "
+    "validation films.")
+LABEL_LIMIT = (
     "- NIH labels were mined from radiology reports (noisy); NIH 'Pneumonia' images often "
     "show other findings too. Kermany images were resized to 224 x 224 without keeping the "
-    "aspect ratio by the redistributor (at 320 px they are upsampled).",
+    "aspect ratio by the redistributor")
+LIMITS = [
     "- Trained on frontal (PA/AP) radiographs only; lateral views, other body parts, "
     "children under the Kermany age range, and images from other scanners or hospitals are "
     "out of distribution. The input gate (section above, when attached) refuses rotated, "
@@ -212,17 +219,59 @@ LIMITS = [
 ]
 
 
+def _limits(meta: dict) -> list[str]:
+    """The known limits, worded for this model's data (cross-validated or one split)."""
+    nih = meta["data"]["sources"].get("nih", {}).get("splits", {})
+    if meta["metrics"].get("cross_validation"):
+        first = CV_LIMIT
+    elif nih:
+        adults = (meta.get("operating_points") or {}).get("adult", {}).get("chosen_on", "")
+        n = adults.split("n=")[1].split(",")[0] if "n=" in adults else "the"
+        first = SPLIT_LIMIT.format(train=nih["train"]["n"], val=nih["val"]["n"],
+                                   test=nih["test"]["n"], adults=n)
+    else:
+        first = ""
+    size = int(meta["input_size"])
+    label = LABEL_LIMIT + (f" (at {size} px they are upsampled)." if size > 224 else ".")
+    return [x for x in (first, label) if x] + LIMITS
+
+
+def _points_figures(meta: dict) -> list[str]:
+    """Each population's validation and test figures at each operating point."""
+    figs = meta["metrics"].get("operating_points")
+    if not figs:
+        return []
+    cmd = (meta.get("command") or {}).get("oppoints", "")
+    lines = ["## Operating points: figures per population", "",
+             "Chosen on the validation split"
+             + (f" by `{cmd}`" if cmd else "") + "; the test split is only reported. "
+             "Sensitivity and specificity with bootstrap 95 % intervals (resampling patients).",
+             "", "| split | population | at | n (pneumonia) | patients | threshold | "
+             "sensitivity | specificity |", "|---|---|---|---|---|---|---|---|"]
+    for split, pops in figs.items():
+        for pop, at in pops.items():
+            for name, f in at.items():
+                lines.append(f"| {split} | {pop} | {name} | {f['n']} ({f['tp'] + f['fn']}) | "
+                             f"{f['patients']} | {f['threshold']:.4f} | "
+                             f"{fmt_ci(f, 'sensitivity')} | {fmt_ci(f, 'specificity')} |")
+    return lines + [""]
+
+
 def model_card(meta: dict) -> str:
     """MODEL_CARD.md text from the metadata (no numbers typed by hand)."""
     m = meta["metrics"]
     lines = [f"# Model card: {meta['name']} {meta['version']}", "", "## Intended use", "",
              INTENDED_USE, "", *_model(meta), *_data(meta), *_cv(meta)]
+    lines += _points_figures(meta)
+    single = m.get("single_threshold")
+    at = (f"at the single threshold {single['threshold']:.4f} the model had before its "
+          "population operating points (the figures at those points are above)" if single
+          else "at each part's population operating point")
     if m.get("test"):
         lines += _metrics_table(
             "## Test metrics (held-out test split, never used for any choice)",
-            "Point estimate with bootstrap 95 % interval (resampling patients); sensitivity and "
-            "specificity at each part's population operating point; ECE = expected "
-            "calibration error (10 bins).", m["test"])
+            f"Point estimate with bootstrap 95 % interval (resampling patients); sensitivity "
+            f"and specificity {at}; ECE = expected calibration error (10 bins).", m["test"])
     if m.get("test_unknown_age"):
         lines += _metrics_table("### The same at the unknown-age threshold", "When the "
                                 "film's age is unknown the lower threshold applies.",
@@ -234,7 +283,7 @@ def model_card(meta: dict) -> str:
                      f"{e['sensitivity']:.3f}, specificity {e['specificity']:.3f}.")
         lines.append("")
     lines += _search(meta)
-    lines += ["## Known limits", "", *LIMITS, "", "## Reproduce", "",
+    lines += ["## Known limits", "", *_limits(meta), "", "## Reproduce", "",
               "One command from a checkout: `python -m training reproduce` (README, Training). "
               "It runs:", "", "```", *commands(meta), "```", "", *_timings(meta),
               f"Git commit {meta['git_commit']}, {meta['created']}.", ""]
