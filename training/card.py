@@ -245,7 +245,10 @@ def _points_figures(meta: dict) -> list[str]:
     lines = ["## Operating points: figures per population", "",
              "Chosen on the validation split"
              + (f" by `{cmd}`" if cmd else "") + "; the test split is only reported. "
-             "Sensitivity and specificity with bootstrap 95 % intervals (resampling patients).",
+             "Sensitivity and specificity with bootstrap 95 % intervals (resampling patients) "
+             "at each point, and at the single threshold the model had before"
+             + (f" ({single['threshold']:.4f})" if (single := meta["metrics"].get(
+                 "single_threshold")) else "") + ".",
              "", "| split | population | at | n (pneumonia) | patients | threshold | "
              "sensitivity | specificity |", "|---|---|---|---|---|---|---|---|"]
     for split, pops in figs.items():
@@ -263,15 +266,12 @@ def model_card(meta: dict) -> str:
     lines = [f"# Model card: {meta['name']} {meta['version']}", "", "## Intended use", "",
              INTENDED_USE, "", *_model(meta), *_data(meta), *_cv(meta)]
     lines += _points_figures(meta)
-    single = m.get("single_threshold")
-    at = (f"at the single threshold {single['threshold']:.4f} the model had before its "
-          "population operating points (the figures at those points are above)" if single
-          else "at each part's population operating point")
     if m.get("test"):
         lines += _metrics_table(
             "## Test metrics (held-out test split, never used for any choice)",
-            f"Point estimate with bootstrap 95 % interval (resampling patients); sensitivity "
-            f"and specificity {at}; ECE = expected calibration error (10 bins).", m["test"])
+            "Point estimate with bootstrap 95 % interval (resampling patients); sensitivity and "
+            "specificity at each part's population operating point; ECE = expected "
+            "calibration error (10 bins).", m["test"])
     if m.get("test_unknown_age"):
         lines += _metrics_table("### The same at the unknown-age threshold", "When the "
                                 "film's age is unknown the lower threshold applies.",

@@ -216,6 +216,24 @@ class PointsStep:
                                                   for name, t in at.items()}
         return out
 
+    def by_source(self, split: str, unknown_age: bool = False) -> dict:
+        """The exporter's per-source tables at each film's point (its population's by age,
+        or the unknown-age one), so ``metrics["test"]`` says what the app does by default."""
+        from training.evaluate import metrics_by_source
+
+        m = self.split == split
+        low = oppoints.unknown_age_threshold(self.points)
+        thr = np.asarray([low if unknown_age or pop not in self.points
+                          else float(self.points[pop]["threshold"]) for pop in self.pop[m]])
+        out = metrics_by_source(self.y[m], self.p[m], list(self.sources[m]), thr,
+                                self.args.n_boot if split == "test" else 0,
+                                groups=list(self.groups[m]))
+        for part, entry in out.items():
+            entry["operating_point"] = ("unknown-age" if unknown_age else
+                                        {"all": "per population", "kermany": PAEDIATRIC}.get(
+                                            part, "by age (adult; under 18: paediatric)"))
+        return out
+
     def write(self, figures: dict) -> dict:
         from pneumoview.core.model import sha256_file
         from training.card import model_card
@@ -223,16 +241,25 @@ class PointsStep:
         meta = self.meta
         if sha256_file(self.model / "model.safetensors") != meta["weights_sha256"]:
             raise PneumoViewError("the weights differ from the metadata's sha256", self.model)
-        meta["metrics"].setdefault("single_threshold", {
-            "threshold": meta["threshold"],
-            "note": "the model's one threshold before population operating points; the "
-                    "metrics 'test' and 'validation' tables were measured at it"})
+        metrics = meta["metrics"]
+        if "single_threshold" not in metrics:  # the first run: keep what v1.0 measured
+            metrics["single_threshold"] = {
+                "threshold": meta["threshold"],
+                "note": "the model's one threshold before population operating points, and "
+                        "its export's validation and test tables at that threshold",
+                "validation": metrics.get("validation"), "test": metrics.get("test")}
+        single = metrics["single_threshold"]["threshold"]
+        for entry in (metrics.get("extra") or {}).values():
+            entry.setdefault("operating_point", f"the single threshold {single:.4f}")
+        metrics["validation"] = self.by_source("val")
+        metrics["test"] = self.by_source("test")
+        metrics["test_unknown_age"] = self.by_source("test", unknown_age=True)
         meta["operating_points"] = self.points
         meta["threshold"] = oppoints.unknown_age_threshold(self.points)
         meta["threshold_applies_to"] = (
             "calibrated probability sigmoid(logit / temperature); the threshold for films of "
             "unknown age (the lower of operating_points)")
-        meta["metrics"]["operating_points"] = figures
+        metrics["operating_points"] = figures
         meta["command"]["oppoints"] = command_line(sys.argv[1:]) \
             if sys.argv[1:2] == ["oppoints"] else "python -m training oppoints --model " \
             + str(self.args.model)
