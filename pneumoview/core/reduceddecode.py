@@ -13,8 +13,8 @@ goal of probabilities within :data:`PROBABILITY_TOLERANCE` of the full decode's:
 probability moves by up to 0.010 at 1/2 and 0.047 at 1/4 on 14 real films. Not the codec's
 fault: an exact 2x2 mean before the contract's box resize already moves it by 0.0093 (the box
 resize at 1024/224 and at 512/224 weights pixel edges differently).
-``tests/test_reduced_decode.py`` holds the opt-in mode to :data:`OPT_IN_TOLERANCE`. A batch run turns it on with
-``BatchOptions(reduced_decode=True)``.
+``tests/test_reduced_decode.py`` holds the opt-in mode to :data:`OPT_IN_TOLERANCE`; a batch
+run turns it on with ``BatchOptions(reduced_decode=True)``.
 
 Anything unusual falls back to the full decode with a typed :class:`Fallback` reason, never a
 different result: another syntax, multi-frame, colour, more than 8 bits, signed data, a
