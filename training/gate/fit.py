@@ -84,8 +84,8 @@ class Budget:
 
 
 QUICK = Budget(train_clean=60, train_degraded=30, train_rotated=60, train_inverted=30,
-               train_rotated_180=20, train_upright_degraded=20, val_degraded=40, val_rotated=30, val_inverted=20, negative_variants=1,
-               pages_per_kind=3)
+               train_rotated_180=20, train_upright_degraded=20, val_degraded=40,
+               val_rotated=30, val_inverted=20, negative_variants=1, pages_per_kind=3)
 
 
 @dataclass
