@@ -365,6 +365,7 @@ class BatchRun:
                                          "input_size": self.info.input_size,
                                          "max_bytes": max_bytes,
                                          "quiet": self.options.quiet,
+                                         "reduced_decode": self.options.reduced_decode,
                                          "gate_statistics": self._gating}))
 
     # ----------------------------------------------------------------------------------------
