@@ -167,10 +167,23 @@ def test_a_refused_photograph_is_refused_as_a_photograph() -> None:
     the orientation head as "upside down"; the content head's verdict names the reason when
     it finds a non-chest class more likely than a chest film."""
     act = np.ones((512, 7, 7), np.float32)
-    photo_like = _two_head_gate([0.0, 2.0]).judge((1024, 1024), _film_like(), act)
+    photo_like = _two_head_gate([0.0, 3.0]).judge((1024, 1024), _film_like(), act)
+    assert photo_like.probabilities["content"]["chest"] < G.CONTENT_REASON_BELOW
     assert photo_like.kind is G.GateKind.NOT_CHEST and photo_like.reason == "photo!"
     film_like = _two_head_gate([2.0, 0.0]).judge((1024, 1024), _film_like(), act)
     assert film_like.kind is G.GateKind.ROTATED and film_like.reason == "upside down"
+
+
+def test_a_rotated_film_the_content_head_doubts_is_refused_as_rotated() -> None:
+    """Regression: a rotated chest film for which the content head found "photograph"
+    slightly more likely than "chest" (without refusing it) was refused as "not a chest
+    radiograph"; the reader can act on "upside down", so the orientation reason wins unless
+    the content head finds the image clearly unlike a chest film."""
+    doubted = _two_head_gate([0.0, 1.0]).judge((1024, 1024), _film_like(),
+                                               np.ones((512, 7, 7), np.float32))
+    p_chest = doubted.probabilities["content"]["chest"]
+    assert G.CONTENT_REASON_BELOW < p_chest < doubted.probabilities["content"]["photograph"]
+    assert doubted.kind is G.GateKind.ROTATED and doubted.reason == "upside down"
 
 
 def test_feature_layout_and_dimension_are_checked() -> None:

@@ -87,7 +87,8 @@ def plugin_order(ds: Dataset) -> list[str]:
         [p for p in plugins if p in LAST_RESORT]
 
 
-def _frame_bytes(ds: Dataset, frame: int) -> bytes | None:
+def frame_bytes(ds: Dataset, frame: int) -> bytes | None:
+    """The encapsulated bytes of ``frame``, or None when the encapsulation is unreadable."""
     try:
         from pydicom.encaps import get_frame
 
@@ -121,7 +122,7 @@ def _jpeg_size(stream: bytes) -> tuple[int, int, int] | None:
 def codestream_matches(ds: Dataset, frame: int) -> bool:
     """Whether ``frame``'s codestream declares the dataset's Rows x Columns x Samples."""
     uid = transfer_syntax(ds)
-    stream = _frame_bytes(ds, frame)
+    stream = frame_bytes(ds, frame)
     if uid is None or stream is None:
         return False
     size = _j2k_size(stream) if str(uid) in _J2K_FAMILY else \

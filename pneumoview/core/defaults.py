@@ -26,6 +26,11 @@ DEVICE = "auto"
 ENGINE = "auto"
 PRECISION = "auto"
 
+#: Decode JPEG baseline films for the model at a DCT-scaled reduced size (a batch run's model
+#: path only; the viewer always decodes in full). Off: it moves probabilities by up to 0.010,
+#: over the 0.005 goal (:mod:`pneumoview.core.reduceddecode`).
+REDUCED_DECODE = False
+
 #: Images per model batch in a batch run.
 BATCH_SIZE = 32
 

@@ -462,7 +462,7 @@ def _display_values(stored: np.ndarray, ds: Dataset, frame: int,
     from pydicom.pixels import apply_modality_lut
 
     source = functional_groups.rescale_source(ds, frame)
-    return _modality(stored, source, apply_modality_lut), bits
+    return modality_values(stored, source, apply_modality_lut), bits
 
 
 def _identity(ds: Dataset, frame: int) -> Window | None:
@@ -477,7 +477,7 @@ def _identity(ds: Dataset, frame: int) -> Window | None:
     lo, hi = (-(1 << (bits - 1)), (1 << (bits - 1)) - 1) if signed else (0, (1 << bits) - 1)
     stored = np.arange(lo, hi + 1, dtype=np.int32).reshape(1, -1)
     try:
-        values = _modality(stored, functional_groups.rescale_source(ds, frame),
+        values = modality_values(stored, functional_groups.rescale_source(ds, frame),
                            apply_modality_lut)
     except Exception:  # a Modality LUT that cannot map every value: no identity
         return None
@@ -496,7 +496,7 @@ def _check_shape(stored: np.ndarray, ds: Dataset, path: PathType) -> None:
                               f"{tuple(stored.shape)}, header {rows}x{cols}", path)
 
 
-def _modality(stored: np.ndarray, ds: Dataset, apply_modality_lut: Any) -> np.ndarray:
+def modality_values(stored: np.ndarray, ds: Dataset, apply_modality_lut: Any) -> np.ndarray:
     """Apply the Modality LUT (rescale or LUT sequence) to grey data; colour passes through.
 
     Rescale is done in float32 in place (the common case, and twice as fast as pydicom's

@@ -80,7 +80,6 @@ def _decode_task(payload: dict[str, Any]) -> dict[str, Any]:
 
     path = str(payload["path"])
     size = int(payload.get("input_size", contract.INPUT_SIZE))
-    version = str(payload.get("input_contract", contract.INPUT_CONTRACT))
     max_bytes = int(payload.get("max_bytes", defaults.MAX_IMAGE_BYTES))
     c0 = time.process_time()
     out: dict[str, Any] = {"status": Status.ERROR, "message": "", "input": None,
@@ -117,6 +116,14 @@ def _decode_task(payload: dict[str, Any]) -> dict[str, Any]:
                    cpu_decode_s=time.process_time() - c0)
         return out
     try:
+        reduced = _reduced(header, path, size, max_bytes, payload, out)
+        if reduced is not None:
+            out["cpu_decode_s"] = time.process_time() - c0
+            if reason := not_scorable_reason(header, 1):
+                out.update(status=Status.NOT_SCORED, message=reason)
+                return out
+            return _prepare(reduced.values, dicomio.display_inverts(header),
+                            reduced.full_shape, size, payload, out)
         decoded = dicomio.decode(path, ds=header, max_bytes=max_bytes)
     except PneumoViewError as exc:
         out.update(status=Status.ERROR, message=exc.reason, cpu_decode_s=time.process_time() - c0)
@@ -131,20 +138,48 @@ def _decode_task(payload: dict[str, Any]) -> dict[str, Any]:
                 out.update(status=Status.NOT_SCORED,
                            message=f"not an image object ({sop or 'no pixel data'})")
         return out
-    c1 = time.process_time()
-    out["cpu_decode_s"] = c1 - c0
+    out["cpu_decode_s"] = time.process_time() - c0
     reason = not_scorable_reason(decoded.header, decoded.n_frames, values=decoded.values)
     if reason:
         out.update(status=Status.NOT_SCORED, message=reason)
         return out
+    return _prepare(decoded.values, decoded.invert, decoded.shape, size, payload, out)
+
+
+def _reduced(header: Any, path: str, size: int, max_bytes: int, payload: dict[str, Any],
+             out: dict[str, Any]) -> Any:
+    """The reduced decode for the model (:mod:`pneumoview.core.reduceddecode`), or None: then
+    ``out["decode_mode"]`` says why the film is decoded in full."""
+    from pneumoview.core import dicomio, reduceddecode
+
+    if not (payload.get("reduced_decode", defaults.REDUCED_DECODE)
+            and dicomio._has_pixels(header)):
+        out["decode_mode"] = reduceddecode.Fallback.DISABLED.name
+        return None
+    dicomio.check_decodable(header, path, max_bytes)
+    result = reduceddecode.reduced_model_values(header, size)
+    if isinstance(result, reduceddecode.Fallback):
+        out["decode_mode"] = result.name
+        return None
+    out["decode_mode"] = f"reduced 1/{result.scale}"
+    return result
+
+
+def _prepare(values: Any, invert: bool, shape: tuple[int, int], size: int,
+             payload: dict[str, Any], out: dict[str, Any]) -> dict[str, Any]:
+    """Contract steps 1-4 on decoded (full or reduced) values; ``shape`` is the film's own."""
+    from pneumoview.core import contract
+
+    version = str(payload.get("input_contract", contract.INPUT_CONTRACT))
+    c1 = time.process_time()
     try:
-        x = contract.model_input(decoded.values, decoded.invert, size=size, version=version)
+        x = contract.model_input(values, invert, size=size, version=version)
     except ValueError as exc:
         out.update(status=Status.ERROR, message=f"cannot prepare the image for the model: {exc}")
         return out
     finally:
         out["cpu_input_s"] = time.process_time() - c1
-    out.update(status=Status.SCORED, input=x, shape=decoded.shape)
+    out.update(status=Status.SCORED, input=x, shape=shape)
     if payload.get("gate_statistics"):
         # the content gate's rules read these; computed here, in parallel, not in the model's
         # process (pure numpy on the model input)

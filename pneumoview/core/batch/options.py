@@ -35,6 +35,7 @@ class BatchOptions:
     follow_symlinks: bool = True
     nice: int = 0  # >0 lowers the decode workers' priority (the GUI: the viewer comes first)
     retry_errors: bool = True  # --resume scores each file of an `error` row once more
+    reduced_decode: bool = defaults.REDUCED_DECODE  # JPEG films DCT-scaled for the model
     quiet: bool = False  # no warnings from the decoders on stderr (pydicom's, numpy's)
     profile: str | PathLike[str] | None = None  # a site profile (calibration + threshold)
     gate_mode: GateMode = GateMode.CONTENT  # TAGS_ONLY: --no-gate (the tag gate alone)

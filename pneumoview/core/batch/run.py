@@ -366,6 +366,7 @@ class BatchRun:
                                          "input_contract": self.info.input_contract,
                                          "max_bytes": max_bytes,
                                          "quiet": self.options.quiet,
+                                         "reduced_decode": self.options.reduced_decode,
                                          "gate_statistics": self._gating}))
 
     # ----------------------------------------------------------------------------------------
