@@ -142,8 +142,8 @@ def main() -> int:
     rows = [("viewer: score + CAM (per film)", tuple(t / n for t in g), tuple(t / n for t in p))]
 
     # -- batch -------------------------------------------------------------------------------
-    size = engine.info.input_size
-    inputs = [contract.model_input(x, False, size) for x in images]
+    size, version = engine.info.input_size, engine.info.input_contract
+    inputs = [contract.model_input(x, False, size, version) for x in images]
     inputs = (inputs * (1 + args.batch // len(inputs)))[:args.batch]
     shapes = [(1024, 1024)] * len(inputs)
 

@@ -1,14 +1,16 @@
 """Training throughput: the real data pipeline + model step vs the model step alone.
 
     python -m bench.bench_training [--data PREPARED_CACHE] [--image-size 224]
-        [--batch-size 32] [--steps 8] [--threads 2] [--amp]
+        [--batch-size 32] [--steps 8] [--threads 2] [--amp] [--variants fp32,fp32-cl,bf16-cl]
 
 Both rates are measured in the same process, alternating, on the same model and optimiser
 (AdamW, channels_last, BCEWithLogits): (a) model-only forward+backward+step on random tensors,
 (b) the training loop's path (memmap cache -> DataLoader -> batched affine/crop augmentation ->
 normalise -> the same step). The ratio b/a shows whether the data pipeline is the bottleneck
-(target: at least 0.90). Without --data a synthetic uint8 cache is built in a temporary folder
-(the data path's cost does not depend on the pixel values).
+(target: at least 0.90). ``--variants`` also times model-only steps of other set-ups in the
+same interleaved rounds (NCHW vs channels_last, bf16 autocast, torch.compile, a frozen stem or
+first block), ratios against the first one. Without --data a synthetic uint8 cache is built in
+a temporary folder (the data path's cost does not depend on the pixel values).
 """
 
 from __future__ import annotations
@@ -22,6 +24,8 @@ import time
 from pathlib import Path
 
 import numpy as np
+
+from bench._common import check_load
 
 
 def synthetic_cache(root: Path, n: int, size: int) -> Path:
@@ -40,6 +44,17 @@ def synthetic_cache(root: Path, n: int, size: int) -> Path:
     return root
 
 
+VARIANTS = {
+    # name: (channels_last, bf16 autocast, torch.compile, frozen modules)
+    "fp32": (False, False, False, "none"),
+    "fp32-cl": (True, False, False, "none"),
+    "bf16-cl": (True, True, False, "none"),
+    "fp32-cl-compile": (True, False, True, "none"),
+    "fp32-cl-freeze-stem": (True, False, False, "stem"),
+    "fp32-cl-freeze-layer1": (True, False, False, "layer1"),
+}
+
+
 def main() -> int:
     p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     p.add_argument("--data", default=None)
@@ -49,15 +64,22 @@ def main() -> int:
     p.add_argument("--warmup", type=int, default=2)
     p.add_argument("--threads", type=int, default=2)
     p.add_argument("--workers", type=int, default=0)
-    p.add_argument("--amp", action="store_true")
+    p.add_argument("--amp", action="store_true", help="bf16 in the data-path comparison")
+    p.add_argument("--variants", default="fp32,fp32-cl,bf16-cl",
+                   help=f"model-only variants to compare (of {', '.join(VARIANTS)})")
     args = p.parse_args()
 
     import torch
 
     from pneumoview.core.model import build_model
     from training.data import Augment, CachedDataset, EpochSampler, read_prepared
+    from training.precision import choose
+    from training.train import freeze, train_mode
 
     torch.set_num_threads(args.threads)
+    check_load()
+    auto = choose("auto", torch.device("cpu"))
+    print(f"precision auto on this CPU: {auto.dtype} ({auto.reason})")
     tmp = None
     data = args.data
     if data is None:
@@ -70,21 +92,31 @@ def main() -> int:
     loader = torch.utils.data.DataLoader(ds, batch_size=args.batch_size, num_workers=args.workers,
                                          sampler=EpochSampler(len(ds), 0), drop_last=True)
     aug = Augment()
-    model = build_model().to(memory_format=torch.channels_last).train()
-    opt = torch.optim.AdamW(model.parameters(), lr=1e-4)
     crit = torch.nn.BCEWithLogitsLoss()
 
-    def step(x: torch.Tensor, y: torch.Tensor) -> None:
-        with torch.autocast("cpu", dtype=torch.bfloat16, enabled=args.amp):
-            out = model(x).reshape(-1)
-        loss = crit(out.float(), y)
-        opt.zero_grad(set_to_none=True)
-        loss.backward()
-        opt.step()
+    def make(name: str):  # noqa: ANN202
+        cl, bf16, comp, frz = VARIANTS[name]
+        fmt = torch.channels_last if cl else torch.contiguous_format
+        model = build_model().to(memory_format=fmt)
+        frozen = freeze(model, frz)
+        train_mode(model, frozen)
+        opt = torch.optim.AdamW([q for q in model.parameters() if q.requires_grad], lr=1e-4)
+        run = torch.compile(model) if comp else model
 
-    rx = torch.randn(args.batch_size, 1, args.image_size, args.image_size).contiguous(
-        memory_format=torch.channels_last)
+        def step(x: torch.Tensor, y: torch.Tensor) -> None:
+            with torch.autocast("cpu", dtype=torch.bfloat16, enabled=bf16):
+                out = run(x.contiguous(memory_format=fmt)).reshape(-1)
+            loss = crit(out.float(), y)
+            opt.zero_grad(set_to_none=True)
+            loss.backward()
+            opt.step()
+        return step
+
+    rx = torch.randn(args.batch_size, 1, args.image_size, args.image_size)
     ry = torch.randint(0, 2, (args.batch_size,)).float()
+    names = [n.strip() for n in args.variants.split(",") if n.strip()]
+    steps = {n: make(n) for n in names}
+    base_step = make("bf16-cl" if args.amp else "fp32-cl")
     it = iter(loader)
 
     def data_step() -> None:
@@ -94,27 +126,43 @@ def main() -> int:
         except StopIteration:
             it = iter(loader)
             x, y, _ = next(it)
-        x = ((aug(x) - mean) / std).contiguous(memory_format=torch.channels_last)
-        step(x, y)
+        base_step(((aug(x) - mean) / std), y)
 
-    for _ in range(args.warmup):
-        step(rx, ry)
-        data_step()
-    t_model = t_data = 0.0
-    for _ in range(args.steps):  # alternate so that load changes hit both equally
+    t_compile = {}
+    for n in names:  # warm-up (and compilation) outside the timed rounds
         t0 = time.perf_counter()
-        step(rx, ry)
+        for _ in range(args.warmup):
+            steps[n](rx, ry)
+        t_compile[n] = time.perf_counter() - t0
+    for _ in range(args.warmup):
+        base_step(rx, ry)
+        data_step()
+    times = dict.fromkeys(names, 0.0)
+    t_model = t_data = 0.0
+    for _ in range(args.steps):  # interleaved so that load changes hit every variant equally
+        for n in names:
+            t0 = time.perf_counter()
+            steps[n](rx, ry)
+            times[n] += time.perf_counter() - t0
+        t0 = time.perf_counter()
+        base_step(rx, ry)
         t_model += time.perf_counter() - t0
         t0 = time.perf_counter()
         data_step()
         t_data += time.perf_counter() - t0
-    n = args.steps * args.batch_size
-    model_rate, train_rate = n / t_model, n / t_data
+    n_img = args.steps * args.batch_size
     print(f"image size {args.image_size}, batch {args.batch_size}, threads {args.threads}, "
-          f"workers {args.workers}, amp {args.amp}, {args.steps} steps each")
-    print(f"model-only forward+backward+step : {model_rate:7.2f} img/s")
-    print(f"training loop with data pipeline : {train_rate:7.2f} img/s")
-    print(f"ratio (target >= 0.90)           : {train_rate / model_rate:7.3f}")
+          f"workers {args.workers}, {args.steps} steps each, interleaved")
+    ref = n_img / times[names[0]]
+    print(f"{'variant':24s} {'img/s':>8s} {'ratio':>7s}  warm-up s")
+    for n in names:
+        rate = n_img / times[n]
+        print(f"{n:24s} {rate:8.2f} {rate / ref:7.2f}  {t_compile[n]:8.1f}")
+    model_rate, train_rate = n_img / t_model, n_img / t_data
+    kind = "bf16-cl" if args.amp else "fp32-cl"
+    print(f"data path ({kind}): model-only {model_rate:.2f} img/s, training loop with data "
+          f"pipeline {train_rate:.2f} img/s, ratio {train_rate / model_rate:.3f} "
+          "(target >= 0.90)")
     if tmp is not None:
         tmp.cleanup()
     return 0

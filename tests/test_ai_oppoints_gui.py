@@ -140,3 +140,37 @@ def test_an_active_site_profile_names_its_point(qtbot, points_model: Path,
             assert "site profile 'ward9'" in ctl.panel.operating_point.text()
     finally:
         ctl.shutdown()
+
+
+def test_the_bundled_model_reads_an_adult_and_a_child_at_their_points(
+        qtbot, shared_data: Path | None, tmp_path: Path) -> None:
+    """The bundled model's own points (``python -m training oppoints``) in the panel: a real
+    adult film and a real child film, wrapped as DICOM with their ages, get different
+    thresholds, each the metadata's (real films, so the input gate lets them through)."""
+    if shared_data is None:
+        pytest.skip("needs ../shared/data (real films: the input gate refuses synthetic ones)")
+    from PIL import Image
+
+    from pneumoview.core.resources import bundled_model_dir
+    from tests.support.dicom_factory import make_dataset, save
+
+    nih = sorted((shared_data / "nih" / "images").glob("*.png"))[0]
+    kermany = sorted((shared_data / "kermany" / "train" / "NORMAL").glob("*.jpeg"))[0]
+    paths = {}
+    for name, src, age in (("adult", nih, "052Y"), ("child", kermany, "004Y")):
+        arr = np.asarray(Image.open(src).convert("L"))
+        paths[name] = save(make_dataset(arr, BodyPartExamined="CHEST",
+                                        ViewPosition="PA", PatientAge=age),
+                           tmp_path / f"{name}.dcm")
+    points = json.loads((bundled_model_dir() / "metadata.json").read_text())["operating_points"]
+    ctl = _controller(qtbot, bundled_model_dir())
+    try:
+        for name, point in (("adult", "adult"), ("child", "paediatric")):
+            pred = _show(qtbot, ctl, paths[name])
+            assert pred.operating_point == point, (name, pred)
+            assert pred.threshold == pytest.approx(points[point]["threshold"])
+            assert ctl.panel.threshold == pytest.approx(pred.threshold)
+            assert point in ctl.panel.operating_point.text()
+    finally:
+        ctl.shutdown()
+    assert not ctl.worker.thread_alive()

@@ -87,8 +87,13 @@ def test_points_change_the_model_id_and_drive_the_policy(tmp_path: Path) -> None
     assert forced.decide(z, op.ADULT) == op.Decision(adult.probability, False, 0.7, "override")
 
 
-def test_a_model_without_points_keeps_its_single_threshold() -> None:
-    info = read_model_info(None)
+def test_a_model_without_points_keeps_its_single_threshold(tmp_path: Path) -> None:
+    """The bundled model with its ``operating_points`` removed (as v1.0 was exported)."""
+    d = model_with_points(tmp_path)
+    meta = json.loads((d / "metadata.json").read_text())
+    del meta["operating_points"]
+    (d / "metadata.json").write_text(json.dumps(meta))
+    info = read_model_info(d)
     policy = op.ScoringPolicy(info)
     assert not policy.uses_points
     d = policy.decide(0.0, op.ADULT)

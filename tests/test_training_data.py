@@ -199,23 +199,101 @@ def test_collect_needs_a_source():
 
 
 def test_reproduce_plan(tmp_path):
-    """One command: prepare (once), train (resuming when a checkpoint exists), export."""
+    """One command, stage by stage: caches at the base's and the fine-tune's sizes (the v1.0
+    contract at 224, pv-input-2 above), the base on non-adult images, cross-validation, the
+    final fine-tune from the exported base, export with the out-of-fold predictions, gate."""
+    import argparse
+
+    from training import recipe, reproduce
+
+    p = argparse.ArgumentParser()
+    reproduce.add_arguments(p)
+    args = p.parse_args(["--data-root", str(tmp_path / "d"), "--work", str(tmp_path / "w"),
+                         "--threads", "2"])
+    plan = reproduce.Plan(args)
+    assert plan.out == tmp_path / "w" / "model"  # never the bundled resources/model by default
+    size = recipe.CONFIGS[recipe.CHOSEN]["size"]
+    p224, pft = plan.prepare(recipe.BASE_SIZE), plan.prepare(size)
+    assert p224[p224.index("--contract") + 1] == "pv-input-1"
+    if size != 224:
+        assert pft[pft.index("--contract") + 1] == "pv-input-2"
+    base = plan.base_train()
+    assert base[base.index("--train-index") + 1].endswith("base_train.csv")
+    assert "--precision" in base and "--amp" not in base
+    exp = plan.export()
+    assert exp[exp.index("--oof") + 1] == str(plan.cv_dir / "oof.csv")
+    assert exp[exp.index("--compare") + 1] == str(plan.compare_copy)
+    assert exp[exp.index("--compare-data") + 1] == str(plan.cache(224))  # v1.0's contract
+    gate = plan.gate()
+    assert gate[gate.index("--model") + 1] == gate[gate.index("--attach") + 1] == str(plan.out)
+    assert reproduce.STAGES == ("prepare", "base", "cv", "final", "export", "gate",
+                                "gate-figures")
+
+
+def test_reproduce_gate_stages_call_the_gate_commands_as_they_parse(tmp_path):
+    """The gate stages' command lines are valid for ``training gate`` / ``gate-eval``: the
+    gate is fitted on the final model's own split (the fine-tune cache's splits.csv) and
+    attached in place; the figures go into the same folder, from the same feature cache."""
+    import argparse
+
+    from training import reproduce
+    from training.gate import command as gate_cmd
+    from training.gate import evaluate as gate_eval
+
+    p = argparse.ArgumentParser()
+    reproduce.add_arguments(p)
+    plan = reproduce.Plan(p.parse_args(["--data-root", str(tmp_path / "d"), "--work",
+                                        str(tmp_path / "w"), "--threads", "2"]))
+    parsed = []
+    for argv, module in ((plan.gate(), gate_cmd), (plan.gate_figures(), gate_eval)):
+        q = argparse.ArgumentParser(exit_on_error=False)
+        module.add_arguments(q)
+        parsed.append(q.parse_args(argv[1:]))
+    fit, figures = parsed
+    assert plan.gate()[0] == "gate" and plan.gate_figures()[0] == "gate-eval"
+    assert fit.model == fit.attach == figures.model == str(plan.out)
+    assert fit.prepared == figures.prepared == str(plan.ft_data)
+    assert fit.work == figures.work and fit.threads == figures.threads == 2
+    assert figures.record and fit.data_root == figures.data_root == str(tmp_path / "d")
+
+
+def test_reproduce_compares_with_the_earlier_model_as_it_was(tmp_path):
+    """With --out equal to --compare (the bundled folder), a resumed export still compares
+    with the model that was there when the run first exported, never with itself."""
     import argparse
 
     from training import reproduce
 
+    bundled = tmp_path / "resources" / "model"
+    bundled.mkdir(parents=True)
+    (bundled / "metadata.json").write_text(json.dumps({"input_size": 224, "version": "1.0",
+                                                       "input_contract": "pv-input-1"}))
+    (tmp_path / "w" / "data224").mkdir(parents=True)
+    (tmp_path / "w" / "data224" / "prepared.json").write_text("{}")
     p = argparse.ArgumentParser()
     reproduce.add_arguments(p)
-    args = p.parse_args(["--data-root", str(tmp_path / "d"), "--work", str(tmp_path / "w")])
-    plan = reproduce.steps(args)
-    assert [s[0] for s in plan] == ["prepare", "train", "export", "train", "export"]
-    assert "--resume" not in plan[1] and "--amp" in plan[1]
-    assert plan[3][plan[3].index("--init") + 1] == str(
-        Path(plan[2][plan[2].index("--out") + 1]) / "model.safetensors")
-    (tmp_path / "w" / "run").mkdir(parents=True)
-    (tmp_path / "w" / "run" / "checkpoint.pth").write_bytes(b"")
-    (tmp_path / "w" / "data224").mkdir()
-    (tmp_path / "w" / "data224" / "prepared.json").write_text("{}")
-    plan = reproduce.steps(args)
-    assert [s[0] for s in plan] == ["train", "export", "train", "export"]
-    assert "--resume" in plan[0] and "--resume" not in plan[2]
+    plan = reproduce.Plan(p.parse_args(["--work", str(tmp_path / "w"), "--out", str(bundled),
+                                        "--compare", str(bundled)]))
+    reproduce.snapshot_compare(plan)
+    (bundled / "metadata.json").write_text(json.dumps({"input_size": 320, "version": "1.1",
+                                                       "input_contract": "pv-input-2"}))
+    reproduce.snapshot_compare(plan)  # the resumed run: prepared caches only, no new copy
+    kept = json.loads((plan.compare_copy / "metadata.json").read_text())
+    assert kept["version"] == "1.0"
+    exp = plan.export()
+    assert exp[exp.index("--compare-data") + 1] == str(plan.cache(224))
+    with pytest.raises(PneumoViewError, match="not a model folder"):
+        reproduce.snapshot_compare(reproduce.Plan(p.parse_args(
+            ["--work", str(tmp_path / "w2"), "--compare", str(tmp_path / "none")])))
+
+
+def test_reproduce_stage_log_sums_interrupted_runs(tmp_path):
+    from training import reproduce
+
+    log = reproduce.StageLog(tmp_path / "stages.json")
+    log.run("base", lambda: None)
+    with pytest.raises(RuntimeError):
+        log.run("base", lambda: (_ for _ in ()).throw(RuntimeError("interrupted")))
+    rows = log.read()
+    assert [r["status"] for r in rows] == ["done", "failed"]
+    assert set(reproduce.totals(rows)) == {"base"}

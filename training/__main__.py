@@ -1,4 +1,5 @@
-"""``python -m training {prepare,train,export,evaluate,reproduce,gate,gate-eval} ...``."""
+"""``python -m training {prepare,train,export,evaluate,reproduce,cv,oppoints,search,gate,
+gate-eval} ...``."""
 
 from __future__ import annotations
 
@@ -15,7 +16,12 @@ COMMANDS = {
     "train": ("training.train", "train ResNet18 on a prepared cache (torchrun for DDP)"),
     "export": ("training.export", "calibrate, measure on test, write the model folder"),
     "evaluate": ("training.evaluate", "score a model on any source; metrics and plots"),
-    "reproduce": ("training.reproduce", "prepare + train + export the bundled model's recipe"),
+    "reproduce": ("training.reproduce", "the bundled model's whole recipe, stage by stage "
+                  "(resumable)"),
+    "cv": ("training.cv", "patient-grouped k-fold cross-validation of a fine-tune (adults)"),
+    "oppoints": ("training.pointscmd", "population operating points for an exported model, "
+                 "chosen on its own validation split"),
+    "search": ("training.search", "cross-validate several fine-tune configurations, tabulate"),
     "gate": ("training.gate.command", "train the input gate's heads on a model's backbone"),
     "gate-eval": ("training.gate.evaluate", "the input gate's figures (markdown tables)"),
 }

@@ -5,7 +5,7 @@ from __future__ import annotations
 import csv
 import json
 import math
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 
 import numpy as np
@@ -14,14 +14,62 @@ import torch
 from pneumoview.core.errors import PneumoViewError
 from training.prepare import PREPARED_FILE
 
+INDEX_COLUMNS = ["split", "row", "source", "path", "label", "patient_id", "group"]
+
 
 @dataclass
 class SplitIndex:
+    """Images of a cache: each row points into ``images_<split>.npy`` at ``rows[i]``."""
+
     rows: np.ndarray  # row in the memmap
     labels: np.ndarray  # int64
     sources: list[str]
     paths: list[str]
     patient_ids: list[str]
+    splits: list[str] = field(default_factory=list)  # memmap per row (empty: all one split)
+    groups: list[str] = field(default_factory=list)
+
+    def __len__(self) -> int:
+        return len(self.rows)
+
+    def subset(self, mask: np.ndarray | list[bool]) -> SplitIndex:
+        m = np.asarray(mask, dtype=bool)
+        pick = [i for i in range(len(self)) if m[i]]
+        return SplitIndex(self.rows[m], self.labels[m], [self.sources[i] for i in pick],
+                          [self.paths[i] for i in pick], [self.patient_ids[i] for i in pick],
+                          [self.splits[i] for i in pick] if self.splits else [],
+                          [self.groups[i] for i in pick] if self.groups else [])
+
+    def __add__(self, other: SplitIndex) -> SplitIndex:
+        a, b = self.with_splits(""), other.with_splits("")
+        return SplitIndex(np.concatenate([a.rows, b.rows]), np.concatenate([a.labels, b.labels]),
+                          a.sources + b.sources, a.paths + b.paths,
+                          a.patient_ids + b.patient_ids, a.splits + b.splits,
+                          a.groups + b.groups)
+
+    def with_splits(self, default: str) -> SplitIndex:
+        if self.splits or not default:
+            return self
+        return SplitIndex(self.rows, self.labels, self.sources, self.paths, self.patient_ids,
+                          [default] * len(self), self.groups)
+
+
+def write_index(path: Path | str, index: SplitIndex) -> Path:
+    """An index CSV (``INDEX_COLUMNS``) that ``--train-index``/``--val-index`` read."""
+    if not index.splits:
+        raise ValueError("an index file needs the split of every row")
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = path.with_suffix(".tmp")
+    with open(tmp, "w", newline="", encoding="utf-8") as fh:
+        w = csv.writer(fh)
+        w.writerow(INDEX_COLUMNS)
+        for i in range(len(index)):
+            w.writerow([index.splits[i], int(index.rows[i]), index.sources[i], index.paths[i],
+                        int(index.labels[i]), index.patient_ids[i],
+                        index.groups[i] if index.groups else ""])
+    tmp.replace(path)
+    return path
 
 
 def read_prepared(data_dir: Path | str) -> dict:
@@ -33,10 +81,25 @@ def read_prepared(data_dir: Path | str) -> dict:
 
 
 def read_split(data_dir: Path | str, split: str) -> SplitIndex:
+    """A split of the cache (``<split>.csv``), or an index file when ``split`` is a CSV path."""
+    if str(split).endswith(".csv"):
+        return read_index(split)
     path = Path(data_dir) / f"{split}.csv"
     if not path.is_file():
         raise PneumoViewError(f"split {split!r} not found in the prepared cache", data_dir)
-    rows, labels, sources, paths, pids = [], [], [], [], []
+    return _read_csv(path, split)
+
+
+def read_index(path: Path | str) -> SplitIndex:
+    """An index file written by :func:`write_index` (rows of several splits)."""
+    path = Path(path)
+    if not path.is_file():
+        raise PneumoViewError("index file not found", path)
+    return _read_csv(path, None)
+
+
+def _read_csv(path: Path, split: str | None) -> SplitIndex:
+    rows, labels, sources, paths, pids, splits, groups = [], [], [], [], [], [], []
     with open(path, newline="", encoding="utf-8") as fh:
         for r in csv.DictReader(fh):
             rows.append(int(r["row"]))
@@ -44,8 +107,10 @@ def read_split(data_dir: Path | str, split: str) -> SplitIndex:
             sources.append(r["source"])
             paths.append(r["path"])
             pids.append(r["patient_id"])
+            splits.append(split or r["split"])
+            groups.append(r.get("group") or "")
     return SplitIndex(np.asarray(rows, dtype=np.int64), np.asarray(labels, dtype=np.int64),
-                      sources, paths, pids)
+                      sources, paths, pids, splits, groups)
 
 
 class Augment:
@@ -63,7 +128,10 @@ class Augment:
     def __init__(self, degrees: float = 5.0, translate: float = 0.05,
                  scale: tuple[float, float] = (0.9, 1.1),
                  crop_scale: tuple[float, float] = (0.35, 1.0),
-                 ratio: tuple[float, float] = (3 / 4, 4 / 3)) -> None:
+                 ratio: tuple[float, float] = (3 / 4, 4 / 3), gamma: float = 0.0,
+                 contrast: float = 0.0) -> None:
+        self.gamma = gamma
+        self.contrast = contrast
         self.degrees = degrees
         self.translate = translate
         self.scale = scale
@@ -103,8 +171,23 @@ class Augment:
         """x: (N, 1, S, S) float in [0, 1] -> augmented, same shape."""
         th = self.theta(x.shape[0]).to(device=x.device, dtype=x.dtype)
         grid = torch.nn.functional.affine_grid(th, list(x.shape), align_corners=False)
-        return torch.nn.functional.grid_sample(x, grid, mode="bilinear", padding_mode="zeros",
-                                               align_corners=False)
+        out = torch.nn.functional.grid_sample(x, grid, mode="bilinear", padding_mode="zeros",
+                                              align_corners=False)
+        return self.intensity(out)
+
+    def intensity(self, x: torch.Tensor) -> torch.Tensor:
+        """Gamma ``x ** exp(U(-g, g))`` then contrast ``0.5 + (x - 0.5) * (1 + U(-c, c))``,
+        clipped to [0, 1]: exposure and processing differences between sites, in the range
+        the input gate calls plausible (gamma 0.7-1.4 is g = 0.35). Off when both are 0."""
+        n = x.shape[0]
+        shape = (n,) + (1,) * (x.dim() - 1)
+        if self.gamma > 0:
+            g = torch.exp((torch.rand(n, dtype=torch.float64) * 2 - 1) * self.gamma)
+            x = x.clamp(min=0.0).pow(g.to(x.dtype).reshape(shape))
+        if self.contrast > 0:
+            c = 1 + (torch.rand(n, dtype=torch.float64) * 2 - 1) * self.contrast
+            x = (0.5 + (x - 0.5) * c.to(x.dtype).reshape(shape)).clamp(0.0, 1.0)
+        return x
 
 
 def resize_area(x: torch.Tensor, size: int) -> torch.Tensor:
@@ -118,12 +201,14 @@ class CachedDataset(torch.utils.data.Dataset):
     Augmentation and normalisation happen on whole batches in the training loop.
     """
 
-    def __init__(self, data_dir: Path | str, split: str, size: int | None = None) -> None:
+    def __init__(self, data_dir: Path | str, split: str, size: int | None = None,
+                 index: SplitIndex | None = None) -> None:
         self.data_dir = Path(data_dir)
         self.split = split
-        self.index = read_split(data_dir, split)
+        self.index = (index if index is not None else read_split(data_dir, split)).with_splits(
+            split)
         self.size = size
-        self._arr: np.ndarray | None = None  # opened lazily (per worker process)
+        self._arrs: dict[str, np.ndarray] = {}  # opened lazily (per worker process)
 
     def __len__(self) -> int:
         return len(self.index.rows)
@@ -132,13 +217,16 @@ class CachedDataset(torch.utils.data.Dataset):
     def labels(self) -> np.ndarray:
         return self.index.labels
 
-    def _images(self) -> np.ndarray:
-        if self._arr is None:
-            self._arr = np.load(self.data_dir / f"images_{self.split}.npy", mmap_mode="r")
-        return self._arr
+    def _images(self, split: str) -> np.ndarray:
+        if split not in self._arrs:
+            path = self.data_dir / f"images_{split}.npy"
+            if not path.is_file():
+                raise PneumoViewError(f"split {split!r} has no images in the cache", path)
+            self._arrs[split] = np.load(path, mmap_mode="r")
+        return self._arrs[split]
 
     def __getitem__(self, i: int) -> tuple[torch.Tensor, torch.Tensor, int]:
-        u8 = np.array(self._images()[self.index.rows[i]])
+        u8 = np.array(self._images(self.index.splits[i])[self.index.rows[i]])
         x = torch.from_numpy(u8).to(torch.float32).div_(255.0)[None]
         if self.size is not None and x.shape[-1] != self.size:
             x = resize_area(x[None], self.size)[0]

@@ -38,7 +38,13 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--device", default="auto")
     p.add_argument("--threads", type=int, default=0)
     p.add_argument("--batch-size", type=int, default=32)
-    p.add_argument("--threshold", type=float, default=None, help="default: the model's")
+    p.add_argument("--threshold", type=float, default=None,
+                   help="one threshold for every image (default: the model's operating points)")
+    p.add_argument("--operating-point", default="by-source",
+                   choices=("by-source", "unknown-age", "adult", "paediatric"),
+                   help="which of the model's operating points applies: by the source's "
+                   "population (kermany: paediatric, nih/rsna: adult, other sources: the "
+                   "unknown-age one), the unknown-age one, or one population's for all")
     p.add_argument("--n-boot", type=int, default=2000)
     p.add_argument("--no-plots", action="store_true")
 
@@ -59,43 +65,56 @@ def score_files(loaded, paths: Sequence[str], batch_size: int = 32) -> np.ndarra
     """Logits for image files (DICOM/PNG/JPEG) read exactly as the app reads them."""
     from training.prepare import load_model_input
 
-    size = loaded.info.input_size
-    return score_arrays(loaded, lambda i: load_model_input(paths[i], size), len(paths),
+    size, version = loaded.info.input_size, loaded.info.input_contract
+    return score_arrays(loaded, lambda i: load_model_input(paths[i], size, version), len(paths),
                         batch_size)
 
 
 def score_cache(loaded, data_dir: Path | str, split: str,  # noqa: ANN001
                 batch_size: int = 32) -> tuple[np.ndarray, object]:
-    """Logits for a prepared split (uint8 cache / 255) and its index."""
+    """Logits for a prepared split, or an index file's rows (uint8 cache / 255), and the
+    index."""
     from training.data import read_split
 
-    index = read_split(data_dir, split)
-    arr = np.load(Path(data_dir) / f"images_{split}.npy", mmap_mode="r")
-    if arr.shape[-1] != loaded.info.input_size:
-        raise PneumoViewError(f"cache images are {arr.shape[-1]} px but the model takes "
-                              f"{loaded.info.input_size} px", data_dir)
-    logits = score_arrays(loaded, lambda i: arr[index.rows[i]].astype(np.float32) / 255.0,
-                          len(index.rows), batch_size)
+    index = read_split(data_dir, split).with_splits(split)
+    arrs = {s: np.load(Path(data_dir) / f"images_{s}.npy", mmap_mode="r")
+            for s in sorted(set(index.splits))}
+    for arr in arrs.values():
+        if arr.shape[-1] != loaded.info.input_size:
+            raise PneumoViewError(f"cache images are {arr.shape[-1]} px but the model takes "
+                                  f"{loaded.info.input_size} px", data_dir)
+    logits = score_arrays(
+        loaded, lambda i: arrs[index.splits[i]][index.rows[i]].astype(np.float32) / 255.0,
+        len(index.rows), batch_size)
     return logits, index
 
 
-def metrics_by_source(y: np.ndarray, p: np.ndarray, sources: Sequence[str], threshold: float,
-                      n_boot: int = 2000, seed: int = 0) -> dict[str, dict]:
-    """Point metrics + bootstrap CIs, overall and per source (with prevalence and counts)."""
+def metrics_by_source(y: np.ndarray, p: np.ndarray, sources: Sequence[str],
+                      threshold: float | np.ndarray, n_boot: int = 2000, seed: int = 0,
+                      groups: Sequence[str] | None = None) -> dict[str, dict]:
+    """Point metrics + bootstrap CIs, overall and per source (with prevalence and counts).
+
+    ``threshold`` may be one per image (population operating points); with ``groups``
+    (patients) the bootstrap resamples whole patients.
+    """
     src = np.asarray(sources)
+    thr = np.broadcast_to(np.asarray(threshold, dtype=np.float64), np.shape(p))
+    grp = None if groups is None else np.asarray(groups)
     out: dict[str, dict] = {}
     groups = [("all", np.ones(len(y), dtype=bool))] + [(s, src == s) for s in sorted(set(src))]
     for name, m in groups:
         if not m.any():
             continue
-        yy, pp = y[m], p[m]
-        point = M.summary(yy, pp, threshold)
+        yy, pp, tt = y[m], p[m], thr[m]
+        point = M.summary(yy, pp, tt)
         entry = {k: point[k] for k in ("n", "prevalence", "auroc", "ap", "sensitivity",
                                         "specificity", "precision", "accuracy", "f1", "ece",
                                         "tp", "fp", "tn", "fn")}
         if 0 < yy.sum() < len(yy) and n_boot > 0:
             entry["ci95"] = {k: [v["ci_low"], v["ci_high"]]
-                             for k, v in M.bootstrap_ci(yy, pp, threshold, n_boot, seed).items()}
+                             for k, v in M.bootstrap_ci(yy, pp, tt, n_boot, seed,
+                                                        groups=None if grp is None
+                                                        else grp[m]).items()}
         out[name] = entry
     return out
 
@@ -142,11 +161,12 @@ def plot(y: np.ndarray, p: np.ndarray, sources: Sequence[str], out_dir: Path,
 def evaluate_model(model_dir: str | None, out: Path, *, items=None, data_dir=None,  # noqa: ANN001
                    split: str = "test", device: str = "auto", batch_size: int = 32,
                    threshold: float | None = None, n_boot: int = 2000,
-                   plots: bool = True) -> dict:
+                   plots: bool = True, operating_point: str = "by-source") -> dict:
     """Score and write predictions, metrics and plots; returns the metrics dict."""
-    from pneumoview.core.model import calibrated_probability, load_model
+    from pneumoview.core.model import calibrated_probability
+    from training import modelio
 
-    loaded = load_model(model_dir, device)
+    loaded = modelio.load(model_dir, device)
     info = loaded.info
     if data_dir is not None:
         logits, index = score_cache(loaded, data_dir, split, batch_size)
@@ -157,14 +177,17 @@ def evaluate_model(model_dir: str | None, out: Path, *, items=None, data_dir=Non
         sources = [it.source for it in items]
         logits = score_files(loaded, paths, batch_size)
     prob = calibrated_probability(logits, info.temperature)
-    thr = info.threshold if threshold is None else float(threshold)
+    thr = thresholds(info, sources, threshold, operating_point)
     out.mkdir(parents=True, exist_ok=True)
     with open(out / "predictions.csv", "w", newline="", encoding="utf-8") as fh:
         w = csv.writer(fh)
         w.writerow(["path", "source", "label", "logit", "probability", "flagged"])
-        for pth, s, lab, lo, pr in zip(paths, sources, labels, logits, prob, strict=True):
-            w.writerow([pth, s, int(lab), f"{lo:.6f}", f"{pr:.6f}", int(pr >= thr)])
-    result = {"model": info.label, "threshold": thr, "temperature": info.temperature,
+        for pth, s, lab, lo, pr, t in zip(paths, sources, labels, logits, prob, thr,
+                                          strict=True):
+            w.writerow([pth, s, int(lab), f"{lo:.6f}", f"{pr:.6f}", int(pr >= t)])
+    result = {"model": info.label, "threshold": float(np.min(thr)) if len(thr) else info.threshold,
+              "operating_point": operating_point if threshold is None else "given",
+              "temperature": info.temperature,
               "metrics": metrics_by_source(np.asarray(labels), prob, sources, thr, n_boot)}
     (out / "metrics.json").write_text(json.dumps(result, indent=2) + "\n", encoding="utf-8")
     if plots:
@@ -172,6 +195,24 @@ def evaluate_model(model_dir: str | None, out: Path, *, items=None, data_dir=Non
     result["probabilities"] = prob
     result["paths"] = list(paths)
     return result
+
+
+def thresholds(info, sources: Sequence[str], threshold: float | None,  # noqa: ANN001
+               operating_point: str) -> np.ndarray:
+    """Per-image thresholds: the given one, or the model's operating point for each image."""
+    from training import oppoints
+
+    n = len(sources)
+    points = info.raw.get("operating_points") or {}
+    if threshold is not None:
+        return np.full(n, float(threshold))
+    if not points or operating_point == "unknown-age":
+        return np.full(n, float(info.threshold))
+    if operating_point in points:
+        return np.full(n, float(points[operating_point]["threshold"]))
+    if operating_point != "by-source":
+        raise PneumoViewError(f"the model has no {operating_point!r} operating point")
+    return oppoints.per_image(sources, points)
 
 
 def run(args: argparse.Namespace) -> int:
@@ -188,8 +229,10 @@ def run(args: argparse.Namespace) -> int:
                                 tuple(args.positive_dirs.split(",")))
     res = evaluate_model(args.model, Path(args.out), items=items, data_dir=args.data,
                          split=args.split, device=args.device, batch_size=args.batch_size,
-                         threshold=args.threshold, n_boot=args.n_boot, plots=not args.no_plots)
-    print(f"{res['model']}  threshold {res['threshold']:.4f}")
+                         threshold=args.threshold, n_boot=args.n_boot, plots=not args.no_plots,
+                         operating_point=args.operating_point)
+    print(f"{res['model']}  operating point {res['operating_point']} (lowest threshold "
+          f"{res['threshold']:.4f})")
     for name, m in res["metrics"].items():
         ci = m.get("ci95", {})
         auc_ci = ci.get("auroc", [float("nan")] * 2)

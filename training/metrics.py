@@ -53,8 +53,9 @@ def roc_curve(y: np.ndarray, s: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.
     return np.r_[0.0, fpr], np.r_[0.0, tpr], np.r_[np.inf, thr]
 
 
-def confusion(y: np.ndarray, p: np.ndarray, threshold: float) -> dict[str, float]:
-    """Threshold metrics (positive when p >= threshold)."""
+def confusion(y: np.ndarray, p: np.ndarray, threshold: float | np.ndarray) -> dict[str, float]:
+    """Threshold metrics (positive when p >= threshold; one threshold per image when
+    ``threshold`` is an array, e.g. population operating points)."""
     y = np.asarray(y).astype(bool)
     pred = np.asarray(p, dtype=np.float64) >= threshold
     tp = int((pred & y).sum())
@@ -138,7 +139,8 @@ def threshold_for_sensitivity(y: np.ndarray, p: np.ndarray, target: float = 0.9)
     return float(pos[k - 1])
 
 
-def summary(y: np.ndarray, p: np.ndarray, threshold: float = 0.5) -> dict[str, float]:
+def summary(y: np.ndarray, p: np.ndarray,
+            threshold: float | np.ndarray = 0.5) -> dict[str, float]:
     out = {"n": int(len(y)), "prevalence": float(np.mean(y)) if len(y) else float("nan"),
            "auroc": auroc(y, p), "ap": average_precision(y, p),
            "ece": expected_calibration_error(y, p)}
@@ -146,24 +148,52 @@ def summary(y: np.ndarray, p: np.ndarray, threshold: float = 0.5) -> dict[str, f
     return out
 
 
-def bootstrap_ci(y: np.ndarray, p: np.ndarray, threshold: float, n_boot: int = 2000,
-                 seed: int = 0, alpha: float = 0.05) -> dict[str, dict[str, float]]:
+def _resampler(y: np.ndarray, groups: np.ndarray | None,
+               rng: np.random.Generator):  # noqa: ANN202
+    """A function giving one bootstrap replicate's image indices.
+
+    Without groups: images, stratified by label so every replicate keeps both classes. With
+    groups (patients): whole groups, stratified by whether the group has a positive image, so
+    a patient's correlated images travel together (a cluster bootstrap).
+    """
+    if groups is None:
+        pos, neg = np.flatnonzero(y == 1), np.flatnonzero(y == 0)
+
+        def draw() -> np.ndarray:
+            return np.concatenate([rng.choice(pos, len(pos)) if len(pos) else pos,
+                                   rng.choice(neg, len(neg)) if len(neg) else neg])
+        return draw
+    g = np.asarray(groups)
+    uniq, inv = np.unique(g, return_inverse=True)
+    members = [np.flatnonzero(inv == k) for k in range(len(uniq))]
+    has_pos = np.array([y[m].max() for m in members])
+    strata = [np.flatnonzero(has_pos == v) for v in (0, 1)]
+
+    def draw_groups() -> np.ndarray:
+        picks = [rng.choice(s, len(s)) for s in strata if len(s)]
+        return np.concatenate([members[k] for k in np.concatenate(picks)])
+    return draw_groups
+
+
+def bootstrap_ci(y: np.ndarray, p: np.ndarray, threshold: float | np.ndarray,
+                 n_boot: int = 2000, seed: int = 0, alpha: float = 0.05,
+                 groups: np.ndarray | None = None) -> dict[str, dict[str, float]]:
     """Point estimate and percentile bootstrap interval for AUROC, sensitivity, specificity, ECE.
 
-    Resamples images, stratified by label so every replicate keeps both classes.
+    Resamples images stratified by label, or whole ``groups`` (patients) when given.
     """
     y = np.asarray(y).astype(int)
     p = np.asarray(p, dtype=np.float64)
+    thr = np.broadcast_to(np.asarray(threshold, dtype=np.float64), p.shape)
     rng = np.random.default_rng(seed)
-    pos, neg = np.flatnonzero(y == 1), np.flatnonzero(y == 0)
+    draw = _resampler(y, groups, rng)
     names = ("auroc", "sensitivity", "specificity", "ece")
-    point = summary(y, p, threshold)
+    point = summary(y, p, thr)
     reps: dict[str, list[float]] = {k: [] for k in names}
     for _ in range(n_boot):
-        idx = np.concatenate([rng.choice(pos, len(pos)) if len(pos) else pos,
-                              rng.choice(neg, len(neg)) if len(neg) else neg])
+        idx = draw()
         yb, pb = y[idx], p[idx]
-        c = confusion(yb, pb, threshold)
+        c = confusion(yb, pb, thr[idx])
         reps["auroc"].append(auroc(yb, pb))
         reps["sensitivity"].append(c["sensitivity"])
         reps["specificity"].append(c["specificity"])
@@ -176,3 +206,23 @@ def bootstrap_ci(y: np.ndarray, p: np.ndarray, threshold: float, n_boot: int = 2
                   else (float("nan"), float("nan")))
         out[k] = {"value": float(point[k]), "ci_low": float(lo), "ci_high": float(hi)}
     return out
+
+
+def auroc_difference(y: np.ndarray, s_new: np.ndarray, s_old: np.ndarray, n_boot: int = 2000,
+                     seed: int = 0, alpha: float = 0.05,
+                     groups: np.ndarray | None = None) -> dict[str, float]:
+    """AUROC(new) - AUROC(old) on the same images, with a paired bootstrap interval (the same
+    replicate for both models, so their shared image difficulty cancels)."""
+    y = np.asarray(y).astype(int)
+    a, b = np.asarray(s_new, dtype=np.float64), np.asarray(s_old, dtype=np.float64)
+    rng = np.random.default_rng(seed)
+    draw = _resampler(y, groups, rng)
+    diffs = []
+    for _ in range(n_boot):
+        idx = draw()
+        diffs.append(auroc(y[idx], a[idx]) - auroc(y[idx], b[idx]))
+    arr = np.asarray(diffs)
+    arr = arr[np.isfinite(arr)]
+    lo, hi = np.quantile(arr, [alpha / 2, 1 - alpha / 2]) if len(arr) else (np.nan, np.nan)
+    return {"value": auroc(y, a) - auroc(y, b), "ci_low": float(lo), "ci_high": float(hi),
+            "p_not_better": float(np.mean(arr <= 0)) if len(arr) else float("nan")}

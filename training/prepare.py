@@ -49,7 +49,11 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--negative-dirs", default="NORMAL", help="comma-separated class-0 folders")
     p.add_argument("--positive-dirs", default="PNEUMONIA", help="comma-separated class-1 folders")
     p.add_argument("--out", required=True, help="output folder for the cache")
-    p.add_argument("--image-size", type=int, default=contract.INPUT_SIZE)
+    p.add_argument("--image-size", type=int, default=0,
+                   help="0: the contract's default size (224 for pv-input-1, 320 for pv-input-2)")
+    p.add_argument("--contract", default=contract.INPUT_CONTRACT,
+                   choices=sorted(contract.CONTRACTS),
+                   help="model-input contract version the cache is prepared for")
     p.add_argument("--fractions", default="0.7,0.15,0.15", help="train,val,test shares")
     p.add_argument("--seed", type=int, default=0)
 
@@ -78,8 +82,9 @@ class RunningStats:
         return float(np.sqrt(var))
 
 
-def load_model_input(path: str, size: int) -> np.ndarray:
-    """Contract steps 1-4 for one file, exactly as the app does it; float32 [0, 1]."""
+def load_model_input(path: str, size: int, version: str = contract.INPUT_CONTRACT) -> np.ndarray:
+    """Contract steps 1-4 (of ``version``) for one file, exactly as the app does it; float32
+    [0, 1]."""
     if Path(path).suffix.lower() in DICOM_SUFFIXES:
         from pneumoview.core import dicomio
 
@@ -88,7 +93,7 @@ def load_model_input(path: str, size: int) -> np.ndarray:
     else:
         values, invert = contract.load_plain_image(path), False
     try:
-        return contract.model_input(values, invert, size)
+        return contract.model_input(values, invert, size, version)
     except ValueError as exc:
         raise PneumoViewError(str(exc), path) from exc
 
@@ -106,7 +111,7 @@ def content_hash(hashes: list[str]) -> str:
 
 def prepare(items: list[src_mod.Item], out: Path, size: int = contract.INPUT_SIZE,
             fractions: tuple[float, float, float] = (0.7, 0.15, 0.15), seed: int = 0,
-            command: str = "") -> dict:
+            command: str = "", version: str = contract.INPUT_CONTRACT) -> dict:
     """Split, decode and cache; returns the ``prepared.json`` content."""
     out.mkdir(parents=True, exist_ok=True)
     t0 = time.time()
@@ -130,7 +135,7 @@ def prepare(items: list[src_mod.Item], out: Path, size: int = contract.INPUT_SIZ
         for k, i in enumerate(idx):
             it = items[i]
             try:
-                x = load_model_input(it.path, size)
+                x = load_model_input(it.path, size, version)
             except PneumoViewError as exc:
                 log.warning("skipped (cannot decode): %s", exc)
                 failed.append({"path": it.path, "reason": str(exc.reason)})
@@ -162,7 +167,7 @@ def prepare(items: list[src_mod.Item], out: Path, size: int = contract.INPUT_SIZ
     for it, h in zip(items, hashes, strict=True):
         by_source.setdefault(it.source, []).append(h)
     info = {
-        "input_contract": contract.INPUT_CONTRACT,
+        "input_contract": version,
         "image_size": size,
         "mean": stats.mean,
         "std": stats.std,
@@ -190,8 +195,9 @@ def run(args: argparse.Namespace) -> int:
     if len(fr) != 3:
         raise PneumoViewError("--fractions needs three numbers: train,val,test")
     command = command_line(sys.argv[1:])  # paths relative to the checkout
-    info = prepare(items, Path(args.out), args.image_size, fr, args.seed,  # type: ignore[arg-type]
-                   command)
+    size = args.image_size or contract.spec(args.contract).default_size
+    info = prepare(items, Path(args.out), size, fr, args.seed,  # type: ignore[arg-type]
+                   command, args.contract)
     for split, per in info["counts"].items():
         for source, d in per.items():
             print(f"{split:5s} {source:10s} images {d['n']:5d}  positive {d['positive']:5d}  "

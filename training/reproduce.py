@@ -1,82 +1,359 @@
 """``python -m training reproduce``: the bundled checkpoint from the public data, in one command.
 
-The shipped model is trained in two stages: (1) 12 epochs on everything with the smaller adult
-source given a square-root share; (2) a short fine-tune from (1) with the two sources sampled
-equally at a low learning rate, best epoch by the mean of the per-source validation AUROCs.
-This runs ``prepare``, both ``train`` stages (each resuming if its folder already holds a
-checkpoint), the intermediate ``export`` that stage 2 starts from, and the final ``export``.
-``--data-root`` is a folder laid out like ``../shared/data`` (``kermany/train/{NORMAL,
-PNEUMONIA}``, ``nih/labels.csv`` + ``nih/images``), e.g. your own downloads of the two public
-data sets.
+Model 1.1's recipe (:mod:`training.recipe`), stage by stage; each stage is skipped when its
+output is complete and resumes from its last checkpoint when interrupted, so the command can
+simply be run again after a session ends:
+
+1. ``prepare``: caches for the base (192 px), the fine-tune (320 px, ``pv-input-2``) and v1.0's
+   contract and size (224 px, ``pv-input-1``: the before/after comparison); the same patient
+   split as v1.0.
+2. ``base``: ResNet18 from scratch on the Kermany training split only (no adult image), then
+   exported (its folder is the fine-tunes' ``--init``).
+3. ``cv``: the chosen fine-tune once per fold of the 417 non-test NIH images (patient-grouped
+   5-fold cross-validation): out-of-fold adult predictions, the adult estimate.
+4. ``final``: the same fine-tune on all folds.
+5. ``export``: temperature on validation (out-of-fold adults + Kermany validation), population
+   operating points (adult: sensitivity 0.90 on the out-of-fold adults; paediatric: 0.90 on
+   Kermany validation), held-out test metrics, v1.0 on the same test images, the model card.
+6. ``gate``: the input gate's heads on the final backbone (``python -m training gate``, from
+   the ``training.gate`` package), attached to the model folder.
+7. ``gate-figures``: the gate's figures (``python -m training gate-eval --record``: real films,
+   the DICOM test set through the app's path, leave one source out) into the model's record
+   and card. Both gate stages share one feature cache (``WORK/gate-work``).
+
+Stage times (wall and CPU) are appended to ``WORK/stages.json``. ``--data-root`` is a folder
+laid out like ``../shared/data`` (``kermany/train/{NORMAL,PNEUMONIA}``, ``kermany/val``,
+``nih/labels.csv`` + ``nih/images``). Hyperparameter search is a separate command
+(``python -m training search``); it shares this command's caches and base model.
 """
 
 from __future__ import annotations
 
 import argparse
+import datetime as dt
+import importlib.util
+import json
 import logging
+import os
+import resource
 import sys
+import time
+from collections.abc import Callable
 from pathlib import Path
+
+from pneumoview.core.errors import PneumoViewError
+from training import recipe as R
 
 log = logging.getLogger("training.reproduce")
 
-#: The bundled model's recipe (also recorded in resources/model/metadata.json).
-IMAGE_SIZE = 224
-TRAIN_ARGS = ["--epochs", "12", "--batch-size", "32", "--opt", "adamw", "--lr", "1e-3",
-              "--weight-decay", "0.05", "--lr-scheduler", "cosine", "--lr-warmup-epochs", "1",
-              "--balance", "source", "--balance-power", "0.5", "--amp", "--seed", "0"]
-FINETUNE_ARGS = ["--epochs", "6", "--samples-per-epoch", "2000", "--batch-size", "32", "--opt",
-                 "adamw", "--lr", "1e-4", "--weight-decay", "0.05", "--lr-scheduler", "cosine",
-                 "--lr-warmup-epochs", "0.5", "--balance", "source", "--balance-power", "0",
-                 "--amp", "--seed", "0", "--select-metric", "source-mean-auroc"]
+STAGES = ("prepare", "base", "cv", "final", "export", "gate", "gate-figures")
+STAGE_LOG = "stages.json"
 
 
 def add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--data-root", default="../shared/data",
-                   help="folder with kermany/train and nih/labels.csv")
-    p.add_argument("--work", default="runs/bundled", help="cache, checkpoints and logs go here")
-    p.add_argument("--out", default="resources/model", help="model folder to write")
+                   help="folder with kermany/train, kermany/val and nih/labels.csv")
+    p.add_argument("--work", default="runs/bundled", help="caches, checkpoints and logs go here")
+    p.add_argument("--out", default=None,
+                   help="model folder to write (default: WORK/model; the app bundles "
+                        "resources/model)")
+    p.add_argument("--config", default=R.CHOSEN, choices=sorted(R.CONFIGS),
+                   help="fine-tune configuration (default: the chosen recipe)")
+    p.add_argument("--compare", default="resources/model",
+                   help="earlier model scored on the same held-out test images ('' : none)")
+    p.add_argument("--stop-after", choices=STAGES, default=None,
+                   help="end after this stage (the next run continues from there)")
     p.add_argument("--threads", type=int, default=0)
     p.add_argument("--device", default="auto")
 
 
-def steps(args: argparse.Namespace) -> list[list[str]]:
-    root, work = Path(args.data_root), Path(args.work)
-    data, run = work / f"data{IMAGE_SIZE}", work / "run"
-    threads = ["--threads", str(args.threads)] if args.threads else []
-    prepare = ["prepare", "--folder", str(root / "kermany" / "train"), "--manifest",
-               str(root / "nih" / "labels.csv"), "--out", str(data), "--image-size",
-               str(IMAGE_SIZE), "--seed", "0"]
-    run2, stage1 = work / "run-finetune", work / "stage1_model"
-    train = ["train", "--data", str(data), "--output-dir", str(run), *TRAIN_ARGS,
-             "--device", args.device, *threads]
-    if (run / "checkpoint.pth").is_file():
-        train += ["--resume", "auto"]
-    export1 = ["export", "--run", str(run), "--out", str(stage1), *threads]
-    finetune = ["train", "--data", str(data), "--output-dir", str(run2), "--init",
-                str(stage1 / "model.safetensors"), *FINETUNE_ARGS, "--device", args.device,
-                *threads]
-    if (run2 / "checkpoint.pth").is_file():
-        finetune += ["--resume", "auto"]
-    export = ["export", "--run", str(run2), "--out", str(args.out), "--extra-folder",
-              f"kermany_val={root / 'kermany' / 'val'}", "--plots-dir", str(work / "plots"),
-              *threads]
-    out = []
-    if not (data / "prepared.json").is_file():
-        out.append(prepare)
-    return [*out, train, export1, finetune, export]
+class Plan:
+    """Paths and command lines of every stage."""
+
+    def __init__(self, args: argparse.Namespace) -> None:
+        self.root, self.work = Path(args.data_root), Path(args.work)
+        self.config = args.config
+        self.size = int(R.CONFIGS[self.config]["size"])
+        self.out = Path(args.out) if args.out else self.work / "model"
+        self.threads = ["--threads", str(args.threads)] if args.threads else []
+        self.device = args.device
+        self.compare = args.compare
+        self.base_data = self.cache(R.BASE_SIZE)
+        self.ft_data = self.cache(self.size)
+        self.base_run, self.base_model = self.work / "base-run", self.work / "base-model"
+        self.cv_dir = self.work / "cv" / self.config
+        self.final_run = self.work / f"final-{self.config}"
+        # the earlier model as it was when this run first exported: with --out equal to
+        # --compare (the bundled folder), a resumed run must not compare the new model with itself
+        self.compare_copy = self.work / "compare-model"
+
+    def cache(self, size: int) -> Path:
+        return self.work / f"data{size}"
+
+    def prepare(self, size: int) -> list[str]:
+        return ["prepare", "--folder", str(self.root / "kermany" / "train"), "--manifest",
+                str(self.root / "nih" / "labels.csv"), "--out", str(self.cache(size)),
+                "--image-size", str(size), "--contract", R.contract_for(size), "--seed", "0"]
+
+    def base_index(self, split: str) -> Path:
+        return self.work / "index" / f"base_{split}.csv"
+
+    def base_train(self) -> list[str]:
+        return ["train", "--data", str(self.base_data), "--output-dir", str(self.base_run),
+                "--train-index", str(self.base_index("train")), "--val-index",
+                str(self.base_index("val")), *R.BASE_ARGS, "--device", self.device,
+                *self.threads]
+
+    def base_export(self) -> list[str]:
+        return ["export", "--run", str(self.base_run), "--checkpoint", "last", "--out",
+                str(self.base_model), "--version", "1.1-base", "--n-boot", "0",
+                "--skip-test", *self.threads]
+
+    def final_train(self, fold_plan) -> list[str]:  # noqa: ANN001
+        from training.cv import train_argv
+
+        return train_argv(self.ft_data, self.final_run, self.base_model, self.config,
+                          fold_plan.final_train_path, fold_plan.guard_path, None,
+                          int(self.threads[1]) if self.threads else 0, self.device)
+
+    def export(self) -> list[str]:
+        argv = ["export", "--run", str(self.final_run), "--checkpoint", "last", "--out",
+                str(self.out), "--version", "1.1", "--oof", str(self.cv_dir / "oof.csv"),
+                "--cv-summary", str(self.cv_dir / "cv.json"), "--extra-folder",
+                f"kermany_val={self.root / 'kermany' / 'val'}", "--plots-dir",
+                str(self.work / "plots"), "--stage-log", str(self.work / STAGE_LOG),
+                *self.threads]
+        if self.compare:
+            argv += ["--compare", str(self.compare_copy), "--compare-data",
+                     str(self.cache(compare_size(self.compare_copy)))]
+        search = self.work / "search" / "search.json"
+        if search.is_file():
+            argv += ["--search-summary", str(search)]
+        return argv
+
+    def gate(self) -> list[str]:
+        return ["gate", "--model", str(self.out), "--out", str(self.work / "gate"),
+                "--attach", str(self.out), *self._gate_data()]
+
+    def gate_figures(self) -> list[str]:
+        return ["gate-eval", "--model", str(self.out), "--out",
+                str(self.work / "gate-figures.md"), "--record", *self._gate_data()]
+
+    def _gate_data(self) -> list[str]:
+        """The fine-tune's split (its ``splits.csv``) and the shared feature cache."""
+        return ["--data-root", str(self.root), "--prepared", str(self.ft_data), "--work",
+                str(self.work / "gate-work"), *self.threads]
+
+
+def call(argv: list[str]) -> None:
+    """``python -m training ARGV`` in this process (each step records its own command)."""
+    from training.__main__ import main
+
+    log.info("python -m training %s", " ".join(argv))
+    saved = sys.argv
+    sys.argv = ["training", *argv]
+    try:
+        rc = main(argv)
+    finally:
+        sys.argv = saved
+    if rc:
+        raise PneumoViewError(f"stage `python -m training {argv[0]}` failed (exit {rc})")
+
+
+class StageLog:
+    """Wall and CPU time of every stage run, appended to ``stages.json`` (a resumed run adds
+    its own entries, so the total over interruptions stays measurable)."""
+
+    def __init__(self, path: Path) -> None:
+        self.path = path
+
+    def read(self) -> list[dict]:
+        if not self.path.is_file():
+            return []
+        return json.loads(self.path.read_text(encoding="utf-8"))
+
+    def run(self, name: str, fn: Callable[[], object]) -> None:
+        t0, c0 = time.time(), _cpu_seconds()
+        started = dt.datetime.now(dt.timezone.utc).strftime("%Y-%m-%dT%H:%M:%SZ")
+        status = "failed"
+        try:
+            fn()
+            status = "done"
+        finally:
+            entry = {"stage": name, "started": started, "status": status,
+                     "wall_s": round(time.time() - t0, 1),
+                     "cpu_s": round(_cpu_seconds() - c0, 1), "load_avg_1m": os.getloadavg()[0]}
+            rows = self.read() + [entry]
+            self.path.parent.mkdir(parents=True, exist_ok=True)
+            tmp = self.path.with_suffix(".tmp")
+            tmp.write_text(json.dumps(rows, indent=1) + "\n", encoding="utf-8")
+            tmp.replace(self.path)
+            log.info("stage %s %s in %.0fs wall, %.0fs CPU", name, status, entry["wall_s"],
+                     entry["cpu_s"])
+
+
+def _cpu_seconds() -> float:
+    me = resource.getrusage(resource.RUSAGE_SELF)
+    kids = resource.getrusage(resource.RUSAGE_CHILDREN)
+    return me.ru_utime + me.ru_stime + kids.ru_utime + kids.ru_stime
+
+
+def totals(rows: list[dict]) -> dict[str, dict[str, float]]:
+    """Wall and CPU seconds per stage over all runs (interrupted attempts included)."""
+    out: dict[str, dict[str, float]] = {}
+    for r in rows:
+        t = out.setdefault(r["stage"], {"wall_s": 0.0, "cpu_s": 0.0})
+        t["wall_s"] += r["wall_s"]
+        t["cpu_s"] += r["cpu_s"]
+    return out
+
+
+def write_base_index(plan: Plan) -> None:
+    from training.data import read_split, write_index
+
+    for split in ("train", "val"):
+        idx = read_split(plan.base_data, split)
+        write_index(plan.base_index(split),
+                    idx.subset([s not in R.ADULT_SOURCES for s in idx.sources]))
+
+
+def _done(run_dir: Path, epochs_args: list[str]) -> bool:
+    """A training folder whose last log row is the schedule's last epoch."""
+    import csv
+
+    log_csv = run_dir / "log.csv"
+    if not log_csv.is_file():
+        return False
+    epochs = int(epochs_args[epochs_args.index("--epochs") + 1])
+    with open(log_csv, newline="", encoding="utf-8") as fh:
+        rows = list(csv.DictReader(fh))
+    return bool(rows) and int(rows[-1]["epoch"]) >= epochs - 1
+
+
+def stage_prepare(plan: Plan) -> None:
+    for size in sorted({R.BASE_SIZE, plan.size, R.COMPARE_SIZE}):
+        if not (plan.cache(size) / "prepared.json").is_file():
+            call(plan.prepare(size))
+
+
+def stage_base(plan: Plan) -> None:
+    write_base_index(plan)
+    if not _done(plan.base_run, R.BASE_ARGS):
+        argv = plan.base_train()
+        if (plan.base_run / "checkpoint.pth").is_file():
+            argv += ["--resume", "auto"]
+        call(argv)
+    if not (plan.base_model / "metadata.json").is_file():
+        call(plan.base_export())
+
+
+def stage_cv(plan: Plan) -> None:
+    from training.cv import run_cv
+
+    if (plan.cv_dir / "cv.json").is_file():
+        return
+    threads = int(plan.threads[1]) if plan.threads else 0
+    run_cv(plan.ft_data, plan.base_model, plan.cv_dir, plan.config, threads=threads,
+           device=plan.device)
+
+
+def stage_final(plan: Plan) -> None:
+    from training.cv import FoldPlan, run_training
+
+    fold_plan = FoldPlan(plan.ft_data, plan.cv_dir)
+    fold_plan.write()
+    run_training(plan.final_train(fold_plan))
+
+
+def compare_size(model_dir: Path) -> int:
+    """The input size of the comparison model (its test images come from the cache at that
+    size, whose contract :func:`recipe.contract_for` gives); v1.0's when not copied yet."""
+    meta = model_dir / "metadata.json"
+    if not meta.is_file():
+        return R.COMPARE_SIZE
+    return int(json.loads(meta.read_text(encoding="utf-8"))["input_size"])
+
+
+def snapshot_compare(plan: Plan) -> None:
+    """Copy ``--compare`` to ``WORK/compare-model`` once, and prepare the cache its contract
+    and size need (v1.0: 224 px ``pv-input-1``, already prepared)."""
+    import shutil
+
+    if not plan.compare:
+        return
+    if not (plan.compare_copy / "metadata.json").is_file():
+        src = Path(plan.compare)
+        if not (src / "metadata.json").is_file():
+            raise PneumoViewError("the model to compare with is not a model folder (give "
+                                  "--compare DIR, or --compare '' for none)", src)
+        tmp = plan.compare_copy.with_name(plan.compare_copy.name + ".tmp")
+        shutil.rmtree(tmp, ignore_errors=True)
+        tmp.mkdir(parents=True)
+        for name in ("model.safetensors", "metadata.json", "MODEL_CARD.md"):
+            if (src / name).is_file():
+                shutil.copy2(src / name, tmp / name)
+        tmp.rename(plan.compare_copy)
+    size = compare_size(plan.compare_copy)
+    contract = json.loads((plan.compare_copy / "metadata.json").read_text(encoding="utf-8"))[
+        "input_contract"]
+    if contract != R.contract_for(size):
+        raise PneumoViewError(f"the model to compare with uses {contract} at {size} px; this "
+                              f"recipe caches {R.contract_for(size)} at that size",
+                              plan.compare_copy)
+    if not (plan.cache(size) / "prepared.json").is_file():
+        call(plan.prepare(size))
+
+
+def stage_export(plan: Plan) -> None:
+    snapshot_compare(plan)
+    call(plan.export())
+
+
+def gate_available() -> bool:
+    """Whether the input gate's training package (``training.gate``) is present."""
+    return importlib.util.find_spec("training.gate") is not None and \
+        importlib.util.find_spec("training.gate.command") is not None
+
+
+def stage_gate(plan: Plan) -> None:
+    """Hook: the input gate (issue 16's ``training.gate``) trained on the final backbone and
+    attached to the model folder. Without that package the model stays gate-less (logged)."""
+    if not gate_available():
+        log.warning("training.gate is not available: the model folder has no input gate "
+                    "(run `python -m training gate --model %s --attach %s` once it is)",
+                    plan.out, plan.out)
+        return
+    meta = json.loads((plan.out / "metadata.json").read_text(encoding="utf-8"))
+    if meta.get("gate"):
+        return
+    try:
+        call(plan.gate())
+    except PneumoViewError as exc:
+        raise PneumoViewError(f"the input gate could not be trained on {plan.out} ({exc}); the "
+                              "model folder is complete without it; attach it with `python -m "
+                              f"training gate --model {plan.out} --attach {plan.out}`") from exc
+
+
+def stage_gate_figures(plan: Plan) -> None:
+    """The gate's figures recorded in the model folder (skipped without a gate, or when the
+    figures are there)."""
+    meta = json.loads((plan.out / "metadata.json").read_text(encoding="utf-8"))
+    if not meta.get("gate") or (meta.get("gate_training") or {}).get("figures_markdown"):
+        return
+    call(plan.gate_figures())
 
 
 def run(args: argparse.Namespace) -> int:
-    from training.__main__ import main
-
-    for argv in steps(args):
-        log.info("python -m training %s", " ".join(argv))
-        saved = sys.argv
-        sys.argv = ["training", *argv]  # so each step records its own command line
-        try:
-            rc = main(argv)
-        finally:
-            sys.argv = saved
-        if rc:
-            return rc
+    plan = Plan(args)
+    stages = StageLog(plan.work / STAGE_LOG)
+    steps = {"prepare": stage_prepare, "base": stage_base, "cv": stage_cv,
+             "final": stage_final, "export": stage_export, "gate": stage_gate,
+             "gate-figures": stage_gate_figures}
+    for name in STAGES:
+        stages.run(name, lambda fn=steps[name]: fn(plan))
+        if args.stop_after == name:
+            log.info("stopped after stage %s (run again to continue)", name)
+            break
+    for name, t in totals(stages.read()).items():
+        log.info("%-8s %7.0f s wall %7.0f s CPU", name, t["wall_s"], t["cpu_s"])
     return 0

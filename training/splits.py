@@ -77,3 +77,37 @@ def assign_splits(items: Sequence[Item], groups: Sequence[int],
             counts[k] += n
             split_of_group[g] = SPLITS[k]
     return [split_of_group[g] for g in groups]
+
+
+def assign_folds(groups: Sequence[object], labels: Sequence[int], k: int = 5, seed: int = 0,
+                 strata: Sequence[str] | None = None) -> list[int]:
+    """Fold number (0..k-1) per image for patient-grouped, label-stratified k-fold CV.
+
+    Groups (patients, duplicates) never straddle two folds; within each stratum (``strata``,
+    e.g. the source, x the group's label) groups are dealt in a seeded random order to the
+    fold with the fewest images so far, so folds get near-equal sizes and prevalences.
+    """
+    if k < 2:
+        raise ValueError("cross-validation needs at least 2 folds")
+    members: dict[object, list[int]] = defaultdict(list)
+    for i, g in enumerate(groups):
+        members[g].append(i)
+    if len(members) < k:
+        raise ValueError(f"{len(members)} patient groups cannot fill {k} folds")
+    by_stratum: dict[tuple[str, int], list[object]] = defaultdict(list)
+    for g, idx in members.items():
+        s = strata[idx[0]] if strata is not None else ""
+        by_stratum[(s, max(int(labels[i]) for i in idx))].append(g)
+    rng = random.Random(seed)
+    fold_of: dict[object, int] = {}
+    counts = [0] * k
+    for key in sorted(by_stratum):
+        gs = sorted(by_stratum[key], key=str)
+        rng.shuffle(gs)
+        per = [0] * k  # images of this stratum per fold: balance the stratum, then the total
+        for g in gs:
+            f = min(range(k), key=lambda j: (per[j], counts[j], j))
+            per[f] += len(members[g])
+            counts[f] += len(members[g])
+            fold_of[g] = f
+    return [fold_of[g] for g in groups]

@@ -27,11 +27,24 @@ import torch
 from pneumoview.core.errors import PneumoViewError
 from pneumoview.core.model import build_model, select_device
 from training import metrics as M
-from training.data import Augment, CachedDataset, EpochSampler, read_prepared, sample_weights
+from training import precision as P
+from training.data import (
+    Augment,
+    CachedDataset,
+    EpochSampler,
+    read_index,
+    read_prepared,
+    sample_weights,
+)
 from training.provenance import command_line
 
 log = logging.getLogger("training.train")
 
+FREEZE_CHOICES = ("none", "stem", "layer1", "layer2")
+FREEZE_MODULES = {"none": (), "stem": ("conv1", "bn1"), "layer1": ("conv1", "bn1", "layer1"),
+                  "layer2": ("conv1", "bn1", "layer1", "layer2")}
+PREDICTIONS = "val_predictions.csv"
+GUARD_PREDICTIONS = "guard_predictions.csv"
 CHECKPOINT = "checkpoint.pth"
 BEST = "checkpoint_best.pth"
 LOG_CSV = "log.csv"
@@ -69,10 +82,35 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--clip-grad-norm", type=float, default=0.0, help="0: off")
     p.add_argument("--image-size", type=int, default=0, help="0: the cache's size")
     p.add_argument("--crop-scale-min", type=float, default=0.35)
+    p.add_argument("--aug-degrees", type=float, default=5.0, help="random rotation, +- degrees")
+    p.add_argument("--aug-gamma", type=float, default=0.0,
+                   help="random gamma exp(U(-G, G)) (0.35: gamma 0.7-1.4); 0: off")
+    p.add_argument("--aug-contrast", type=float, default=0.0,
+                   help="random contrast factor 1 + U(-C, C) about mid-grey; 0: off")
     p.add_argument("--no-augment", action="store_true")
-    p.add_argument("--amp", action="store_true",
-                   help="bfloat16 autocast for the training forward pass (about 2x faster on "
-                   "CPUs with AVX512-BF16/AMX and on recent GPUs); validation stays float32")
+    p.add_argument("--label-smoothing", type=float, default=0.0,
+                   help="BCE targets y (1 - E) + E / 2 (a guard against noisy report-mined "
+                   "labels); 0: off")
+    p.add_argument("--ema", type=float, default=0.0,
+                   help="keep an exponential moving average of the weights with this decay "
+                   "(e.g. 0.999); validation, checkpoints and export then use the average")
+    p.add_argument("--freeze", choices=FREEZE_CHOICES, default="none",
+                   help="keep the first layers fixed (fine-tunes): stem = conv1+bn1, layer1 = "
+                   "stem+layer1, layer2 = up to layer2; saves their backward pass")
+    p.add_argument("--precision", choices=("auto", "bf16", "fp32"), default="fp32",
+                   help="autocast for the training forward pass: auto = bf16 only where it is "
+                   "fast (CUDA with bf16, CPUs with AVX512-BF16/AMX), else float32; "
+                   "validation is always float32")
+    p.add_argument("--amp", action="store_true", help="same as --precision auto")
+    p.add_argument("--compile", action="store_true",
+                   help="torch.compile the training model (measure first: bench_training.py)")
+    p.add_argument("--train-index", default="",
+                   help="index CSV (split,row,...) of the training images instead of the "
+                   "cache's train split (cross-validation folds, one source only)")
+    p.add_argument("--val-index", default="", help="index CSV of the validation images")
+    p.add_argument("--guard-index", default="",
+                   help="index CSV scored once after the last epoch (e.g. a Kermany check "
+                   "during adult fine-tunes); AUROC per source in the last log row")
     p.add_argument("--workers", type=int, default=0, help="DataLoader worker processes")
     p.add_argument("--threads", type=int, default=0, help="torch CPU threads (0: default)")
     p.add_argument("--seed", type=int, default=0)
@@ -80,11 +118,14 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--device", default="auto", help="auto, cpu, cuda[:N], mps")
     p.add_argument("--resume", default="", help="checkpoint path, or 'auto' (OUTPUT/checkpoint)")
     p.add_argument("--init", default="", help="torchvision ResNet18 state_dict file to start "
-                   "from (conv1 summed over RGB; fc dropped)")
+                   "from (conv1 summed over RGB; fc dropped), or an exported model.safetensors "
+                   "(its folder's mean/std then normalise the inputs, as the network expects)")
     p.add_argument("--val-split", default="val")
-    p.add_argument("--select-metric", choices=("auroc", "source-mean-auroc"), default="auroc",
+    p.add_argument("--select-metric", choices=("auroc", "source-mean-auroc", "last"),
+                   default="auroc",
                    help="best epoch by validation AUROC over all images, or by the mean of the "
-                   "per-source AUROCs (so a small source counts as much as a large one)")
+                   "per-source AUROCs (so a small source counts as much as a large one), or "
+                   "the last epoch (a fixed schedule: cross-validation estimates stay honest)")
     p.add_argument("--eval-batch-size", type=int, default=64)
     p.add_argument("--max-steps", type=int, default=0, help="per epoch, for quick checks")
     p.add_argument("--stop-after-epoch", type=int, default=-1,
@@ -142,6 +183,70 @@ def load_init(model: torch.nn.Module, path: str) -> None:
              ", ".join(dropped[:4]))
 
 
+def init_normalisation(path: str) -> tuple[float, float] | None:
+    """(mean, std) of the exported model an ``--init`` file belongs to, if it is one."""
+    meta = Path(path).parent / "metadata.json" if path else None
+    if meta is None or not str(path).endswith(".safetensors") or not meta.is_file():
+        return None
+    raw = json.loads(meta.read_text(encoding="utf-8"))
+    try:
+        return float(raw["mean"]), float(raw["std"])
+    except (KeyError, TypeError, ValueError):
+        return None
+
+
+def freeze(model: torch.nn.Module, what: str) -> list[str]:
+    """Fix the parameters of the first layers (``FREEZE_MODULES[what]``); their batch-norm
+    statistics stay fixed too (see :func:`train_mode`). Returns the frozen module names."""
+    names = list(FREEZE_MODULES[what])
+    for name in names:
+        for prm in getattr(model, name).parameters():
+            prm.requires_grad_(False)
+    return names
+
+
+def train_mode(model: torch.nn.Module, frozen: list[str]) -> None:
+    """``model.train()`` except the frozen modules, whose batch norms keep their statistics."""
+    model.train()
+    base = model.module if hasattr(model, "module") and not hasattr(model, "conv1") else model
+    base = getattr(base, "_orig_mod", base)
+    for name in frozen:
+        getattr(base, name).eval()
+
+
+class WeightEMA:
+    """Exponential moving average of a model's weights (buffers copied), with the usual
+    warm-up ``decay_t = min(decay, (1 + t) / (10 + t))`` so a short fine-tune is not dominated
+    by its starting point."""
+
+    def __init__(self, model: torch.nn.Module, decay: float) -> None:
+        import copy
+
+        self.decay = decay
+        self.updates = 0
+        self.module = copy.deepcopy(model).eval()
+        for prm in self.module.parameters():
+            prm.requires_grad_(False)
+
+    @torch.no_grad()
+    def update(self, model: torch.nn.Module) -> None:
+        self.updates += 1
+        d = min(self.decay, (1 + self.updates) / (10 + self.updates))
+        current = model.state_dict()
+        for k, v in self.module.state_dict().items():
+            if v.dtype.is_floating_point:
+                v.mul_(d).add_(current[k].detach(), alpha=1 - d)
+            else:
+                v.copy_(current[k])
+
+    def state_dict(self) -> dict:
+        return {"module": self.module.state_dict(), "updates": self.updates}
+
+    def load_state_dict(self, state: dict) -> None:
+        self.module.load_state_dict(state["module"])
+        self.updates = int(state["updates"])
+
+
 def make_optimizer(args: argparse.Namespace, params) -> torch.optim.Optimizer:  # noqa: ANN001
     if args.opt == "adam":
         return torch.optim.Adam(params, lr=args.lr, weight_decay=args.weight_decay)
@@ -187,8 +292,12 @@ def train_one_epoch(model: torch.nn.Module, criterion: torch.nn.Module,
                     optimizer: torch.optim.Optimizer, loader: torch.utils.data.DataLoader,
                     device: torch.device, epoch: int, args: argparse.Namespace,
                     scheduler: torch.optim.lr_scheduler.LRScheduler | None = None,
-                    main_proc: bool = True, augment: Augment | None = None) -> dict[str, float]:
-    model.train()
+                    main_proc: bool = True, augment: Augment | None = None,
+                    ema: WeightEMA | None = None, frozen: list[str] | None = None,
+                    ema_source: torch.nn.Module | None = None) -> dict[str, float]:
+    train_mode(model, frozen or [])
+    smoothing = float(getattr(args, "label_smoothing", 0.0) or 0.0)
+    bf16 = bool(getattr(args, "use_bf16", False))
     total = len(loader) if not args.max_steps else min(len(loader), args.max_steps)
     t0 = time.time()
     loss_sum, n_seen = 0.0, 0
@@ -200,9 +309,10 @@ def train_one_epoch(model: torch.nn.Module, criterion: torch.nn.Module,
             x = augment(x)
         x = ((x - args.mean) / args.std).contiguous(memory_format=torch.channels_last)
         y = y.to(device, non_blocking=True)
-        with torch.autocast(device.type, dtype=torch.bfloat16, enabled=bool(args.amp)):
+        target = y * (1 - smoothing) + smoothing / 2 if smoothing else y
+        with torch.autocast(device.type, dtype=torch.bfloat16, enabled=bf16):
             out = model(x).reshape(-1)
-        loss = criterion(out.float(), y)
+        loss = criterion(out.float(), target)
         optimizer.zero_grad(set_to_none=True)
         loss.backward()
         if args.clip_grad_norm > 0:
@@ -210,6 +320,8 @@ def train_one_epoch(model: torch.nn.Module, criterion: torch.nn.Module,
         optimizer.step()
         if scheduler is not None:
             scheduler.step()
+        if ema is not None:
+            ema.update(ema_source if ema_source is not None else model)
         loss_sum += float(loss.detach()) * len(y)
         n_seen += len(y)
         if main_proc and (step % args.print_freq == 0 or step == total):
@@ -240,9 +352,13 @@ def predict(model: torch.nn.Module, loader: torch.utils.data.DataLoader, device:
 
 def evaluate(model: torch.nn.Module, criterion: torch.nn.Module,
              loader: torch.utils.data.DataLoader, device: torch.device, mean: float, std: float,
-             sources: list[str] | None = None) -> dict[str, float]:
-    """Validation metrics (threshold 0.5 on the uncalibrated probability) + per-source AUROC."""
+             sources: list[str] | None = None,
+             predictions: Path | None = None) -> dict[str, float]:
+    """Validation metrics (threshold 0.5 on the uncalibrated probability) + per-source AUROC;
+    with ``predictions``, also a CSV of every image's logit (out-of-fold scores for CV)."""
     logits, y, idx = predict(model, loader, device, mean, std)
+    if predictions is not None:
+        write_predictions(predictions, loader.dataset.index, logits, idx)
     loss = float(criterion(torch.from_numpy(logits), torch.from_numpy(y).double()))
     p = M.sigmoid(logits)
     s = M.summary(y, p, 0.5)
@@ -256,6 +372,18 @@ def evaluate(model: torch.nn.Module, criterion: torch.nn.Module,
             per.append(out[f"val_auroc_{name}"])
         out["val_source_mean_auroc"] = float(np.nanmean(per)) if per else float("nan")
     return out
+
+
+def write_predictions(path: Path, index, logits: np.ndarray, idx: np.ndarray) -> None:  # noqa: ANN001
+    """``path, source, patient_id, label, logit`` per image (full-precision logits)."""
+    tmp = path.with_suffix(".tmp")
+    with open(tmp, "w", newline="", encoding="utf-8") as fh:
+        w = csv.writer(fh)
+        w.writerow(["path", "source", "patient_id", "label", "logit"])
+        for i, lo in zip(idx, logits, strict=True):
+            w.writerow([index.paths[i], index.sources[i], index.patient_ids[i],
+                        int(index.labels[i]), repr(float(lo))])
+    os.replace(tmp, path)
 
 
 # --------------------------------------------------------------------------- checkpoints
@@ -313,9 +441,24 @@ def main(args: argparse.Namespace) -> dict:
     prepared = read_prepared(args.data)
     size = args.image_size or int(prepared["image_size"])
     mean, std = float(prepared["mean"]), float(prepared["std"])
-    aug = None if args.no_augment else Augment(crop_scale=(args.crop_scale_min, 1.0))
-    train_ds = CachedDataset(args.data, "train", size)
-    val_ds = CachedDataset(args.data, args.val_split, size)
+    norm = init_normalisation(args.init)
+    if norm is not None:
+        mean, std = norm
+        if main_proc:
+            log.info("inputs normalised as the --init model's: mean %.5f std %.5f", mean, std)
+    prec = P.choose("auto" if args.amp else args.precision, device)
+    args.use_bf16 = prec.autocast
+    if main_proc:
+        log.info("precision %s (%s: %s)", prec.dtype, prec.requested, prec.reason)
+    aug = None if args.no_augment else Augment(
+        degrees=args.aug_degrees, crop_scale=(args.crop_scale_min, 1.0), gamma=args.aug_gamma,
+        contrast=args.aug_contrast)
+    train_ds = CachedDataset(args.data, "train", size,
+                             read_index(args.train_index) if args.train_index else None)
+    val_ds = CachedDataset(args.data, args.val_split, size,
+                           read_index(args.val_index) if args.val_index else None)
+    guard_ds = CachedDataset(args.data, "guard", size, read_index(args.guard_index)) \
+        if args.guard_index else None
     args.mean, args.std = mean, std
     weights = sample_weights(train_ds.labels, train_ds.index.sources, args.balance,
                              args.balance_power)
@@ -334,6 +477,8 @@ def main(args: argparse.Namespace) -> dict:
     if args.init:
         load_init(model, args.init)
     model = model.to(device, memory_format=torch.channels_last)
+    frozen = freeze(model, args.freeze)
+    ema = WeightEMA(model, args.ema) if args.ema > 0 else None
     n_pos = int(train_ds.labels.sum())
     n_neg = len(train_ds) - n_pos
     if args.pos_weight == "none":
@@ -344,7 +489,7 @@ def main(args: argparse.Namespace) -> dict:
         pos_weight = torch.tensor(float(args.pos_weight), device=device)
     criterion = torch.nn.BCEWithLogitsLoss(pos_weight=pos_weight)
     eval_criterion = torch.nn.BCEWithLogitsLoss()
-    optimizer = make_optimizer(args, model.parameters())
+    optimizer = make_optimizer(args, [q for q in model.parameters() if q.requires_grad])
     scheduler = make_scheduler(args, optimizer, steps)
     start_epoch, best_auroc, best_epoch = 0, -1.0, -1
     if args.resume:
@@ -355,6 +500,8 @@ def main(args: argparse.Namespace) -> dict:
         if scheduler is not None and ck.get("scheduler"):
             scheduler.load_state_dict(ck["scheduler"])
         _set_rng_state(ck["rng"])
+        if ema is not None:
+            ema.load_state_dict(ck["ema"])
         start_epoch = int(ck["epoch"]) + 1
         best_auroc, best_epoch = float(ck["best_auroc"]), int(ck["best_epoch"])
         if main_proc:
@@ -364,6 +511,8 @@ def main(args: argparse.Namespace) -> dict:
     if world > 1:
         ddp_model = torch.nn.parallel.DistributedDataParallel(
             model, device_ids=[device.index] if device.type == "cuda" else None)
+    if args.compile:
+        ddp_model = torch.compile(ddp_model)
     tb = None
     if args.tensorboard and main_proc:
         try:
@@ -374,8 +523,9 @@ def main(args: argparse.Namespace) -> dict:
             log.warning("tensorboard is not installed; --tensorboard ignored")
     if main_proc:
         log.info("train %d images, val %d, %d steps/epoch x %d process(es), batch %d, %s, "
-                 "size %d, threads %d", len(train_ds), len(val_ds), steps, world,
-                 args.batch_size, device, size, torch.get_num_threads())
+                 "size %d, threads %d, frozen %s, EMA %s", len(train_ds), len(val_ds), steps,
+                 world, args.batch_size, device, size, torch.get_num_threads(),
+                 ",".join(frozen) or "none", args.ema or "off")
     command = command_line(getattr(args, "argv", []))  # paths relative to the checkout
     last: dict = {}
     for epoch in range(start_epoch, args.epochs):
@@ -384,15 +534,22 @@ def main(args: argparse.Namespace) -> dict:
         loader_gen.manual_seed(args.seed * 7919 + epoch)
         t0 = time.time()
         stats = train_one_epoch(ddp_model, criterion, optimizer, train_loader, device, epoch,
-                                args, scheduler, main_proc, aug)
+                                args, scheduler, main_proc, aug, ema, frozen, model)
         if main_proc:
-            vals = evaluate(model, eval_criterion, val_loader, device, mean, std,
-                            val_ds.index.sources)
-            row = {"epoch": epoch, "lr": optimizer.param_groups[0]["lr"], **stats, **vals,
-                   "epoch_time_s": time.time() - t0}
-            score = vals["val_auroc" if args.select_metric == "auroc"
-                         else "val_source_mean_auroc"]
-            is_best = score > best_auroc
+            scored = ema.module if ema is not None else model
+            vals = evaluate(scored, eval_criterion, val_loader, device, mean, std,
+                            val_ds.index.sources, out_dir / PREDICTIONS)
+            row = {"epoch": epoch, "lr": optimizer.param_groups[0]["lr"], **stats, **vals}
+            if guard_ds is not None and epoch == args.epochs - 1:
+                row.update(_guard(scored, eval_criterion, guard_ds, device, mean, std, args,
+                                  out_dir))
+            row["epoch_time_s"] = time.time() - t0
+            if args.select_metric == "last":
+                score, is_best = float(vals["val_auroc"]), True
+            else:
+                score = vals["val_auroc" if args.select_metric == "auroc"
+                             else "val_source_mean_auroc"]
+                is_best = score > best_auroc
             if is_best:
                 best_auroc, best_epoch = float(score), epoch
             row["best_epoch"] = best_epoch
@@ -402,8 +559,12 @@ def main(args: argparse.Namespace) -> dict:
                 "epoch": epoch, "best_auroc": best_auroc, "best_epoch": best_epoch,
                 "rng": _rng_state(), "args": vars(args), "command": command,
                 "prepared": prepared, "image_size": size, "row": row,
-                "torch_version": torch.__version__,
+                "torch_version": torch.__version__, "precision": prec.record(),
+                "normalisation": {"mean": mean, "std": std},
             }
+            if ema is not None:
+                payload["ema"] = ema.state_dict()
+                payload["model_ema"] = ema.module.state_dict()
             save_checkpoint(out_dir / CHECKPOINT, payload)
             if is_best:
                 save_checkpoint(out_dir / BEST, payload)
@@ -427,6 +588,26 @@ def main(args: argparse.Namespace) -> dict:
     if world > 1:
         torch.distributed.destroy_process_group()
     return {"best_auroc": best_auroc, "best_epoch": best_epoch, "last": last}
+
+
+def _guard(model: torch.nn.Module, criterion: torch.nn.Module, ds: CachedDataset,
+           device: torch.device, mean: float, std: float, args: argparse.Namespace,
+           out_dir: Path) -> dict[str, float]:
+    """The guard set's AUROC per source, once, after the last epoch."""
+    loader = torch.utils.data.DataLoader(ds, batch_size=args.eval_batch_size, shuffle=False,
+                                         num_workers=args.workers)
+    vals = evaluate(model, criterion, loader, device, mean, std, ds.index.sources,
+                    out_dir / GUARD_PREDICTIONS)
+    return {"guard_" + k[4:]: v for k, v in vals.items() if k.startswith("val_auroc")}
+
+
+def exported_state(ck: dict, weights: str = "auto") -> dict:
+    """The weights to export from a checkpoint: the EMA when the run kept one (``auto``)."""
+    if weights == "raw" or (weights == "auto" and "model_ema" not in ck):
+        return ck["model"]
+    if "model_ema" not in ck:
+        raise PneumoViewError("the run kept no EMA of the weights (train with --ema)")
+    return ck["model_ema"]
 
 
 def _append_log(path: Path, row: dict) -> None:

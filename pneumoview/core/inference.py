@@ -254,8 +254,10 @@ class Engine:
     def model_input(self, decoded: DecodedImage) -> np.ndarray:
         """Contract steps 1-4 for a decoded image, errors as PneumoViewError."""
         size = self.info.input_size if self.info is not None else contract.INPUT_SIZE
+        version = self.info.input_contract if self.info is not None else contract.INPUT_CONTRACT
         try:
-            return contract.model_input(decoded.values, decoded.invert, size=size)
+            return contract.model_input(decoded.values, decoded.invert, size=size,
+                                        version=version)
         except ValueError as exc:
             raise PneumoViewError(f"cannot prepare the image for the model: {exc}",
                                   decoded.path) from exc

@@ -9,8 +9,9 @@ A model directory holds three files:
 
 Reading and checking the metadata, and the model's identity (``weights_sha256`` and
 ``model_id``), live in the torch-free :mod:`pneumoview.core.modelinfo` (re-exported here). The
-loader refuses a directory whose input contract differs from :data:`contract.INPUT_CONTRACT`
-(the model would see different pixels than it was trained on), metadata values out of range,
+loader refuses a directory whose input contract is not one of :data:`contract.CONTRACTS`
+(the model would see different pixels than it was trained on; each image is prepared for the
+contract version and size the model records), metadata values out of range,
 and weights whose sha256 differs from the metadata (an altered or corrupt file). ``torch`` is
 imported by this module, which is only imported on the AI paths; :mod:`pneumoview.core` itself
 never imports it.

@@ -82,7 +82,7 @@ MODEL_ID_SCHEME = "pvm1"
 #: mean lies in [0, 1] and their std in (0, 0.5]; a calibration temperature outside
 #: [0.01, 100] is no calibration; input sizes are those the contract is trained and tested at
 #: (a 512 px ResNet18 batch of 32 needs ~2 GiB; 4096 px would need 24 GiB).
-INPUT_SIZES = {contract.INPUT_CONTRACT: (16, 512)}
+INPUT_SIZES = {version: (16, 512) for version in contract.CONTRACTS}
 MEAN_RANGE = (0.0, 1.0)
 STD_RANGE = (1e-3, 1.0)
 TEMPERATURE_RANGE = (0.01, 100.0)
@@ -247,8 +247,8 @@ def _check_kind(raw: dict, path: Path) -> None:
     if not isinstance(raw["input_contract"], str) or raw["input_contract"] not in INPUT_SIZES:
         raise PneumoViewError(f"the model was trained for input contract "
                               f"{str(raw['input_contract'])[:80]!r} but this PneumoView "
-                              f"prepares images as {contract.INPUT_CONTRACT!r}; use a matching "
-                              "model or version", path)
+                              f"prepares images as {' or '.join(map(repr, INPUT_SIZES))}; use a "
+                              "matching model or version", path)
 
 
 def _optional_float(raw: dict, key: str) -> float:

@@ -144,7 +144,7 @@ class FeatureStore:
         if not todo:
             return
         by_key = {s.key: s for s in samples}
-        size = self.loaded.info.input_size
+        size, version = self.loaded.info.input_size, self.loaded.info.input_contract
         t0, done = time.time(), 0
         p_keys: list[str] = []
         p_acts: list[np.ndarray] = []
@@ -154,7 +154,7 @@ class FeatureStore:
             inputs, small = [], []
             for k in keys:
                 grey = by_key[k].make()
-                inputs.append(contract.model_input(grey, False, size))
+                inputs.append(contract.model_input(grey, False, size, version))
                 st = content_statistics(inputs[-1])
                 small.append((np.array(grey.shape[:2], dtype=np.int64),
                               np.array([st[s] for s in STAT_KEYS], dtype=np.float64)))

@@ -170,9 +170,10 @@ def _prepare(values: Any, invert: bool, shape: tuple[int, int], size: int,
     """Contract steps 1-4 on decoded (full or reduced) values; ``shape`` is the film's own."""
     from pneumoview.core import contract
 
+    version = str(payload.get("input_contract", contract.INPUT_CONTRACT))
     c1 = time.process_time()
     try:
-        x = contract.model_input(values, invert, size=size)
+        x = contract.model_input(values, invert, size=size, version=version)
     except ValueError as exc:
         out.update(status=Status.ERROR, message=f"cannot prepare the image for the model: {exc}")
         return out

@@ -363,6 +363,7 @@ class BatchRun:
             else:
                 self.tasks.append((row, {"path": path, "file_size": st.st_size,
                                          "input_size": self.info.input_size,
+                                         "input_contract": self.info.input_contract,
                                          "max_bytes": max_bytes,
                                          "quiet": self.options.quiet,
                                          "reduced_decode": self.options.reduced_decode,
