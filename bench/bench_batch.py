@@ -2,6 +2,7 @@
 
     python -m bench.bench_batch [--n 500] [--sets uncompressed,mixed] [--data-dir DIR]
                                 [--model DIR] [--batch-size 32] [--workers N] [--json OUT]
+                                [--engine auto|torch|openvino]
 
 For each set (>= 500 generated 1024x1024 chest radiographs: 8-bit uncompressed, and mixed
 encodings - explicit/implicit 8-bit, 12-bit with rescale, RLE, JPEG-LS, JPEG 2000, JPEG
@@ -172,14 +173,15 @@ def model_only(engine, batch_size: int, threads_n: int, seconds: float = 8.0) ->
 
 
 def batch_run(folder: Path, model_dir: Path | None, batch_size: int, workers: int | None,
-              out: Path) -> dict:
+              out: Path, engine: str = "auto") -> dict:
     from pneumoview.core.batch import BatchOptions, run_batch
 
     if out.exists():
         out.unlink()
     t0 = time.perf_counter()
     s = run_batch(BatchOptions(folder, out, model_dir=model_dir, device="cpu",
-                               batch_size=batch_size, workers=workers, overwrite=True))
+                               batch_size=batch_size, workers=workers, overwrite=True,
+                               engine=engine))
     wall = time.perf_counter() - t0
     return {"rate": s.rate, "wall_s": wall, "files": s.done, "counts": s.counts,
             "workers": s.workers, "restarts": s.restarts,
@@ -212,6 +214,8 @@ def main() -> int:
     parser.add_argument("--model", default=None)
     parser.add_argument("--batch-size", type=int, default=32)
     parser.add_argument("--workers", type=int, default=None)
+    parser.add_argument("--engine", default="auto",
+                        help="auto|torch|openvino for every measurement (default auto)")
     parser.add_argument("--json", default=None, help="also write the figures as JSON")
     args = parser.parse_args()
 
@@ -229,7 +233,7 @@ def main() -> int:
     scratch = Path(args.data_dir or tempfile.mkdtemp(prefix="pv-bench-batch-"))
     scratch.mkdir(parents=True, exist_ok=True)
     model_dir = _model_dir(args.model, scratch)
-    engine = Engine(model_dir, "cpu", with_cam=False)
+    engine = Engine(model_dir, "cpu", with_cam=False, engine=args.engine)
     info = engine.load()
     results: dict = {"date": time.strftime("%Y-%m-%d %H:%M UTC", time.gmtime()),
                      "malloc_tuned": tuned,
@@ -246,7 +250,7 @@ def main() -> int:
         files = sorted(str(p) for p in folder.glob("*.dcm"))
         loads = [os.getloadavg()[0]]
         b = batch_run(folder, model_dir, args.batch_size, args.workers,
-                      scratch / f"report-{name}.csv")
+                      scratch / f"report-{name}.csv", args.engine)
         loads.append(os.getloadavg()[0])
         # the model-only rate drifts with the VM's speed: bracket this set's batch run with a
         # second measurement and compare against the mean of the two
