@@ -4,20 +4,15 @@ model stays named in the panel, and Export Image / Load Model errors reach the L
 from __future__ import annotations
 
 from pathlib import Path
-from types import SimpleNamespace
 
 import pytest
+
+from tests.support.ai_controller import ai_settings
 
 pytest.importorskip("PySide6")
 pytestmark = pytest.mark.gui
 
 TIMEOUT_MS = 120_000
-
-
-def _settings() -> SimpleNamespace:
-    return SimpleNamespace(ai_thresholds={}, ai_device="auto", ai_model_dir="", cam_opacity=60)
-
-
 
 
 def test_threshold_reads_loading_until_the_model_gives_it(qtbot) -> None:
@@ -28,7 +23,7 @@ def test_threshold_reads_loading_until_the_model_gives_it(qtbot) -> None:
         real = float(read_model_info(None).threshold)  # the bundled model's: 79.1 %
     except Exception as exc:  # no bundled model in this checkout
         pytest.skip(f"needs the bundled model ({exc})")
-    ctl = AIController(_settings(), model_dir=None, device="cpu")
+    ctl = AIController(ai_settings(), model_dir=None, device="cpu")
     qtbot.addWidget(ctl.panel)
     panel = ctl.panel
     try:
@@ -50,7 +45,7 @@ def test_threshold_reads_loading_until_the_model_gives_it(qtbot) -> None:
 def test_missing_model_says_so_in_the_threshold_box(qtbot, tmp_path: Path) -> None:
     from pneumoview.qt.ai.controller import AIController
 
-    ctl = AIController(_settings(), model_dir=str(tmp_path / "none"), device="cpu")
+    ctl = AIController(ai_settings(), model_dir=str(tmp_path / "none"), device="cpu")
     qtbot.addWidget(ctl.panel)
     try:
         ctl.start()

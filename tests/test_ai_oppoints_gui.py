@@ -12,10 +12,11 @@ from __future__ import annotations
 
 import json
 from pathlib import Path
-from types import SimpleNamespace
 
 import numpy as np
 import pytest
+
+from tests.support.ai_controller import loaded_controller
 
 pytestmark = [pytest.mark.gui]
 
@@ -52,19 +53,6 @@ def films(tmp_path_factory: pytest.TempPathFactory) -> dict[str, Path]:
             for name, (ages, _) in FILMS.items()}
 
 
-def _controller(qtbot, model: Path, **settings: object):
-    from pneumoview.qt.ai.controller import AIController
-
-    ctl = AIController(SimpleNamespace(ai_thresholds={}, ai_device="auto", ai_model_dir="",
-                                       cam_opacity=60, **settings),
-                       model_dir=str(model), device="cpu")
-    qtbot.addWidget(ctl.panel)
-    ctl.start()
-    qtbot.waitUntil(lambda: ctl.info is not None or bool(ctl.error), timeout=120_000)
-    assert ctl.info is not None, ctl.error
-    return ctl
-
-
 def _show(qtbot, ctl, path: Path):
     from pneumoview.core.dicomio import decode
 
@@ -80,8 +68,7 @@ def test_each_image_is_read_at_its_populations_point_like_the_batch(
     from pneumoview.core import report as rep
     from pneumoview.core.batch import BatchOptions, run_batch
 
-    ctl = _controller(qtbot, points_model)
-    try:
+    with loaded_controller(qtbot, points_model) as ctl:
         shown = {}
         for name, (_, point) in FILMS.items():
             pred = _show(qtbot, ctl, films[name])
@@ -108,9 +95,6 @@ def test_each_image_is_read_at_its_populations_point_like_the_batch(
         assert ctl.info.model_id not in ctl.settings.ai_thresholds
         assert ctl.panel.prediction.operating_point == "paediatric"
         assert ctl.panel.threshold == 1.0
-    finally:
-        ctl.shutdown()
-    assert not ctl.worker.thread_alive()
     run_batch(BatchOptions(films["adult"].parent, tmp_path / "r.csv", model_dir=points_model,
                            device="cpu", workers=1))
     for row in rep.read_report(tmp_path / "r.csv"):
@@ -129,8 +113,7 @@ def test_an_active_site_profile_names_its_point(qtbot, points_model: Path,
     path = _profile(tmp_path, points_model, "ward9", 1)
     profile = load_profile(path)
     model_id = read_model_info(points_model).model_id
-    ctl = _controller(qtbot, points_model, site_profiles={model_id: str(path)})
-    try:
+    with loaded_controller(qtbot, points_model, site_profiles={model_id: str(path)}) as ctl:
         for name in ("adult", "child"):
             pred = _show(qtbot, ctl, films[name])
             assert pred.operating_point == "profile:ward9"
@@ -138,8 +121,6 @@ def test_an_active_site_profile_names_its_point(qtbot, points_model: Path,
             assert pred.probability == pytest.approx(
                 profile.calibration.probability(pred.logit), abs=1e-9)
             assert "site profile 'ward9'" in ctl.panel.operating_point.text()
-    finally:
-        ctl.shutdown()
 
 
 def test_the_bundled_model_reads_an_adult_and_a_child_at_their_points(
@@ -163,14 +144,10 @@ def test_the_bundled_model_reads_an_adult_and_a_child_at_their_points(
                                         ViewPosition="PA", PatientAge=age),
                            tmp_path / f"{name}.dcm")
     points = json.loads((bundled_model_dir() / "metadata.json").read_text())["operating_points"]
-    ctl = _controller(qtbot, bundled_model_dir())
-    try:
+    with loaded_controller(qtbot, bundled_model_dir()) as ctl:
         for name, point in (("adult", "adult"), ("child", "paediatric")):
             pred = _show(qtbot, ctl, paths[name])
             assert pred.operating_point == point, (name, pred)
             assert pred.threshold == pytest.approx(points[point]["threshold"])
             assert ctl.panel.threshold == pytest.approx(pred.threshold)
             assert point in ctl.panel.operating_point.text()
-    finally:
-        ctl.shutdown()
-    assert not ctl.worker.thread_alive()

@@ -14,6 +14,7 @@ from pneumoview.core.aistate import (
     ModelChoice,
     ResultCache,
     ThresholdMemory,
+    cam_shown,
     resolve_choice,
     saved_threshold,
 )
@@ -138,3 +139,55 @@ def test_replacing_the_model_forgets_its_results() -> None:
     assert state.results.best_for_path("p") == "old"
     assert state.model_loaded(_Info("b")) is True
     assert state.results.best_for_path("p") is None
+
+
+def _pred(path: str, model_id: str, probability: float = 0.6, threshold: float = 0.5) -> Any:
+    from pneumoview.core.inference import SCORED, Prediction
+
+    return Prediction(path, 0, SCORED, probability, None, threshold, probability >= threshold,
+                      "", "m", "sha", model_id)
+
+
+def test_a_refusal_is_remembered_until_a_model_loads() -> None:
+    state = AIState(None, ModelChoice())
+    assert state.error == ""
+    state.model_refused("no such folder")
+    assert state.error == "no such folder" and state.info is None
+    state.model_loaded(_Info("a"))
+    assert state.error == ""
+    state.model_refused("broken weights")  # the loaded model stays; the refusal is said
+    assert state.error == "broken weights" and state.info.model_id == "a"
+
+
+def test_answers_of_a_replaced_model_are_not_kept() -> None:
+    state = AIState(None, ModelChoice())
+    state.model_loaded(_Info("b"))
+    assert not state.keep_prediction(("/x.dcm", 0, False), _pred("/x.dcm", "a"), 5.0)
+    assert state.results.for_image(("/x.dcm", 0)) is None
+    assert state.keep_prediction(("/x.dcm", 0, False), _pred("/x.dcm", "b"), 5.0)
+    assert state.results.for_image(("/x.dcm", 0)).model_id == "b"
+    assert state.results.elapsed[("/x.dcm", 0, False)] == 5.0
+
+
+def test_the_tree_shows_the_viewers_result_else_the_batchs_at_the_current_threshold() -> None:
+    state = AIState(None, ModelChoice())
+    state.model_loaded(_Info("a"))
+    assert state.result_for_path("/x.dcm") is None
+    state.add_batch_rows([{"path": "/x.dcm", "status": "scored", "probability": 0.6,
+                           "threshold": 0.5, "flagged": True, "model_id": "a"}])
+    assert state.result_for_path("/x.dcm").flagged
+    state.set_threshold(0.7)  # read again at the user's threshold
+    assert not state.result_for_path("/x.dcm").flagged
+    state.results.put(("/x.dcm", 0, False), _pred("/x.dcm", "a", probability=0.9), None)
+    assert state.result_for_path("/x.dcm").probability == 0.9  # the viewer's wins
+    state.results.put(("/x.dcm", 0, True), _pred("/x.dcm", "a", probability=0.2), None)
+    assert state.result_for_path("/x.dcm").probability == 0.2  # scored anyway wins
+
+
+@pytest.mark.parametrize("wanted, flagged, expected", [
+    (None, True, True), (None, False, False), (True, False, True), (False, True, False)])
+def test_the_map_shows_for_flagged_images_unless_the_user_says_otherwise(
+        wanted: bool | None, flagged: bool, expected: bool) -> None:
+    pred = _pred("/x.dcm", "a", probability=0.9 if flagged else 0.1)
+    assert cam_shown(wanted, pred) is expected
+    assert cam_shown(wanted, None) is bool(wanted)

@@ -221,6 +221,7 @@ class AIState:
         self.thresholds = ThresholdMemory(settings)
         self.results = ResultCache()
         self.info: Any = None  # the loaded model's ModelInfo
+        self.error = ""  # why the model asked for last did not load ("" once one has loaded)
         self.threshold = 0.5
         self._pending: ModelChoice | None = None
         self.profile: Any = None  # the active SiteProfile for the loaded model
@@ -240,6 +241,7 @@ class AIState:
         """A model is ready; returns True when it replaced another (results are then stale)."""
         replaced = self.info is not None and self.info.model_id != info.model_id
         self.info = info
+        self.error = ""
         if self._pending is not None:
             self.choice, self._pending = self._pending, None
             if hasattr(self.settings, "ai_model_dir"):
@@ -311,9 +313,11 @@ class AIState:
         population = self.populations.get(path) if path is not None else None
         return self.policy.decide_threshold(population)[1]
 
-    def model_refused(self) -> None:
-        """The model asked for did not load: the one in use stays the choice."""
+    def model_refused(self, message: str = "") -> None:
+        """The model asked for did not load (``message`` says why): the one in use, if any,
+        stays the choice."""
         self._pending = None
+        self.error = message
 
     def set_threshold(self, value: float) -> None:
         """The user set a threshold: it overrides the profile's or the model's points."""
@@ -352,6 +356,20 @@ class AIState:
             return None
         return pred
 
+    def keep_prediction(self, key: ResultKey, pred: Any, elapsed_ms: float | None) -> bool:
+        """Cache a worker's prediction for ``key``; False (not kept) when a model that has
+        since been replaced made it."""
+        if self.info is not None and pred.model_id != self.info.model_id:
+            return False
+        self.results.put(key, pred, elapsed_ms)
+        return True
+
+    def result_for_path(self, path: str) -> Any:
+        """What the study tree shows for a file: the viewer's result (frame 0, a scored-anyway
+        one preferred), else a GUI batch run's, read as the user sees it (:meth:`shown`)."""
+        pred = self.results.best_for_path(path)
+        return self.shown(pred if pred is not None else self.batch_result(path))
+
     def shown(self, pred: Any) -> Any:
         """``pred`` as the user sees it: read by :attr:`policy` (the profile's calibration,
         the image's operating point or the user's threshold) when scored."""
@@ -362,3 +380,11 @@ class AIState:
         d = self.policy.decide(float(pred.logit), self.populations.get(pred.path))
         return dataclasses.replace(pred, probability=d.probability, threshold=d.threshold,
                                    flagged=d.flagged, operating_point=d.operating_point)
+
+
+def cam_shown(wanted: bool | None, pred: Any) -> bool:
+    """Whether the CAM is on for an image: the user's choice for it (``wanted``), else on for
+    a flagged result and off for any other (``pred`` as shown, or None)."""
+    if wanted is not None:
+        return wanted
+    return bool(pred is not None and pred.scored and pred.flagged)

@@ -17,10 +17,11 @@ def ai_settings(**extra: object) -> SimpleNamespace:
 
 
 @contextmanager
-def loaded_controller(qtbot: Any, model_dir: Path | str) -> Iterator[Any]:
+def loaded_controller(qtbot: Any, model_dir: Path | str, **settings: object) -> Iterator[Any]:
+    """``settings``: more Settings fields (``site_profiles=...``) beside the AI's own."""
     from pneumoview.qt.ai.controller import AIController
 
-    ctl = AIController(ai_settings(), model_dir=str(model_dir), device="cpu")
+    ctl = AIController(ai_settings(**settings), model_dir=str(model_dir), device="cpu")
     qtbot.addWidget(ctl.panel)
     try:
         ctl.start()

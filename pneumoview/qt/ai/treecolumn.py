@@ -11,18 +11,29 @@ from pneumoview.qt.theme import state_brush
 
 
 class AITreeColumn:
-    """Writes results into ``tree``'s AI column; ``result_for(path)`` gives what a file shows
-    (already at the current threshold), ``None`` for no result yet."""
+    """Writes results into the AI column of the tree given to :meth:`attach` (nothing before);
+    ``result_for(path)`` gives what a file shows (already at the current threshold), ``None``
+    for no result yet."""
 
-    def __init__(self, tree: StudyTree, result_for: Callable[[str], Any]) -> None:
-        self.tree = tree
+    def __init__(self, result_for: Callable[[str], Any]) -> None:
+        self.tree: StudyTree | None = None
         self.result_for = result_for
+
+    def attach(self, tree: StudyTree) -> None:
+        self.tree = tree
         # right after the name, so it is seen without scrolling sideways (the tree sizes it to
         # its text as results arrive)
         header = tree.header()
         header.moveSection(header.visualIndex(AI_COLUMN), 1)
 
+    def update_paths(self, paths: list[str]) -> None:
+        """New results for ``paths`` (a GUI batch's rows, as ``AIState.batch_listeners`` hear)."""
+        for path in paths:
+            self.update_path(path)
+
     def update_path(self, path: str) -> None:
+        if self.tree is None:
+            return
         item = self.tree.instance_item(path)
         if item is None:
             return
@@ -42,6 +53,8 @@ class AITreeColumn:
         self._update_study(item)
 
     def refresh(self) -> None:
+        if self.tree is None:
+            return
         for item in list(self.tree.iter_instance_items()):
             inst = item.data(NAME, INSTANCE_ROLE)
             if inst is not None:
