@@ -188,6 +188,8 @@ def write_int8(model_dir: Path, xml: bytes, weights: bytes, quantisation: dict) 
                     "bin_sha256": hashlib.sha256(weights).hexdigest(),
                     "weights_sha256": meta["weights_sha256"]}
     meta["int8_quantisation"] = quantisation
+    if isinstance(meta.get("command"), dict) and quantisation.get("command"):
+        meta["command"]["quantize"] = quantisation["command"]
     (model_dir / METADATA_FILE).write_text(json.dumps(meta, indent=2) + "\n", encoding="utf-8")
     if (model_dir / CARD_FILE).is_file() and "metrics" in meta and "data" in meta:
         from training.card import model_card
