@@ -8,12 +8,13 @@ contract's step-5 output as a float32 numpy batch (N, 1, S, S) (:func:`normalise
 no backend's tensor type leaks into the callers.
 
 Engines: ``torch`` (today's eager float32; CUDA or MPS when present) and ``openvino`` (CPU,
-float32, bfloat16, or int8 from the model folder's own quantised graph). ``auto`` keeps a GPU on torch, takes OpenVINO on the CPU when it imports,
-and torch on the CPU otherwise (:func:`choose_engine`). Precision ``auto`` is bfloat16 only
-where the CPU computes it natively (AMX or AVX512-BF16): elsewhere OpenVINO would emulate it
-or fall back to float32, so auto means float32 there. ``int8`` is never chosen by auto: it is an
-explicit choice, and only for a model folder that carries an int8 graph made ahead of time
-(``python -m training quantize``). Nothing here imports torch or openvino.
+float32, bfloat16, or int8 from the model folder's own quantised graph). ``auto`` keeps a GPU
+on torch, takes OpenVINO on the CPU when it imports, and torch on the CPU otherwise
+(:func:`choose_engine`). Precision ``auto`` is bfloat16 only where the CPU computes it
+natively (AMX or AVX512-BF16): elsewhere OpenVINO would emulate it or fall back to float32, so
+auto means float32 there. ``int8`` is never chosen by auto: it is an explicit choice, and only
+for a model folder that carries an int8 graph made ahead of time (``python -m training
+quantize``). Nothing here imports torch or openvino.
 """
 
 from __future__ import annotations
