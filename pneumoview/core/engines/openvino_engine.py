@@ -202,7 +202,8 @@ class OpenVINOBackend:
         if self.requested is Precision.INT8:
             return Precision.INT8 if _runs_int8(compiled) else Precision.F32
         ran = str(compiled.get_property("INFERENCE_PRECISION_HINT")).lower()
-        return Precision.BF16 if "bf16" in ran else Precision.F32
+        # OpenVINO 2026 answers an element type, "<Type: 'bfloat16'>"; older ones "bf16"
+        return Precision.BF16 if "bf16" in ran or "bfloat16" in ran else Precision.F32
 
     def forward(self, batch: np.ndarray) -> Forward:
         """Logits and A for a contract step-5 batch (N, 1, S, S) float32."""
