@@ -102,6 +102,7 @@ def int8_model_dir(tmp_path_factory: pytest.TempPathFactory) -> Path:
     return model_dir
 
 
+@pytest.mark.slow
 def test_precision_int8_runs_the_models_int8_graph(folder: Path, model_dir: Path,
                                                    int8_model_dir: Path,
                                                    tmp_path: Path) -> None:

@@ -2,7 +2,8 @@
 quantize``, loaded from sha256-checked bytes; refused when absent, altered or stale.
 
 The fixture quantises a small random model (64 px) on a few smooth synthetic films, so it runs
-in seconds; the bundled model's int8 graph is checked against the accuracy guard in
+in 10-25 s on a busy 2-core machine (so the tests that use it are marked slow); the bundled
+model's int8 graph is checked against the accuracy guard in
 ``test_engine_accuracy.py``.
 """
 
@@ -74,6 +75,7 @@ def copy_dir(int8_dir: tuple[Path, np.ndarray, list], tmp_path: Path) -> Path:
     return Path(shutil.copytree(int8_dir[0], tmp_path / "copy"))
 
 
+@pytest.mark.slow
 def test_int8_graph_loads_and_is_close_to_f32(int8_dir: tuple[Path, np.ndarray, list]) -> None:
     model_dir, quantised_logits, xs = int8_dir
     meta = json.loads((model_dir / "metadata.json").read_text())
@@ -98,6 +100,7 @@ def test_int8_graph_loads_and_is_close_to_f32(int8_dir: tuple[Path, np.ndarray, 
     assert cam.shape == fwd.activations.shape[2:] and np.isfinite(cam).all()
 
 
+@pytest.mark.slow
 def test_model_without_int8_is_refused_with_the_way_to_make_one(tmp_path: Path) -> None:
     from tests.support.model_fixture import make_random_model_dir
 
@@ -110,6 +113,7 @@ def test_model_without_int8_is_refused_with_the_way_to_make_one(tmp_path: Path) 
         Engine(plain, device="cpu", engine="auto", precision="int8").load()
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("name", ["int8.xml", "int8.bin"])
 def test_altered_int8_file_is_refused(copy_dir: Path, name: str) -> None:
     path = copy_dir / name
@@ -121,6 +125,7 @@ def test_altered_int8_file_is_refused(copy_dir: Path, name: str) -> None:
     Engine(copy_dir, device="cpu", engine="openvino", precision="f32").load()  # f32 unaffected
 
 
+@pytest.mark.slow
 def test_missing_int8_file_and_stale_record_are_refused(copy_dir: Path) -> None:
     (copy_dir / "int8.bin").unlink()
     with pytest.raises(PneumoViewError, match="bin is missing"):
@@ -133,6 +138,7 @@ def test_missing_int8_file_and_stale_record_are_refused(copy_dir: Path) -> None:
         Engine(copy_dir, device="cpu", engine="openvino", precision="int8").load()
 
 
+@pytest.mark.slow
 def test_int8_record_is_part_of_the_model_id(int8_dir: tuple[Path, np.ndarray, list]) -> None:
     from pneumoview.core.modelinfo import model_id
 
@@ -152,6 +158,7 @@ def test_int8_is_explicit_and_openvino_only() -> None:
         choose_precision(Precision.INT8, False, EngineName.TORCH)
 
 
+@pytest.mark.slow
 def test_torch_engine_refuses_int8(int8_dir: tuple[Path, np.ndarray, list]) -> None:
     with pytest.raises(EngineUnavailable, match="int8 runs on the openvino engine only"):
         Engine(int8_dir[0], device="cpu", engine="torch", precision="int8").load()
@@ -170,6 +177,7 @@ def test_guard_figures_and_refusal() -> None:
     assert not worse["passed"] and worse["auroc_delta"] > 0.002
 
 
+@pytest.mark.slow
 def test_quantize_refuses_to_write_when_the_guard_fails(tmp_path: Path,
                                                          monkeypatch: pytest.MonkeyPatch) -> None:
     import argparse
@@ -190,3 +198,21 @@ def test_quantize_refuses_to_write_when_the_guard_fails(tmp_path: Path,
         Q.run(args)
     assert not (model_dir / "int8.xml").exists() and not (model_dir / "int8.bin").exists()
     assert (model_dir / "metadata.json").read_bytes() == before
+
+
+@pytest.mark.slow
+def test_settings_precision_int8_reaches_the_loader(
+        int8_dir: tuple[Path, np.ndarray, list]) -> None:
+    """``ai_precision: "int8"`` in the settings is the viewer's choice unless the command line
+    says otherwise, and loads the int8 graph."""
+    from pneumoview.core.aistate import resolve_choice
+    from pneumoview.core.settings import Settings
+
+    settings = Settings(ai_precision="int8")
+    choice = resolve_choice(str(int8_dir[0]), "cpu", settings)
+    assert choice.precision == "int8"
+    assert resolve_choice(None, None, settings, cli_precision="f32").precision == "f32"
+    engine = Engine(choice.model_dir, device="cpu", engine=choice.engine,
+                    precision=choice.precision)
+    engine.load()
+    assert engine.engine_text.startswith("openvino int8")
