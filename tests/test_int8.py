@@ -216,3 +216,15 @@ def test_settings_precision_int8_reaches_the_loader(
                     precision=choice.precision)
     engine.load()
     assert engine.engine_text.startswith("openvino int8")
+
+
+@pytest.mark.slow
+def test_self_test_checks_int8_against_torch(int8_dir: tuple[Path, np.ndarray, list]) -> None:
+    from pneumoview import selftest
+
+    checks = selftest.check_inference(int8_dir[0], device="cpu", engine_name="openvino",
+                                      precision="int8")
+    assert [c.area for c in checks] == ["inference", "cam", "engine"]
+    assert all(c.ok for c in checks), [c.line() for c in checks]
+    assert "openvino int8 on cpu" in checks[0].detail
+    assert checks[2].name == "openvino int8 vs torch f32" and "limit 1" in checks[2].detail
