@@ -228,3 +228,21 @@ def test_self_test_checks_int8_against_torch(int8_dir: tuple[Path, np.ndarray, l
     assert all(c.ok for c in checks), [c.line() for c in checks]
     assert "openvino int8 on cpu" in checks[0].detail
     assert checks[2].name == "openvino int8 vs torch f32" and "limit 1" in checks[2].detail
+
+
+@pytest.mark.slow
+def test_loading_int8_needs_neither_nncf_nor_torch(int8_dir: tuple[Path, np.ndarray, list],
+                                                   tmp_path: Path) -> None:
+    import os
+    import subprocess
+    import sys
+
+    code = ("import sys; from pneumoview.core.inference import Engine; "
+            f"e = Engine({str(int8_dir[0])!r}, device='cpu', engine='openvino', "
+            "precision='int8'); e.load(); import numpy as np; "
+            f"e.logits([np.full(({SIZE}, {SIZE}), 0.5, np.float32)]); "
+            "print(e.engine_text, 'nncf' in sys.modules, 'torch' in sys.modules)")
+    env = {**os.environ, "PNEUMOVIEW_TORCH_THREADS": "1", "HOME": str(tmp_path)}
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True,
+                         check=True, cwd=Path(__file__).resolve().parents[1], env=env)
+    assert out.stdout.split() == ["openvino", "int8", "on", "cpu", "False", "False"]
