@@ -1,7 +1,8 @@
 """Benchmark: the inference engines side by side, model only, ratios against torch float32.
 
 Every engine the CPU can run (torch float32 as the app ran it before the engine seam; OpenVINO
-float32; OpenVINO bf16 only where the CPU has native bf16) scores the same real chest films,
+float32; OpenVINO bf16 only where the CPU has native bf16; OpenVINO int8 when the model folder
+ships an int8 graph, ``python -m training quantize``) scores the same real chest films,
 interleaved round by round so a busy machine slows all of them alike:
 
 * batched throughput (images/s at ``--batch``) and batch-1 latency (median over the films);
@@ -12,8 +13,9 @@ interleaved round by round so a busy machine slows all of them alike:
 
     python -m bench.bench_engine [--model DIR] [--n 64] [--batch 32] [--rounds 3] [--threads 2]
 
-``--int8 N`` adds OpenVINO int8 (NNCF post-training quantisation, calibrated on N other films)
-for comparison; the app does not offer it (see the README's engine table for the guard).
+``--int8 N``, for a model folder without an int8 graph, adds OpenVINO int8 quantised here by
+NNCF (calibrated on N other films) for comparison; a folder with one times the shipped graph
+as the app loads it (``--precision int8``), and ``--int8`` is ignored.
 
 Films: the NIH PNGs of ../shared/data (else a random model's smooth random fields, which time
 the same). Goal (issue 17): the fast engine at least 5x torch batched and batch-1 5x lower;
@@ -53,6 +55,8 @@ def films(n: int, size: int) -> list[np.ndarray]:
 def engines(model_dir: Path | None) -> dict[str, object]:
     from pneumoview.core.engines.openvino_engine import cpu_has_native_bf16, openvino_available
     from pneumoview.core.inference import Engine
+    from pneumoview.core.modelinfo import INT8_XML_FILE
+    from pneumoview.core.resources import bundled_model_dir
 
     made = {"torch f32": Engine(model_dir, "cpu", engine="torch")}
     if openvino_available():
@@ -62,6 +66,9 @@ def engines(model_dir: Path | None) -> dict[str, object]:
                                            precision="bf16")
         else:
             print("openvino bf16: skipped (this CPU has no native bf16: AMX or AVX512-BF16)")
+        if (model_dir or bundled_model_dir()).joinpath(INT8_XML_FILE).is_file():
+            made["openvino int8"] = Engine(model_dir, "cpu", engine="openvino",
+                                           precision="int8")
     for name, eng in made.items():
         t0 = time.perf_counter()
         eng.load()
@@ -71,9 +78,9 @@ def engines(model_dir: Path | None) -> dict[str, object]:
 
 
 class Int8Runner:
-    """OpenVINO int8 from NNCF's post-training quantisation of the verified weights' graph
-    (bench only: the app does not offer it, see ``--int8``). Calibrated on ``calibration``
-    (contract step-4 outputs of films that are not timed); quantised with NNCF's defaults."""
+    """OpenVINO int8 from NNCF's post-training quantisation of the verified weights' graph,
+    made here for a model folder without an int8 graph (see ``--int8``). Calibrated on
+    ``calibration`` (contract step-4 outputs of films that are not timed); NNCF's defaults."""
 
     def __init__(self, model_dir: Path | None, calibration: list[np.ndarray]) -> None:
         import nncf
@@ -172,8 +179,8 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--rounds", type=int, default=3)
     ap.add_argument("--threads", type=int, default=2, help="threads for every engine")
     ap.add_argument("--int8", type=int, default=0, metavar="N",
-                    help="also time OpenVINO int8 quantised by NNCF on N further films "
-                         "(needs nncf; the app does not offer int8 yet: see the README)")
+                    help="for a model without an int8 graph: also time OpenVINO int8 "
+                         "quantised here by NNCF on N further films (needs nncf)")
     args = ap.parse_args(argv)
     os.environ["PNEUMOVIEW_TORCH_THREADS"] = str(args.threads)
     from bench._common import check_load
@@ -193,7 +200,9 @@ def main(argv: list[str] | None = None) -> int:
         print("no bundled model: a random model of the same architecture")
     xs = films(args.n, info.input_size)
     made = engines(model_dir)
-    if args.int8:
+    if args.int8 and "openvino int8" in made:
+        print("openvino int8: the model's own int8 graph is timed (--int8 ignored)")
+    elif args.int8:
         calibration = films(args.n + args.int8, info.input_size)[args.n:]
         made["openvino int8"] = int8 = Int8Runner(model_dir, calibration)
         print(f"openvino int8: quantised in {int8.quantise_s:.1f} s ({int8.engine_text})")

@@ -71,7 +71,8 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--model", help="model folder (default: bundled, else a random model)")
     parser.add_argument("--device", default="auto")
     parser.add_argument("--engine", default=None, help="auto (default), torch or openvino")
-    parser.add_argument("--precision", default=None, help="auto (default), bf16 or f32")
+    parser.add_argument("--precision", default=None,
+                        help="auto (default), bf16, f32 or int8 (a model with an int8 graph)")
     parser.add_argument("--n", type=int, default=20)
     args = parser.parse_args(argv)
     os.environ.setdefault("QT_QPA_PLATFORM", "offscreen")

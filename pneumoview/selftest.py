@@ -202,8 +202,9 @@ def check_model(model_dir: Path | None = None) -> Check:
 
 #: Largest logit difference from torch float32 the self-test accepts, by the precision that ran:
 #: float32 engines differ by rounding only (about 1e-5); bf16 keeps 8 bits of mantissa, which
-#: moves the logit by a few hundredths on real films.
-AGREEMENT_LIMIT = {"f32": 1e-3, "bf16": 0.1}
+#: moves the logit by a few hundredths on real films; int8 (the model folder's quantised graph,
+#: which kept the accuracy guard when it was made) moves it by up to a few tenths.
+AGREEMENT_LIMIT = {"f32": 1e-3, "bf16": 0.1, "int8": 1.0}
 
 
 def check_engine_agreement(engine: Engine, model_dir: Path | None, device: str,

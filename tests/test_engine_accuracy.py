@@ -1,5 +1,6 @@
 """Accuracy guard: the fast engine (OpenVINO at the precision ``auto`` picks on this CPU: bf16
-where it is native, else f32) against torch float32 on the bundled model's validation split.
+where it is native, else f32; and at ``int8``, the bundled model's quantised graph) against torch
+float32 on the bundled model's validation split.
 
 The split is rebuilt as ``training prepare`` made it (Kermany train + NIH, patient-grouped,
 the metadata's seed and fractions), and its size must match what the metadata records. The
@@ -50,18 +51,28 @@ def _scores(engine, inputs: list[np.ndarray]) -> np.ndarray:  # an Engine
     return np.concatenate(out)
 
 
+def _thresholds(info) -> list[float]:  # a ModelInfo
+    """The model's threshold and each population's operating point."""
+    points = info.raw.get("operating_points") or {}
+    return sorted({float(info.threshold), *(float(p["threshold"]) for p in points.values())})
+
+
 @pytest.mark.slow
 @pytest.mark.shared_data("kermany", "train")
 @pytest.mark.shared_data("nih", "labels.csv")
-def test_fast_engine_keeps_auroc_and_decisions(monkeypatch: pytest.MonkeyPatch) -> None:
+@pytest.mark.parametrize("precision", ["auto", "int8"])
+def test_fast_engine_keeps_auroc_and_decisions(monkeypatch: pytest.MonkeyPatch,
+                                               precision: str) -> None:
     from pneumoview.core import contract
     from pneumoview.core.inference import Engine
     from training.metrics import auroc
 
     monkeypatch.setenv("PNEUMOVIEW_TORCH_THREADS", "2")
     model_dir = bundled_trained_model_dir()
+    if precision == "int8" and not (model_dir / "int8.xml").is_file():
+        pytest.skip("the bundled model has no int8 graph")
     ref = Engine(model_dir, device="cpu", engine="torch", with_cam=False)
-    fast = Engine(model_dir, device="cpu", engine="openvino", precision="auto",
+    fast = Engine(model_dir, device="cpu", engine="openvino", precision=precision,
                   with_cam=False)
     info = ref.load()
     fast.load()
@@ -72,10 +83,15 @@ def test_fast_engine_keeps_auroc_and_decisions(monkeypatch: pytest.MonkeyPatch) 
     p_ref, p_fast = _scores(ref, inputs), _scores(fast, inputs)
     delta = abs(auroc(labels, p_fast) - auroc(labels, p_ref))
     assert delta <= AUROC_TOLERANCE, (fast.engine_text, delta)
-    threshold = info.threshold
-    differ = (p_ref >= threshold) != (p_fast >= threshold)
-    near = np.abs(p_ref - threshold) < THRESHOLD_MARGIN
-    assert not np.any(differ & ~near), (fast.engine_text, np.flatnonzero(differ & ~near))
+    if precision == "int8":
+        assert fast.precision == "int8"
+    counts = []
+    for threshold in _thresholds(info):
+        differ = (p_ref >= threshold) != (p_fast >= threshold)
+        near = np.abs(p_ref - threshold) < THRESHOLD_MARGIN
+        assert not np.any(differ & ~near), (fast.engine_text, threshold,
+                                            np.flatnonzero(differ & ~near))
+        counts.append(f"{int(differ.sum())} at {threshold:.4f}")
     print(f"\n{fast.engine_text}: {len(items)} validation images, AUROC delta {delta:.2e}, "
           f"max |dp| {np.abs(p_fast - p_ref).max():.2e}, decisions differing "
-          f"{int(differ.sum())} (all within {THRESHOLD_MARGIN} of the threshold)")
+          f"{', '.join(counts)} (all within {THRESHOLD_MARGIN} of the threshold)")

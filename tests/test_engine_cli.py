@@ -85,3 +85,37 @@ def test_unavailable_precision_is_refused_with_the_reason(folder: Path, model_di
 def test_unknown_engine_is_a_usage_error(folder: Path, model_dir: Path, tmp_path: Path) -> None:
     res = _flag(folder, tmp_path / "r.csv", model_dir, "--engine", "onnx")
     assert res.returncode == 2 and "--engine" in res.stderr
+
+
+@pytest.fixture(scope="module")
+def int8_model_dir(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """A small random model with an int8 graph (made in a module fixture: NNCF leaves a
+    thread pool behind, which a test's own body must not)."""
+    if importlib.util.find_spec("nncf") is None:
+        pytest.skip("nncf is needed to make the int8 graph")
+    from tests.support.model_fixture import make_random_model_dir
+    from tests.test_int8 import SIZE, _quantised
+
+    model_dir = make_random_model_dir(tmp_path_factory.mktemp("int8") / "m", seed=7,
+                                      input_size=SIZE)
+    _quantised(model_dir)
+    return model_dir
+
+
+@pytest.mark.slow
+def test_precision_int8_runs_the_models_int8_graph(folder: Path, model_dir: Path,
+                                                   int8_model_dir: Path,
+                                                   tmp_path: Path) -> None:
+    """``--precision int8`` is a CLI choice: with an int8 graph it runs and the manifest says
+    int8; without one it is refused with the way to make one, before a report is written."""
+    res = _flag(folder, tmp_path / "none.csv", model_dir, "--precision", "int8")
+    assert res.returncode != 0 and "no int8 graph" in res.stderr
+    assert "python -m training quantize" in res.stderr
+    assert not (tmp_path / "none.csv").exists()
+    model_dir = int8_model_dir
+    report = tmp_path / "int8.csv"
+    res = _flag(folder, report, model_dir, "--precision", "int8")
+    assert res.returncode == 0, res.stderr
+    manifest = rep.read_manifest(report)
+    assert manifest is not None and manifest["precision"] == "int8"
+    assert "(openvino int8 on cpu)" in res.stderr and _probabilities(report)

@@ -127,7 +127,7 @@ def test_inference_and_cam_run_on_a_model(random_model_dir: Path) -> None:
 
 @pytest.mark.slow
 def test_fast_engine_is_checked_against_torch(random_model_dir: Path) -> None:
-    from pneumoview.core.engines.openvino_engine import openvino_available
+    from pneumoview.core.engines.openvino_engine import cpu_has_native_bf16, openvino_available
     from pneumoview.core.inference import Engine
 
     if not openvino_available():
@@ -136,9 +136,10 @@ def test_fast_engine_is_checked_against_torch(random_model_dir: Path) -> None:
                                       engine_name="openvino")
     assert [c.area for c in checks] == ["inference", "cam", "engine"]
     assert all(c.ok for c in checks), [c.line() for c in checks]
-    assert "openvino f32 on cpu" in checks[0].detail
+    auto = "bf16" if cpu_has_native_bf16() else "f32"  # what precision auto runs here
+    assert f"openvino {auto} on cpu" in checks[0].detail
     assert "6 samples, max logit difference" in checks[2].detail
-    fast = Engine(random_model_dir, device="cpu", engine="openvino")
+    fast = Engine(random_model_dir, device="cpu", engine="openvino", precision="f32")
     fast.load()
     logits = fast.logits
     fast.logits = lambda inputs: logits(inputs) + 0.01  # type: ignore[method-assign]

@@ -1,5 +1,5 @@
-"""``python -m training {prepare,train,export,evaluate,reproduce,cv,oppoints,search,gate,
-gate-eval} ...``."""
+"""``python -m training {prepare,train,export,evaluate,reproduce,cv,oppoints,quantize,search,
+gate,gate-eval} ...``."""
 
 from __future__ import annotations
 
@@ -21,6 +21,8 @@ COMMANDS = {
     "cv": ("training.cv", "patient-grouped k-fold cross-validation of a fine-tune (adults)"),
     "oppoints": ("training.pointscmd", "population operating points for an exported model, "
                  "chosen on its own validation split"),
+    "quantize": ("training.quantize", "an int8 graph for --precision int8 (NNCF), kept only "
+                 "if it passes the accuracy guard on validation"),
     "search": ("training.search", "cross-validate several fine-tune configurations, tabulate"),
     "gate": ("training.gate.command", "train the input gate's heads on a model's backbone"),
     "gate-eval": ("training.gate.evaluate", "the input gate's figures (markdown tables)"),

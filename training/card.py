@@ -36,7 +36,7 @@ def commands(meta: dict) -> list[str]:
         out += commands({"command": init["command"], "init_from": init.get("init_from")})
     c = meta["command"]
     out += [c.get("prepare", ""), c.get("cv", ""), c.get("train", ""), c.get("export", ""),
-            c.get("oppoints", "")]
+            c.get("oppoints", ""), c.get("quantize", "")]
     seen: list[str] = []
     for x in out:  # the same prepare line appears once per stage
         if x and x not in seen:
@@ -260,6 +260,29 @@ def _points_figures(meta: dict) -> list[str]:
     return lines + [""]
 
 
+def _int8(meta: dict) -> list[str]:
+    """The int8 graph (``python -m training quantize``) and the guard it passed."""
+    q = meta.get("int8_quantisation")
+    if not meta.get("int8") or not q:
+        return []
+    g, c = q["guard"], q["calibration"]
+    srcs = ", ".join(f"{k} {v}" for k, v in sorted(c["sources"].items()))
+    decisions = "; ".join(f"{name} {d['threshold']:.4f}: {d['differ']} differ"
+                          for name, d in g["decisions"].items())
+    return ["## Int8 graph (`--precision int8`)", "",
+            f"`int8.xml` + `int8.bin` (OpenVINO IR, sha256 {meta['int8']['xml_sha256'][:12]} and "
+            f"{meta['int8']['bin_sha256'][:12]} in `int8`), made by `{q['command']}`: "
+            f"{q['method']}, calibrated on {c['n']} films of the training split ({srcs}; seed "
+            f"{c['seed']}); NNCF {q['versions']['nncf']}, OpenVINO {q['versions']['openvino']}.",
+            "",
+            f"Accuracy guard on the {g['n']} validation images against torch float32: AUROC "
+            f"{g['auroc_int8']:.5f} vs {g['auroc_torch_f32']:.5f} (delta {g['auroc_delta']:.1e}, "
+            f"limit {g['auroc_tolerance']}); probabilities within "
+            f"{g['max_abs_probability_difference']:.3f}; flag decisions: {decisions}, each "
+            f"within {g['threshold_margin']} of its threshold. The command refuses to write a "
+            "graph that fails the guard.", ""]
+
+
 def model_card(meta: dict) -> str:
     """MODEL_CARD.md text from the metadata (no numbers typed by hand)."""
     m = meta["metrics"]
@@ -283,6 +306,7 @@ def model_card(meta: dict) -> str:
                      f"{e['sensitivity']:.3f}, specificity {e['specificity']:.3f}.")
         lines.append("")
     lines += _search(meta)
+    lines += _int8(meta)
     lines += ["## Known limits", "", *_limits(meta), "", "## Reproduce", "",
               "One command from a checkout: `python -m training reproduce` (README, Training). "
               "It runs:", "", "```", *commands(meta), "```", "", *_timings(meta),

@@ -17,4 +17,6 @@ def add_engine_arguments(parser: argparse.ArgumentParser) -> None:
                              "the CPU when it is installed, torch otherwise), torch, openvino")
     parser.add_argument("--precision", choices=PRECISION_CHOICES, default=None,
                         help="auto (default: bf16 where the CPU computes it natively, AMX or "
-                             "AVX512-BF16, else f32), bf16 (openvino on such a CPU only), f32")
+                             "AVX512-BF16, else f32), bf16 (openvino on such a CPU only), f32, "
+                             "int8 (openvino, a model with an int8 graph: python -m training "
+                             "quantize; never chosen by auto)")

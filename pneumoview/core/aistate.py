@@ -46,7 +46,7 @@ class ModelChoice:
     model_dir: str | None = None
     device: str = "auto"
     engine: str = "auto"  # auto, torch, openvino (pneumoview.core.engines)
-    precision: str = "auto"  # auto, bf16, f32
+    precision: str = "auto"  # auto, bf16, f32, int8
 
 
 def resolve_choice(cli_model: str | None, cli_device: str | None,

@@ -1,7 +1,10 @@
 """A model folder's metadata and identity, without torch (the batch and the viewer need them
 before, or instead of, loading the network).
 
-A model folder holds ``model.safetensors`` (weights), ``metadata.json`` and ``MODEL_CARD.md``.
+A model folder holds ``model.safetensors`` (weights), ``metadata.json`` and ``MODEL_CARD.md``,
+and may hold an int8 graph made ahead of time by ``python -m training quantize``
+(``int8.xml`` + ``int8.bin``, OpenVINO IR), whose sha256s the metadata's ``int8`` field records
+(:func:`int8_graph`; the backend checks them before it compiles those very bytes).
 Two digests identify a model:
 
 * ``weights_sha256`` (reported as ``model_sha256``): the weights file's sha256, recorded in the
@@ -49,6 +52,12 @@ ARCHITECTURE = "resnet18-1ch-1logit"
 WEIGHTS_FILE = "model.safetensors"
 METADATA_FILE = "metadata.json"
 CARD_FILE = "MODEL_CARD.md"
+INT8_XML_FILE = "int8.xml"
+INT8_BIN_FILE = "int8.bin"
+#: The int8 IR's topology (xml, ~100 KiB) and weights (bin, ~12 MB) are read whole, checked
+#: and compiled from memory; anything far larger is not this graph.
+MAX_INT8_XML_BYTES = 16 * 2**20
+MAX_INT8_BIN_BYTES = 256 * 2**20
 #: metadata.json is a few KiB (the bundled one with its metrics: 20 KiB).
 MAX_METADATA_BYTES = 4 * 2**20
 
@@ -63,6 +72,7 @@ BEHAVIOURAL_KEYS = frozenset({
     "gate",  # validity-gate heads: class names, thresholds
     "atypicality",  # out-of-distribution score parameters
     "conversions",  # e.g. input or output conversions a backend applies
+    "int8",  # the int8 graph's files and sha256s: what runs at --precision int8
 })
 
 #: Keys that only describe the model (shown, never used to compute a result): changing them
@@ -73,6 +83,7 @@ DESCRIPTIVE_KEYS = frozenset({
     "training", "seed", "command", "init_from", "versions", "git_commit", "created", "note",
     "description", "license", "authors", "intended_use",
     "gate_training",  # how the input gate was made and its figures (the gate itself: "gate")
+    "int8_quantisation",  # how the int8 graph was made, its guard figures (the graph: "int8")
 })
 
 #: The scheme of :func:`model_id` (its prefix); a new scheme gets a new prefix.
@@ -294,6 +305,48 @@ def read_model_info(model_dir: Path | str | PathLike[str] | None = None) -> Mode
         raw=raw,
         model_id=model_id(sha, raw),
     )
+
+
+@dataclass(frozen=True)
+class Int8Graph:
+    """The metadata's record of the model's int8 graph (``python -m training quantize``)."""
+
+    xml_path: Path
+    bin_path: Path
+    xml_sha256: str
+    bin_sha256: str
+    from_weights_sha256: str  # the weights it was quantised from
+
+
+NO_INT8 = ("this model has no int8 graph; make one with python -m training quantize --model "
+           "<folder>")
+
+
+def _hex64(value: Any) -> str:
+    text = str(value or "").lower()
+    return text if len(text) == 64 and all(c in "0123456789abcdef" for c in text) else ""
+
+
+def int8_graph(info: ModelInfo) -> Int8Graph:
+    """The int8 graph the metadata records, or :class:`PneumoViewError` with :data:`NO_INT8`
+    when it records none (the files are checked by the backend that reads them)."""
+    rec = info.raw.get("int8")
+    if not rec:
+        raise PneumoViewError(NO_INT8, info.directory)
+    meta_path = info.directory / METADATA_FILE
+    if not isinstance(rec, dict):
+        raise PneumoViewError("metadata field 'int8' is not an object; run python -m training "
+                              "quantize again", meta_path)
+    shas = {k: _hex64(rec.get(k)) for k in ("xml_sha256", "bin_sha256", "weights_sha256")}
+    if not all(shas.values()):
+        raise PneumoViewError("metadata field 'int8' lacks a sha256 of the int8 graph; run "
+                              "python -m training quantize again", meta_path)
+    if shas["weights_sha256"] != info.weights_sha256:
+        raise PneumoViewError("the int8 graph was quantised from other weights than "
+                              "model.safetensors; run python -m training quantize again",
+                              meta_path)
+    return Int8Graph(info.directory / INT8_XML_FILE, info.directory / INT8_BIN_FILE,
+                     shas["xml_sha256"], shas["bin_sha256"], shas["weights_sha256"])
 
 
 def verify_weights(info: ModelInfo) -> None:

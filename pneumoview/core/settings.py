@@ -52,7 +52,7 @@ class Settings:
     ai_thresholds: dict[str, Any] = field(default_factory=dict)
     ai_device: str = defaults.DEVICE
     ai_engine: str = defaults.ENGINE  # auto, torch, openvino
-    ai_precision: str = defaults.PRECISION  # auto, bf16, f32
+    ai_precision: str = defaults.PRECISION  # auto, bf16, f32, int8
     ai_model_dir: str = ""
     cam_opacity: int = defaults.CAM_OPACITY_PERCENT
     # reviews and site calibration: the reader's name for reviews ("" = the OS user), the

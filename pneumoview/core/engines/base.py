@@ -8,10 +8,13 @@ contract's step-5 output as a float32 numpy batch (N, 1, S, S) (:func:`normalise
 no backend's tensor type leaks into the callers.
 
 Engines: ``torch`` (today's eager float32; CUDA or MPS when present) and ``openvino`` (CPU,
-float32 or bfloat16). ``auto`` keeps a GPU on torch, takes OpenVINO on the CPU when it imports,
-and torch on the CPU otherwise (:func:`choose_engine`). Precision ``auto`` is bfloat16 only
-where the CPU computes it natively (AMX or AVX512-BF16): elsewhere OpenVINO would emulate it
-or fall back to float32, so auto means float32 there. Nothing here imports torch or openvino.
+float32, bfloat16, or int8 from the model folder's own quantised graph). ``auto`` keeps a GPU
+on torch, takes OpenVINO on the CPU when it imports, and torch on the CPU otherwise
+(:func:`choose_engine`). Precision ``auto`` is bfloat16 only where the CPU computes it
+natively (AMX or AVX512-BF16): elsewhere OpenVINO would emulate it or fall back to float32, so
+auto means float32 there. ``int8`` is never chosen by auto: it is an explicit choice, and only
+for a model folder that carries an int8 graph made ahead of time (``python -m training
+quantize``). Nothing here imports torch or openvino.
 """
 
 from __future__ import annotations
@@ -40,6 +43,7 @@ class Precision(str, enum.Enum):
     AUTO = "auto"
     BF16 = "bf16"
     F32 = "f32"
+    INT8 = "int8"
 
 
 ENGINE_CHOICES = tuple(e.value for e in EngineName)
@@ -67,7 +71,8 @@ def parse_engine(value: str | EngineName | None) -> EngineName:
 
 
 def parse_precision(value: str | Precision | None) -> Precision:
-    """``auto``/``bf16``/``f32`` (case-insensitive; empty means auto; fp32/float32 = f32)."""
+    """``auto``/``bf16``/``f32``/``int8`` (case-insensitive; empty means auto; fp32/float32 =
+    f32)."""
     text = (value.value if isinstance(value, Precision) else str(value or "")).strip().lower()
     text = {"fp32": "f32", "float32": "f32", "bfloat16": "bf16"}.get(text, text)
     try:
@@ -91,10 +96,15 @@ def choose_engine(requested: EngineName, device_type: str, openvino_ok: bool) ->
 
 
 def choose_precision(requested: Precision, native_bf16: bool, engine: EngineName) -> Precision:
-    """auto: bf16 where the CPU has it natively (OpenVINO only), else f32; bf16 on a CPU
-    without it, or on the torch engine, is refused rather than silently run as f32."""
+    """auto: bf16 where the CPU has it natively (OpenVINO only), else f32 (never int8); bf16
+    on a CPU without it, or bf16 or int8 on the torch engine, is refused rather than silently
+    run as f32. Whether the model has an int8 graph is the OpenVINO backend's check."""
     if requested is Precision.AUTO:
         return Precision.BF16 if engine is EngineName.OPENVINO and native_bf16 else Precision.F32
+    if requested is Precision.INT8 and engine is not EngineName.OPENVINO:
+        raise EngineUnavailable("int8 runs on the openvino engine only (the model folder's "
+                                "quantised graph); the torch engine runs f32",
+                                option="precision")
     if requested is Precision.BF16:
         if engine is not EngineName.OPENVINO:
             raise EngineUnavailable("bf16 runs on the openvino engine only; the torch engine "

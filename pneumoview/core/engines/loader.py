@@ -89,14 +89,14 @@ def load_backend(model_dir: str | PathLike[str] | None = None, device: str = "au
                                 f"{device!r}", option="engine")
     chosen = choose_engine(asked, device_type, openvino_available())
     if chosen is EngineName.TORCH:
-        choose_precision(prec, False, EngineName.TORCH)  # refuses bf16 on torch
+        choose_precision(prec, False, EngineName.TORCH)  # refuses bf16 and int8 on torch
         return LoadResult(load_torch(directory, device))
     if asked is EngineName.OPENVINO:
         return LoadResult(load_openvino(directory, prec))
     try:
         return LoadResult(load_openvino(directory, prec))
     except EngineUnavailable as exc:
-        if prec is Precision.BF16:  # torch cannot give it either
+        if prec in (Precision.BF16, Precision.INT8):  # torch cannot give them either
             raise
         log.warning("openvino engine unavailable, running torch: %s", exc.reason)
         return LoadResult(load_torch(directory, device), fallback=exc.reason)

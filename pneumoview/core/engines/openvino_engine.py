@@ -10,6 +10,14 @@ compile time, so the backend keeps one compiled model per thread count it has be
 (the count changes only when decode workers come and go). Precision is OpenVINO's inference
 precision hint; what runs is read back from the compiled model and reported. Importing this
 module imports openvino; :func:`openvino_available` is the cheap probe.
+
+Precision ``int8`` runs the model folder's int8 graph instead (``python -m training quantize``
+made it ahead of time: NNCF's quantisation of this same graph, checked against the accuracy
+guard before it was written). Its xml and bin are read once, their sha256s checked against the
+metadata's ``int8`` record, and the model is parsed from those same bytes in memory
+(:func:`read_verified_int8`), never from a path that could be swapped after the check. The
+weights file is still read and verified: the CAM, the gate and the atypicality use its
+``fc`` and gate tensors.
 """
 
 from __future__ import annotations
@@ -31,7 +39,10 @@ from pneumoview.core.engines.base import (
 from pneumoview.core.errors import PneumoViewError
 from pneumoview.core.modelinfo import ModelInfo, verify_weights
 
-_OV_PRECISION = {Precision.F32: "f32", Precision.BF16: "bf16"}
+#: The inference precision hint; int8's quantised layers run int8 and the rest f32.
+_OV_PRECISION = {Precision.F32: "f32", Precision.BF16: "bf16", Precision.INT8: "f32"}
+#: The graph's outputs, by index, as :mod:`.openvino_graph` names them.
+OUTPUT_NAMES = ("logit", "activations")
 
 
 def openvino_available() -> bool:
@@ -83,6 +94,62 @@ def read_verified_state(info: ModelInfo) -> dict[str, np.ndarray]:
         raise PneumoViewError(f"cannot read the model weights ({exc})", path) from exc
 
 
+def _read_checked(path: Any, limit: int, sha256: str, what: str) -> bytes:
+    from pneumoview.core.paths import read_small_file
+
+    try:
+        data = read_small_file(path, limit)
+    except FileNotFoundError:
+        raise PneumoViewError(f"the metadata records an int8 graph but its {what} is missing; "
+                              "run python -m training quantize again", path) from None
+    if hashlib.sha256(data).hexdigest() != sha256:
+        raise PneumoViewError(f"the int8 graph's {what} does not match the sha256 recorded in "
+                              "metadata.json (altered or corrupt file); run python -m training "
+                              "quantize again or reinstall PneumoView", path)
+    return data
+
+
+def read_verified_int8(info: ModelInfo) -> Any:
+    """The model's int8 graph as an ``openvino.Model``, parsed from the very xml and bin bytes
+    whose sha256s were checked; EngineUnavailable(option="precision") when it has none."""
+    from pneumoview.core.engines.ovimport import import_openvino
+    from pneumoview.core.modelinfo import (
+        MAX_INT8_BIN_BYTES,
+        MAX_INT8_XML_BYTES,
+        NO_INT8,
+        int8_graph,
+    )
+
+    if not info.raw.get("int8"):
+        raise EngineUnavailable(NO_INT8.replace("<folder>", str(info.directory)),
+                                option="precision")
+    graph = int8_graph(info)
+    xml = _read_checked(graph.xml_path, MAX_INT8_XML_BYTES, graph.xml_sha256, "xml")
+    weights = _read_checked(graph.bin_path, MAX_INT8_BIN_BYTES, graph.bin_sha256, "bin")
+    ov = import_openvino()
+    try:
+        model = ov.Core().read_model(model=xml.decode("utf-8"),
+                                     weights=ov.Tensor(np.frombuffer(weights, np.uint8).copy()))
+    except (RuntimeError, UnicodeDecodeError) as exc:
+        raise PneumoViewError(f"cannot read the int8 graph ({str(exc)[:300]})",
+                              graph.xml_path) from exc
+    names = tuple(next(iter(out.get_names()), "") for out in model.outputs)
+    if names != OUTPUT_NAMES or len(model.inputs) != 1:
+        raise PneumoViewError(f"the int8 graph has outputs {names}, not {OUTPUT_NAMES}; run "
+                              "python -m training quantize again", graph.xml_path)
+    return model
+
+
+def _runs_int8(compiled: Any) -> bool:
+    """True when a layer of the compiled model runs at an 8-bit integer precision."""
+    for op in compiled.get_runtime_model().get_ops():
+        rt = op.get_rt_info()
+        if "runtimePrecision" in rt.keys() and \
+                rt["runtimePrecision"].astype(str).lower() in ("i8", "u8"):
+            return True
+    return False
+
+
 class OpenVINOBackend:
     """One compiled OpenVINO model of one verified model directory (see the module doc)."""
 
@@ -97,7 +164,8 @@ class OpenVINOBackend:
         state, gate = split_gate_tensors(read_verified_state(info))
         self.gate_tensors = {k: np.asarray(v, dtype=np.float32) for k, v in gate.items()}
         try:
-            self._model = build_resnet18(state)
+            self._model = (read_verified_int8(info) if precision is Precision.INT8
+                           else build_resnet18(state))
         except (GraphWeightsError, RuntimeError) as exc:
             raise PneumoViewError(f"the weights do not fit {info.architecture} for the "
                                   f"openvino engine ({str(exc)[:300]})", info.weights_path) \
@@ -128,11 +196,14 @@ class OpenVINOBackend:
             self.compile_ms += (time.perf_counter() - t0) * 1000
         return self._compiled[n_threads]
 
-    @staticmethod
-    def _read_back(compiled: Any) -> Precision:
-        """The precision the compiled model really runs at (OpenVINO may lower a hint)."""
+    def _read_back(self, compiled: Any) -> Precision:
+        """The precision the compiled model really runs at (OpenVINO may lower a hint); int8
+        when the compiled graph runs quantised layers."""
+        if self.requested is Precision.INT8:
+            return Precision.INT8 if _runs_int8(compiled) else Precision.F32
         ran = str(compiled.get_property("INFERENCE_PRECISION_HINT")).lower()
-        return Precision.BF16 if "bf16" in ran else Precision.F32
+        # OpenVINO 2026 answers an element type, "<Type: 'bfloat16'>"; older ones "bf16"
+        return Precision.BF16 if "bf16" in ran or "bfloat16" in ran else Precision.F32
 
     def forward(self, batch: np.ndarray) -> Forward:
         """Logits and A for a contract step-5 batch (N, 1, S, S) float32."""
