@@ -115,3 +115,21 @@ def test_a_report_another_run_is_writing_is_not_offered(tmp_path: Path) -> None:
         assert not found and "another run is writing it (PID" in skipped[0].reason
     assert [r.path for r in unfinished_reports(tmp_path)[0]] == [str(out)]
     assert not rep.lock_path(out).exists()  # the probe left no lock file behind
+
+
+def test_resuming_with_other_weights_is_refused_as_other_weights(tmp_path: Path) -> None:
+    """The manifest's sha256 is compared before its model_id, so the refusal says the weights
+    differ (not "the same weights with other metadata")."""
+    import pytest
+
+    from pneumoview.core.errors import ReportMismatchError
+
+    out = _report(tmp_path, "r.csv", "/data/one", 0, finished=False)
+    with pytest.raises(ReportMismatchError) as info:
+        rep.load_for_resume(out, model_sha256="cd" * 32, threshold=0.5, shard=None,
+                            model_id="m2")
+    assert info.value.field == "model" and "model sha256 abababababab" in str(info.value)
+    assert "same weights" not in str(info.value)
+    with pytest.raises(ReportMismatchError, match="same weights with other metadata"):
+        rep.load_for_resume(out, model_sha256="ab" * 32, threshold=0.5, shard=None,
+                            model_id="m2")
