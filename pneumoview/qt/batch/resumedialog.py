@@ -32,7 +32,7 @@ def _cells(entry: UnfinishedReport) -> tuple[str, ...]:
     if not entry.folder_exists:
         folder += "  (folder no longer there)"
     when = time.strftime("%Y-%m-%d %H:%M", time.localtime(entry.when))
-    how = "cancelled" if entry.state == "cancelled" else "interrupted (viewer closed or killed)"
+    how = "cancelled" if entry.state == "cancelled" else "interrupted (crash or kill)"
     return folder, when, f"{entry.rows} of {entry.files}", entry.model, how
 
 
@@ -45,7 +45,8 @@ class ResumeDialog(QDialog):
         self.setWindowTitle("Resume Batch Report")
         self.reports = list(reports)
         intro = QLabel("Batch runs that stopped before the end. Resuming keeps the rows done "
-                       "and flags the rest of the folder with the same model and settings.")
+                       "and flags the rest of the folder; it needs the model, threshold and "
+                       "site profile that run used.")
         intro.setWordWrap(True)
         self.table = QTableWidget(len(self.reports), len(HEADERS))
         self.table.setHorizontalHeaderLabels(list(HEADERS))
