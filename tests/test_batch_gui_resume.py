@@ -3,7 +3,7 @@ batch run's rows fill the study tree's AI column for files the viewer never scor
 
 from __future__ import annotations
 
-import json
+import contextlib
 from pathlib import Path
 
 import pytest
@@ -174,23 +174,49 @@ def test_after_a_restart_opening_the_folder_enables_resume_for_its_report(
         ctl.shutdown()
 
 
+#: A viewer's batch job (the GUI's own code path) killed by SIGKILL once two rows are written.
+_KILLED_VIEWER = """
+import os, signal, sys
+from pneumoview.qt.batch.job import gui_batch
+seen = []
+def rows(batch):
+    seen.extend(batch)
+    if len(seen) >= 2:
+        os.kill(os.getpid(), signal.SIGKILL)
+gui_batch(sys.argv[1], model_dir=sys.argv[2], device="cpu", thresholds=None,
+          on_started=lambda s: None, on_rows=rows, on_progress=lambda p: None,
+          cancel=lambda: False, workers=1, batch_size=2)
+"""
+
+
+def _killed_viewer_run(folder: Path, model_dir: Path) -> None:
+    import os
+    import signal
+    import subprocess
+    import sys
+
+    proc = subprocess.Popen([sys.executable, "-c", _KILLED_VIEWER, str(folder), str(model_dir)],
+                            cwd=Path(__file__).resolve().parents[1], start_new_session=True,
+                            stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
+    try:
+        _, err = proc.communicate(timeout=TIMEOUT_MS / 1000)
+        assert proc.returncode == -signal.SIGKILL, err.decode()[-2000:]
+    finally:
+        with contextlib.suppress(ProcessLookupError):
+            os.killpg(proc.pid, signal.SIGKILL)  # its decode workers, if any outlived it
+        proc.wait()
+
+
 def test_file_resume_batch_report_lists_an_interrupted_run_and_resumes_it(
         qtbot, make_viewer_window, model_dir: Path, folder: Path, private_reports: Path,
         monkeypatch: pytest.MonkeyPatch) -> None:
     from pneumoview.qt.batch.resumedialog import ResumeDialog
 
-    win = make_viewer_window(model=model_dir)
-    cancelled, kept = _cancel_midway(qtbot, win.batch, folder)
-    win.close()
-    # as a killed viewer leaves it: its own name, the manifest of the run's start (no rows)
-    report = Path(cancelled.output.replace("-cancelled.csv", ".csv"))
-    Path(cancelled.output).rename(report)
-    old = rep.manifest_path(cancelled.output)
-    data = json.loads(old.read_text())
-    old.unlink()
-    data.update(finished=False, cancelled=False)
-    del data["rows"]
-    rep.write_manifest(report, data)
+    _killed_viewer_run(folder, model_dir)  # the viewer was killed mid-run
+    (report,) = private_reports.glob("*.csv")
+    assert rep.read_manifest(report)["finished"] is False
+    kept = rep.read_report(report)
+    assert 2 <= len(kept) < N_FILES
 
     win2 = make_viewer_window(model=model_dir)
     file_menu = win2.menuBar().actions()[0].menu()
