@@ -271,3 +271,17 @@ def test_resume_says_when_the_folder_is_gone_and_when_the_core_refuses(
     assert "same weights" not in errors[-1]  # other weights, not other metadata
     assert "(load that model, or flag the folder again with this one)" in errors[-1]
     assert "--resume" not in errors[-1]
+
+
+def test_a_run_that_fails_before_writing_leaves_no_empty_report(
+        model_dir: Path, tmp_path: Path, private_reports: Path) -> None:
+    """A folder that is gone: the run fails before the report is written, and the empty file
+    made for it goes too (File > Resume Batch Report... would list it as not a report)."""
+    from pneumoview.core.errors import PneumoViewError
+    from pneumoview.qt.batch.job import gui_batch
+
+    with pytest.raises(PneumoViewError):
+        gui_batch(str(tmp_path / "gone"), model_dir=str(model_dir), device="cpu",
+                  thresholds=None, on_started=lambda s: None, on_rows=lambda r: None,
+                  on_progress=lambda p: None, cancel=lambda: False, workers=1)
+    assert private_reports.is_dir() and not list(private_reports.iterdir())

@@ -82,6 +82,7 @@ def test_unfinished_reports_are_listed_newest_first_and_the_rest_passed_over(
     (d / "e.csv").write_text(",".join(rep.COLUMNS) + "\n")  # killed before its manifest
     (d / "notes.csv").write_text("hello\n")  # not a report
     (d / ".f.csv.tmp-1").write_text("")  # a writer's temporary file: not even looked at
+    (d / "g.csv").write_text("")  # a run that failed before writing (older versions left it)
 
     found, skipped = unfinished_reports(d)
 
@@ -92,7 +93,8 @@ def test_unfinished_reports_are_listed_newest_first_and_the_rest_passed_over(
     assert found[1].model == "PneumoView 1.0" and found[1].when == 1_000
     assert not found[1].folder_exists
     why = {Path(s.path).name: s.reason for s in skipped}
-    assert set(why) == {"d.csv", "e.csv", "notes.csv"}
+    assert set(why) == {"d.csv", "e.csv", "g.csv", "notes.csv"}
+    assert why["g.csv"].startswith("empty")
     assert "unreadable manifest" in why["d.csv"]
     assert "manifest" in why["e.csv"] and "missing" in why["e.csv"]
     assert "not a PneumoView batch report" in why["notes.csv"]
@@ -102,7 +104,7 @@ def test_unfinished_reports_are_listed_newest_first_and_the_rest_passed_over(
     assert sorted(p.name for p in d.iterdir()) == sorted(
         ["a-cancelled.csv", "a-cancelled.csv.manifest.json", "b.csv", "b.csv.manifest.json",
          "c.csv", "c.csv.manifest.json", "d.csv", "d.csv.manifest.json", "e.csv",
-         "notes.csv", ".f.csv.tmp-1"])
+         "g.csv", "notes.csv", ".f.csv.tmp-1"])
     assert unfinished_reports(tmp_path / "none") == ([], [])  # never flagged: no folder
 
 

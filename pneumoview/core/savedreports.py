@@ -186,6 +186,8 @@ def _unfinished(path: Path) -> UnfinishedReport | SkippedReport | None:
         st = os.stat(path, follow_symlinks=False)
         if not stat.S_ISREG(st.st_mode):
             return None
+        if st.st_size == 0 and not rep.manifest_path(path).exists():
+            return SkippedReport(str(path), "empty: its run stopped before writing a row")
         if not rep.starts_like_a_report(path):
             return SkippedReport(str(path), rep.NOT_A_REPORT)
         manifest = rep.read_manifest(path)
