@@ -531,6 +531,27 @@ class ReportLock:
             os.close(fd)  # releases the lock
 
 
+def lock_holder(report: PathType) -> str | None:
+    """Who holds ``report``'s lock (as :class:`ReportLocked` words it), or None when no live
+    run does. Only looks: never creates, takes or removes the lock file."""
+    flags = os.O_RDONLY | getattr(os, "O_NOFOLLOW", 0) | getattr(os, "O_CLOEXEC", 0) \
+        | getattr(os, "O_NONBLOCK", 0)
+    try:
+        fd = os.open(lock_path(report), flags)
+    except OSError:
+        return None  # no lock file (a holder keeps it while it holds it), or not ours to open
+    try:
+        try:
+            _try_lock(fd)
+        except BlockingIOError:
+            return _read_holder(fd)
+        except OSError:
+            return None
+        return None
+    finally:
+        os.close(fd)  # releases the probe's own lock, if it took one
+
+
 def _try_lock(fd: int) -> bool:
     """Lock ``fd`` without waiting: True, or False where locking is not supported; raises
     :class:`BlockingIOError` when another process holds it."""
@@ -645,6 +666,14 @@ def read_report(path: PathType, *, allow_partial_tail: bool = True,
     return rows
 
 
+def _refuse_weights(have: str, want: str, path: PathType) -> None:
+    """Refuse a report made with other weights (``have``: its sha256; empty: not known)."""
+    if have and have != want:
+        raise ReportMismatchError(
+            f"refusing to mix models: the report was made with model sha256 {have[:12]}..., "
+            f"this run uses {want[:12]}...", path, field="model", report_value=have)
+
+
 def _refuse_model_id(have: str, want: str, path: PathType) -> None:
     """Refuse a report whose model_id differs: same weights, other behaviour (metadata)."""
     if have and want and have != want:
@@ -712,7 +741,8 @@ def load_for_resume(path: PathType, *, model_sha256: str, threshold: float,
             raise ReportMismatchError(
                 f"the report was written for shard {have[0]}/{have[1]}, this run is shard "
                 f"{want[0]}/{want[1]}", path, field="shard", report_value=have)
-        _refuse_model_id(str(manifest.get("model_id") or ""), model_id, path)
+        _refuse_weights(manifest["model_sha256"], model_sha256, path)  # before model_id:
+        _refuse_model_id(str(manifest.get("model_id") or ""), model_id, path)  # same weights
         _refuse_gate(str(manifest.get("gate") or "tags"), gate, path)
         why = None if policy is None else oppoints.policy_mismatch(
             oppoints.manifest_policy(manifest), policy, single_thresholds=False)
@@ -730,11 +760,7 @@ def load_for_resume(path: PathType, *, model_sha256: str, threshold: float,
     ours = format_value("threshold", float(threshold))
     allowed.add(ours)
     for row in rows:
-        sha = row["model_sha256"]
-        if sha and sha != model_sha256:
-            raise ReportMismatchError(
-                f"refusing to mix models: the report was made with model sha256 {sha[:12]}..., "
-                f"this run uses {model_sha256[:12]}...", path, field="model", report_value=sha)
+        _refuse_weights(row["model_sha256"], model_sha256, path)
         _refuse_model_id(row.get("model_id", ""), model_id, path)
         _refuse_gate(_gate_of_row(row.get("gate", "")), gate, path)
         if row["threshold"] and row["threshold"] not in allowed:
@@ -805,6 +831,15 @@ def read_manifest(report: PathType, *, required: bool = True) -> dict[str, Any] 
         raise PneumoViewError(f"{path.name} is not a PneumoView batch manifest", report)
     check_manifest(data, f"{report}: manifest {path.name}")
     return data
+
+
+def run_state(manifest: Mapping[str, Any]) -> str:
+    """What a checked manifest says of its run: ``"finished"``, ``"cancelled"`` or
+    ``"interrupted"`` (stopped without saying so: killed, crashed, power cut). Only a finished
+    run is complete; the other two are what ``--resume`` continues (and merge refuses)."""
+    if manifest.get("cancelled"):
+        return "cancelled"
+    return "finished" if manifest.get("finished") else "interrupted"
 
 
 #: Integer manifest fields: (smallest, largest or None); required ones are marked.
@@ -935,10 +970,12 @@ class _ShardSet:
         if k in self.by_index:
             raise PneumoViewError(f"shard {k}/{n} given twice ({self.by_index[k][0]} and "
                                   f"{report})")
-        if m.get("cancelled") or not m.get("finished"):
+        state = run_state(m)
+        if state != "finished":
             raise ReportUnfinishedError(
                 f"shard {k}/{n} did not finish (its manifest says "
-                f"{'cancelled' if m.get('cancelled') else 'unfinished'})", report, shard=(k, n))
+                f"{'cancelled' if state == 'cancelled' else 'unfinished'})", report,
+                shard=(k, n))
         self.by_index[k] = (str(report), m)
         self.counts.add(n)
         self.models.add(m["model_sha256"])

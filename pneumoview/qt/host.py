@@ -28,7 +28,8 @@ if TYPE_CHECKING:
 class MenuSlot(Enum):
     """Places in the menus where controllers add actions, in the order they add them."""
 
-    #: File, right after Open Folder...: other ways to take in a folder (Batch Flag Folder...).
+    #: File, right after Open Folder...: other ways to take in a folder (Batch Flag Folder...,
+    #: Resume Batch Report...).
     FILE_OPEN = "file-open"
     #: File, in its own group before Quit: the model and what leaves the viewer (Load Model...,
     #: Export Image...; a PACS send belongs here).

@@ -8,6 +8,12 @@ Double-click opens the image in the viewer; "Next Flagged" (N) walks the flagged
 table's order. Save Report copies the CSV that the run writes row by row into
 ``data_dir()/reports/``.
 
+Resume continues a run that stopped early into its own report (``flag --resume``'s rules: the
+same model, threshold and operating points, or a refusal): the last run of this session, or a
+report an earlier session left (cancelled, or interrupted by a crash or a kill). File > Resume
+Batch Report... lists those (:func:`pneumoview.core.savedreports.unfinished_reports`); opening a
+folder that has one enables the panel's Resume button for it.
+
 The viewer stays usable while a batch runs: decoding runs in separate, lower-priority processes
 and the model's thread count gives way to the viewer's busy decode thread (the thread rule in
 :mod:`pneumoview.core.threads`).
@@ -26,8 +32,16 @@ from PySide6.QtWidgets import QFileDialog
 
 from pneumoview.core import runoptions
 from pneumoview.core.aistate import AIState, resolve_choice
+from pneumoview.core.errors import ReportError
 from pneumoview.core.paths import display_path
-from pneumoview.core.savedreports import copy_report
+from pneumoview.core.savedreports import (
+    SkippedReport,
+    UnfinishedReport,
+    copy_report,
+    reports_dir,
+    unfinished_for_folder,
+    unfinished_reports,
+)
 from pneumoview.qt.advice import advice
 from pneumoview.qt.batch.job import Started, gui_batch
 from pneumoview.qt.batch.panel import BatchPanel
@@ -55,11 +69,15 @@ class BatchController(QObject):
         #: the viewer's AI state: the batch flags with the model and threshold the AI panel uses
         self.state = state or AIState(settings, resolve_choice(model_dir, device, settings))
         self.panel = BatchPanel()
+        self._resume_tip = self.panel.resume_button.toolTip()
         self.window: Host | None = None
         self.job: Job | None = None
         self.info: Started | None = None
         self.summary: Any = None
         self.report_path: str | None = None
+        #: a report an earlier session left for the open folder (Resume continues it)
+        self.pending: UnfinishedReport | None = None
+        self._resuming: str | None = None  # the report the running job continues
         self.open_image: Callable[[str], None] | None = None
         self.default_folder: Callable[[], str | None] = lambda: None
         self.panel.startRequested.connect(self.choose_and_start)
@@ -84,8 +102,13 @@ class BatchController(QObject):
         self.act_next = QAction("Next &Flagged (batch)", window)
         self.act_next.setShortcut(QKeySequence("N"))
         self.act_next.triggered.connect(self.panel.next_flagged)
+        self.act_resume = QAction("&Resume Batch Report...", window)
+        self.act_resume.setStatusTip("Continue a batch run that was cancelled or interrupted")
+        self.act_resume.triggered.connect(self.choose_and_resume)
         window.add_menu_action(MenuSlot.FILE_OPEN, self.act_batch)
+        window.add_menu_action(MenuSlot.FILE_OPEN, self.act_resume)
         window.add_menu_action(MenuSlot.GO_RESULTS, self.act_next)
+        window.folderOpened.connect(self.offer_resume)
 
     def _show_dock(self) -> None:
         """Show and raise the Batch dock, tall enough for a dozen result rows (the bottom
@@ -113,18 +136,82 @@ class BatchController(QObject):
             self.start(folder)
 
     @property
-    def resumable(self) -> bool:
-        """The last run stopped early (cancelled or failed) and its report is there."""
+    def last_run_resumable(self) -> bool:
+        """This session's last run stopped early (cancelled or failed); its report is there."""
         return (not self.running and self.info is not None and bool(self.report_path)
                 and os.path.exists(str(self.report_path))
                 and (self.summary is None or not self.summary.finished))
 
+    @property
+    def resumable(self) -> bool:
+        """Resume has something to continue: the last run, or an earlier session's report."""
+        return self.last_run_resumable or (not self.running and self.pending is not None)
+
     def resume(self) -> Job | None:
-        """Continue the last run's report where it stopped (``flag --resume``)."""
-        if not self.resumable:
+        """Continue the last run's report where it stopped (``flag --resume``), else the
+        earlier session's report found for the open folder (:meth:`offer_resume`)."""
+        if self.last_run_resumable:
+            assert self.info is not None
+            return self.start(self.info.folder, resume=str(self.report_path))
+        if self.pending is not None and not self.running:
+            return self.resume_report(self.pending)
+        return None
+
+    # -- reports an earlier session left -----------------------------------------------------
+    def unfinished(self) -> tuple[list[UnfinishedReport], list[SkippedReport]]:
+        """The resumable reports in the reports folder, newest first (not the one this
+        controller is writing), and those passed over with the reason."""
+        found, skipped = unfinished_reports()
+        mine = self.report_path if self.running else None
+        return [r for r in found if r.path != mine], skipped
+
+    def offer_resume(self, folder: str | None) -> UnfinishedReport | None:
+        """When ``folder`` (just opened) has an unfinished report, enable Resume for it."""
+        if self.running or not folder:
             return None
-        assert self.info is not None
-        return self.start(self.info.folder, resume=str(self.report_path))
+        entry = unfinished_for_folder(folder, self.unfinished()[0])
+        self.pending = entry
+        self.panel.resume_button.setToolTip(self._resume_tip)
+        if entry is not None and not self.last_run_resumable:
+            self.panel.resume_button.setToolTip(
+                f"Continue {display_path(os.path.basename(entry.path))}: {_stopped(entry)}")
+            self._say(f"This folder has an unfinished batch report ({_stopped(entry)}); "
+                      "Resume in the Batch panel or File > Resume Batch Report... continues it.")
+        self.panel.set_running(False, self.resumable)
+        return entry
+
+    def choose_and_resume(self) -> Job | None:
+        """File > Resume Batch Report...: choose an unfinished report and continue it."""
+        if self.running:
+            self._say("A batch is already running; cancel it first.")
+            return None
+        found, skipped = self.unfinished()
+        for passed in skipped:  # the chooser's note points here
+            self._say(f"Cannot resume {display_path(os.path.basename(passed.path))}: "
+                      f"{display_path(passed.reason)}")
+        if not found:
+            self._say(f"No unfinished batch reports in {display_path(str(reports_dir()))}.")
+            return None
+        from pneumoview.qt.batch.resumedialog import ResumeDialog
+
+        dialog = ResumeDialog(found, len(skipped), self.window or self.panel)  # type: ignore[arg-type]
+        chosen = dialog.chosen() if dialog.exec() == ResumeDialog.DialogCode.Accepted else None
+        dialog.deleteLater()
+        return self.resume_report(chosen) if chosen is not None else None
+
+    def resume_report(self, entry: UnfinishedReport) -> Job | None:
+        """Continue ``entry`` through :meth:`start` (the core decides whether it may)."""
+        name = display_path(os.path.basename(entry.path))
+        if not os.path.exists(entry.path):
+            self._say(f"Cannot resume {name}: the report is no longer in the reports folder.",
+                      error=True)
+            return None
+        if not entry.folder_exists:
+            self._say(f"Cannot resume {name}: the folder it flagged, "
+                      f"{display_path(entry.folder)}, is no longer there (reconnect or restore "
+                      "it, then resume again).", error=True)
+            return None
+        return self.start(entry.folder, resume=entry.path)
 
     def start(self, folder: str, *, workers: int | None = None, batch_size: int = 32,
               out_dir: str | None = None, resume: str | None = None) -> Job | None:
@@ -140,8 +227,10 @@ class BatchController(QObject):
         panel.progress_label.setText("Loading the model and scanning the folder...")
         panel.folder_label.setText(display_path(folder))
         panel.save_button.setEnabled(False)
+        panel.resume_button.setToolTip(self._resume_tip)
         panel.set_running(True)
         self.summary, self.report_path, self.info = None, None, None
+        self.pending, self._resuming = None, resume
         choice = self.state.choice
         job = Job(gui_batch, os.path.abspath(folder), name="batch", model_dir=choice.model_dir,
                   device=choice.device, engine_name=choice.engine, precision=choice.precision,
@@ -199,7 +288,9 @@ class BatchController(QObject):
     def _on_error(self, job: Job, exc: Exception) -> None:
         self.summary = None
         self.panel.progress.setRange(0, 1)
-        message = f"Batch failed: {exc}{advice(exc)}"
+        what = "Cannot resume the batch report" if self._resuming and isinstance(
+            exc, ReportError) else "Batch failed"
+        message = f"{what}: {exc}{advice(exc)}"
         self.panel.progress_label.setText(display_path(message))
         self._say(message, error=True)
 
@@ -251,6 +342,14 @@ class BatchController(QObject):
             self.job.cancel()
         if self._own_runner:
             self.runner.shutdown(timeout)
+
+
+def _stopped(entry: UnfinishedReport) -> str:
+    import time
+
+    how = "cancelled" if entry.state == "cancelled" else "interrupted"
+    when = time.strftime("%Y-%m-%d %H:%M", time.localtime(entry.when))
+    return f"{how} {when}, {entry.rows} of {entry.files} rows done, {entry.model}"
 
 
 def _final_progress(summary: Any) -> Any:

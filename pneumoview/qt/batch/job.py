@@ -18,6 +18,7 @@ from pneumoview.core import defaults
 from pneumoview.core.aistate import saved_threshold
 from pneumoview.core.batch import BatchOptions, BatchSummary, run_batch
 from pneumoview.core.paths import PRIVATE_FILE_MODE, create_private_file
+from pneumoview.core.report import manifest_path
 from pneumoview.core.savedreports import (
     mark_cancelled,
     prepare_reports_dir,
@@ -80,17 +81,33 @@ def gui_batch(folder: str, *, model_dir: str | None, device: str,
                                     report_name(folder, info.version, threshold))
     on_started(Started(os.path.abspath(folder), str(output), info.label, info.version,
                        threshold))
-    if out_dir is None and resume is None:
+    created = out_dir is None and resume is None
+    if created:
         create_private_file(output)  # the writer truncates it and keeps its 0600 mode
-    summary = run_batch(
-        BatchOptions(folder, output, threshold=threshold if explicit else None,
-                     profile=profile, workers=workers,
-                     batch_size=batch_size, nice=GUI_WORKER_NICE, overwrite=resume is None,
-                     resume=resume is not None, max_image_mib=max_image_mib),
-        engine=engine, on_rows=on_rows, on_progress=on_progress, cancel=cancel)
+    try:
+        summary = run_batch(
+            BatchOptions(folder, output, threshold=threshold if explicit else None,
+                         profile=profile, workers=workers,
+                         batch_size=batch_size, nice=GUI_WORKER_NICE, overwrite=resume is None,
+                         resume=resume is not None, max_image_mib=max_image_mib),
+            engine=engine, on_rows=on_rows, on_progress=on_progress, cancel=cancel)
+    except BaseException:
+        if created:
+            _drop_if_empty(output)
+        raise
+    if created and summary.output is None:  # cancelled while counting the files
+        _drop_if_empty(output)
     if summary.cancelled and summary.output is not None:
         summary.output, summary.manifest = mark_cancelled(output)
     if out_dir is None and summary.manifest:
         with contextlib.suppress(OSError):
             os.chmod(summary.manifest, PRIVATE_FILE_MODE)
     return summary
+
+
+def _drop_if_empty(output: Path) -> None:
+    """Remove the empty report made for a run that stopped before writing it (a folder that
+    is gone, a scan cancelled), so the reports folder holds no file that is not a report."""
+    with contextlib.suppress(OSError):
+        if output.stat().st_size == 0 and not manifest_path(output).exists():
+            output.unlink()
