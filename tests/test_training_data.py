@@ -227,7 +227,7 @@ def test_reproduce_plan(tmp_path):
     gate = plan.gate()
     assert gate[gate.index("--model") + 1] == gate[gate.index("--attach") + 1] == str(plan.out)
     assert reproduce.STAGES == ("prepare", "base", "cv", "final", "export", "gate",
-                                "gate-figures")
+                                "gate-figures", "int8")
 
 
 def test_reproduce_gate_stages_call_the_gate_commands_as_they_parse(tmp_path):
@@ -255,6 +255,35 @@ def test_reproduce_gate_stages_call_the_gate_commands_as_they_parse(tmp_path):
     assert fit.prepared == figures.prepared == str(plan.ft_data)
     assert fit.work == figures.work and fit.threads == figures.threads == 2
     assert figures.record and fit.data_root == figures.data_root == str(tmp_path / "d")
+
+
+def test_reproduce_int8_stage_quantizes_the_final_weights_once(tmp_path, monkeypatch):
+    """The last stage gives the final model its int8 graph with the quantize command as it
+    parses; it is skipped when the graph recorded is of these weights, and redone when the
+    weights changed after it (a gate attached later)."""
+    import argparse
+
+    from training import quantize as quantize_cmd
+    from training import reproduce
+
+    p = argparse.ArgumentParser()
+    reproduce.add_arguments(p)
+    plan = reproduce.Plan(p.parse_args(["--work", str(tmp_path / "w"), "--threads", "2"]))
+    plan.out.mkdir(parents=True)
+    calls = []
+    monkeypatch.setattr(reproduce, "call", calls.append)
+    meta = {"weights_sha256": "a" * 64, "int8": {"weights_sha256": "a" * 64}}
+    (plan.out / "metadata.json").write_text(json.dumps(meta))
+    reproduce.stage_int8(plan)
+    assert calls == []
+    meta["weights_sha256"] = "b" * 64
+    (plan.out / "metadata.json").write_text(json.dumps(meta))
+    reproduce.stage_int8(plan)
+    assert calls == [plan.quantize()]
+    q = argparse.ArgumentParser(exit_on_error=False)
+    quantize_cmd.add_arguments(q)
+    args = q.parse_args(plan.quantize()[1:])
+    assert args.model == str(plan.out) and args.threads == 2
 
 
 def test_reproduce_compares_with_the_earlier_model_as_it_was(tmp_path):

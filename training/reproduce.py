@@ -20,6 +20,10 @@ simply be run again after a session ends:
 7. ``gate-figures``: the gate's figures (``python -m training gate-eval --record``: real films,
    the DICOM test set through the app's path, leave one source out) into the model's record
    and card. Both gate stages share one feature cache (``WORK/gate-work``).
+8. ``int8``: the int8 graph for ``--precision int8`` (``python -m training quantize``: NNCF on
+   training films, kept only if it passes the accuracy guard), last, because it is bound to
+   the final weights (a gate attached after it would make it stale). Skipped, with a warning,
+   when nncf is not installed (the ``quantize`` extra): the folder is complete without it.
 
 Stage times (wall and CPU) are appended to ``WORK/stages.json``. ``--data-root`` is a folder
 laid out like ``../shared/data`` (``kermany/train/{NORMAL,PNEUMONIA}``, ``kermany/val``,
@@ -46,7 +50,7 @@ from training import recipe as R
 
 log = logging.getLogger("training.reproduce")
 
-STAGES = ("prepare", "base", "cv", "final", "export", "gate", "gate-figures")
+STAGES = ("prepare", "base", "cv", "final", "export", "gate", "gate-figures", "int8")
 STAGE_LOG = "stages.json"
 
 
@@ -138,6 +142,9 @@ class Plan:
     def gate_figures(self) -> list[str]:
         return ["gate-eval", "--model", str(self.out), "--out",
                 str(self.work / "gate-figures.md"), "--record", *self._gate_data()]
+
+    def quantize(self) -> list[str]:
+        return ["quantize", "--model", str(self.out), *self.threads]
 
     def _gate_data(self) -> list[str]:
         """The fine-tune's split (its ``splits.csv``) and the shared feature cache."""
@@ -343,12 +350,26 @@ def stage_gate_figures(plan: Plan) -> None:
     call(plan.gate_figures())
 
 
+def stage_int8(plan: Plan) -> None:
+    """The int8 graph of the final weights (skipped when it is there for these weights, or
+    when nncf is missing)."""
+    meta = json.loads((plan.out / "metadata.json").read_text(encoding="utf-8"))
+    record = meta.get("int8") or {}
+    if record and record.get("weights_sha256") == meta.get("weights_sha256"):
+        return
+    if importlib.util.find_spec("nncf") is None:
+        log.warning("nncf is not installed: the model folder has no int8 graph (pip install "
+                    "'.[quantize]', then `python -m training quantize --model %s`)", plan.out)
+        return
+    call(plan.quantize())
+
+
 def run(args: argparse.Namespace) -> int:
     plan = Plan(args)
     stages = StageLog(plan.work / STAGE_LOG)
     steps = {"prepare": stage_prepare, "base": stage_base, "cv": stage_cv,
              "final": stage_final, "export": stage_export, "gate": stage_gate,
-             "gate-figures": stage_gate_figures}
+             "gate-figures": stage_gate_figures, "int8": stage_int8}
     for name in STAGES:
         stages.run(name, lambda fn=steps[name]: fn(plan))
         if args.stop_after == name:
