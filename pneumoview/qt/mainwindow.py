@@ -302,7 +302,6 @@ class MainWindow(QMainWindow):
         go_menu.addSeparator()
         for act in (acts.play, acts.next_frame, acts.prev_frame):
             go_menu.addAction(act)
-        self.go_menu = go_menu
         self._slots = {
             MenuSlot.FILE_OPEN: MenuPlace(lambda: file_menu, acts.open_file),
             MenuSlot.FILE_MODEL: MenuPlace(lambda: file_menu, acts.quit, trailing=True),
@@ -317,7 +316,6 @@ class MainWindow(QMainWindow):
         help_menu = self.menuBar().addMenu("&Help")
         for act in self.acts.build_help(self._model_lines):
             help_menu.addAction(act)
-        self.help_menu = help_menu
 
     def _model_lines(self) -> list[str]:
         info = self.ai.info
