@@ -121,7 +121,7 @@ def test_recent_folder_with_ampersand_is_shown_literally(qtbot, tmp_path):
     win = MainWindow(settings)
     qtbot.addWidget(win)
     try:
-        texts = [a.text() for a in win.recent_menu.actions()]
+        texts = [a.text() for a in win.opener.recent_menu.actions()]
         assert len(texts) <= 10  # a huge list in memory is cut to the bound too
         assert texts[0] == "/data/R&&D studies" and texts[1] == "/data/bad\\xff"
     finally:

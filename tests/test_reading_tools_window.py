@@ -117,13 +117,13 @@ def test_series_thumbnails_and_cine(qtbot, folder) -> None:
     win.open_in_viewer(cine_path)
     _idle(qtbot, win)
     assert win.view.decoded.path == cine_path and win.frame_bar.isVisible()
-    assert win.cine.fps_box.value() == 20  # the file's Cine Rate
-    win.act_next_frame.trigger()
+    assert win.frame_bar.cine.fps_box.value() == 20  # the file's Cine Rate
+    win.acts.next_frame.trigger()
     _idle(qtbot, win)
     assert win.view.decoded.frame == 1
-    win.act_play.trigger()
-    assert win.cine.playing and win.play_button.text() == "Pause"
+    win.acts.play.trigger()
+    assert win.frame_bar.cine.playing and win.frame_bar.play_button.text() == "Pause"
     qtbot.waitUntil(lambda: win.view.decoded.frame == 0, timeout=TIMEOUT_MS)  # played on
-    win.act_play.trigger()
-    assert not win.cine.playing
+    win.acts.play.trigger()
+    assert not win.frame_bar.cine.playing
     win.close()

@@ -95,12 +95,12 @@ def test_menu_toggle_hides_overlays_on_the_next_image(qtbot, monkeypatch, tmp_pa
     qtbot.addWidget(win)
     win.show()
     try:
-        assert win.act_overlays.isChecked() and not win.act_roi_overlays.isChecked()
-        win.act_overlays.trigger()
+        assert win.acts.overlays.isChecked() and not win.acts.roi_overlays.isChecked()
+        win.acts.overlays.trigger()
         win.open_path(str(_file("examples_overlay.dcm")))
         qtbot.waitUntil(lambda: win.view.decoded is not None, timeout=TIMEOUT_MS)
         assert win.view.decoded.overlays and not win.view.overlay_item.isVisible()
-        win.act_overlays.trigger()
+        win.acts.overlays.trigger()
         assert win.view.overlay_item.isVisible()
     finally:
         win.close()

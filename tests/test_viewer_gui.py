@@ -326,7 +326,7 @@ def test_drop_folder_opens_it(qtbot, window, demo):
     wait_idle(qtbot, window)
     assert window.tree.instance_count() == 3
     assert window.settings.recent_folders[0] == str(demo)
-    assert window.recent_menu.actions()[0].text() == str(demo)
+    assert window.opener.recent_menu.actions()[0].text() == str(demo)
 
 
 def test_patient_text_toggle(qtbot, window, demo):
@@ -366,9 +366,9 @@ def test_multiframe_slider_keeps_the_window(qtbot, window, tmp_path):
     path = save(ds, tmp_path / "multi.dcm")
     open_and_wait(qtbot, window, path)
     assert window.frame_bar.isVisible()
-    assert window.frame_slider.maximum() == 2
+    assert window.frame_bar.slider.maximum() == 2
     window.view.set_levels(7000, 9000)
-    window.frame_slider.setValue(2)
+    window.frame_bar.slider.setValue(2)
     wait_idle(qtbot, window)
     assert window.view.decoded.frame == 2
     assert float(window.view.decoded.values.max()) == pytest.approx(base.max() // 4, abs=1)

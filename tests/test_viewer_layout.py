@@ -101,7 +101,7 @@ def test_first_rows_are_not_cut_at_1280x800(qtbot, model_dir: Path, demo: Path,
         win.open_path(str(demo))
         _wait_idle(qtbot, win)
         assert win.ai.panel.prediction is not None  # the AI column holds its text too
-        win.details_dock.raise_()
+        win.docks.details.raise_()
         win.details.setCurrentWidget(win.tags)
         _wait_idle(qtbot, win)
         assert _elided(win.tree, FIRST_ROWS) == []

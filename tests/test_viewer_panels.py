@@ -80,15 +80,15 @@ def test_closed_ai_dock_comes_back_from_the_view_menu(qtbot, model_dir: Path) ->
         _view_action(again, "AI").trigger()  # ...and the menu still brings the dock back
         assert not again.ai.dock.isHidden()
         again.ai.dock.close()
-        again.tree_dock.close()
-        again.log_dock.setFloating(True)
+        again.docks.tree.close()
+        again.docks.log.setFloating(True)
         _view_action(again, "Reset Window Layout").trigger()
         qtbot.wait(50)
-        for dock in (again.tree_dock, again.details_dock, again.log_dock, again.ai.dock):
+        for dock in (again.docks.tree, again.docks.details, again.docks.log, again.ai.dock):
             assert not dock.isHidden() and not dock.isFloating(), dock.windowTitle()
-        assert again.details_dock in again.tabifiedDockWidgets(again.ai.dock)
+        assert again.docks.details in again.tabifiedDockWidgets(again.ai.dock)
         assert again.dockWidgetArea(again.ai.dock) == Qt.DockWidgetArea.RightDockWidgetArea
-        assert again.dockWidgetArea(again.tree_dock) == Qt.DockWidgetArea.LeftDockWidgetArea
+        assert again.dockWidgetArea(again.docks.tree) == Qt.DockWidgetArea.LeftDockWidgetArea
         assert again.batch.dock.isHidden()  # no batch running: the Batch dock stays closed
     finally:
         again.close()

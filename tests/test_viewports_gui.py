@@ -75,12 +75,12 @@ def test_layouts_from_the_view_menu_and_its_shortcuts(qtbot, make_viewer_window)
     win = make_viewer_window()
     grid = win.viewports
     assert len(grid.visible()) == 1
-    win.layout_actions[Layout.ONE_BY_TWO].trigger()
+    win.acts.layouts[Layout.ONE_BY_TWO].trigger()
     assert len(grid.visible()) == 2 and not grid.visible()[1].isHidden()
-    win.layout_actions[Layout.TWO_BY_TWO].trigger()
+    win.acts.layouts[Layout.TWO_BY_TWO].trigger()
     assert len(grid.visible()) == 4
     grid.set_active(grid.viewports[3])
-    win.layout_actions[Layout.ONE].trigger()
+    win.acts.layouts[Layout.ONE].trigger()
     assert grid.active is grid.viewports[0]  # the active one was hidden
     assert grid.viewports[1].isHidden()
     rows = {(command, keys) for _menu, command, keys in shortcut_rows(win)}
@@ -139,8 +139,8 @@ def test_compare_with_prior_puts_the_latest_earlier_study_on_the_right(qtbot,
     with qtbot.waitSignal(win.imageShown, timeout=TIMEOUT_MS):
         win.tree.select_instance(paths["new"])
     with qtbot.waitSignal(win.imageShown, timeout=TIMEOUT_MS):
-        assert win.act_compare_prior.isEnabled()
-        win.act_compare_prior.trigger()
+        assert win.acts.compare_prior.isEnabled()
+        win.acts.compare_prior.trigger()
     wait_idle(qtbot, win)
     left, right = win.viewports.visible()
     assert win.viewports.layout_kind is Layout.ONE_BY_TWO
@@ -200,18 +200,18 @@ def test_zoom_and_pan_follow_by_default_and_window_level_only_on_request(qtbot,
                                                                         folder):
     # the prior has another size (80 x 120)
     win, (left, right) = new_beside_prior(qtbot, make_viewer_window(), folder)
-    assert win.act_sync_zoom.isChecked() and not win.act_sync_window.isChecked()
+    assert win.acts.sync_zoom.isChecked() and not win.acts.sync_window.isChecked()
     _wheel(qtbot, left.view, 3)
     assert _magnification(left) > 1.5
     assert _magnification(right) == pytest.approx(_magnification(left), rel=0.02)
-    win.act_sync_zoom.trigger()  # off
+    win.acts.sync_zoom.trigger()  # off
     _wheel(qtbot, left.view, 2)
     assert _magnification(right) < _magnification(left) * 0.9
     # W/L: off by default
     before = right.view.window
     left.view.set_levels(1000, 500)
     assert right.view.window == before
-    win.act_sync_window.trigger()
+    win.acts.sync_window.trigger()
     left.view.set_levels(1500, 700)
     assert (right.view.window.center, right.view.window.width) == (1500, 700)
 

@@ -67,10 +67,10 @@ def test_batch_to_worklist_to_review(qtbot, model_dir: Path, folder: Path,
         with qtbot.waitSignal(win.imageShown, timeout=TIMEOUT_MS) as shown:
             qtbot.keyClick(table, Qt.Key.Key_Return)
         assert shown.args[0].path == first.path
-        patient_text = win.act_patient.isChecked()
+        patient_text = win.acts.patient.isChecked()
         with qtbot.waitSignal(wl_ctl.reviewed, timeout=10_000) as saved:
             qtbot.keyClick(table, Qt.Key.Key_P)  # also the window's "patient text" key
-        assert win.act_patient.isChecked() == patient_text
+        assert win.acts.patient.isChecked() == patient_text
         review = saved.args[0]
         assert review.reader == "dr test" and review.truth is rs.Truth.PNEUMONIA
         with rs.ReviewStore.open_readonly() as store:
