@@ -203,7 +203,7 @@ def bench_select(n: int = 20) -> dict[str, object]:
         times, cpus, sizes = [], [], []
         for inst in instances:
             wait_until_idle(win, 300, settle=0.3)  # the previous image's follow-up work (AI)
-            win._cache.clear()  # cold: nothing decoded before by the viewer
+            win.frames.clear()  # cold: nothing decoded before by the viewer
             shown.clear()
             t0, c0 = time.perf_counter(), time.process_time()
             win.tree.select_instance(inst.path)
