@@ -2,7 +2,8 @@
 
     python -m bench.bench_batch [--n 500] [--sets uncompressed,mixed] [--data-dir DIR]
                                 [--model DIR] [--batch-size 32] [--workers N] [--json OUT]
-                                [--engine auto|torch|openvino]
+                                [--engine auto|torch|openvino] [--precision P]
+                                [--torch-baseline]
 
 For each set (>= 500 generated 1024x1024 chest radiographs: 8-bit uncompressed, and mixed
 encodings - explicit/implicit 8-bit, 12-bit with rescale, RLE, JPEG-LS, JPEG 2000, JPEG
@@ -173,7 +174,7 @@ def model_only(engine, batch_size: int, threads_n: int, seconds: float = 8.0) ->
 
 
 def batch_run(folder: Path, model_dir: Path | None, batch_size: int, workers: int | None,
-              out: Path, engine: str = "auto") -> dict:
+              out: Path, engine: str = "auto", precision: str = "auto") -> dict:
     from pneumoview.core.batch import BatchOptions, run_batch
 
     if out.exists():
@@ -181,11 +182,11 @@ def batch_run(folder: Path, model_dir: Path | None, batch_size: int, workers: in
     t0 = time.perf_counter()
     s = run_batch(BatchOptions(folder, out, model_dir=model_dir, device="cpu",
                                batch_size=batch_size, workers=workers, overwrite=True,
-                               engine=engine))
+                               engine=engine, precision=precision))
     wall = time.perf_counter() - t0
     return {"rate": s.rate, "wall_s": wall, "files": s.done, "counts": s.counts,
             "workers": s.workers, "restarts": s.restarts,
-            "stage_cpu_s": s.stage_cpu_s}
+            "stage_cpu_s": s.stage_cpu_s, "engine": s.engine}
 
 
 def _model_dir(arg: str | None, scratch: Path) -> Path | None:
@@ -216,6 +217,11 @@ def main() -> int:
     parser.add_argument("--workers", type=int, default=None)
     parser.add_argument("--engine", default="auto",
                         help="auto|torch|openvino for every measurement (default auto)")
+    parser.add_argument("--precision", default="auto",
+                        help="auto|bf16|f32|int8 for every measurement (default auto)")
+    parser.add_argument("--torch-baseline", action="store_true",
+                        help="also time torch float32's model-only rate, the reference of "
+                             "issue 17's flag goals (flag rate / torch f32 model-only)")
     parser.add_argument("--json", default=None, help="also write the figures as JSON")
     args = parser.parse_args()
 
@@ -233,12 +239,17 @@ def main() -> int:
     scratch = Path(args.data_dir or tempfile.mkdtemp(prefix="pv-bench-batch-"))
     scratch.mkdir(parents=True, exist_ok=True)
     model_dir = _model_dir(args.model, scratch)
-    engine = Engine(model_dir, "cpu", with_cam=False, engine=args.engine)
+    engine = Engine(model_dir, "cpu", with_cam=False, engine=args.engine,
+                    precision=args.precision)
     info = engine.load()
     results: dict = {"date": time.strftime("%Y-%m-%d %H:%M UTC", time.gmtime()),
                      "malloc_tuned": tuned,
                      "cores": cores, "load_1min": load, "model": info.label,
                      "batch_size": args.batch_size, "n": args.n, "size": args.size, "sets": {}}
+    reference = None
+    if args.torch_baseline:
+        reference = Engine(model_dir, "cpu", with_cam=False, engine="torch", precision="f32")
+        reference.load()
     mo = model_only(engine, args.batch_size, cores)
     mo["load_1min_after"] = os.getloadavg()[0]
     results["model_only"] = mo
@@ -250,11 +261,14 @@ def main() -> int:
         files = sorted(str(p) for p in folder.glob("*.dcm"))
         loads = [os.getloadavg()[0]]
         b = batch_run(folder, model_dir, args.batch_size, args.workers,
-                      scratch / f"report-{name}.csv", args.engine)
+                      scratch / f"report-{name}.csv", args.engine, args.precision)
         loads.append(os.getloadavg()[0])
         # the model-only rate drifts with the VM's speed: bracket this set's batch run with a
         # second measurement and compare against the mean of the two
         mo_after = model_only(engine, args.batch_size, cores)
+        torch_rate = None
+        if reference is not None:  # issue 17's reference, right after the batch run
+            torch_rate = model_only(reference, args.batch_size, cores)["rate"]
         mo_set = {"rate": (mo["rate"] + mo_after["rate"]) / 2,
                   "cpu_s_per_img": (mo["cpu_s_per_img"] + mo_after["cpu_s_per_img"]) / 2,
                   "before": mo, "after": mo_after}
@@ -266,11 +280,11 @@ def main() -> int:
         entry = {"batch": b, "naive": nv, "model_only": mo_set, "ceiling": ceiling,
                  "load_1min": loads, "batch_over_ceiling": b["rate"] / ceiling,
                  "batch_over_model_only": b["rate"] / mo_set["rate"],
-                 "batch_over_naive": b["rate"] / nv["rate"]}
+                 "batch_over_naive": b["rate"] / nv["rate"], "torch_f32_model_only": torch_rate}
         mo = mo_after
         results["sets"][name] = entry
         print(f"\n[{name}] {len(files)} files {args.size}x{args.size}, {b['workers']} decode "
-              f"workers, counts {b['counts']}")
+              f"workers, {b['engine']}, counts {b['counts']}")
         print(f"  CPU s/img: decode {nv['decode_cpu_s_per_img'] * 1e3:.1f} ms, input "
               f"{nv['input_cpu_s_per_img'] * 1e3:.1f} ms, model "
               f"{mo_set['cpu_s_per_img'] * 1e3:.1f} ms -> ceiling {cores} / "
@@ -282,6 +296,10 @@ def main() -> int:
               f"batch/model-only {entry['batch_over_model_only']:.0%}"
               f"{' (goal >= 80%)' if name == 'uncompressed' else ''} | "
               f"batch/naive {entry['batch_over_naive']:.2f}x")
+        if torch_rate:
+            goal = 2.5 if name == "uncompressed" else 1.5
+            print(f"  batch / torch f32 model-only ({torch_rate:.1f} img/s): "
+                  f"{b['rate'] / torch_rate:.2f}x (issue 17's goal >= {goal}x)")
         print(f"  1-minute load before/after batch/after naive: "
               f"{' / '.join(f'{x:.2f}' for x in loads)} (other work on the machine skews "
               "the figures when well above 0)")
