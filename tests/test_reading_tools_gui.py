@@ -3,12 +3,14 @@ rotating with markers, and the full-resolution export, through the host protocol
 
 from __future__ import annotations
 
+import time
+
 import numpy as np
 import pytest
 from PySide6.QtCore import QPoint, QPointF, Qt, Signal
 from PySide6.QtGui import QImage
 from PySide6.QtTest import QTest
-from PySide6.QtWidgets import QDockWidget, QMainWindow
+from PySide6.QtWidgets import QApplication, QDockWidget, QMainWindow
 
 from pneumoview.core.dicomio import decode
 from pneumoview.core.reading.annotations import Annotation, Kind
@@ -90,6 +92,9 @@ def _idle(qtbot, host) -> None:
     qtbot.waitUntil(lambda: host.runner.pending() == 0, timeout=10_000)
 
 
+_last_drag = 0.0
+
+
 def _screen(view, x: float, y: float) -> QPoint:
     """Viewport pixel of image point (x, y)."""
     scene = view.image_space.mapToScene(QPointF(x, y))
@@ -97,12 +102,20 @@ def _screen(view, x: float, y: float) -> QPoint:
 
 
 def _drag(view, a, b) -> None:
+    """A left drag from image point a to b. Two presses within the double-click interval are
+    a double click to Qt whatever the distance, and pyqtgraph then reports a click, not a
+    drag: each drag starts after that interval has passed since the last one."""
+    global _last_drag
+    gap = QApplication.styleHints().mouseDoubleClickInterval() / 1000.0 + 0.05
+    while time.monotonic() - _last_drag < gap:
+        QTest.qWait(20)
     vp = view.graphics.viewport()
     p0, p1 = _screen(view, *a), _screen(view, *b)
     QTest.mousePress(vp, Qt.MouseButton.LeftButton, Qt.KeyboardModifier.NoModifier, p0)
     for t in (0.25, 0.5, 0.75, 1.0):
         QTest.mouseMove(vp, p0 + (p1 - p0) * t)
     QTest.mouseRelease(vp, Qt.MouseButton.LeftButton, Qt.KeyboardModifier.NoModifier, p1)
+    _last_drag = time.monotonic()
 
 
 def test_distance_drawn_with_the_mouse_is_in_mm_along_both_axes(qtbot, host, image_file) -> None:

@@ -272,6 +272,7 @@ def test_reproduce_int8_stage_quantizes_the_final_weights_once(tmp_path, monkeyp
     plan.out.mkdir(parents=True)
     calls = []
     monkeypatch.setattr(reproduce, "call", calls.append)
+    monkeypatch.setattr(reproduce, "nncf_available", lambda: True)
     meta = {"weights_sha256": "a" * 64, "int8": {"weights_sha256": "a" * 64}}
     (plan.out / "metadata.json").write_text(json.dumps(meta))
     reproduce.stage_int8(plan)
@@ -279,6 +280,9 @@ def test_reproduce_int8_stage_quantizes_the_final_weights_once(tmp_path, monkeyp
     meta["weights_sha256"] = "b" * 64
     (plan.out / "metadata.json").write_text(json.dumps(meta))
     reproduce.stage_int8(plan)
+    assert calls == [plan.quantize()]
+    monkeypatch.setattr(reproduce, "nncf_available", lambda: False)
+    reproduce.stage_int8(plan)  # without nncf: skipped (a warning), the folder stays usable
     assert calls == [plan.quantize()]
     q = argparse.ArgumentParser(exit_on_error=False)
     quantize_cmd.add_arguments(q)

@@ -350,6 +350,11 @@ def stage_gate_figures(plan: Plan) -> None:
     call(plan.gate_figures())
 
 
+def nncf_available() -> bool:
+    """Whether NNCF (the ``quantize`` extra) can be imported, without importing it."""
+    return importlib.util.find_spec("nncf") is not None
+
+
 def stage_int8(plan: Plan) -> None:
     """The int8 graph of the final weights (skipped when it is there for these weights, or
     when nncf is missing)."""
@@ -357,7 +362,7 @@ def stage_int8(plan: Plan) -> None:
     record = meta.get("int8") or {}
     if record and record.get("weights_sha256") == meta.get("weights_sha256"):
         return
-    if importlib.util.find_spec("nncf") is None:
+    if not nncf_available():
         log.warning("nncf is not installed: the model folder has no int8 graph (pip install "
                     "'.[quantize]', then `python -m training quantize --model %s`)", plan.out)
         return
