@@ -206,6 +206,8 @@ def _model_dir(arg: str | None, scratch: Path) -> Path | None:
 
 
 def main() -> int:
+    from pneumoview.commands.engineargs import add_engine_arguments
+
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--n", type=int, default=500, help="files per set (default 500)")
     parser.add_argument("--size", type=int, default=1024)
@@ -215,15 +217,13 @@ def main() -> int:
     parser.add_argument("--model", default=None)
     parser.add_argument("--batch-size", type=int, default=32)
     parser.add_argument("--workers", type=int, default=None)
-    parser.add_argument("--engine", default="auto",
-                        help="auto|torch|openvino for every measurement (default auto)")
-    parser.add_argument("--precision", default="auto",
-                        help="auto|bf16|f32|int8 for every measurement (default auto)")
+    add_engine_arguments(parser)  # flag's own --engine / --precision, for every measurement
     parser.add_argument("--torch-baseline", action="store_true",
                         help="also time torch float32's model-only rate, the reference of "
                              "issue 17's flag goals (flag rate / torch f32 model-only)")
     parser.add_argument("--json", default=None, help="also write the figures as JSON")
     args = parser.parse_args()
+    args.engine, args.precision = args.engine or "auto", args.precision or "auto"
 
     import tempfile
 
