@@ -263,22 +263,26 @@ def test_reproduce_int8_stage_quantizes_the_final_weights_once(tmp_path, monkeyp
     weights changed after it (a gate attached later)."""
     import argparse
 
+    from tests.support.model_fixture import make_random_model_dir
     from training import quantize as quantize_cmd
     from training import reproduce
 
     p = argparse.ArgumentParser()
     reproduce.add_arguments(p)
     plan = reproduce.Plan(p.parse_args(["--work", str(tmp_path / "w"), "--threads", "2"]))
-    plan.out.mkdir(parents=True)
+    make_random_model_dir(plan.out, input_size=64)
     calls = []
     monkeypatch.setattr(reproduce, "call", calls.append)
     monkeypatch.setattr(reproduce, "nncf_available", lambda: True)
-    meta = {"weights_sha256": "a" * 64, "int8": {"weights_sha256": "a" * 64}}
-    (plan.out / "metadata.json").write_text(json.dumps(meta))
+    meta_path = plan.out / "metadata.json"
+    meta = json.loads(meta_path.read_text())
+    meta["int8"] = {"xml_sha256": "c" * 64, "bin_sha256": "d" * 64,
+                    "weights_sha256": meta["weights_sha256"]}
+    meta_path.write_text(json.dumps(meta))
     reproduce.stage_int8(plan)
     assert calls == []
-    meta["weights_sha256"] = "b" * 64
-    (plan.out / "metadata.json").write_text(json.dumps(meta))
+    meta["int8"]["weights_sha256"] = "b" * 64
+    meta_path.write_text(json.dumps(meta))
     reproduce.stage_int8(plan)
     assert calls == [plan.quantize()]
     monkeypatch.setattr(reproduce, "nncf_available", lambda: False)

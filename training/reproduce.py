@@ -356,12 +356,15 @@ def nncf_available() -> bool:
 
 
 def stage_int8(plan: Plan) -> None:
-    """The int8 graph of the final weights (skipped when it is there for these weights, or
-    when nncf is missing)."""
-    meta = json.loads((plan.out / "metadata.json").read_text(encoding="utf-8"))
-    record = meta.get("int8") or {}
-    if record and record.get("weights_sha256") == meta.get("weights_sha256"):
+    """The int8 graph of the final weights (skipped when the metadata records one for these
+    weights, by the app's own rule, or when nncf is missing)."""
+    from pneumoview.core.modelinfo import int8_graph, read_model_info
+
+    try:
+        int8_graph(read_model_info(plan.out))
         return
+    except PneumoViewError:
+        pass  # none recorded, or recorded for other weights: quantise
     if not nncf_available():
         log.warning("nncf is not installed: the model folder has no int8 graph (pip install "
                     "'.[quantize]', then `python -m training quantize --model %s`)", plan.out)
