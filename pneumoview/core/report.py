@@ -24,6 +24,7 @@ from __future__ import annotations
 
 import contextlib
 import csv
+import enum
 import errno
 import hashlib
 import io
@@ -833,13 +834,23 @@ def read_manifest(report: PathType, *, required: bool = True) -> dict[str, Any] 
     return data
 
 
-def run_state(manifest: Mapping[str, Any]) -> str:
-    """What a checked manifest says of its run: ``"finished"``, ``"cancelled"`` or
-    ``"interrupted"`` (stopped without saying so: killed, crashed, power cut). Only a finished
-    run is complete; the other two are what ``--resume`` continues (and merge refuses)."""
+class RunState(str, enum.Enum):
+    """What a manifest says of its run. Only a finished run is complete; the other two are
+    what ``--resume`` continues (and merge refuses)."""
+
+    FINISHED = "finished"
+    CANCELLED = "cancelled"
+    INTERRUPTED = "interrupted"  # stopped without saying so: killed, crashed, power cut
+
+    def __str__(self) -> str:
+        return self.value
+
+
+def run_state(manifest: Mapping[str, Any]) -> RunState:
+    """The :class:`RunState` of a checked manifest."""
     if manifest.get("cancelled"):
-        return "cancelled"
-    return "finished" if manifest.get("finished") else "interrupted"
+        return RunState.CANCELLED
+    return RunState.FINISHED if manifest.get("finished") else RunState.INTERRUPTED
 
 
 #: Integer manifest fields: (smallest, largest or None); required ones are marked.
@@ -971,10 +982,10 @@ class _ShardSet:
             raise PneumoViewError(f"shard {k}/{n} given twice ({self.by_index[k][0]} and "
                                   f"{report})")
         state = run_state(m)
-        if state != "finished":
+        if state is not RunState.FINISHED:
             raise ReportUnfinishedError(
                 f"shard {k}/{n} did not finish (its manifest says "
-                f"{'cancelled' if state == 'cancelled' else 'unfinished'})", report,
+                f"{'cancelled' if state is RunState.CANCELLED else 'unfinished'})", report,
                 shard=(k, n))
         self.by_index[k] = (str(report), m)
         self.counts.add(n)

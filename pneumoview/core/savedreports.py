@@ -131,7 +131,7 @@ class UnfinishedReport:
     when: float  #: when the report was last written (its mtime)
     rows: int  #: rows in the report (the files done)
     files: int  #: files that run counted
-    state: str  #: ``"cancelled"`` or ``"interrupted"`` (:func:`report.run_state`)
+    state: rep.RunState  #: cancelled or interrupted (:func:`report.run_state`)
 
     @property
     def folder_exists(self) -> bool:
@@ -197,7 +197,7 @@ def _unfinished(path: Path) -> UnfinishedReport | SkippedReport | None:
         return SkippedReport(str(path), exc.reason)
     assert manifest is not None  # required=True raises when it is missing
     state = rep.run_state(manifest)
-    if state == "finished":
+    if state is rep.RunState.FINISHED:
         return None
     holder = rep.lock_holder(path)
     if holder is not None:

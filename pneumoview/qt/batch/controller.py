@@ -34,6 +34,7 @@ from pneumoview.core import runoptions
 from pneumoview.core.aistate import AIState, resolve_choice
 from pneumoview.core.errors import ReportError
 from pneumoview.core.paths import display_path
+from pneumoview.core.report import RunState
 from pneumoview.core.savedreports import (
     SkippedReport,
     UnfinishedReport,
@@ -347,7 +348,7 @@ class BatchController(QObject):
 def _stopped(entry: UnfinishedReport) -> str:
     import time
 
-    how = "cancelled" if entry.state == "cancelled" else "interrupted"
+    how = "cancelled" if entry.state is RunState.CANCELLED else "interrupted"
     when = time.strftime("%Y-%m-%d %H:%M", time.localtime(entry.when))
     return f"{how} {when}, {entry.rows} of {entry.files} rows done, {entry.model}"
 

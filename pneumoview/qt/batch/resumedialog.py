@@ -22,6 +22,7 @@ from PySide6.QtWidgets import (
 )
 
 from pneumoview.core.paths import display_path
+from pneumoview.core.report import RunState
 from pneumoview.core.savedreports import UnfinishedReport
 
 HEADERS = ("Folder", "Stopped", "Rows done", "Model", "How it stopped")
@@ -32,7 +33,7 @@ def _cells(entry: UnfinishedReport) -> tuple[str, ...]:
     if not entry.folder_exists:
         folder += "  (folder no longer there)"
     when = time.strftime("%Y-%m-%d %H:%M", time.localtime(entry.when))
-    how = "cancelled" if entry.state == "cancelled" else "interrupted (crash or kill)"
+    how = "cancelled" if entry.state is RunState.CANCELLED else "interrupted (crash or kill)"
     return folder, when, f"{entry.rows} of {entry.files}", entry.model, how
 
 
