@@ -74,6 +74,13 @@ def memory_limit_mib(workers: int) -> int:
 
 
 def decode_workers() -> int:
-    """Decode worker processes of a batch run: cores minus one (the main process runs the
-    model), at least one."""
-    return max(1, (os.cpu_count() or 1) - 1)
+    """Decode worker processes of a batch run: one per core.
+
+    With a fast CPU engine (OpenVINO) decoding and preparing a film costs about twice the
+    model's time, so the decoders need more than cores minus one; with a slow model they wait
+    on its back-pressure and leave the cores to it (the model's threads are the cores minus
+    the busy workers, :mod:`pneumoview.core.threads`).
+    """
+    from pneumoview.core.threads import cpu_count
+
+    return cpu_count()

@@ -4,8 +4,10 @@ Decoding files nobody curated runs C codecs on hostile bytes: a segfault, an end
 multi-gigabyte allocation in a codec must cost one report row, not the run. Each worker here is
 a separate process (``spawn`` context: no inherited locks or torch state) with
 
-* its own pipe and at most one task in flight, so the supervisor always knows which task a dead
-  worker was running;
+* its own pipe and its tasks run in the order sent, so the supervisor always knows which task a
+  dead worker was running (the oldest unanswered one); a pool built with ``depth=2`` sends each
+  worker its next task while it runs the current one, so no worker waits for the parent
+  between files (a dead worker's unstarted tasks go to another worker, unharmed);
 * a per-task wall-clock limit: past it the worker is killed, the task reported as failed and the
   worker restarted;
 * a memory limit (``RLIMIT_AS`` on Linux, set before anything big is imported) so a runaway
@@ -34,6 +36,7 @@ import signal
 import sys
 import threading
 import time
+from collections import deque
 from collections.abc import Callable, Generator, Iterable, Iterator
 from dataclasses import dataclass, field
 from multiprocessing.connection import Connection, wait
@@ -144,8 +147,9 @@ def _describe(exc: BaseException) -> str:
 
 
 def _worker_main(conn: Connection, target: str, memory_limit: int | None,
-                 env: dict[str, str], nice: int = 0) -> None:
-    """Worker entry point: limits first, then import the target, then serve tasks."""
+                 env: dict[str, str], nice: int = 0, warm: str | None = None) -> None:
+    """Worker entry point: limits first, then import the target (and run ``warm``, which
+    imports what the first task would), then serve tasks."""
     os.environ.update(env)
     if nice > 0 and hasattr(os, "nice"):
         with contextlib.suppress(OSError):
@@ -164,6 +168,7 @@ def _worker_main(conn: Connection, target: str, memory_limit: int | None,
         with contextlib.suppress(Exception):
             conn.send(("failed", _describe(exc)))
         return
+    _warm_up(warm)
     conn.send(("ready", os.getpid()))
     while True:
         try:
@@ -185,6 +190,18 @@ def _worker_main(conn: Connection, target: str, memory_limit: int | None,
             conn.send((task_id, False, None, f"worker could not send its result ({exc})"))
 
 
+def _warm_up(warm: str | None) -> None:
+    """Run the ``"module:function"`` warm-up; a failure only costs the head start (the first
+    task meets the same problem and reports it for its file)."""
+    if not warm:
+        return
+    module_name, _, func_name = warm.partition(":")
+    try:
+        getattr(importlib.import_module(module_name), func_name)()
+    except Exception as exc:
+        log.debug("worker warm-up %s failed: %s", warm, _describe(exc))
+
+
 # --------------------------------------------------------------------------------------------
 # The supervisor side
 
@@ -192,18 +209,35 @@ def _worker_main(conn: Connection, target: str, memory_limit: int | None,
 class _Worker:
     """One process, its pipe, and the task it is running (if any)."""
 
-    def __init__(self, ctx: Any, target: str, memory_limit: int | None, nice: int = 0) -> None:
+    def __init__(self, ctx: Any, target: str, memory_limit: int | None, nice: int = 0,
+                 warm: str | None = None) -> None:
         parent_conn, child_conn = ctx.Pipe(duplex=True)
         self.conn: Connection = parent_conn
         self.proc = ctx.Process(target=_worker_main, name="pneumoview-decode",
                                 args=(child_conn, target, memory_limit, dict(WORKER_ENV),
-                                      nice),
+                                      nice, warm),
                                 daemon=True)
         self.proc.start()
         child_conn.close()
         self.ready = False
-        self.task: tuple[int, Any, Any] | None = None  # (task id, key, payload)
+        self.task: tuple[int, Any, Any] | None = None  # (task id, key, payload) it runs
+        self.queued: deque[tuple[int, Any, Any]] = deque()  # sent after it, not yet started
         self.started = 0.0
+
+    @property
+    def in_flight(self) -> int:
+        return (self.task is not None) + len(self.queued)
+
+    def finish_task(self) -> None:
+        """The running task answered: the next one sent starts now."""
+        self.task = self.queued.popleft() if self.queued else None
+        self.started = time.monotonic()
+
+    def take_unstarted(self) -> list[tuple[Any, Any]]:
+        """The ``(key, payload)`` of tasks sent but not started (to run elsewhere)."""
+        items = [(key, payload) for _, key, payload in self.queued]
+        self.queued.clear()
+        return items
 
     def usable(self) -> bool:
         """Its pipe is open and the process has not exited (it may still be starting)."""
@@ -269,7 +303,8 @@ class ProcessPool:
     def __init__(self, target: str, workers: int | None = None, *,
                  timeout_s: float = defaults.DECODE_TIMEOUT_S,
                  memory_limit_bytes: int | None = None, max_ahead: int | None = None,
-                 start_timeout_s: float = defaults.WORKER_START_TIMEOUT_S, nice: int = 0) -> None:
+                 start_timeout_s: float = defaults.WORKER_START_TIMEOUT_S, nice: int = 0,
+                 depth: int = 1, warm: str | None = None) -> None:
         import multiprocessing
 
         self.target = target
@@ -279,6 +314,8 @@ class ProcessPool:
         self.max_ahead = max(1, int(max_ahead or 4 * self.n_workers))
         self.start_timeout_s = float(start_timeout_s)
         self.nice = int(nice)
+        self.depth = max(1, int(depth))  # tasks sent to a worker ahead of its answers
+        self.warm = warm  # "module:function" each worker runs once before it is ready
         self._ctx = multiprocessing.get_context("spawn")
         self._workers: list[_Worker] = []
         self._lock = threading.Lock()
@@ -308,7 +345,7 @@ class ProcessPool:
                 self._workers.append(self._spawn())
 
     def _spawn(self) -> _Worker:
-        w = _Worker(self._ctx, self.target, self.memory_limit, self.nice)
+        w = _Worker(self._ctx, self.target, self.memory_limit, self.nice, self.warm)
         w.started = time.monotonic()
         return w
 
@@ -402,24 +439,31 @@ class ProcessPool:
                     self._restart(w)
 
     def _dispatch(self, workers: list[_Worker], feed: _Feed, out: queue.Queue[Any]) -> None:
-        """Send a task to each idle, ready worker while the consumer keeps up."""
-        for w in workers:
-            if not w.ready or w.task is not None:
-                continue
-            if out.qsize() >= self.max_ahead:
-                break
-            task = feed.next_task()
-            if task is None:
-                continue
-            key, payload = task
-            feed.next_id += 1
-            try:
-                w.conn.send((feed.next_id, payload))
-            except (BrokenPipeError, EOFError, OSError):
-                feed.retry.append((key, payload))  # the death is handled by the caller
-                continue
+        """Fill each ready worker up to ``depth`` tasks while the consumer keeps up."""
+        for depth in range(1, self.depth + 1):  # every worker gets a task before any a second
+            for w in workers:
+                if not w.ready or w.in_flight >= depth:
+                    continue
+                if out.qsize() >= self.max_ahead:
+                    return
+                task = feed.next_task()
+                if task is None:
+                    return
+                self._send(w, task, feed)
+
+    def _send(self, w: _Worker, task: tuple[Any, Any], feed: _Feed) -> None:
+        key, payload = task
+        feed.next_id += 1
+        try:
+            w.conn.send((feed.next_id, payload))
+        except (BrokenPipeError, EOFError, OSError):
+            feed.retry.append((key, payload))  # the death is handled by the caller
+            return
+        if w.task is None:
             w.task = (feed.next_id, key, payload)
             w.started = time.monotonic()
+        else:
+            w.queued.append((feed.next_id, key, payload))
 
     def _wait(self, workers: list[_Worker]) -> set[Any]:
         """Wait for a result, a death or the next deadline (at most 0.2 s)."""
@@ -448,8 +492,8 @@ class ProcessPool:
             raise PneumoViewError(f"decode workers cannot start: {msg[1]}")
         if w.task is not None and msg[0] == w.task[0]:
             _, key, _ = w.task
-            w.task = None
             self._busy_done_s += time.monotonic() - w.started
+            w.finish_task()
             _, ok, value, message = msg
             out.put(TaskResult(key, ok, value, message))
             return True
@@ -461,8 +505,10 @@ class ProcessPool:
         the worker must be restarted."""
         if not w.proc.is_alive() or (w.conn in ready and w.proc.exitcode is not None):
             self._on_death(w, feed, out)
+            feed.retry.extend(w.take_unstarted())
             return True
         if w.task is not None and time.monotonic() - w.started > self.timeout_s:
+            feed.retry.extend(w.take_unstarted())
             _, key, _ = w.task
             out.put(TaskResult(
                 key, False, None,
@@ -495,6 +541,7 @@ class ProcessPool:
         if w.task is not None:
             self._busy_done_s += time.monotonic() - w.started
         w.task = None
+        w.queued.clear()  # already handed back to the feed
         w.kill()
         self.restarts += 1
         if self._stop.is_set():

@@ -23,6 +23,8 @@ from pneumoview.core.reportrow import Status
 
 #: The pool target of a batch run's decode workers.
 DECODE_TARGET = "pneumoview.core.batch.decode:decode_task"
+#: What a decode worker runs once before its first file (:func:`warm_up`).
+WARM_TARGET = "pneumoview.core.batch.decode:warm_up"
 
 
 def _has_dicom_magic(path: str) -> bool:
@@ -56,6 +58,15 @@ def silence_warnings() -> None:
     import warnings
 
     warnings.simplefilter("ignore")
+
+
+def warm_up() -> None:
+    """Import what the first file would (pydicom's pixel machinery, the contract, the gates:
+    about half a second), while the batch run is still loading its model and scanning."""
+    import pydicom.pixels  # noqa: F401
+    from PIL import Image  # noqa: F401
+
+    from pneumoview.core import contract, dicomio, gate, inputgate  # noqa: F401
 
 
 def decode_task(payload: dict[str, Any]) -> dict[str, Any]:

@@ -19,6 +19,7 @@ from typing import TYPE_CHECKING, Any
 
 from pneumoview.core import defaults
 from pneumoview.core import report as rep
+from pneumoview.core.batch.decode import DECODE_TARGET, WARM_TARGET
 from pneumoview.core.batch.gating import Ready, apply_rules, scored_row
 from pneumoview.core.batch.options import BatchOptions, BatchProgress, BatchSummary
 from pneumoview.core.batch.scan import ScanCancelled, ScanIssue, scan
@@ -139,15 +140,21 @@ class BatchRun:
         self.gate = "tags"  # effective_gate: what this run's rows are gated by
         self._busy = _BusyEstimate(initial=float(self.n_workers))
         self._last_progress = 0.0
+        self.pool: ProcessPool | None = None
 
     # ----------------------------------------------------------------------------------------
     # The phases
 
     def run(self) -> BatchSummary:
         self.check_output()
-        self.load_engine()
-        # one run at a time per report (the lock goes when this process ends, however it ends)
         with contextlib.ExitStack() as stack:
+            # the decode workers start (and import their codecs) while the model loads
+            self.pool = self._make_pool()
+            stack.callback(self.pool.close, cancel=True)
+            self.pool.start()
+            self.load_engine()
+            # one run at a time per report (the lock goes when this process ends, however
+            # it ends)
             if self.output is not None:
                 stack.enter_context(rep.ReportLock(self.output))
             if not self.scan():
@@ -275,12 +282,7 @@ class BatchRun:
         if not self.tasks or self.cancel():
             self.cancelled = self.cancel() and self.stats.done < self.stats.total
             return
-        from pneumoview.core.procpool import ProcessPool
-
-        opts = self.options
-        pool = ProcessPool(opts.decode_target, self.n_workers, timeout_s=opts.timeout_s,
-                           memory_limit_bytes=self._memory_limit_bytes(),
-                           max_ahead=2 * self.batch_size + self.n_workers, nice=opts.nice)
+        pool = self.pool if self.pool is not None else self._make_pool()
         try:
             with pool:
                 self._drain(pool)
@@ -473,6 +475,18 @@ class BatchRun:
                             model_label=self.info.label, model_sha256=self.info.weights_sha256,
                             threshold=self.threshold, policy=self.policy.describe(),
                             engine=self.engine.engine_text if self.engine else "", **kw)
+
+    def _make_pool(self) -> ProcessPool:
+        """The decode workers (not started). Each holds its next file while it decodes the
+        current one (``depth=2``), so none waits on this process between files."""
+        from pneumoview.core.procpool import ProcessPool
+
+        opts = self.options
+        return ProcessPool(opts.decode_target, self.n_workers, timeout_s=opts.timeout_s,
+                           memory_limit_bytes=self._memory_limit_bytes(),
+                           max_ahead=4 * self.batch_size + 2 * self.n_workers, nice=opts.nice,
+                           depth=2, warm=WARM_TARGET if opts.decode_target == DECODE_TARGET
+                           else None)
 
     def _memory_limit_bytes(self) -> int | None:
         mib = self.options.memory_limit_mb
