@@ -41,9 +41,13 @@ VIEWER_DECODE_TIMEOUT_S = 60.0
 #: A decode worker that is not ready (imports done) within this is a fatal pool error.
 WORKER_START_TIMEOUT_S = 120.0
 
-#: Decode workers started by the GUI's batch run this much below normal priority, so the
-#: viewer's own decoding is served first.
-GUI_WORKER_NICE = 10
+#: Decode workers run this much below normal priority, in the GUI (so the viewer's own
+#: decoding is served first) and in ``flag`` alike: the model's batch is the pipeline's one
+#: serial step, and decoders that preempt it idle the other core; they have a queue of slack.
+#: (``bench_batch``, 500 uncompressed 1024 px films, int8, 2 cores, three interleaved runs on
+#: 2026-12-03: 89.6, 95.6, 78.0 img/s at nice 0 against 103.1, 97.5, 103.2 at nice 10.)
+DECODE_WORKER_NICE = 10
+GUI_WORKER_NICE = DECODE_WORKER_NICE
 
 #: CAM overlay opacity in percent.
 CAM_OPACITY_PERCENT = 60

@@ -33,7 +33,7 @@ class BatchOptions:
     max_image_mib: int = defaults.MAX_IMAGE_MIB  # size guard, MiB
     decode_target: str = DECODE_TARGET
     follow_symlinks: bool = True
-    nice: int = 0  # >0 lowers the decode workers' priority (the GUI: the viewer comes first)
+    nice: int = defaults.DECODE_WORKER_NICE  # >0 lowers the decode workers' priority
     retry_errors: bool = True  # --resume scores each file of an `error` row once more
     reduced_decode: bool = defaults.REDUCED_DECODE  # JPEG films DCT-scaled for the model
     quiet: bool = False  # no warnings from the decoders on stderr (pydicom's, numpy's)
