@@ -119,6 +119,24 @@ def main(argv: list[str] | None = None) -> int:
     _wait(app, lambda: window.runner.pending() == 0)
 
     prob_ms, cam_ms, fwd_ms, prob_cpu, cam_cpu = [], [], [], [], []
+    # where the time goes: when the GUI thread hears of each step (ms after the selection)
+    marks: dict[str, list[float]] = {"decoded (AI asked)": [], "on screen": [],
+                                     "probability sent by the worker": []}
+    clock = {"t0": 0.0, "seen": set()}
+
+    def mark(name: str, path: str, sent_ms: float | None = None) -> None:
+        if (name, path) in clock["seen"]:
+            return
+        clock["seen"].add((name, path))
+        marks[name].append((time.perf_counter() - clock["t0"]) * 1000 if sent_ms is None
+                           else sent_ms)
+
+    if hasattr(window, "imageArriving"):
+        window.imageArriving.connect(lambda d: mark("decoded (AI asked)", d.path))
+    window.imageShown.connect(lambda d: mark("on screen", d.path))
+    ai.worker.predicted.connect(lambda r: mark(
+        "probability sent by the worker", r.path,
+        (time.perf_counter() - clock["t0"]) * 1000 - 0.0))
     cam_cpu_seen: dict[str, float] = {}
     ai.worker.camReady.connect(
         lambda r: cam_cpu_seen.setdefault(r.path, ai.worker.engine.last_cam_timings["cpu_ms"]))
@@ -126,6 +144,7 @@ def main(argv: list[str] | None = None) -> int:
         first = window.view.decoded.path if window.view.decoded is not None else ""
         for path in [str(f) for f in files if str(f) != first][: args.n]:
             t0 = time.perf_counter()
+            clock["t0"] = t0
             window.tree.select_instance(path)  # what a click in the study tree does
             _wait(app, lambda p=path: ai.panel.prediction is not None
                   and ai.panel.prediction.path == p)
@@ -154,6 +173,9 @@ def main(argv: list[str] | None = None) -> int:
     print(f"model-only forward          : {stats(fwd_ms)}")
     print(f"inference thread CPU, prob  : {stats(prob_cpu)}   (load-independent cost)")
     print(f"inference thread CPU, CAM   : {stats(cam_cpu)}")
+    for name, xs in marks.items():
+        if xs:
+            print(f"  timeline, {name:<32}: median {statistics.median(xs):6.1f} ms")
     print(f"1-minute load average {os.getloadavg()[0]:.1f} on {os.cpu_count()} cores")
     return 0
 

@@ -210,3 +210,51 @@ def test_loading_an_altered_model_keeps_the_old_one(qtbot, controller, model_dir
     qtbot.waitUntil(lambda: "altered" in controller.error, timeout=60_000)
     assert controller.info.label == label  # still scoring with the previous model
     assert controller.panel.model_label.text() == label
+
+
+def test_asked_when_decoded_held_until_shown_and_never_asked_twice(qtbot, controller,
+                                                                   images) -> None:
+    """The request leaves when the image is decoded; its answers wait for the image to be on
+    screen (no probability or map over the previous image), and showing it asks nothing more."""
+    first, second = images[0], images[1]
+    controller.on_instance_changed(None)
+    controller.on_image_shown(first)
+    _settle(qtbot, controller)
+    asked: list[str] = []
+    submit = controller.worker.submit
+
+    def counting(path, *args, **kwargs):
+        asked.append(path)
+        return submit(path, *args, **kwargs)
+
+    controller.worker.submit = counting
+    controller.on_instance_changed(None)
+    controller.screen.on_image_arriving(second)
+    assert asked == [second.path]
+    _settle(qtbot, controller)  # prediction and map have come, the image is not shown yet
+    key = (second.path, 0)
+    assert controller.screen.results.cams.get(key) is not None
+    assert controller.panel.prediction is None or controller.panel.prediction.path != second.path
+    assert controller.overlay.key != key or not controller.overlay.item.isVisible()
+    controller.on_image_shown(second)
+    assert asked == [second.path]  # answered from what came early
+    pred = controller.panel.prediction
+    assert pred is not None and pred.path == second.path
+    assert controller.overlay.key == key
+
+
+def test_shown_while_the_early_map_is_still_coming_is_not_asked_again(qtbot, controller,
+                                                                     images) -> None:
+    decoded = images[1]
+    controller.on_instance_changed(None)
+    asked: list[str] = []
+    submit = controller.worker.submit
+    controller.worker.submit = lambda path, *a, **k: (asked.append(path), submit(path, *a, **k))
+    controller.screen.on_image_arriving(decoded)
+    controller.on_image_shown(decoded)  # at once: the request is in flight
+    assert asked == [decoded.path]
+    _settle(qtbot, controller)
+    assert asked == [decoded.path]
+    assert controller.panel.prediction is not None
+    assert controller.panel.prediction.path == decoded.path
+    assert controller.overlay.key == (decoded.path, 0)

@@ -78,6 +78,26 @@ def test_selecting_fills_panel_and_tree(qtbot, window, folder) -> None:
     assert window.ai.overlay.item.height() == shown.shape[0]
 
 
+def test_the_ai_is_asked_when_the_image_is_decoded_before_it_is_shown(qtbot, window,
+                                                                      folder) -> None:
+    """A newly decoded image reaches the AI before the viewer has drawn it, once."""
+    open_and_wait(qtbot, window, folder)
+    events: list[tuple[str, str]] = []
+    window.imageArriving.connect(lambda d: events.append(("arriving", d.path)))
+    window.imageShown.connect(lambda d: events.append(("shown", d.path)))
+    submit = window.ai.worker.submit
+    window.ai.worker.submit = lambda path, *a, **k: (events.append(("asked", path)),
+                                                     submit(path, *a, **k))
+    before = window.tree.current_instance().path
+    window.tree.step_instance(1)
+    wait_idle(qtbot, window)
+    path = window.tree.current_instance().path
+    assert path != before
+    # the AI's own slot on imageArriving runs before this test's: asked, then "arriving"
+    assert events == [("asked", path), ("arriving", path), ("shown", path)]
+    assert window.ai.panel.prediction.path == path
+
+
 def test_rapid_switching_ends_on_last(qtbot, window, folder) -> None:
     open_and_wait(qtbot, window, folder)
     for step in (1, 1, -1, 1, 1, -1, 1):

@@ -499,6 +499,12 @@ class Engine:
             self.cam_from_input(blank)
         else:
             self.logits([blank])
+        # the thread rule gives one thread fewer while the viewer's decode thread is busy,
+        # and OpenVINO compiles a model per thread count (~0.3 s): not on the reader's click
+        from pneumoview.core import threads
+
+        with threads.busy(1):
+            self.logits([blank])
 
     def close(self) -> None:
         """Drop the model (frees GPU memory when on CUDA)."""

@@ -246,16 +246,23 @@ def presets(values: np.ndarray, declared: tuple[Window, ...] = (), modality: str
 
 
 def default_window(values: np.ndarray, declared: tuple[Window, ...] = (),
-                   identity: Window | None = None) -> Window:
+                   identity: Window | None = None,
+                   offered: tuple[Window, ...] = ()) -> Window:
     """The window a reader expects first (``render`` and the viewer both start with it).
 
     The file's first declared window; else, for an image with an identity window (at most
     :data:`IDENTITY_MAX_BITS` bits stored: an 8-bit film is already display-ready, and
     restretching it would change the contrast it was saved with), that one; else 'Auto', the
     1st-99th percentiles, since deeper data without a window shows nearly flat at identity.
+    ``offered``: what :func:`presets` gave for these values (its 'Auto' is the same window,
+    from the same sort; passing it saves a second percentile pass over the image).
     """
     if declared:
         return declared[0]
     if identity is not None:
         return identity
+    auto = PERCENTILE_PRESETS[0][0]
+    for window in offered:  # :func:`presets` of the same values computed it already
+        if window.name == auto:
+            return window
     return percentile_window(values, *PERCENTILE_PRESETS[0])

@@ -66,6 +66,7 @@ class Host(Protocol):
     folderOpened: SignalInstance  # (str) a folder starts being read
     currentInstanceChanged: SignalInstance  # (Instance) the reader chose another image
     imageShown: SignalInstance  # (DecodedImage) an image or frame is on screen
+    imageArriving: SignalInstance  # (DecodedImage) decoded for the screen, shown a moment later
     imageFailed: SignalInstance  # (str path, str message)
 
     def add_menu_action(self, slot: MenuSlot, action: QAction) -> None:

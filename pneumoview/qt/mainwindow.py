@@ -11,7 +11,9 @@ dialog or prints a traceback). It composes the window's own parts, each in a mod
 (:class:`~pneumoview.qt.docklayout.DockLayout`). Besides the host protocol:
 
 * signals: ``folderOpened(str)``, ``instancesAdded(list)``, ``indexFinished(IndexResult)``,
-  ``currentInstanceChanged(Instance)``, ``imageShown(DecodedImage)``, ``imageFailed(str, str)``;
+  ``currentInstanceChanged(Instance)``, ``imageShown(DecodedImage)``, ``imageFailed(str, str)``,
+  ``imageArriving(DecodedImage)`` (the active viewport's frame, decoded and about to be shown:
+  the AI starts on it while the viewer draws it);
 * ``self.runner`` (:class:`WorkRunner`) runs background jobs and counts pending work that
   ``--screenshot`` waits for; submit jobs there (or wrap outside work in ``begin``/``end``);
 * ``self.ai_state`` (:class:`~pneumoview.core.aistate.AIState`): the model choice, thresholds
@@ -103,6 +105,7 @@ class MainWindow(QMainWindow):
     indexFinished = Signal(object)  # IndexResult
     currentInstanceChanged = Signal(object)  # Instance
     imageShown = Signal(object)  # DecodedImage
+    imageArriving = Signal(object)  # DecodedImage: the active viewport's, decoded, not yet shown
     imageFailed = Signal(str, str)  # path, message
     activeViewportChanged = Signal(object)  # Viewport
 
@@ -434,6 +437,8 @@ class MainWindow(QMainWindow):
                                       roi=self.acts.roi_overlays.isChecked())
         vp.loading.connect(self._on_viewport_loading)
         vp.shown.connect(self._on_viewport_shown)
+        vp.arriving.connect(
+            lambda v, decoded: v is self.active_viewport and self.imageArriving.emit(decoded))
         vp.failed.connect(self._on_viewport_failed)
         vp.instanceDropped.connect(self._on_instance_dropped)
         vp.view.windowChanged.connect(

@@ -92,11 +92,11 @@ def prepare(decoded: DecodedImage) -> PreparedImage:
     if decoded.is_colour:
         rgb = colour.to_display8(decoded.values[..., :3], decoded.colour_bits)
         return PreparedImage(decoded, None, (), None, rgb)
-    return PreparedImage(decoded, display_data(decoded.values),
-                         tuple(windowing.presets(decoded.values, decoded.windows,
-                                                 decoded.modality, decoded.identity)),
+    offered = tuple(windowing.presets(decoded.values, decoded.windows, decoded.modality,
+                                      decoded.identity))
+    return PreparedImage(decoded, display_data(decoded.values), offered,
                          windowing.default_window(decoded.values, decoded.windows,
-                                                  decoded.identity))
+                                                  decoded.identity, offered))
 
 
 class DisplayImageItem(pg.ImageItem):

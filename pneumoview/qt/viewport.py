@@ -21,6 +21,7 @@ from PySide6.QtWidgets import QFrame, QVBoxLayout, QWidget
 
 from pneumoview.core import threads
 from pneumoview.core.decoderprocess import IsolatedDecoder
+from pneumoview.core.dicomio import DecodedImage
 from pneumoview.core.framecache import FrameCache
 from pneumoview.core.indexer import Instance
 from pneumoview.core.paths import display_path
@@ -40,10 +41,18 @@ def decode_lane(index: int) -> str:
 
 
 def decode_task(decoder: IsolatedDecoder, path: str, frame: int, max_bytes: int,
-                 cancelled: Callable[[], bool] | None = None) -> PreparedImage:
-    """Worker: decode (compressed files in the decoder's process) and prepare one frame."""
+                 cancelled: Callable[[], bool] | None = None,
+                 on_decoded: Callable[[DecodedImage], None] | None = None) -> PreparedImage:
+    """Worker: decode (compressed files in the decoder's process) and prepare one frame.
+
+    ``on_decoded`` hears of the decoded frame before it is prepared for display, so the AI
+    can start on it while this thread and the GUI put it on screen.
+    """
     with threads.busy():
-        return prepare(decoder.decode(path, frame, max_bytes=max_bytes, cancelled=cancelled))
+        decoded = decoder.decode(path, frame, max_bytes=max_bytes, cancelled=cancelled)
+        if on_decoded is not None:
+            on_decoded(decoded)
+        return prepare(decoded)
 
 
 def dropped_path(mime: QMimeData) -> str | None:
@@ -61,6 +70,7 @@ class Viewport(QFrame):
     activated = Signal(object)  # Viewport: clicked or given focus
     loading = Signal(object, str)  # Viewport, message for the status bar
     shown = Signal(object, object)  # Viewport, PreparedImage now on screen
+    arriving = Signal(object, object)  # Viewport, DecodedImage decoded for it, not yet shown
     failed = Signal(object, str, str)  # Viewport, path, message
     instanceDropped = Signal(object, str)  # Viewport, path dragged from the study tree
 
@@ -113,7 +123,8 @@ class Viewport(QFrame):
         self.loading.emit(self, f"Loading {display_path(os.path.basename(path))} ...")
         job = Job(decode_task, self.decoder(), path, frame, self.max_bytes(),
                   name="decode", tag=key)
-        job.bind(cancelled=job.is_cancelled)
+        job.bind(cancelled=job.is_cancelled, on_decoded=job.signals.partial.emit)
+        job.signals.partial.connect(lambda d, k=key: self._on_arriving(k, d))
         job.signals.result.connect(lambda p, k=key: self._on_decoded(k, p))
         job.signals.error.connect(lambda e, k=key: self._on_decode_error(k, e))
         self.runner.submit(job, lane=self.lane, latest_only=True)
@@ -124,6 +135,10 @@ class Viewport(QFrame):
         self.instance = None
         self.wanted = None
         self.view.clear(message)
+
+    def _on_arriving(self, key: FrameKey, decoded: DecodedImage) -> None:
+        if key == self.wanted:
+            self.arriving.emit(self, decoded)
 
     def _on_decoded(self, key: FrameKey, prepared: PreparedImage) -> None:
         self.frames.put(key, prepared)

@@ -133,6 +133,9 @@ class AIController(QObject):
         window.add_status_widget(self.status_label)
         window.currentInstanceChanged.connect(self.on_instance_changed)
         window.imageShown.connect(self.on_image_shown)
+        arriving = getattr(window, "imageArriving", None)  # a window that announces decodes
+        if arriving is not None:
+            arriving.connect(self.screen.on_image_arriving)
         window.imageFailed.connect(self.on_image_failed)
         window.folderOpened.connect(lambda _p: self.screen.clear_results())
         moved = getattr(window, "activeViewportChanged", None)  # a window with viewports

@@ -5,6 +5,11 @@ Results are cached per (path, frame, forced) in ``AIState.results``, so going ba
 or moving the threshold, never runs the model again; an answer for an image the reader has left
 is cached but not shown. A newer request replaces any queued one (:attr:`inflight` holds the
 latest).
+
+The request goes out when the image is decoded (:meth:`on_image_arriving`), not when it is on
+screen: the model runs while the viewer prepares and draws the image, and its answers wait in
+the cache until the image is shown (:meth:`on_image_shown`), so a probability or a map never
+shows over the previous image.
 """
 
 from __future__ import annotations
@@ -36,6 +41,7 @@ class OnScreenFollower:
         self.current: ImageKey | None = None
         self.current_decoded: Any = None
         self.inflight: set[tuple[str, int, bool]] = set()
+        self.cam_pending: set[tuple[str, int]] = set()  # scored; the map is on its way
 
     # -- what is on screen -----------------------------------------------------------------
     def attach_view(self, view: Any) -> None:
@@ -77,6 +83,21 @@ class OnScreenFollower:
         return self.state.shown(self.results.for_image(self.current))
 
     # -- asking for a result ---------------------------------------------------------------
+    def on_image_arriving(self, decoded: Any) -> None:
+        """An image is decoded and about to be shown: ask the worker now unless its result is
+        cached or asked for (what shows is decided when it is on screen)."""
+        key = (decoded.path, decoded.frame)
+        if key == self.current:
+            return
+        rkey = self.results.key(key)
+        if rkey in self.results.predictions or rkey in self.inflight:
+            return
+        if self.state.info is None and self.state.error:
+            return  # not scored: the panel says why once the image is shown
+        self.state.note_header(decoded.path, decoded.header)
+        self.inflight = {rkey}  # older queued ones are dropped
+        self.worker.submit(decoded.path, decoded.frame, decoded, force=rkey[2])
+
     def on_image_shown(self, decoded: Any) -> None:
         """A new image (or frame) is on screen: show its cached result or ask the worker."""
         key = (decoded.path, decoded.frame)
@@ -94,8 +115,12 @@ class OnScreenFollower:
             cam = self.results.cams.get(key)
             if cam is not None:
                 self.cam.show_map(key, cam)
-            elif cached.scored:
+            elif cached.scored and key not in self.cam_pending:
                 self._submit(decoded, rkey[2])  # the map was evicted: compute it again
+            return
+        if rkey in self.inflight:  # asked for when it was decoded
+            self.panel.show_pending("Loading model..." if self.state.info is None
+                                    else "Scoring...")
             return
         self._submit(decoded, rkey[2])
 
@@ -139,6 +164,7 @@ class OnScreenFollower:
 
     def clear_results(self) -> None:
         self.inflight.clear()
+        self.cam_pending.clear()
         self.results.clear()
         self.cam.overlay.clear()
         self.column.refresh()
@@ -148,6 +174,8 @@ class OnScreenFollower:
         pred = result.prediction
         rkey = (result.path, result.frame, result.force)
         self.inflight.discard(rkey)
+        if result.cam_follows:
+            self.cam_pending.add(result.key)
         if pred is not None:
             if not self.state.keep_prediction(rkey, pred, result.elapsed_ms):
                 return  # made by a model that has since been replaced
@@ -180,6 +208,7 @@ class OnScreenFollower:
                     self.current)))
 
     def on_cam(self, result: CamResult) -> None:
+        self.cam_pending.discard(result.key)
         self.results.cams.put(result.key, result.cam)
         if result.key == self.current:
             self.cam.show_map(result.key, result.cam)
