@@ -383,3 +383,28 @@ def test_shared_8bit_chest_films_show_as_stored(name: str, tmp_path: Path) -> No
     path = require("dicom", name)
     stored = pydicom.pixels.pixel_array(pydicom.dcmread(path))
     np.testing.assert_array_equal(_render(path, tmp_path / "film.png"), stored)
+
+
+def test_the_fast_plugin_goes_first_and_decodes_the_same_values(tmp_path: Path) -> None:
+    """pylibjpeg (RLE, OpenJPEG) before pydicom's numpy RLE and Pillow, gdcm still last; and
+    every plugin gives the same stored values for the lossless files."""
+    from pydicom.uid import JPEG2000Lossless, RLELossless
+
+    from tests.support.dicom_factory import make_dataset
+
+    rng = np.random.default_rng(6)
+    pixels = rng.integers(0, 4096, (300, 260), dtype=np.uint16)
+    for syntax in (RLELossless, JPEG2000Lossless):
+        ds = make_dataset(pixels, bits_stored=12)
+        ds.compress(syntax)
+        path = save(ds, tmp_path / f"{syntax.name.replace(' ', '_')}.dcm")
+        full = dicomio.read_dataset(path)
+        order = codecs.plugin_order(full)
+        if "pylibjpeg" not in order:
+            pytest.skip("pylibjpeg's plugins are not installed")
+        assert order[0] == "pylibjpeg"
+        assert "gdcm" not in order or order[-1] == "gdcm"
+        for plugin in order:
+            got = pydicom.pixels.pixel_array(full, decoding_plugin=plugin)
+            np.testing.assert_array_equal(got, pixels)
+        np.testing.assert_array_equal(codecs.decode_frame(full, 0), pixels)

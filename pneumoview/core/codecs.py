@@ -24,6 +24,11 @@ from pydicom.uid import UID
 #: Plugins that can take the process down on a malformed stream: tried last, and only when the
 #: frame's codestream agrees with the header.
 LAST_RESORT = ("gdcm",)
+#: Plugins tried first where pydicom offers them: the same lossless values, several times
+#: faster (1024 px 8-bit films on 2026-12-03: RLE 4.4 ms with pylibjpeg-rle against 28.8 with
+#: pydicom's numpy decoder; JPEG 2000 125 ms with pylibjpeg-openjpeg against 139 with Pillow,
+#: which also refuses some valid streams OpenJPEG reads).
+FIRST_CHOICE = ("pylibjpeg",)
 
 _JPEG_FAMILY = {"1.2.840.10008.1.2.4.50", "1.2.840.10008.1.2.4.51", "1.2.840.10008.1.2.4.57",
                 "1.2.840.10008.1.2.4.70", "1.2.840.10008.1.2.4.80", "1.2.840.10008.1.2.4.81"}
@@ -81,9 +86,11 @@ def available_plugins(ds: Dataset) -> tuple[str, ...]:
 
 
 def plugin_order(ds: Dataset) -> list[str]:
-    """Plugins in the order to try them: pydicom's (sorted) order, last resorts at the end."""
+    """Plugins in the order to try them: the first choices, then pydicom's (sorted) order,
+    last resorts at the end."""
     plugins = available_plugins(ds)
-    return [p for p in plugins if p not in LAST_RESORT] + \
+    first = [p for p in FIRST_CHOICE if p in plugins and p not in LAST_RESORT]
+    return first + [p for p in plugins if p not in LAST_RESORT and p not in first] + \
         [p for p in plugins if p in LAST_RESORT]
 
 
