@@ -1,5 +1,6 @@
 """The bundle's share of OpenVINO (packaging/openvino_parts.py): after the engine has compiled
-and run the model, every OpenVINO library the process has open must be one the spec collects.
+and run the model (f32 built in memory, and the bundled int8 graph read from its file), every
+OpenVINO library the process has open must be one the spec collects.
 
 A library that OpenVINO opens by path (its CPU plugin, TBB's helpers) is invisible to
 PyInstaller's analysis; if a new OpenVINO release opens another one, a frozen build would fail
@@ -38,6 +39,12 @@ from tests.support.model_fixture import make_random_model_dir
 model_dir = make_random_model_dir(Path(tempfile.mkdtemp()) / "m")
 backend = load_backend(model_dir, device="cpu", engine="openvino", precision="f32").backend
 backend.forward(np.zeros((2, 1, 224, 224), np.float32))
+# the int8 graph is read from its file (the IR frontend): the bundled model's, when it has one
+from pneumoview.core.modelinfo import read_model_info
+from pneumoview.core.resources import bundled_model_dir
+if (bundled_model_dir() / "metadata.json").is_file() and read_model_info(None).raw.get("int8"):
+    int8 = load_backend(None, device="cpu", engine="openvino", precision="int8").backend
+    int8.forward(np.zeros((1, 1, 224, 224), np.float32))
 print("OPENVINO", Path(import_openvino().__file__).parent)
 mapped = {line.split()[-1] for line in open("/proc/self/maps") if "/" in line}
 for path in sorted(mapped):
