@@ -566,13 +566,15 @@ class MainWindow(QMainWindow):
         if self.statusBar().currentMessage() == self._loading_text:
             self.statusBar().clearMessage()  # not a message that came after it
         decoded = prepared.decoded
-        if self._panel_path != decoded.path:
+        new_file = self._panel_path != decoded.path
+        if new_file:
             self._panel_path = decoded.path
-            self.tags.set_dataset(decoded.header)
             self.frame_bar.cine.set_image(decoded.header)
         self.preset_menu.rebuild()
         self.frame_bar.show_frame(decoded.frame, decoded.n_frames)
-        self.imageShown.emit(decoded)
+        self.imageShown.emit(decoded)  # the AI's answer first: the tag table can wait
+        if new_file:
+            self.tags.set_dataset(decoded.header)
 
     def _on_viewport_failed(self, vp: Viewport, path: str, message: str) -> None:
         if vp is self.active_viewport:

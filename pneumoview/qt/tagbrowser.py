@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from pydicom.dataset import Dataset
+from PySide6.QtGui import QShowEvent
 from PySide6.QtWidgets import QLineEdit, QTreeWidget, QTreeWidgetItem, QVBoxLayout, QWidget
 
 from pneumoview.qt.columns import ColumnFitter
@@ -46,8 +47,25 @@ class TagBrowser(QWidget):
         layout.addWidget(self.search)
         layout.addWidget(self.tree)
         self.search.textChanged.connect(self.apply_filter)
+        self._dataset: Dataset | None = None
+        self._stale = False
 
     def set_dataset(self, ds: Dataset | None) -> None:
+        """Show ``ds``'s tags: now when the browser is on screen, else when it is shown.
+
+        Filling the table costs about 10 ms of the GUI thread for a typical header; behind
+        another tab that would only delay what is on screen (the image, the AI's answer).
+        """
+        self._dataset, self._stale = ds, True
+        if self.isVisible():
+            self.refresh()
+
+    def refresh(self) -> None:
+        """Fill the table from the last dataset given, if it is not filled yet."""
+        if not self._stale:
+            return
+        self._stale = False
+        ds = self._dataset
         self.tree.clear()
         if ds is not None:
             meta = getattr(ds, "file_meta", None)
@@ -56,6 +74,10 @@ class TagBrowser(QWidget):
             self._add(self.tree.invisibleRootItem(), ds)
         self.apply_filter(self.search.text())
         self.columns.fit()
+
+    def showEvent(self, event: QShowEvent) -> None:
+        super().showEvent(event)
+        self.refresh()
 
     def _add(self, parent: QTreeWidgetItem, ds: Dataset) -> None:
         for elem in ds:

@@ -1,0 +1,68 @@
+"""The tag browser fills its table only when it is on screen: behind another tab, filling it
+would only delay what is (the image and the AI's answer share the GUI thread with it)."""
+
+from __future__ import annotations
+
+import pytest
+
+pytest.importorskip("PySide6")
+pytestmark = pytest.mark.gui
+
+from pydicom.dataset import Dataset  # noqa: E402
+from PySide6.QtWidgets import QLabel, QTabWidget  # noqa: E402
+
+from pneumoview.qt.tagbrowser import TagBrowser  # noqa: E402
+
+
+def _dataset(name: str) -> Dataset:
+    ds = Dataset()
+    ds.PatientName = name
+    ds.Modality = "DX"
+    return ds
+
+
+def _values(browser: TagBrowser) -> list[str]:
+    tree = browser.tree
+    return [tree.topLevelItem(i).text(3) for i in range(tree.topLevelItemCount())]
+
+
+def test_hidden_browser_fills_when_shown_with_the_latest_dataset(qtbot) -> None:
+    tabs = QTabWidget()
+    qtbot.addWidget(tabs)
+    tabs.addTab(QLabel("AI"), "AI")
+    browser = TagBrowser()
+    tabs.addTab(browser, "Tags")
+    tabs.show()
+    qtbot.waitExposed(tabs)
+    assert not browser.isVisible()
+
+    browser.set_dataset(_dataset("First^Patient"))
+    browser.set_dataset(_dataset("Second^Patient"))
+    assert _values(browser) == []  # nothing built behind the other tab
+
+    tabs.setCurrentWidget(browser)
+    qtbot.waitUntil(browser.isVisible)
+    assert "Second^Patient" in _values(browser) and "First^Patient" not in _values(browser)
+
+    browser.set_dataset(_dataset("Third^Patient"))  # on screen: at once
+    assert "Third^Patient" in _values(browser)
+    browser.set_dataset(None)
+    assert _values(browser) == []
+
+
+def test_search_filter_applies_to_a_table_filled_late(qtbot) -> None:
+    tabs = QTabWidget()
+    qtbot.addWidget(tabs)
+    tabs.addTab(QLabel("AI"), "AI")
+    browser = TagBrowser()
+    tabs.addTab(browser, "Tags")
+    tabs.show()
+    qtbot.waitExposed(tabs)
+    browser.search.setText("modality")
+    browser.set_dataset(_dataset("Some^Patient"))
+    tabs.setCurrentWidget(browser)
+    qtbot.waitUntil(browser.isVisible)
+    tree = browser.tree
+    shown = [tree.topLevelItem(i).text(3) for i in range(tree.topLevelItemCount())
+             if not tree.topLevelItem(i).isHidden()]
+    assert shown == ["DX"]
