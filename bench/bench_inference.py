@@ -124,19 +124,15 @@ def main(argv: list[str] | None = None) -> int:
                                      "probability sent by the worker": []}
     clock = {"t0": 0.0, "seen": set()}
 
-    def mark(name: str, path: str, sent_ms: float | None = None) -> None:
+    def mark(name: str, path: str) -> None:
         if (name, path) in clock["seen"]:
             return
         clock["seen"].add((name, path))
-        marks[name].append((time.perf_counter() - clock["t0"]) * 1000 if sent_ms is None
-                           else sent_ms)
+        marks[name].append((time.perf_counter() - clock["t0"]) * 1000)
 
-    if hasattr(window, "imageArriving"):
-        window.imageArriving.connect(lambda d: mark("decoded (AI asked)", d.path))
+    window.imageArriving.connect(lambda d: mark("decoded (AI asked)", d.path))
     window.imageShown.connect(lambda d: mark("on screen", d.path))
-    ai.worker.predicted.connect(lambda r: mark(
-        "probability sent by the worker", r.path,
-        (time.perf_counter() - clock["t0"]) * 1000 - 0.0))
+    ai.worker.predicted.connect(lambda r: mark("probability sent by the worker", r.path))
     cam_cpu_seen: dict[str, float] = {}
     ai.worker.camReady.connect(
         lambda r: cam_cpu_seen.setdefault(r.path, ai.worker.engine.last_cam_timings["cpu_ms"]))

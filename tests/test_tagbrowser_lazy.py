@@ -26,7 +26,8 @@ def _values(browser: TagBrowser) -> list[str]:
     return [tree.topLevelItem(i).text(3) for i in range(tree.topLevelItemCount())]
 
 
-def test_hidden_browser_fills_when_shown_with_the_latest_dataset(qtbot) -> None:
+def _behind_another_tab(qtbot) -> tuple[QTabWidget, TagBrowser]:
+    """A tag browser in the second tab of a shown tab widget (the first tab is current)."""
     tabs = QTabWidget()
     qtbot.addWidget(tabs)
     tabs.addTab(QLabel("AI"), "AI")
@@ -34,6 +35,11 @@ def test_hidden_browser_fills_when_shown_with_the_latest_dataset(qtbot) -> None:
     tabs.addTab(browser, "Tags")
     tabs.show()
     qtbot.waitExposed(tabs)
+    return tabs, browser
+
+
+def test_hidden_browser_fills_when_shown_with_the_latest_dataset(qtbot) -> None:
+    tabs, browser = _behind_another_tab(qtbot)
     assert not browser.isVisible()
 
     browser.set_dataset(_dataset("First^Patient"))
@@ -51,13 +57,7 @@ def test_hidden_browser_fills_when_shown_with_the_latest_dataset(qtbot) -> None:
 
 
 def test_search_filter_applies_to_a_table_filled_late(qtbot) -> None:
-    tabs = QTabWidget()
-    qtbot.addWidget(tabs)
-    tabs.addTab(QLabel("AI"), "AI")
-    browser = TagBrowser()
-    tabs.addTab(browser, "Tags")
-    tabs.show()
-    qtbot.waitExposed(tabs)
+    tabs, browser = _behind_another_tab(qtbot)
     browser.search.setText("modality")
     browser.set_dataset(_dataset("Some^Patient"))
     tabs.setCurrentWidget(browser)

@@ -501,8 +501,6 @@ class Engine:
             self.logits([blank])
         # the thread rule gives one thread fewer while the viewer's decode thread is busy,
         # and OpenVINO compiles a model per thread count (~0.3 s): not on the reader's click
-        from pneumoview.core import threads
-
         with threads.busy(1):
             self.logits([blank])
 

@@ -95,8 +95,7 @@ class OnScreenFollower:
         if self.state.info is None and self.state.error:
             return  # not scored: the panel says why once the image is shown
         self.state.note_header(decoded.path, decoded.header)
-        self.inflight = {rkey}  # older queued ones are dropped
-        self.worker.submit(decoded.path, decoded.frame, decoded, force=rkey[2])
+        self._ask(decoded, rkey[2])
 
     def on_image_shown(self, decoded: Any) -> None:
         """A new image (or frame) is on screen: show its cached result or ask the worker."""
@@ -119,8 +118,7 @@ class OnScreenFollower:
                 self._submit(decoded, rkey[2])  # the map was evicted: compute it again
             return
         if rkey in self.inflight:  # asked for when it was decoded
-            self.panel.show_pending("Loading model..." if self.state.info is None
-                                    else "Scoring...")
+            self._show_pending()
             return
         self._submit(decoded, rkey[2])
 
@@ -130,7 +128,13 @@ class OnScreenFollower:
                 and not self.worker.pending():
             self.panel.show_error(f"Not scored: AI unavailable ({error})")
             return
+        self._show_pending()
+        self._ask(decoded, force)
+
+    def _show_pending(self) -> None:
         self.panel.show_pending("Loading model..." if self.state.info is None else "Scoring...")
+
+    def _ask(self, decoded: Any, force: bool) -> None:
         self.inflight = {(decoded.path, decoded.frame, force)}  # older queued ones are dropped
         self.worker.submit(decoded.path, decoded.frame, decoded, force=force)
 
