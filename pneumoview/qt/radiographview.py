@@ -41,6 +41,7 @@ from pneumoview.core.reading.orientation import ViewTransform
 from pneumoview.core.reading.spacing import pixel_aspect
 from pneumoview.core.windowing import Window
 from pneumoview.qt.plaintext import make_plain
+from pneumoview.qt.screenimage import ScreenImage
 
 #: Hover text of the "Frame 1/3" corner line: the viewer counts as DICOM does, scripts do not.
 FRAME_TOOLTIP = ("Frames are numbered from 1, as DICOM numbers them; pneumoview render --frame "
@@ -109,7 +110,9 @@ class DisplayImageItem(pg.ImageItem):
       across a factor boundary (wheel in, wheel out) averages nothing again.
     * Only the visible part (plus a margin, so small pans need no new render) is mapped through
       the levels, so a step at 1:1 costs no more than one at fit.
-    * The rendered QImage is drawn over exactly the image pixels it stands for.
+    * The rendered QImage is drawn over exactly the image pixels it stands for, through a copy
+      at the screen's pixels (:mod:`pneumoview.qt.screenimage`), so repaints that change
+      nothing in the image (its map or labels come and go) do not resample it again.
     """
 
     #: Extra fraction of the visible width/height rendered on each side.
@@ -122,6 +125,8 @@ class DisplayImageItem(pg.ImageItem):
         self._ds_images: dict[tuple[int, int, int], np.ndarray] = {}  # oldest first
         self._generation = 0  # bumped by every new image (ids of views get reused)
         self._target = QRectF()  # image pixels covered by the current QImage
+        self._rendered = 0  # bumped by every render: the screen copy's key
+        self.screen = ScreenImage()
 
     def setImage(self, image=None, autoLevels=None, **kwargs):
         if image is not None:
@@ -176,12 +181,13 @@ class DisplayImageItem(pg.ImageItem):
         t = painter.worldTransform()
         shrinking = max(abs(t.m11()), abs(t.m12())) < 0.999
         painter.setRenderHint(QPainter.RenderHint.SmoothPixmapTransform, shrinking)
-        painter.drawImage(self._target, self.qimage)
+        self.screen.draw(painter, self._target, self.qimage, self._rendered, shrinking)
         if self.border is not None:
             painter.setPen(self.border)
             painter.drawRect(self.boundingRect())
 
     def render(self) -> None:
+        self._rendered += 1
         full = self.image
         if full is None or full.size == 0:
             return super().render()
