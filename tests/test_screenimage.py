@@ -122,6 +122,8 @@ def test_the_view_repaints_an_unchanged_film_from_its_copy(qtbot, tmp_path) -> N
     view.graphics.viewport().update()
     direct = view.graphics.grab().toImage()
     assert shown == direct
+    view.clear()  # the view lets go of its copy with its film
+    assert view.image_item.screen._pixels is None
 
 
 class _Direct(ScreenImage):

@@ -356,6 +356,7 @@ class RadiographView(QWidget):
         self._uint8_cache = None
         self._shown_data = None
         self.image_item.clear()
+        self.image_item.screen.clear()  # up to a screenful of pixels, not needed any more
         self.overlay_item.clear()
         self.show_message(message)
         self._update_text()

@@ -11,9 +11,9 @@ copies it (about 0.3 ms); a pan by whole pixels keeps the key. Only a shrunk fil
 the costly case) goes through the copy; at 1:1 and above drawing is already a cheap copy of
 the visible part, and rotation, shear or another composition mode are drawn as before.
 
-The cached pixels are exactly what the direct drawing makes: the same ``drawImage`` with the
-same transform, only into a transparent buffer first (premultiplied alpha, so edge pixels
-compose the same), then copied without scaling.
+The cached pixels are what the direct drawing makes, within one grey level (premultiplied
+rounding at partly covered edge pixels): the same ``drawImage`` with the same transform, only
+into a transparent buffer first, then copied without scaling.
 """
 
 from __future__ import annotations
@@ -34,7 +34,7 @@ class ScreenImage:
     def __init__(self) -> None:
         self._key: tuple | None = None
         self._pixels: QImage | None = None
-        self.hits = 0  # repaints served by a copy (tests and benchmarks read it)
+        self.hits = 0  # repaints served by a copy (the tests read it)
 
     def clear(self) -> None:
         self._key = None
@@ -52,7 +52,7 @@ class ScreenImage:
             return
         key, device_rect, dpr, to_buffer = planned
         if key != self._key or self._pixels is None:
-            self._pixels = self._resample(image, target, device_rect, dpr, to_buffer, smooth)
+            self._pixels = self._resample(image, target, device_rect, dpr, to_buffer)
             self._key = key
         else:
             self.hits += 1
@@ -90,13 +90,13 @@ class ScreenImage:
 
     @staticmethod
     def _resample(image: QImage, target: QRectF, device_rect: tuple[int, int, int, int],
-                  dpr: float, to_buffer: QTransform, smooth: bool) -> QImage:
+                  dpr: float, to_buffer: QTransform) -> QImage:
         _x0, _y0, w, h = device_rect
         out = QImage(w, h, _FORMAT)
         out.fill(0)
         p = QPainter(out)
         try:
-            p.setRenderHint(QPainter.RenderHint.SmoothPixmapTransform, smooth)
+            p.setRenderHint(QPainter.RenderHint.SmoothPixmapTransform, True)  # only shrunk films
             p.setTransform(to_buffer)
             p.drawImage(target, image)
         finally:
