@@ -122,3 +122,30 @@ def test_init_from_torchvision_state_dict(mnist_cache, tmp_path):
     torch.testing.assert_close(m["conv1.weight"], tv.state_dict()["conv1.weight"].sum(1, True))
     torch.testing.assert_close(m["layer1.0.conv1.weight"],
                                tv.state_dict()["layer1.0.conv1.weight"])
+
+
+def test_rotation_task_learns_orientation_and_exports_the_plain_network(mnist_cache, tmp_path):
+    main(_args(mnist_cache, tmp_path / "rot", "--epochs", "3", "--aux-rotation", "0.5",
+               "--aux-rotation-share", "0.5"))
+    rows = _log(tmp_path / "rot")
+    assert float(rows[-1]["val_rotation_acc"]) > 0.6, rows[-1]
+    assert float(rows[-1]["val_auroc"]) > 0.8, rows[-1]
+    ck = load_checkpoint(tmp_path / "rot" / "checkpoint.pth")
+    from pneumoview.core.model import build_model
+
+    assert set(ck["model"]) == set(build_model().state_dict())  # no head in what is exported
+    assert set(ck["rotation_head"]) == {"weight", "bias"}
+
+
+def test_resume_with_rotation_task_continues_exactly(mnist_cache, tmp_path):
+    common = ("--epochs", "2", "--max-steps", "5", "--aux-rotation", "0.5", "--freeze", "stem")
+    main(_args(mnist_cache, tmp_path / "a", *common))
+    main(_args(mnist_cache, tmp_path / "b", *common, "--stop-after-epoch", "0"))
+    main(_args(mnist_cache, tmp_path / "b", *common, "--resume", "auto"))
+    a, b = _log(tmp_path / "a"), _log(tmp_path / "b")
+    for ra, rb in zip(a, b, strict=True):
+        for k in ("train_loss", "val_auroc", "val_rotation_acc"):
+            assert float(ra[k]) == pytest.approx(float(rb[k]), rel=1e-6, abs=1e-9), k
+    ha = load_checkpoint(tmp_path / "a" / "checkpoint.pth")["rotation_head"]
+    hb = load_checkpoint(tmp_path / "b" / "checkpoint.pth")["rotation_head"]
+    torch.testing.assert_close(ha["weight"], hb["weight"], rtol=1e-5, atol=1e-6)

@@ -35,6 +35,9 @@ def _ft(size: int, change: str, epochs: int = 5, samples: int = 512, lr: str = "
 
 
 _L1 = ("--freeze", "layer1")
+#: The orientation auxiliary task (training/auxrot.py): the backbone learns which way up a film
+#: is, for the input gate's orientation head.
+_ROT = ("--aux-rotation", "0.5", "--aux-rotation-share", "0.25")
 #: Named fine-tune configurations (size = input size of the fine-tune stage's cache); each
 #: ``change`` says what differs from the configuration it is compared with.
 CONFIGS: dict[str, dict] = {
@@ -51,6 +54,10 @@ CONFIGS: dict[str, dict] = {
     "320-long": _ft(320, "10 epochs instead of 5", epochs=10, extra=_L1),
     "320-lr1e-4": _ft(320, "lr 1e-4 instead of 3e-4", lr="1e-4", extra=_L1),
     "384": _ft(384, "320 -> 384 px", extra=_L1),
+    "320-rot": _ft(320, "+ rotation task (weight 0.5, a quarter of each batch turned)",
+                   extra=(*_L1, *_ROT)),
+    "320-rot-long": _ft(320, "+ rotation task, 10 epochs x 1,024 samples (4x the schedule)",
+                        epochs=10, samples=1024, extra=(*_L1, *_ROT)),
 }
 
 #: The configuration ``reproduce`` trains. Chosen before any measurement (the issue's first

@@ -28,6 +28,7 @@ from pneumoview.core.errors import PneumoViewError
 from pneumoview.core.model import build_model, select_device
 from training import metrics as M
 from training import precision as P
+from training.auxrot import RotationTask, WithRotationHead, rotation_accuracy
 from training.data import (
     Augment,
     CachedDataset,
@@ -91,6 +92,12 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--label-smoothing", type=float, default=0.0,
                    help="BCE targets y (1 - E) + E / 2 (a guard against noisy report-mined "
                    "labels); 0: off")
+    p.add_argument("--aux-rotation", type=float, default=0.0,
+                   help="weight of an auxiliary rotation task (0: off): a training-only head "
+                        "names each image's quarter turn, so the backbone carries orientation "
+                        "for the input gate")
+    p.add_argument("--aux-rotation-share", type=float, default=0.25,
+                   help="expected share of each batch turned by 90, 180 or 270 degrees")
     p.add_argument("--ema", type=float, default=0.0,
                    help="keep an exponential moving average of the weights with this decay "
                    "(e.g. 0.999); validation, checkpoints and export then use the average")
@@ -208,8 +215,9 @@ def freeze(model: torch.nn.Module, what: str) -> list[str]:
 def train_mode(model: torch.nn.Module, frozen: list[str]) -> None:
     """``model.train()`` except the frozen modules, whose batch norms keep their statistics."""
     model.train()
-    base = model.module if hasattr(model, "module") and not hasattr(model, "conv1") else model
-    base = getattr(base, "_orig_mod", base)
+    base = model
+    while not hasattr(base, "conv1"):  # DDP, torch.compile or the rotation-head wrapper
+        base = getattr(base, "module", None) or getattr(base, "_orig_mod", None) or base.net
     for name in frozen:
         getattr(base, name).eval()
 
@@ -294,7 +302,8 @@ def train_one_epoch(model: torch.nn.Module, criterion: torch.nn.Module,
                     scheduler: torch.optim.lr_scheduler.LRScheduler | None = None,
                     main_proc: bool = True, augment: Augment | None = None,
                     ema: WeightEMA | None = None, frozen: list[str] | None = None,
-                    ema_source: torch.nn.Module | None = None) -> dict[str, float]:
+                    ema_source: torch.nn.Module | None = None,
+                    rotation: RotationTask | None = None) -> dict[str, float]:
     train_mode(model, frozen or [])
     smoothing = float(getattr(args, "label_smoothing", 0.0) or 0.0)
     bf16 = bool(getattr(args, "use_bf16", False))
@@ -307,12 +316,19 @@ def train_one_epoch(model: torch.nn.Module, criterion: torch.nn.Module,
         x = x.to(device, non_blocking=True)
         if augment is not None:
             x = augment(x)
+        k = rotation.draw(len(x), device) if rotation is not None else None
+        if rotation is not None:
+            x = rotation.apply(x, k)
         x = ((x - args.mean) / args.std).contiguous(memory_format=torch.channels_last)
         y = y.to(device, non_blocking=True)
         target = y * (1 - smoothing) + smoothing / 2 if smoothing else y
         with torch.autocast(device.type, dtype=torch.bfloat16, enabled=bf16):
-            out = model(x).reshape(-1)
-        loss = criterion(out.float(), target)
+            out = model(x)
+        if rotation is not None:
+            loss = rotation.loss(out[0].reshape(-1).float(), out[1].float(), target, k,
+                                 criterion)
+        else:
+            loss = criterion(out.reshape(-1).float(), target)
         optimizer.zero_grad(set_to_none=True)
         loss.backward()
         if args.clip_grad_norm > 0:
@@ -479,6 +495,10 @@ def main(args: argparse.Namespace) -> dict:
     model = model.to(device, memory_format=torch.channels_last)
     frozen = freeze(model, args.freeze)
     ema = WeightEMA(model, args.ema) if args.ema > 0 else None
+    rotation, trained = None, model
+    if args.aux_rotation > 0:
+        rotation = RotationTask(args.aux_rotation_share, args.aux_rotation)
+        trained = WithRotationHead(model).to(device, memory_format=torch.channels_last)
     n_pos = int(train_ds.labels.sum())
     n_neg = len(train_ds) - n_pos
     if args.pos_weight == "none":
@@ -489,13 +509,15 @@ def main(args: argparse.Namespace) -> dict:
         pos_weight = torch.tensor(float(args.pos_weight), device=device)
     criterion = torch.nn.BCEWithLogitsLoss(pos_weight=pos_weight)
     eval_criterion = torch.nn.BCEWithLogitsLoss()
-    optimizer = make_optimizer(args, [q for q in model.parameters() if q.requires_grad])
+    optimizer = make_optimizer(args, [q for q in trained.parameters() if q.requires_grad])
     scheduler = make_scheduler(args, optimizer, steps)
     start_epoch, best_auroc, best_epoch = 0, -1.0, -1
     if args.resume:
         ck_path = out_dir / CHECKPOINT if args.resume == "auto" else Path(args.resume)
         ck = load_checkpoint(ck_path)
         model.load_state_dict(ck["model"])
+        if rotation is not None:
+            trained.head.load_state_dict(ck["rotation_head"])
         optimizer.load_state_dict(ck["optimizer"])
         if scheduler is not None and ck.get("scheduler"):
             scheduler.load_state_dict(ck["scheduler"])
@@ -507,10 +529,10 @@ def main(args: argparse.Namespace) -> dict:
         if main_proc:
             log.info("resumed from %s at epoch %d (best AUROC %.4f at epoch %d)", ck_path,
                      start_epoch, best_auroc, best_epoch)
-    ddp_model = model
+    ddp_model = trained
     if world > 1:
         ddp_model = torch.nn.parallel.DistributedDataParallel(
-            model, device_ids=[device.index] if device.type == "cuda" else None)
+            trained, device_ids=[device.index] if device.type == "cuda" else None)
     if args.compile:
         ddp_model = torch.compile(ddp_model)
     tb = None
@@ -523,9 +545,10 @@ def main(args: argparse.Namespace) -> dict:
             log.warning("tensorboard is not installed; --tensorboard ignored")
     if main_proc:
         log.info("train %d images, val %d, %d steps/epoch x %d process(es), batch %d, %s, "
-                 "size %d, threads %d, frozen %s, EMA %s", len(train_ds), len(val_ds), steps,
-                 world, args.batch_size, device, size, torch.get_num_threads(),
-                 ",".join(frozen) or "none", args.ema or "off")
+                 "size %d, threads %d, frozen %s, EMA %s, rotation task %s", len(train_ds),
+                 len(val_ds), steps, world, args.batch_size, device, size,
+                 torch.get_num_threads(), ",".join(frozen) or "none", args.ema or "off",
+                 rotation or "off")
     command = command_line(getattr(args, "argv", []))  # paths relative to the checkout
     last: dict = {}
     for epoch in range(start_epoch, args.epochs):
@@ -534,12 +557,15 @@ def main(args: argparse.Namespace) -> dict:
         loader_gen.manual_seed(args.seed * 7919 + epoch)
         t0 = time.time()
         stats = train_one_epoch(ddp_model, criterion, optimizer, train_loader, device, epoch,
-                                args, scheduler, main_proc, aug, ema, frozen, model)
+                                args, scheduler, main_proc, aug, ema, frozen, model, rotation)
         if main_proc:
             scored = ema.module if ema is not None else model
             vals = evaluate(scored, eval_criterion, val_loader, device, mean, std,
                             val_ds.index.sources, out_dir / PREDICTIONS)
             row = {"epoch": epoch, "lr": optimizer.param_groups[0]["lr"], **stats, **vals}
+            if rotation is not None:
+                row.update(rotation_accuracy(trained, val_loader, device, mean, std,
+                                             args.use_bf16))
             if guard_ds is not None and epoch == args.epochs - 1:
                 row.update(_guard(scored, eval_criterion, guard_ds, device, mean, std, args,
                                   out_dir))
@@ -562,6 +588,8 @@ def main(args: argparse.Namespace) -> dict:
                 "torch_version": torch.__version__, "precision": prec.record(),
                 "normalisation": {"mean": mean, "std": std},
             }
+            if rotation is not None:
+                payload["rotation_head"] = trained.head.state_dict()
             if ema is not None:
                 payload["ema"] = ema.state_dict()
                 payload["model_ema"] = ema.module.state_dict()
