@@ -244,3 +244,23 @@ def test_search_tabulates_cross_validated_configurations(pipeline, tmp_path):
 
     with pytest.raises(PneumoViewError, match="unknown configuration"):
         search.run(p.parse_args(["--work", str(work), "--configs", "nope"]))
+
+
+def test_rotation_figures_come_from_each_folds_last_epoch(tmp_path, pipeline):
+    from training.card import search_table
+
+    assert "mean_rotation_acc" not in pipeline["summary"]  # "tiny" has no rotation task
+    for f, (acc, up) in enumerate([(0.9, 0.02), (0.8, 0.04)]):
+        (tmp_path / f"fold{f}").mkdir()
+        (tmp_path / f"fold{f}" / "log.csv").write_text(
+            "epoch,val_rotation_acc,val_rotated_taken_upright\n0,0.1,0.5\n"
+            f"1,{acc},{up}\n")
+    rot = CV._fold_rotation(tmp_path, 2)
+    assert rot["fold_rotation_acc"] == [0.9, 0.8]
+    assert rot["mean_rotation_acc"] == pytest.approx(0.85)
+    assert rot["mean_rotated_taken_upright"] == pytest.approx(0.03)
+    assert CV._fold_rotation(tmp_path, 3) == {}  # a fold not run yet
+    row = {**pipeline["summary"], "config": "x", "mean_rotation_acc": 0.85,
+           "mean_rotated_taken_upright": 0.03}
+    lines = search_table({"rows": [row, {**pipeline["summary"], "config": "y"}]})
+    assert "| 0.850 (0.030) |" in lines[2] and "| no task |" in lines[3]

@@ -162,15 +162,19 @@ def search_table(search: dict) -> list[str]:
     if not rows:
         return []
     lines = ["| configuration | change | mean fold adult AUROC (sd) | pooled out-of-fold "
-             "AUROC (95 % CI) | Kermany guard AUROC | fine-tune time per fold |",
-             "|---|---|---|---|---|---|"]
+             "AUROC (95 % CI) | Kermany guard AUROC | rotation accuracy (turned taken for "
+             "upright) | fine-tune time per fold |",
+             "|---|---|---|---|---|---|---|"]
     for r in rows:
         ci = r.get("oof_auroc_ci95") or [float("nan")] * 2
         t = r.get("mean_fold_wall_s")
         minutes = f"{t / 60:.0f} min" if t else "n/a"
+        rot = r.get("mean_rotation_acc")
+        rot_text = "no task" if rot is None else \
+            f"{rot:.3f} ({r['mean_rotated_taken_upright']:.3f})"
         lines.append(f"| `{r['config']}` | {r.get('change', '')} | {r['mean_fold_auroc']:.3f} "
                      f"({r['sd_fold_auroc']:.3f}) | {r['oof_auroc']:.3f} ({ci[0]:.3f}-"
-                     f"{ci[1]:.3f}) | {r['mean_guard_auroc']:.4f} | {minutes} |")
+                     f"{ci[1]:.3f}) | {r['mean_guard_auroc']:.4f} | {rot_text} | {minutes} |")
     return lines
 
 

@@ -210,7 +210,7 @@ def run_cv(data_dir: Path | str, base: Path | str, out: Path | str, config: str,
     summary.update({"config": config, "config_args": R.CONFIGS[config]["args"],
                     "size": R.CONFIGS[config]["size"], "folds": k, "fold_seed": seed,
                     "base": str(base), "data": str(data_dir),
-                    "train_wall_s": _fold_times(out, k)})
+                    "train_wall_s": _fold_times(out, k), **_fold_rotation(out, k)})
     write_oof(out / "oof.csv", oof)
     (out / "cv.json").write_text(json.dumps(summary, indent=1) + "\n", encoding="utf-8")
     return summary
@@ -223,6 +223,25 @@ def _fold_times(out: Path, k: int) -> list[float]:
         rec = json.loads(done.read_text(encoding="utf-8")) if done.is_file() else {}
         times.append(float(rec.get("wall_s", float("nan"))))
     return times
+
+
+def _fold_rotation(out: Path, k: int) -> dict:
+    """The rotation head's accuracy on each fold's out-of-fold images (all four turns) and the
+    share of turned images it took for upright, from the fold's last epoch; empty for a
+    configuration without the rotation task."""
+    acc, upright = [], []
+    for f in range(k):
+        path = out / f"fold{f}" / "log.csv"
+        if not path.is_file():
+            return {}
+        with open(path, newline="", encoding="utf-8") as fh:
+            last = list(csv.DictReader(fh))[-1]
+        if not last.get("val_rotation_acc"):
+            return {}
+        acc.append(float(last["val_rotation_acc"]))
+        upright.append(float(last["val_rotated_taken_upright"]))
+    return {"fold_rotation_acc": acc, "mean_rotation_acc": float(np.mean(acc)),
+            "mean_rotated_taken_upright": float(np.mean(upright))}
 
 
 def write_oof(path: Path, oof: list[tuple[int, dict]]) -> None:
@@ -281,4 +300,11 @@ def format_summary(res: dict) -> str:
     return (f"{res['config']}: adult AUROC per fold [{folds}], mean {res['mean_fold_auroc']:.3f}"
             f" (sd {res['sd_fold_auroc']:.3f}); pooled out-of-fold {res['oof_auroc']:.3f} "
             f"({ci[0]:.3f}-{ci[1]:.3f}, n {res['n']}); Kermany guard "
-            f"{res['mean_guard_auroc']:.4f}")
+            f"{res['mean_guard_auroc']:.4f}" + _rotation_text(res))
+
+
+def _rotation_text(res: dict) -> str:
+    if "mean_rotation_acc" not in res:
+        return ""
+    return (f"; rotation accuracy {res['mean_rotation_acc']:.3f}, turned films taken for "
+            f"upright {res['mean_rotated_taken_upright']:.3f}")

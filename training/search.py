@@ -48,7 +48,9 @@ def row(name: str, summary: dict) -> dict:
             "mean_guard_auroc", "guard_auroc", "size", "n")
     return {"config": name, "change": R.CONFIGS.get(name, {}).get("change", ""),
             **{k: summary[k] for k in keys},
-            "mean_fold_wall_s": float(np.mean(times)) if times else None}
+            "mean_fold_wall_s": float(np.mean(times)) if times else None,
+            **{k: summary[k] for k in ("mean_rotation_acc", "mean_rotated_taken_upright")
+               if k in summary}}
 
 
 def run(args: argparse.Namespace) -> int:
