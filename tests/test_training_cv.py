@@ -264,3 +264,9 @@ def test_rotation_figures_come_from_each_folds_last_epoch(tmp_path, pipeline):
            "mean_rotated_taken_upright": 0.03}
     lines = search_table({"rows": [row, {**pipeline["summary"], "config": "y"}]})
     assert "| 0.850 (0.030) |" in lines[2] and "| no task |" in lines[3]
+    from training.card import _cv
+
+    card = "\n".join(_cv({"metrics": {"cross_validation": row}}))
+    assert "accuracy 0.850" in card and "upright 0.030" in card
+    assert "auxiliary" not in "\n".join(_cv({"metrics": {"cross_validation":
+                                                         pipeline["summary"]}}))

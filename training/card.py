@@ -118,6 +118,13 @@ def _cv(meta: dict) -> list[str]:
               f"Mean fold AUROC {cv['mean_fold_auroc']:.3f} (sd {cv['sd_fold_auroc']:.3f}); "
               f"pooled out-of-fold AUROC {cv['oof_auroc']:.3f} ({ci[0]:.3f}-{ci[1]:.3f}, "
               "bootstrap over patients).", ""]
+    if "mean_rotation_acc" in cv:
+        lines += [f"Trained with the orientation auxiliary task: a training-only head named the "
+                  f"quarter turn of the out-of-fold films with accuracy "
+                  f"{cv['mean_rotation_acc']:.3f} (all four turns; turned films taken for "
+                  f"upright {cv['mean_rotated_taken_upright']:.3f}). The exported network has no "
+                  "such head: the input gate's orientation head reads the same backbone's "
+                  "features.", ""]
     return lines
 
 
