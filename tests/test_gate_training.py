@@ -156,3 +156,22 @@ def test_feature_store_keeps_activations_and_resumes(tmp_path: Path) -> None:
     (tmp_path / "w").joinpath(*store.dir.parts[-2:], "chunk-00001.A.npy").unlink()
     third = FeatureStore(loaded, tmp_path / "w")
     assert samples[-1].key not in third and samples[0].key in third
+
+
+def test_gate_fit_refuses_when_a_negative_source_is_not_installed(caplog) -> None:
+    """Without scikit-image (say) the same command would fit a gate on fewer negatives: the
+    fit names the missing package and how to install it, unless told to go on."""
+    from training.gate.command import MissingSourcesError, check_sources
+    from training.gate.sources import NEGATIVE_SOURCES, BaseImage
+
+    def pic(name: str) -> BaseImage:
+        return BaseImage(name, "photo", "photograph", lambda: np.zeros((8, 8), np.float32))
+
+    every = [pic(f"{prefix}x") for prefix, _, _ in NEGATIVE_SOURCES]
+    check_sources(every, allow=False)  # all present: nothing to say
+    no_skimage = [b for b in every if not b.name.startswith("skimage/")]
+    with pytest.raises(MissingSourcesError, match=r"scikit-image.*pip install scikit-image"):
+        check_sources(no_skimage, allow=False)
+    with caplog.at_level("WARNING", logger="training.gate"):
+        check_sources(no_skimage, allow=True)
+    assert "scikit-image" in caplog.text

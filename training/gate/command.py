@@ -25,6 +25,8 @@ from pathlib import Path
 
 import numpy as np
 
+from pneumoview.core.errors import PneumoViewError
+
 log = logging.getLogger("training.gate")
 
 
@@ -44,6 +46,9 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--device", default="cpu")
     p.add_argument("--quick", action="store_true",
                    help="tiny sets (plumbing tests only; the gate is not usable)")
+    p.add_argument("--allow-missing-sources", action="store_true",
+                   help="fit even when a negative source's package is not installed (the "
+                        "gate then differs from one fitted with every source)")
 
 
 def load_backbone(model: str | None, device: str, threads: int):  # noqa: ANN201
@@ -88,6 +93,27 @@ def provenance(recipe, loaded, store, command: str) -> dict:  # noqa: ANN001
     }
 
 
+class MissingSourcesError(PneumoViewError):
+    """A negative source's package is not installed, so the gate would be fitted on less."""
+
+
+def check_sources(negatives: list, allow: bool) -> None:  # list[BaseImage]
+    """Refuse (or, when allowed, warn) when a negative source contributes no picture."""
+    from training.gate.sources import missing_sources
+
+    missing = missing_sources(negatives)
+    if not missing:
+        return
+    names = ", ".join(d for d, _ in missing)
+    hint = "; ".join(h for _, h in missing)
+    if allow:
+        log.warning("negative sources missing (%s): the gate is fitted without them", names)
+        return
+    raise MissingSourcesError(
+        f"the input gate's negative sources are not all installed ({names}): {hint} "
+        "(or pass --allow-missing-sources to fit a gate without them)")
+
+
 def train_gate(args: argparse.Namespace) -> tuple[object, object, object, object]:
     """Collect, extract and fit: (recipe, fitted gate, loaded backbone, store)."""
     from training.gate.features import FeatureStore
@@ -95,6 +121,7 @@ def train_gate(args: argparse.Namespace) -> tuple[object, object, object, object
 
     loaded = load_backbone(args.model, args.device, args.threads)
     films, negatives = collect(args, loaded)
+    check_sources(negatives, args.allow_missing_sources or args.quick)
     budget = QUICK if args.quick else Budget()
     budget = replace(budget)
     recipe = GateRecipe(films, negatives, budget, args.seed)

