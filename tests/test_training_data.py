@@ -199,9 +199,10 @@ def test_collect_needs_a_source():
 
 
 def test_reproduce_plan(tmp_path):
-    """One command, stage by stage: caches at the base's and the fine-tune's sizes (the v1.0
-    contract at 224, pv-input-2 above), the base on non-adult images, cross-validation, the
-    final fine-tune from the exported base, export with the out-of-fold predictions, gate."""
+    """One command, stage by stage: the 224 px pv-input-1 cache (v1.0's contract, also the
+    comparison's), stage 1 from scratch and its export, stage 2 from that export, both with the
+    orientation task, the export as version 1.1 with the earlier model on the same test
+    images, and the gate fitted on the exported model in place."""
     import argparse
 
     from training import recipe, reproduce
@@ -212,27 +213,162 @@ def test_reproduce_plan(tmp_path):
                          "--threads", "2"])
     plan = reproduce.Plan(args)
     assert plan.out == tmp_path / "w" / "model"  # never the bundled resources/model by default
-    size = recipe.CONFIGS[recipe.CHOSEN]["size"]
-    p224, pft = plan.prepare(recipe.BASE_SIZE), plan.prepare(size)
-    assert p224[p224.index("--contract") + 1] == "pv-input-1"
-    if size != 224:
-        assert pft[pft.index("--contract") + 1] == "pv-input-2"
-    base = plan.base_train()
-    assert base[base.index("--train-index") + 1].endswith("base_train.csv")
-    assert "--precision" in base and "--amp" not in base
+    prep = plan.prepare(recipe.SIZE)
+    assert prep[prep.index("--contract") + 1] == "pv-input-1"
+    assert prep[prep.index("--out") + 1] == str(plan.data)
+    s1, s2 = plan.stage1_train(), plan.stage2_train()
+    for argv in (s1, s2):
+        assert argv[argv.index("--data") + 1] == str(plan.data)
+        assert argv[argv.index("--aux-rotation") + 1] == "0.5"
+        assert "--precision" in argv and "--amp" not in argv
+    assert "--init" not in s1
+    assert s2[s2.index("--init") + 1] == str(plan.stage1_model / "model.safetensors")
+    e1 = plan.stage1_export()
+    assert e1[e1.index("--out") + 1] == str(plan.stage1_model) and "--skip-test" in e1
     exp = plan.export()
-    assert exp[exp.index("--oof") + 1] == str(plan.cv_dir / "oof.csv")
+    assert exp[exp.index("--run") + 1] == str(plan.stage2_run)
+    assert exp[exp.index("--version") + 1] == recipe.VERSION == "1.1"
     assert exp[exp.index("--compare") + 1] == str(plan.compare_copy)
     assert exp[exp.index("--compare-data") + 1] == str(plan.cache(224))  # v1.0's contract
     gate = plan.gate()
     assert gate[gate.index("--model") + 1] == gate[gate.index("--attach") + 1] == str(plan.out)
-    assert reproduce.STAGES == ("prepare", "base", "cv", "final", "export", "gate",
+    assert reproduce.STAGES == ("prepare", "stage1", "stage2", "export", "gate", "oppoints",
                                 "gate-figures", "int8")
+
+
+def test_reproduce_recipe_commands_parse_as_train_and_export(tmp_path):
+    """Every command line the plan builds is one the train and export commands accept, with
+    the recipe's schedule (stage 1: 12 epochs from scratch; stage 2: 6 x 2,000 samples, best
+    source-mean epoch)."""
+    import argparse
+
+    from training import export as export_cmd
+    from training import reproduce
+    from training import train as train_cmd
+
+    p = argparse.ArgumentParser()
+    reproduce.add_arguments(p)
+    plan = reproduce.Plan(p.parse_args(["--work", str(tmp_path / "w")]))
+    parsed = {}
+    for name, argv, module in (("s1", plan.stage1_train(), train_cmd),
+                               ("s2", plan.stage2_train(), train_cmd),
+                               ("e1", plan.stage1_export(), export_cmd),
+                               ("e", plan.export(), export_cmd)):
+        q = argparse.ArgumentParser(exit_on_error=False)
+        module.add_arguments(q)
+        parsed[name] = q.parse_args(argv[1:])
+    assert parsed["s1"].epochs == 12 and parsed["s2"].epochs == 6
+    assert parsed["s2"].samples_per_epoch == 2000
+    assert parsed["s2"].select_metric == "source-mean-auroc"
+    assert parsed["e"].version == "1.1" and parsed["e"].checkpoint == "best"
+
+
+def test_reproduce_resumes_an_interrupted_training_stage(tmp_path, monkeypatch):
+    """A stage whose log ends before its last epoch resumes from its checkpoint; a complete
+    one is not rerun; stage 1's export runs once."""
+    import argparse
+
+    from training import recipe, reproduce
+
+    p = argparse.ArgumentParser()
+    reproduce.add_arguments(p)
+    plan = reproduce.Plan(p.parse_args(["--work", str(tmp_path / "w")]))
+    calls: list[list[str]] = []
+    monkeypatch.setattr(reproduce, "call", calls.append)
+    plan.stage1_run.mkdir(parents=True)
+    (plan.stage1_run / "checkpoint.pth").write_bytes(b"x")
+    (plan.stage1_run / "log.csv").write_text("epoch,lr\n0,1\n1,1\n")
+    reproduce.stage_stage1(plan)
+    assert calls == [[*plan.stage1_train(), "--resume", "auto"], plan.stage1_export()]
+    last = int(recipe.STAGE1_ARGS[recipe.STAGE1_ARGS.index("--epochs") + 1]) - 1
+    (plan.stage1_run / "log.csv").write_text(f"epoch,lr\n{last},1\n")
+    plan.stage1_model.mkdir(parents=True)
+    (plan.stage1_model / "metadata.json").write_text("{}")
+    calls.clear()
+    reproduce.stage_stage1(plan)
+    assert calls == []
+    reproduce.stage_stage2(plan)  # nothing yet: a fresh start, no --resume
+    assert calls == [plan.stage2_train()]
+
+
+def test_reproduce_oppoints_stage_runs_once_by_the_app_rule(tmp_path, monkeypatch):
+    """After the gate, the operating points are chosen again by age (``oppoints``, whose
+    command line parses); a model folder that records that run is not redone."""
+    import argparse
+
+    from training import pointscmd, reproduce
+
+    p = argparse.ArgumentParser()
+    reproduce.add_arguments(p)
+    plan = reproduce.Plan(p.parse_args(["--work", str(tmp_path / "w"), "--threads", "2"]))
+    plan.out.mkdir(parents=True)
+    meta = {"command": {"export": "python -m training export"}}
+    (plan.out / "metadata.json").write_text(json.dumps(meta))
+    calls: list[list[str]] = []
+    monkeypatch.setattr(reproduce, "call", calls.append)
+    reproduce.stage_oppoints(plan)
+    assert calls == [plan.oppoints()]
+    q = argparse.ArgumentParser(exit_on_error=False)
+    pointscmd.add_arguments(q)
+    args = q.parse_args(plan.oppoints()[1:])
+    assert args.model == str(plan.out) and args.threads == 2
+    meta["command"]["oppoints"] = "python -m training oppoints --model m"
+    (plan.out / "metadata.json").write_text(json.dumps(meta))
+    reproduce.stage_oppoints(plan)
+    assert calls == [plan.oppoints()]
+    assert reproduce.STAGES.index("gate") < reproduce.STAGES.index("oppoints") \
+        < reproduce.STAGES.index("gate-figures")
+
+
+def test_reproduce_does_not_export_again_over_a_completed_model(tmp_path, monkeypatch):
+    """A resumed run skips the export when the folder holds this recipe's export of this
+    stage 2 (a second export would drop the attached gate and the points); another folder's
+    metadata (another run, another version) is exported over."""
+    import argparse
+
+    from training import recipe, reproduce
+
+    p = argparse.ArgumentParser()
+    reproduce.add_arguments(p)
+    plan = reproduce.Plan(p.parse_args(["--work", str(tmp_path / "w"), "--compare", ""]))
+    calls: list[list[str]] = []
+    monkeypatch.setattr(reproduce, "call", calls.append)
+    reproduce.stage_export(plan)
+    assert calls == [plan.export()]
+    plan.out.mkdir(parents=True)
+    meta = {"version": recipe.VERSION, "gate": {"format": "pv-gate-2"},
+            "command": {"export": "python -m training " + " ".join(plan.export())}}
+    (plan.out / "metadata.json").write_text(json.dumps(meta))
+    reproduce.stage_export(plan)
+    assert len(calls) == 1
+    meta["command"]["export"] = f"python -m training export --run {plan.stage2_run}-old --out x"
+    (plan.out / "metadata.json").write_text(json.dumps(meta))
+    reproduce.stage_export(plan)
+    assert len(calls) == 2
+
+
+def test_search_trains_its_own_base_on_non_adult_images(tmp_path, monkeypatch):
+    """``search`` no longer needs ``reproduce``'s base: it prepares the base's and the
+    configuration's caches, writes the base index without adults, trains and exports it."""
+    from training import recipe, reproduce, search
+
+    plan = search.SearchPlan(str(tmp_path / "d"), str(tmp_path / "w"), "320", threads=2)
+    calls: list[list[str]] = []
+    monkeypatch.setattr(reproduce, "call", calls.append)
+    written = []
+    monkeypatch.setattr(search, "write_base_index", written.append)
+    search.ensure_base(plan)
+    sizes = [int(c[c.index("--image-size") + 1]) for c in calls if c[0] == "prepare"]
+    assert sizes == sorted({recipe.BASE_SIZE, 320})
+    assert calls[-2] == plan.base_train() and calls[-1] == plan.base_export()
+    assert written == [plan]
+    base = plan.base_train()
+    assert base[base.index("--train-index") + 1].endswith("base_train.csv")
 
 
 def test_reproduce_gate_stages_call_the_gate_commands_as_they_parse(tmp_path):
     """The gate stages' command lines are valid for ``training gate`` / ``gate-eval``: the
-    gate is fitted on the final model's own split (the fine-tune cache's splits.csv) and
+    gate is fitted on the final model's own split (the training cache's splits.csv) and
     attached in place; the figures go into the same folder, from the same feature cache."""
     import argparse
 
@@ -252,7 +388,7 @@ def test_reproduce_gate_stages_call_the_gate_commands_as_they_parse(tmp_path):
     fit, figures = parsed
     assert plan.gate()[0] == "gate" and plan.gate_figures()[0] == "gate-eval"
     assert fit.model == fit.attach == figures.model == str(plan.out)
-    assert fit.prepared == figures.prepared == str(plan.ft_data)
+    assert fit.prepared == figures.prepared == str(plan.data)
     assert fit.work == figures.work and fit.threads == figures.threads == 2
     assert figures.record and fit.data_root == figures.data_root == str(tmp_path / "d")
 
@@ -334,3 +470,8 @@ def test_reproduce_stage_log_sums_interrupted_runs(tmp_path):
     rows = log.read()
     assert [r["status"] for r in rows] == ["done", "failed"]
     assert set(reproduce.totals(rows)) == {"base"}
+    # an entry timed from another run's log (no CPU figure) makes that stage's CPU unknown
+    rows.append({"stage": "stage1", "wall_s": 60.0, "cpu_s": None})
+    rows.append({"stage": "stage1", "wall_s": 0.0, "cpu_s": 0.0})
+    t = reproduce.totals(rows)
+    assert t["stage1"] == {"wall_s": 60.0, "cpu_s": None} and t["base"]["cpu_s"] is not None

@@ -43,7 +43,7 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--data", required=True, help="prepared cache at the fine-tune's size")
     p.add_argument("--base", required=True, help="base model folder (trained without adults)")
     p.add_argument("--out", required=True, help="cross-validation folder")
-    p.add_argument("--config", default=R.CHOSEN, choices=sorted(R.CONFIGS),
+    p.add_argument("--config", default=R.CV_DEFAULT, choices=sorted(R.CONFIGS),
                    help="named fine-tune configuration (training/recipe.py)")
     p.add_argument("--folds", type=int, default=R.CV_FOLDS)
     p.add_argument("--seed", type=int, default=R.CV_SEED, help="fold assignment seed")

@@ -4,19 +4,22 @@ Model 1.1's recipe (:mod:`training.recipe`), stage by stage; each stage is skipp
 output is complete and resumes from its last checkpoint when interrupted, so the command can
 simply be run again after a session ends:
 
-1. ``prepare``: caches for the base (192 px), the fine-tune (320 px, ``pv-input-2``) and v1.0's
-   contract and size (224 px, ``pv-input-1``: the before/after comparison); the same patient
-   split as v1.0.
-2. ``base``: ResNet18 from scratch on the Kermany training split only (no adult image), then
-   exported (its folder is the fine-tunes' ``--init``).
-3. ``cv``: the chosen fine-tune once per fold of the 417 non-test NIH images (patient-grouped
-   5-fold cross-validation): out-of-fold adult predictions, the adult estimate.
-4. ``final``: the same fine-tune on all folds.
-5. ``export``: temperature on validation (out-of-fold adults + Kermany validation), population
-   operating points (adult: sensitivity 0.90 on the out-of-fold adults; paediatric: 0.90 on
-   Kermany validation), held-out test metrics, v1.0 on the same test images, the model card.
-6. ``gate``: the input gate's heads on the final backbone (``python -m training gate``, from
+1. ``prepare``: the 224 px ``pv-input-1`` cache (v1.0's contract, size and patient split; the
+   earlier model is scored on the same cache's test images).
+2. ``stage1``: ResNet18 from scratch on the Kermany and NIH training splits with the
+   orientation task, then exported without test figures (``WORK/stage1-model``, stage 2's
+   ``--init``).
+3. ``stage2``: the short, source-balanced second stage from stage 1.
+4. ``export``: temperature on validation, population operating points (adult: sensitivity
+   0.90 on the NIH validation films; paediatric: 0.90 on Kermany validation), held-out test
+   metrics with patient-bootstrap intervals, the earlier model on the same test images (paired
+   differences), the model card.
+5. ``gate``: the input gate's heads on the final backbone (``python -m training gate``, from
    the ``training.gate`` package), attached to the model folder.
+6. ``oppoints``: the population operating points again by the app's own rule (adult = a film
+   whose manifest age is at least 18, :mod:`training.pointscmd`), replacing the exporter's
+   by-source choice (9 of the 74 NIH validation films are children); after the gate, because
+   attaching it rewrites the metadata, and before the figures, whose flag counts use them.
 7. ``gate-figures``: the gate's figures (``python -m training gate-eval --record``: real films,
    the DICOM test set through the app's path, leave one source out) into the model's record
    and card. Both gate stages share one feature cache (``WORK/gate-work``).
@@ -28,7 +31,7 @@ simply be run again after a session ends:
 Stage times (wall and CPU) are appended to ``WORK/stages.json``. ``--data-root`` is a folder
 laid out like ``../shared/data`` (``kermany/train/{NORMAL,PNEUMONIA}``, ``kermany/val``,
 ``nih/labels.csv`` + ``nih/images``). Hyperparameter search is a separate command
-(``python -m training search``); it shares this command's caches and base model.
+(``python -m training search``).
 """
 
 from __future__ import annotations
@@ -50,7 +53,7 @@ from training import recipe as R
 
 log = logging.getLogger("training.reproduce")
 
-STAGES = ("prepare", "base", "cv", "final", "export", "gate", "gate-figures", "int8")
+STAGES = ("prepare", "stage1", "stage2", "export", "gate", "oppoints", "gate-figures", "int8")
 STAGE_LOG = "stages.json"
 
 
@@ -61,8 +64,6 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--out", default=None,
                    help="model folder to write (default: WORK/model; the app bundles "
                         "resources/model)")
-    p.add_argument("--config", default=R.CHOSEN, choices=sorted(R.CONFIGS),
-                   help="fine-tune configuration (default: the chosen recipe)")
     p.add_argument("--compare", default="resources/model",
                    help="earlier model scored on the same held-out test images ('' : none)")
     p.add_argument("--stop-after", choices=STAGES, default=None,
@@ -71,22 +72,26 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--device", default="auto")
 
 
+def prepare_argv(root: Path, out: Path, size: int) -> list[str]:
+    """``prepare`` of the public data at SIZE (the contract :func:`recipe.contract_for` names),
+    v1.0's patient split (seed 0)."""
+    return ["prepare", "--folder", str(root / "kermany" / "train"), "--manifest",
+            str(root / "nih" / "labels.csv"), "--out", str(out), "--image-size", str(size),
+            "--contract", R.contract_for(size), "--seed", "0"]
+
+
 class Plan:
     """Paths and command lines of every stage."""
 
     def __init__(self, args: argparse.Namespace) -> None:
         self.root, self.work = Path(args.data_root), Path(args.work)
-        self.config = args.config
-        self.size = int(R.CONFIGS[self.config]["size"])
         self.out = Path(args.out) if args.out else self.work / "model"
         self.threads = ["--threads", str(args.threads)] if args.threads else []
         self.device = args.device
         self.compare = args.compare
-        self.base_data = self.cache(R.BASE_SIZE)
-        self.ft_data = self.cache(self.size)
-        self.base_run, self.base_model = self.work / "base-run", self.work / "base-model"
-        self.cv_dir = self.work / "cv" / self.config
-        self.final_run = self.work / f"final-{self.config}"
+        self.data = self.cache(R.SIZE)
+        self.stage1_run, self.stage1_model = self.work / "stage1", self.work / "stage1-model"
+        self.stage2_run = self.work / "stage2"
         # the earlier model as it was when this run first exported: with --out equal to
         # --compare (the bundled folder), a resumed run must not compare the new model with itself
         self.compare_copy = self.work / "compare-model"
@@ -95,44 +100,30 @@ class Plan:
         return self.work / f"data{size}"
 
     def prepare(self, size: int) -> list[str]:
-        return ["prepare", "--folder", str(self.root / "kermany" / "train"), "--manifest",
-                str(self.root / "nih" / "labels.csv"), "--out", str(self.cache(size)),
-                "--image-size", str(size), "--contract", R.contract_for(size), "--seed", "0"]
+        return prepare_argv(self.root, self.cache(size), size)
 
-    def base_index(self, split: str) -> Path:
-        return self.work / "index" / f"base_{split}.csv"
+    def stage1_train(self) -> list[str]:
+        return ["train", "--data", str(self.data), "--output-dir", str(self.stage1_run),
+                *R.STAGE1_ARGS, "--device", self.device, *self.threads]
 
-    def base_train(self) -> list[str]:
-        return ["train", "--data", str(self.base_data), "--output-dir", str(self.base_run),
-                "--train-index", str(self.base_index("train")), "--val-index",
-                str(self.base_index("val")), *R.BASE_ARGS, "--device", self.device,
+    def stage1_export(self) -> list[str]:
+        return ["export", "--run", str(self.stage1_run), "--out", str(self.stage1_model),
+                "--version", f"{R.VERSION}-stage1", "--n-boot", "0", "--skip-test",
                 *self.threads]
 
-    def base_export(self) -> list[str]:
-        return ["export", "--run", str(self.base_run), "--checkpoint", "last", "--out",
-                str(self.base_model), "--version", "1.1-base", "--n-boot", "0",
-                "--skip-test", *self.threads]
-
-    def final_train(self, fold_plan) -> list[str]:  # noqa: ANN001
-        from training.cv import train_argv
-
-        return train_argv(self.ft_data, self.final_run, self.base_model, self.config,
-                          fold_plan.final_train_path, fold_plan.guard_path, None,
-                          int(self.threads[1]) if self.threads else 0, self.device)
+    def stage2_train(self) -> list[str]:
+        return ["train", "--data", str(self.data), "--output-dir", str(self.stage2_run),
+                "--init", str(self.stage1_model / "model.safetensors"), *R.STAGE2_ARGS,
+                "--device", self.device, *self.threads]
 
     def export(self) -> list[str]:
-        argv = ["export", "--run", str(self.final_run), "--checkpoint", "last", "--out",
-                str(self.out), "--version", "1.1", "--oof", str(self.cv_dir / "oof.csv"),
-                "--cv-summary", str(self.cv_dir / "cv.json"), "--extra-folder",
-                f"kermany_val={self.root / 'kermany' / 'val'}", "--plots-dir",
-                str(self.work / "plots"), "--stage-log", str(self.work / STAGE_LOG),
-                *self.threads]
+        argv = ["export", "--run", str(self.stage2_run), "--out", str(self.out), "--version",
+                R.VERSION, "--extra-folder", f"kermany_val={self.root / 'kermany' / 'val'}",
+                "--plots-dir", str(self.work / "plots"), "--stage-log",
+                str(self.work / STAGE_LOG), *self.threads]
         if self.compare:
             argv += ["--compare", str(self.compare_copy), "--compare-data",
                      str(self.cache(compare_size(self.compare_copy)))]
-        search = self.work / "search" / "search.json"
-        if search.is_file():
-            argv += ["--search-summary", str(search)]
         return argv
 
     def gate(self) -> list[str]:
@@ -143,12 +134,15 @@ class Plan:
         return ["gate-eval", "--model", str(self.out), "--out",
                 str(self.work / "gate-figures.md"), "--record", *self._gate_data()]
 
+    def oppoints(self) -> list[str]:
+        return ["oppoints", "--model", str(self.out), *self.threads]
+
     def quantize(self) -> list[str]:
         return ["quantize", "--model", str(self.out), *self.threads]
 
     def _gate_data(self) -> list[str]:
-        """The fine-tune's split (its ``splits.csv``) and the shared feature cache."""
-        return ["--data-root", str(self.root), "--prepared", str(self.ft_data), "--work",
+        """The model's split (the cache's ``splits.csv``) and the shared feature cache."""
+        return ["--data-root", str(self.root), "--prepared", str(self.data), "--work",
                 str(self.work / "gate-work"), *self.threads]
 
 
@@ -205,26 +199,20 @@ def _cpu_seconds() -> float:
     return me.ru_utime + me.ru_stime + kids.ru_utime + kids.ru_stime
 
 
-def totals(rows: list[dict]) -> dict[str, dict[str, float]]:
-    """Wall and CPU seconds per stage over all runs (interrupted attempts included)."""
-    out: dict[str, dict[str, float]] = {}
+def totals(rows: list[dict]) -> dict[str, dict[str, float | None]]:
+    """Wall and CPU seconds per stage over all runs (interrupted attempts included). An entry
+    timed from another run's log carries ``cpu_s: null``; its stage's CPU total is then None
+    (unknown) rather than an undercount."""
+    out: dict[str, dict[str, float | None]] = {}
     for r in rows:
         t = out.setdefault(r["stage"], {"wall_s": 0.0, "cpu_s": 0.0})
-        t["wall_s"] += r["wall_s"]
-        t["cpu_s"] += r["cpu_s"]
+        t["wall_s"] = (t["wall_s"] or 0.0) + r["wall_s"]
+        cpu = r.get("cpu_s")
+        t["cpu_s"] = None if cpu is None or t["cpu_s"] is None else t["cpu_s"] + cpu
     return out
 
 
-def write_base_index(plan: Plan) -> None:
-    from training.data import read_split, write_index
-
-    for split in ("train", "val"):
-        idx = read_split(plan.base_data, split)
-        write_index(plan.base_index(split),
-                    idx.subset([s not in R.ADULT_SOURCES for s in idx.sources]))
-
-
-def _done(run_dir: Path, epochs_args: list[str]) -> bool:
+def training_done(run_dir: Path, epochs_args: list[str]) -> bool:
     """A training folder whose last log row is the schedule's last epoch."""
     import csv
 
@@ -237,39 +225,28 @@ def _done(run_dir: Path, epochs_args: list[str]) -> bool:
     return bool(rows) and int(rows[-1]["epoch"]) >= epochs - 1
 
 
-def stage_prepare(plan: Plan) -> None:
-    for size in sorted({R.BASE_SIZE, plan.size, R.COMPARE_SIZE}):
-        if not (plan.cache(size) / "prepared.json").is_file():
-            call(plan.prepare(size))
-
-
-def stage_base(plan: Plan) -> None:
-    write_base_index(plan)
-    if not _done(plan.base_run, R.BASE_ARGS):
-        argv = plan.base_train()
-        if (plan.base_run / "checkpoint.pth").is_file():
-            argv += ["--resume", "auto"]
-        call(argv)
-    if not (plan.base_model / "metadata.json").is_file():
-        call(plan.base_export())
-
-
-def stage_cv(plan: Plan) -> None:
-    from training.cv import run_cv
-
-    if (plan.cv_dir / "cv.json").is_file():
+def train_resumably(run_dir: Path, argv: list[str], schedule: list[str]) -> None:
+    """Run ``train`` unless its schedule is complete, resuming from its last checkpoint."""
+    if training_done(run_dir, schedule):
         return
-    threads = int(plan.threads[1]) if plan.threads else 0
-    run_cv(plan.ft_data, plan.base_model, plan.cv_dir, plan.config, threads=threads,
-           device=plan.device)
+    if (run_dir / "checkpoint.pth").is_file():
+        argv = [*argv, "--resume", "auto"]
+    call(argv)
 
 
-def stage_final(plan: Plan) -> None:
-    from training.cv import FoldPlan, run_training
+def stage_prepare(plan: Plan) -> None:
+    if not (plan.data / "prepared.json").is_file():
+        call(plan.prepare(R.SIZE))
 
-    fold_plan = FoldPlan(plan.ft_data, plan.cv_dir)
-    fold_plan.write()
-    run_training(plan.final_train(fold_plan))
+
+def stage_stage1(plan: Plan) -> None:
+    train_resumably(plan.stage1_run, plan.stage1_train(), R.STAGE1_ARGS)
+    if not (plan.stage1_model / "metadata.json").is_file():
+        call(plan.stage1_export())
+
+
+def stage_stage2(plan: Plan) -> None:
+    train_resumably(plan.stage2_run, plan.stage2_train(), R.STAGE2_ARGS)
 
 
 def compare_size(model_dir: Path) -> int:
@@ -311,7 +288,20 @@ def snapshot_compare(plan: Plan) -> None:
         call(plan.prepare(size))
 
 
+def exported(plan: Plan) -> bool:
+    """Whether the model folder holds this recipe's export of this run's stage 2: a resumed
+    run must not export again over a folder the later stages (gate, points) completed."""
+    meta_path = plan.out / "metadata.json"
+    if not meta_path.is_file():
+        return False
+    meta = json.loads(meta_path.read_text(encoding="utf-8"))
+    line = (meta.get("command") or {}).get("export") or ""
+    return meta.get("version") == R.VERSION and f"--run {plan.stage2_run} " in f"{line} "
+
+
 def stage_export(plan: Plan) -> None:
+    if exported(plan):
+        return
     snapshot_compare(plan)
     call(plan.export())
 
@@ -339,6 +329,14 @@ def stage_gate(plan: Plan) -> None:
         raise PneumoViewError(f"the input gate could not be trained on {plan.out} ({exc}); the "
                               "model folder is complete without it; attach it with `python -m "
                               f"training gate --model {plan.out} --attach {plan.out}`") from exc
+
+
+def stage_oppoints(plan: Plan) -> None:
+    """Operating points by age (skipped when the metadata records this command's run)."""
+    meta = json.loads((plan.out / "metadata.json").read_text(encoding="utf-8"))
+    if (meta.get("command") or {}).get("oppoints"):
+        return
+    call(plan.oppoints())
 
 
 def stage_gate_figures(plan: Plan) -> None:
@@ -375,8 +373,8 @@ def stage_int8(plan: Plan) -> None:
 def run(args: argparse.Namespace) -> int:
     plan = Plan(args)
     stages = StageLog(plan.work / STAGE_LOG)
-    steps = {"prepare": stage_prepare, "base": stage_base, "cv": stage_cv,
-             "final": stage_final, "export": stage_export, "gate": stage_gate,
+    steps = {"prepare": stage_prepare, "stage1": stage_stage1, "stage2": stage_stage2,
+             "export": stage_export, "gate": stage_gate, "oppoints": stage_oppoints,
              "gate-figures": stage_gate_figures, "int8": stage_int8}
     for name in STAGES:
         stages.run(name, lambda fn=steps[name]: fn(plan))
@@ -384,5 +382,6 @@ def run(args: argparse.Namespace) -> int:
             log.info("stopped after stage %s (run again to continue)", name)
             break
     for name, t in totals(stages.read()).items():
-        log.info("%-8s %7.0f s wall %7.0f s CPU", name, t["wall_s"], t["cpu_s"])
+        cpu = "unknown" if t["cpu_s"] is None else f"{t['cpu_s']:.0f} s"
+        log.info("%-12s %7.0f s wall, CPU %s", name, t["wall_s"], cpu)
     return 0
