@@ -475,3 +475,16 @@ def test_reproduce_stage_log_sums_interrupted_runs(tmp_path):
     rows.append({"stage": "stage1", "wall_s": 0.0, "cpu_s": 0.0})
     t = reproduce.totals(rows)
     assert t["stage1"] == {"wall_s": 60.0, "cpu_s": None} and t["base"]["cpu_s"] is not None
+
+
+def test_card_stage_times_say_when_no_cpu_was_recorded():
+    from training.card import _timings
+
+    def line(st):
+        return _timings({"training": {"stage_times": st}})[0]
+
+    untimed = {"stage1": {"wall_s": 3600.0, "cpu_s": None}}
+    assert "CPU not recorded" in line(untimed) and "0.00 h CPU" not in line(untimed)
+    mixed = {**untimed, "export": {"wall_s": 60.0, "cpu_s": 7200.0}}
+    assert "2.00 h CPU (not recorded for stage1)" in line(mixed)
+    assert line({"export": {"wall_s": 60.0, "cpu_s": 7200.0}}).endswith("2.00 h CPU.")

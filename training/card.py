@@ -199,13 +199,20 @@ def _timings(meta: dict) -> list[str]:
     if not st:
         return []
     total_w = sum(v["wall_s"] for v in st.values())
-    total_c = sum(v["cpu_s"] for v in st.values() if v["cpu_s"] is not None)
     parts = ", ".join(f"{k} {v['wall_s'] / 60:.0f} min" for k, v in st.items())
+    return [f"Stage wall times of the run that made this model, up to its export (2-core CPU, "
+            f"shared): {parts}; total {total_w / 3600:.2f} h wall, {_cpu_total(st)}.", ""]
+
+
+def _cpu_total(st: dict) -> str:
+    """The CPU total, saying which stages carry none (timed from another run's log)."""
     untimed = [k for k, v in st.items() if v["cpu_s"] is None]
-    cpu = f"{total_c / 3600:.2f} h CPU" + (
-        f" (CPU not recorded for {', '.join(untimed)})" if untimed else "")
-    return [f"Stage wall times of the run that made this model (2-core CPU, shared): {parts}; "
-            f"total {total_w / 3600:.2f} h wall, {cpu}.", ""]
+    if len(untimed) == len(st):
+        return "CPU not recorded"
+    total_c = sum(v["cpu_s"] for v in st.values() if v["cpu_s"] is not None)
+    if not untimed:
+        return f"{total_c / 3600:.2f} h CPU"
+    return f"{total_c / 3600:.2f} h CPU (not recorded for {', '.join(untimed)})"
 
 
 CV_LIMIT = (
