@@ -10,13 +10,14 @@ encodings - explicit/implicit 8-bit, 12-bit with rescale, RLE, JPEG-LS, JPEG 200
 baseline) it measures, on the same machine in the same run:
 
 * PneumoView's batch rate (``run_batch``: decode worker processes + batched inference);
-* the naive loop: the same ``decode_task`` (decode, gate, contract) and the same model in one
+* the naive loop: the same ``decode_task`` (decode, gates, contract) and the same model in one
   process, one file at a time, model at batch 1, torch threads = all cores (the most the rule
   ever gives the model);
 * the model-only batched forward rate on ready inputs (all cores), measured before and after
   each set's batch run (the mean is that set's baseline: the VM's speed drifts);
-* per-stage CPU seconds per image (decode, input contract - from the naive pass - and model -
-  from the model-only pass) and the ceiling ``cores / sum of CPU s per image``.
+* per-stage CPU seconds per image (decode, and input: the contract plus the content gate's
+  statistics where flag computes them, both from the naive pass; model from the model-only
+  pass) and the ceiling ``cores / sum of CPU s per image``.
 
 Ratios printed: batch / ceiling (goal >= 85 %), batch / model-only (goal >= 80 % on the
 uncompressed set), batch / naive. Without ``--model`` the bundled model is used, or a random
@@ -132,23 +133,27 @@ def make_set(folder: Path, name: str, n: int, size: int) -> Path:
 
 
 def naive_loop(files: list[str], engine, threads_n: int) -> dict:
-    """Same decode/gate/contract function and model, one file at a time, batch 1."""
+    """Flag's work on each file (decode, tag gate, contract, the content gate's statistics and
+    verdict when the model has that gate) in one process, one file at a time, batch 1."""
     import torch
 
     from pneumoview.core.batch import decode_task
 
     torch.set_num_threads(threads_n)
     size = engine.info.input_size
+    gating = engine.content_gate_active  # what flag's decode workers are asked for
     cpu = {"decode": 0.0, "input": 0.0}
     scored = 0
     t0 = time.perf_counter()
     for path in files:
         res = decode_task({"path": path, "file_size": os.path.getsize(path),
-                           "input_size": size})
+                           "input_size": size, "input_contract": engine.info.input_contract,
+                           "gate_statistics": gating})
         cpu["decode"] += res["cpu_decode_s"]
         cpu["input"] += res["cpu_input_s"]
         if res["status"] == "scored":
-            engine.probabilities([res["input"]])
+            engine.gated_logits([res["input"]], [res["shape"]],
+                                [res.get("gate_statistics")])
             scored += 1
     wall = time.perf_counter() - t0
     return {"rate": len(files) / wall, "wall_s": wall, "scored": scored,
@@ -187,6 +192,19 @@ def batch_run(folder: Path, model_dir: Path | None, batch_size: int, workers: in
     return {"rate": s.rate, "wall_s": wall, "files": s.done, "counts": s.counts,
             "workers": s.workers, "restarts": s.restarts,
             "stage_cpu_s": s.stage_cpu_s, "engine": s.engine}
+
+
+def _inside_line(b: dict, cores: int) -> str:
+    """The stages' CPU per film inside the batch run, where the model and the decode workers
+    share the cores and their caches (what the ceiling's isolated figures leave out)."""
+    stage = b.get("stage_cpu_s") or {}
+    if not stage or not b.get("files"):
+        return ""
+    ms = {k: stage.get(k, 0.0) / b["files"] * 1e3 for k in ("decode", "input", "model")}
+    total = sum(ms.values())
+    return (f"  CPU s/img inside the batch run: decode {ms['decode']:.1f} ms, input "
+            f"{ms['input']:.1f} ms, model {ms['model']:.1f} ms -> {cores} / {total:.1f} ms = "
+            f"{cores * 1e3 / total if total else 0:.1f} img/s")
 
 
 def _model_dir(arg: str | None, scratch: Path) -> Path | None:
@@ -286,9 +304,14 @@ def main() -> int:
         print(f"\n[{name}] {len(files)} files {args.size}x{args.size}, {b['workers']} decode "
               f"workers, {b['engine']}, counts {b['counts']}")
         print(f"  CPU s/img: decode {nv['decode_cpu_s_per_img'] * 1e3:.1f} ms, input "
-              f"{nv['input_cpu_s_per_img'] * 1e3:.1f} ms, model "
+              f"{nv['input_cpu_s_per_img'] * 1e3:.1f} ms"
+              f"{' (with the content gate statistics)' if engine.content_gate_active else ''}"
+              f", model "
               f"{mo_set['cpu_s_per_img'] * 1e3:.1f} ms -> ceiling {cores} / "
               f"{cpu_sum * 1e3:.1f} ms = {ceiling:.1f} img/s")
+        inside = _inside_line(b, cores)
+        if inside:
+            print(inside)
         print(f"  batch {b['rate']:.1f} img/s | naive {nv['rate']:.1f} img/s | model-only "
               f"{mo_set['rate']:.1f} img/s (before {mo_set['before']['rate']:.1f}, after "
               f"{mo_set['after']['rate']:.1f})")
