@@ -50,10 +50,36 @@ def test_hidden_browser_fills_when_shown_with_the_latest_dataset(qtbot) -> None:
     qtbot.waitUntil(browser.isVisible)
     assert "Second^Patient" in _values(browser) and "First^Patient" not in _values(browser)
 
-    browser.set_dataset(_dataset("Third^Patient"))  # on screen: at once
-    assert "Third^Patient" in _values(browser)
+    browser.set_dataset(_dataset("Third^Patient"))  # on screen: the old rows go at once
+    assert _values(browser) == []
+    qtbot.waitUntil(lambda: "Third^Patient" in _values(browser), timeout=2000)
     browser.set_dataset(None)
     assert _values(browser) == []
+
+
+def test_stepping_through_files_fills_the_table_once_for_the_last(qtbot, monkeypatch) -> None:
+    """Arrow keys through films: each film's header arrives 30-50 ms after the last. Filling
+    the table for each would cost the GUI thread 4-10 ms per film while the reader waits for
+    the image and the AI's answer; the table is built once, for the film the reader stops
+    at, and never shows one film's tags under the next one's image."""
+    tabs, browser = _behind_another_tab(qtbot)
+    tabs.setCurrentWidget(browser)
+    qtbot.waitUntil(browser.isVisible)
+    built: list[str] = []
+    original = TagBrowser._add
+
+    def counting_add(self, parent, ds):
+        if parent is self.tree.invisibleRootItem():
+            built.append(str(ds.PatientName))
+        return original(self, parent, ds)
+
+    monkeypatch.setattr(TagBrowser, "_add", counting_add)
+    for i in range(5):
+        browser.set_dataset(_dataset(f"Film{i}^Patient"))
+        assert _values(browser) == []  # not the previous film's rows
+        qtbot.wait(20)
+    qtbot.waitUntil(lambda: "Film4^Patient" in _values(browser), timeout=2000)
+    assert built == ["Film4^Patient"]
 
 
 def test_search_filter_applies_to_a_table_filled_late(qtbot) -> None:

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from pydicom.dataset import Dataset
+from PySide6.QtCore import QTimer
 from PySide6.QtGui import QShowEvent
 from PySide6.QtWidgets import QLineEdit, QTreeWidget, QTreeWidgetItem, QVBoxLayout, QWidget
 
@@ -14,6 +15,10 @@ TAG, NAME, VR, VALUE = range(4)
 #: Below this width (px) the Tag and VR columns give their room to Name and Value: a side
 #: panel is too narrow for all four (the tag and VR stay in the Name tooltip and the search).
 WIDE_PX = 560
+#: A table on screen is filled this long after the last dataset it was given: the new film's
+#: first paint and the AI's answer (about 30 ms after a click) come first, and stepping
+#: through films with the arrow keys fills it once, for the film the reader stops at.
+FILL_DELAY_MS = 120
 
 
 def _value_text(elem) -> str:
@@ -49,16 +54,28 @@ class TagBrowser(QWidget):
         self.search.textChanged.connect(self.apply_filter)
         self._dataset: Dataset | None = None
         self._stale = False
+        self._fill_timer = QTimer(self)
+        self._fill_timer.setSingleShot(True)
+        self._fill_timer.setInterval(FILL_DELAY_MS)
+        self._fill_timer.timeout.connect(self.refresh)
 
     def set_dataset(self, ds: Dataset | None) -> None:
-        """Show ``ds``'s tags: now when the browser is on screen, else when it is shown.
+        """Show ``ds``'s tags: soon (:data:`FILL_DELAY_MS`) when the browser is on screen,
+        else when it is shown.
 
-        Filling the table costs about 10 ms of the GUI thread for a typical header; behind
-        another tab that would only delay what is on screen (the image, the AI's answer).
+        Filling the table costs 4-10 ms of the GUI thread for a typical header, and Qt holds
+        Python's lock meanwhile; done at once it would delay what the reader waits for (the
+        image, the AI's answer). The old file's rows go at once: the table never shows one
+        file's tags under another's image.
         """
+        if self._dataset is not None or self.tree.topLevelItemCount():
+            self.tree.clear()
         self._dataset, self._stale = ds, True
-        if self.isVisible():
-            self.refresh()
+        if ds is None:
+            self._fill_timer.stop()
+            self._stale = False
+        elif self.isVisible():
+            self._fill_timer.start()
 
     def refresh(self) -> None:
         """Fill the table from the last dataset given, if it is not filled yet."""
@@ -77,6 +94,7 @@ class TagBrowser(QWidget):
 
     def showEvent(self, event: QShowEvent) -> None:
         super().showEvent(event)
+        self._fill_timer.stop()
         self.refresh()
 
     def _add(self, parent: QTreeWidgetItem, ds: Dataset) -> None:
