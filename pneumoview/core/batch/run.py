@@ -192,7 +192,15 @@ class BatchRun:
                                  precision=self.options.precision,
                                  gate_mode=self.options.gate_mode)
         engine = self.engine
-        self.info = engine.info if engine.loaded else engine.load()
+        if engine.loaded:
+            self.info = engine.info
+        else:
+            from pneumoview.core import threads
+
+            # compiled for the thread count the pipeline starts with (its decode workers
+            # busy): OpenVINO compiles a model per count, and the other would go unused
+            with threads.busy(self.n_workers):
+                self.info = engine.load()
         assert self.info is not None
         self.has_gate = engine.input_gate is not None
         self.gate = effective_gate(self.options.gate_mode, self.has_gate)
