@@ -78,8 +78,9 @@ def test_stepping_through_files_fills_the_table_once_for_the_last(qtbot, monkeyp
         browser.set_dataset(_dataset(f"Film{i}^Patient"))
         assert _values(browser) == []  # not the previous film's rows
         qtbot.wait(20)
+    assert browser.fill_pending()  # what a screenshot waits for
     qtbot.waitUntil(lambda: "Film4^Patient" in _values(browser), timeout=2000)
-    assert built == ["Film4^Patient"]
+    assert built == ["Film4^Patient"] and not browser.fill_pending()
 
 
 def test_search_filter_applies_to_a_table_filled_late(qtbot) -> None:

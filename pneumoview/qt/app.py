@@ -71,7 +71,8 @@ def wait_until_idle(window: MainWindow, timeout: float = SCREENSHOT_TIMEOUT_S,
     """Process events until no work is pending for ``settle`` seconds; False on timeout.
 
     "Pending" is :meth:`WorkRunner.pending`: indexing, decoding and anything later features
-    submit or register there (the AI panel's model load and scoring).
+    submit or register there (the AI panel's model load and scoring); and the tag table's
+    scheduled fill.
     """
     app = application()
     deadline = time.monotonic() + timeout
@@ -79,7 +80,7 @@ def wait_until_idle(window: MainWindow, timeout: float = SCREENSHOT_TIMEOUT_S,
     while time.monotonic() < deadline:
         app.processEvents()
         now = time.monotonic()
-        if window.runner.pending() == 0:
+        if window.runner.pending() == 0 and not window.tags.fill_pending():
             idle_since = idle_since or now
             if now - idle_since >= settle:
                 app.processEvents()

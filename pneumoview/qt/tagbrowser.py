@@ -77,6 +77,10 @@ class TagBrowser(QWidget):
         elif self.isVisible():
             self._fill_timer.start()
 
+    def fill_pending(self) -> bool:
+        """Whether a fill is scheduled (screenshots wait for it)."""
+        return self._fill_timer.isActive()
+
     def refresh(self) -> None:
         """Fill the table from the last dataset given, if it is not filled yet."""
         if not self._stale:
