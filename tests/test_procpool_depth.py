@@ -125,9 +125,7 @@ def test_closing_asks_every_idle_worker_before_waiting_for_any(monkeypatch, tmp_
     another before): the parent no longer waits for them in turn."""
     from pneumoview.core import procpool
 
-    monkeypatch.setenv("PV_TEST_EXIT_MARK", str(tmp_path / "exited"))
-    monkeypatch.setattr(procpool, "WORKER_ENV", {**procpool.WORKER_ENV,
-                                                 "PV_TEST_EXIT_MARK": str(tmp_path / "exited")})
+    monkeypatch.setenv("PV_TEST_EXIT_MARK", str(tmp_path / "exited"))  # the workers inherit it
     events: list[str] = []
     ask, wait_for = procpool._Worker.ask_to_stop, procpool._Worker.await_stop
     monkeypatch.setattr(procpool._Worker, "ask_to_stop",

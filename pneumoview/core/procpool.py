@@ -269,11 +269,6 @@ class _Worker:
         with contextlib.suppress(Exception):
             self.conn.send(None)
 
-    def stop(self, grace: float = 1.0) -> None:
-        """Ask, then :meth:`await_stop`."""
-        self.ask_to_stop()
-        self.await_stop(grace)
-
     def await_stop(self, grace: float = 1.0) -> None:
         """Wait up to ``grace`` seconds for an asked worker to exit, then kill it."""
         self.proc.join(grace)

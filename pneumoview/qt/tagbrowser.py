@@ -68,12 +68,10 @@ class TagBrowser(QWidget):
         image, the AI's answer). The old file's rows go at once: the table never shows one
         file's tags under another's image.
         """
-        if self._dataset is not None or self.tree.topLevelItemCount():
-            self.tree.clear()
-        self._dataset, self._stale = ds, True
-        if ds is None:
+        self.tree.clear()
+        self._dataset, self._stale = ds, ds is not None
+        if not self._stale:
             self._fill_timer.stop()
-            self._stale = False
         elif self.isVisible():
             self._fill_timer.start()
 
